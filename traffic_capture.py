@@ -1,0 +1,15 @@
+"""traffic-capture as a script: `python traffic_capture.py` (as Administrator / with sudo).
+
+Edit the two constants below if you prefer that to command-line options; `--server-ip` and
+`--window` still win over them. Everything else lives in the traffic_capture package.
+"""
+
+import sys
+
+SERVER_IP = ""  # e.g. "192.168.1.10", or several: "192.168.1.10, 2001:db8::10"
+WINDOW_SIZE = 5  # seconds per row
+
+if __name__ == "__main__":
+    from traffic_capture.cli import main
+
+    sys.exit(main(default_server_ip=SERVER_IP, default_window=WINDOW_SIZE))

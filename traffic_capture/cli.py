@@ -1,0 +1,193 @@
+"""The command line: arguments -> a checked Config, then the daemon (or a subcommand).
+
+Every option is documented in --help and in the README's table; errors are one line on stderr,
+exit 2 for a usage error, 1 for a runtime error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from traffic_capture import __version__
+from traffic_capture.classify import InvalidServerAddress, ServerSet, parse_server
+from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
+
+PROG = "traffic-capture"
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+SERVER_IP_ENV = "TRAFFIC_SERVER_IP"
+
+# Values contain '.', ':', '-' and ' ' (IPv6, dates), so those can never separate fields.
+DELIMITERS = {",": ",", ";": ";", "\\t": "\t", "\t": "\t", "tab": "\t", "|": "|"}
+
+SUBCOMMANDS = {
+    "excel": "traffic_capture.dashboard",
+    "report": "traffic_capture.report",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+@dataclass
+class Config:
+    servers: ServerSet
+    servers_from: str  # where the server list came from, said at start-up
+    read: list[Path]
+    interfaces: list[str]
+    window_seconds: int
+    out: Path
+    bpf_filter: str | None
+    delimiter: str
+    duration: float | None
+    quiet: bool
+    backend: str
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _delimiter(text: str) -> str:
+    try:
+        return DELIMITERS[text]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot separate fields; use ',' (default), ';' (pt-BR, de-DE Excel), "
+            "'tab' or '|'") from None
+
+
+def build_parser(default_window: int) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Count the traffic of one or more servers per client, direction and protocol "
+                    "in tumbling windows, appending rows to a CSV that Excel reads.",
+        epilog=f"Other commands: '{PROG} excel --help' (ready-made pivot dashboard), "
+               f"'{PROG} report --help' (static report). Exit status: 0 done (Ctrl+C, SIGTERM "
+               "and --duration are normal ends), 1 runtime error, 2 usage error.",
+    )
+    add = parser.add_argument
+    add("--server-ip", action="append", default=[], metavar="ADDR",
+        help="server address (IPv4, IPv6) or network (CIDR); repeat for several. Default: "
+             f"SERVER_IP in traffic_capture.py, then ${SERVER_IP_ENV} (comma-separated), then "
+             "the capture interfaces' addresses")
+    add("--iface", action="append", default=[], metavar="NAME",
+        help="interface to capture on; repeat for several. Default: the interfaces holding a "
+             "server address (loopback for 127.0.0.1), else the default route's")
+    add("--list-interfaces", action="store_true",
+        help="print the interfaces with their addresses and exit")
+    add("--read", action="append", default=[], type=Path, metavar="FILE",
+        help="read a pcap/pcapng file instead of capturing; repeat to merge several by time")
+    add("--window", type=_positive_int, default=default_window, metavar="SECONDS",
+        help=f"window length in whole seconds (default {default_window})")
+    add("--out", type=Path, default=Path(DEFAULT_OUT), metavar="PATH",
+        help=f"CSV to append to (default {DEFAULT_OUT})")
+    add("--filter", dest="bpf_filter", metavar="BPF",
+        help="extra capture filter in tcpdump syntax, e.g. 'tcp port 443'")
+    add("--delimiter", type=_delimiter, default=",", metavar="CHAR",
+        help="field separator: ',' (default) or ';' for Excel set to pt-BR, de-DE...; "
+             "also 'tab', '|'")
+    add("--duration", type=_positive_float, metavar="SECONDS",
+        help="stop by itself after this long (live capture)")
+    add("--quiet", action="store_true", help="no status line nor start-up messages")
+    add("--backend", choices=("auto", "linux", "pcap"), default="auto",
+        help="live capture back end: 'linux' packet sockets (fast, Linux only), 'pcap' "
+             "libpcap/Npcap (portable); auto picks linux on Linux")
+    add("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def servers_from_sources(cli_values: list[str], constant: str,
+                         environment: str | None) -> tuple[ServerSet | None, str]:
+    """The first non-empty source in the documented order; None means 'use the interfaces'."""
+    for values, origin in ((cli_values, "--server-ip"),
+                           (_split(constant), "SERVER_IP in traffic_capture.py"),
+                           (_split(environment or ""), f"${SERVER_IP_ENV}")):
+        if values:
+            try:
+                return ServerSet(parse_server(v) for v in values), origin
+            except InvalidServerAddress as error:
+                raise UsageError(f"{error} (from {origin})") from None
+    return None, "the capture interfaces' addresses"
+
+
+def _split(text: str) -> list[str]:
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+def parse_config(argv: list[str], default_server_ip: str = "",
+                 default_window: int = DEFAULT_WINDOW_SECONDS) -> Config | None:
+    """None when the command only lists interfaces."""
+    parser = build_parser(default_window)
+    args = parser.parse_args(argv)
+    if args.list_interfaces:
+        return None
+    if args.read and args.iface:
+        parser.error("--read and --iface exclude each other: read files or capture live")
+    if args.read and args.duration:
+        parser.error("--duration applies to live capture, not to --read")
+    try:
+        servers, origin = servers_from_sources(args.server_ip, default_server_ip,
+                                               os.environ.get(SERVER_IP_ENV))
+    except UsageError as error:
+        parser.error(str(error))
+    if servers is None and args.read:
+        parser.error("--read needs --server-ip: a capture file does not say which host is the "
+                     "server")
+    return Config(
+        servers=servers or ServerSet(()),
+        servers_from=origin,
+        read=args.read,
+        interfaces=args.iface,
+        window_seconds=args.window,
+        out=args.out,
+        bpf_filter=args.bpf_filter,
+        delimiter=args.delimiter,
+        duration=args.duration,
+        quiet=args.quiet,
+        backend=args.backend,
+    )
+
+
+def main(argv: list[str] | None = None, default_server_ip: str = "",
+         default_window: int = DEFAULT_WINDOW_SECONDS) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return int(module.main(argv[1:]))
+    config = parse_config(argv, default_server_ip, default_window)
+    from traffic_capture import daemon
+
+    if config is None:
+        return daemon.print_interfaces()
+    return daemon.run(config)

@@ -1,0 +1,269 @@
+"""The daemon: a source feeds the pipeline in this thread, the writer thread appends the rows.
+
+Threads, signals and the clock live here, around the pure core. Whatever happens (Ctrl+C,
+SIGTERM, --duration, a bad packet, a locked file), what was counted is written before exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from traffic_capture.classify import InvalidServerAddress, ServerSet, parse_server
+from traffic_capture.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, PROG, Config
+from traffic_capture.csv_sink import OutputError, check_output
+from traffic_capture.interfaces import (
+    InterfaceError,
+    default_interfaces,
+    format_interface_list,
+    interface_addresses,
+    list_interfaces,
+    npcap_missing_message,
+    privilege_message,
+    resolve_interfaces,
+)
+from traffic_capture.parse import DLT_EN10MB, UnknownLinkType
+from traffic_capture.pipeline import Pipeline
+from traffic_capture.sources.bpf import FilterError, check_filter, combined_filter
+from traffic_capture.sources.files import (
+    CaptureFile,
+    CaptureFileError,
+    merged_records,
+    open_capture_files,
+    read_position,
+    total_size,
+)
+from traffic_capture.sources.records import Record
+from traffic_capture.status import Reporter
+from traffic_capture.writer import CsvWriter
+
+FILE_STOP_CHECK_EVERY = 4096  # records between two looks at the stop flag when reading files
+
+
+class LiveSource(Protocol):
+    interfaces: list[str]
+
+    def records(self, stop: threading.Event) -> Iterator[Record | None]: ...
+
+    def kernel_drops(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class StartError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_RUNTIME) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def fail(message: str, exit_code: int = EXIT_RUNTIME) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return exit_code
+
+
+def print_interfaces() -> int:
+    try:
+        print(format_interface_list(list_interfaces()))
+    except OSError as error:
+        return fail(f"cannot list interfaces: {error}")
+    return EXIT_OK
+
+
+def run(config: Config) -> int:
+    reporter = Reporter(config.quiet)
+    try:
+        check_output(config.out, config.delimiter)
+        if config.read:
+            files = open_capture_files(config.read)
+            return _run_files(config, files, reporter)
+        source = _open_live(config, reporter)
+    except StartError as error:
+        return fail(str(error), error.exit_code)
+    except (OutputError, CaptureFileError) as error:
+        return fail(str(error))
+    return _run_live(config, source, reporter)
+
+
+def _open_live(config: Config, reporter: Reporter) -> LiveSource:
+    backend = config.backend
+    if backend == "auto":
+        backend = "linux" if sys.platform.startswith("linux") else "pcap"
+    try:
+        known = list_interfaces()
+    except (OSError, ImportError) as error:
+        raise StartError(_capture_unavailable(error)) from None
+    try:
+        if config.interfaces:
+            chosen = resolve_interfaces(config.interfaces, known)
+        elif config.servers:
+            chosen = default_interfaces(config.servers, known)
+        else:
+            chosen = default_interfaces(ServerSet(()), known)
+    except InterfaceError as error:
+        raise StartError(str(error), EXIT_USAGE) from None
+    if not config.servers:
+        addresses = interface_addresses(chosen)
+        if not addresses:
+            raise StartError(f"{', '.join(i.name for i in chosen)} has no address to use as the "
+                             "server: give --server-ip", EXIT_USAGE)
+        try:
+            config.servers = ServerSet(parse_server(a) for a in addresses)
+        except InvalidServerAddress as error:
+            raise StartError(str(error), EXIT_USAGE) from None
+    bpf = _kernel_filter(config, reporter)
+    devices = [i.device for i in chosen]
+    try:
+        if backend == "linux":
+            from traffic_capture.sources.live_linux import LinuxLiveSource
+
+            source: LiveSource = LinuxLiveSource(devices, bpf)
+        else:
+            from traffic_capture.sources.live_pcap import PcapLiveSource
+
+            source = PcapLiveSource(devices, bpf)
+    except PermissionError:
+        raise StartError(privilege_message(sys.platform)) from None
+    except ImportError as error:
+        raise StartError(_capture_unavailable(error)) from None
+    except OSError as error:
+        if "permission" in str(error).lower() or "operation not permitted" in str(error).lower():
+            raise StartError(privilege_message(sys.platform)) from None
+        raise StartError(f"cannot capture on {', '.join(devices)}: {error}") from None
+    reporter.info(f"server addresses: {config.servers} (from {config.servers_from})")
+    reporter.info(f"capturing on {', '.join(i.name for i in chosen)}; rows every "
+                  f"{config.window_seconds} s to {config.out}; Ctrl+C to stop")
+    return source
+
+
+def _capture_unavailable(error: BaseException) -> str:
+    if sys.platform.startswith("win"):
+        return npcap_missing_message()
+    return f"packet capture is not available: {error}"
+
+
+def _kernel_filter(config: Config, reporter: Reporter) -> str | None:
+    expression = combined_filter(config.servers, config.bpf_filter)
+    try:
+        check_filter(expression, DLT_EN10MB)
+    except FilterError as error:
+        if config.bpf_filter:
+            raise StartError(str(error), EXIT_USAGE) from None
+        reporter.info(f"{error}; filtering in user space instead")
+        return None
+    return expression
+
+
+def _install_stop_signals(stop: threading.Event, writer: CsvWriter) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            writer.hurry.set()  # a second Ctrl+C: don't wait for a locked file any longer
+        stop.set()
+
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, on_signal)
+
+
+def _describe(pipeline: Pipeline, writer: CsvWriter,
+              drops: Callable[[], int] | None = None) -> Callable[[], str]:
+    counters = pipeline.counters
+
+    def describe() -> str:
+        text = (f"packets {counters.packets_seen:,} seen, {counters.packets_counted:,} counted | "
+                f"windows {counters.windows_closed:,} | rows {writer.rows_written:,} written, "
+                f"{writer.rows_pending:,} pending")
+        if drops is not None:
+            text += f" | kernel drops {drops():,}"
+        return text
+
+    return describe
+
+
+def _start(config: Config, reporter: Reporter) -> tuple[Pipeline, CsvWriter, threading.Event]:
+    writer = CsvWriter(config.out, config.delimiter, reporter.warn, reporter.info)
+    pipeline = Pipeline(config.servers, config.window_seconds, writer.put)
+    stop = threading.Event()
+    _install_stop_signals(stop, writer)
+    writer.start()
+    return pipeline, writer, stop
+
+
+def _finish(config: Config, pipeline: Pipeline, writer: CsvWriter, reporter: Reporter) -> None:
+    pipeline.finish()
+    writer.stop()
+    c = pipeline.counters
+    where = f"{config.out}" + (f" (and {writer.side_file})" if writer.side_file else "")
+    reporter.info(f"done: {c.packets_seen:,} packets, {c.packets_counted:,} counted "
+                  f"({c.bytes_counted:,} bytes) in {c.rows_made:,} rows over "
+                  f"{c.windows_closed:,} windows, written to {where}")
+
+
+def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter) -> int:
+    pipeline, writer, stop = _start(config, reporter)
+    describe = _describe(pipeline, writer)
+    reporter.start(describe, total_bytes=total_size(files),
+                   position=lambda: read_position(files))
+    feed = pipeline.feed
+    exit_code = EXIT_OK
+    try:
+        countdown = FILE_STOP_CHECK_EVERY
+        for ts_ns, linktype, frame in merged_records(files):
+            feed(ts_ns, linktype, frame)
+            countdown -= 1
+            if not countdown:
+                countdown = FILE_STOP_CHECK_EVERY
+                if stop.is_set():
+                    break
+    except UnknownLinkType as error:
+        exit_code = fail(f"{', '.join(map(str, config.read))}: {error}")
+    finally:
+        reporter.stop(describe, position=lambda: read_position(files))
+        for capture in files:
+            capture.close()
+        _finish(config, pipeline, writer, reporter)
+    for capture in files:
+        if capture.truncated:
+            reporter.warn(f"{capture.path} ends in the middle of a packet (a capture that was "
+                          "killed?): counted every complete packet before the cut")
+    return exit_code
+
+
+def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
+    pipeline, writer, stop = _start(config, reporter)
+    describe = _describe(pipeline, writer, source.kernel_drops)
+    reporter.start(describe)
+    timer = None
+    if config.duration:
+        timer = threading.Timer(config.duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    feed, advance = pipeline.feed, pipeline.advance
+    exit_code = EXIT_OK
+    try:
+        for record in source.records(stop):
+            if record is None:
+                advance(time.time_ns())
+            else:
+                feed(*record)
+    except UnknownLinkType as error:
+        exit_code = fail(str(error))
+    except OSError as error:
+        exit_code = fail(f"capture stopped: {error}")
+    finally:
+        if timer is not None:
+            timer.cancel()
+        drops = source.kernel_drops()
+        reporter.stop(describe)
+        source.close()
+        _finish(config, pipeline, writer, reporter)
+    if drops:
+        reporter.warn(f"kernel drops: {drops:,} packets were dropped by the kernel before they "
+                      "could be counted (the capture could not keep up); the rows miss them")
+    else:
+        reporter.info("kernel drops: 0")
+    return exit_code

@@ -1,0 +1,60 @@
+"""The product's rules, in one place, each with its reason.
+
+Every other module imports these; a change of rule is a change here (and in the tests that pin it).
+"""
+
+from __future__ import annotations
+
+# The CSV contract. The Excel dashboard, the report and users' own sheets read these names.
+COLUMNS: tuple[str, ...] = (
+    "window_start",
+    "window_end",
+    "client_ip",
+    "direction",
+    "total_bytes",
+    "http_bytes",
+    "ftp_bytes",
+    "tcp_bytes",
+    "udp_bytes",
+    "other_bytes",
+)
+
+# Protocol classes, in column order. A packet falls in exactly one, so total = their sum.
+CLASSES: tuple[str, ...] = ("http", "ftp", "tcp", "udp", "other")
+HTTP, FTP, TCP, UDP, OTHER = range(len(CLASSES))
+
+IN, OUT = "in", "out"
+
+# FTP wins over HTTP: port 20/21 on either side is FTP even if the other side is 80.
+FTP_PORTS = frozenset({20, 21})
+# The control port whose replies and commands announce data connections (PASV/EPSV/PORT/EPRT).
+FTP_CONTROL_PORT = 21
+# How many announced FTP data endpoints are remembered; the oldest are forgotten first, so a
+# long-running daemon facing a busy FTP server keeps bounded memory.
+FTP_DATA_ENDPOINTS_MAX = 65_536
+
+# Plain-text web ports. 443 is deliberately not HTTP: its bytes are TLS and count as tcp.
+HTTP_PORTS = frozenset({80, 8080, 8000})
+
+# IP protocol numbers.
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+DEFAULT_WINDOW_SECONDS = 5
+DEFAULT_OUT = "traffic.csv"
+
+# A live window is written this long after its end by the wall clock, so packets still in kernel
+# buffers when the window ends land in it instead of in a late extra row.
+CLOSE_DELAY_SECONDS = 1.0
+
+# Local time, no time zone: what Excel parses as a date-time in every locale.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# At stop, how long the writer keeps retrying a locked CSV before it saves the pending rows to a
+# side file next to it.
+STOP_RETRY_SECONDS = 10.0
+# Between two attempts to write a locked or failing CSV.
+RETRY_INTERVAL_SECONDS = 1.0
+
+# Excel's sheet size; the CSV may grow beyond it, the dashboard and report say so.
+EXCEL_MAX_ROWS = 1_048_576

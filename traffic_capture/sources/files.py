@@ -1,0 +1,132 @@
+"""Capture files (pcap, pcapng, gzip-compressed either) read with scapy's raw readers.
+
+Records come out as (timestamp in ns, link type, frame bytes): the same shape live capture
+gives, so a file and a live capture of the same packets go through the same pipeline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from traffic_capture.parse import IP_OFFSET, link_type_name
+from traffic_capture.sources.records import Record
+
+NS = 1_000_000_000
+
+
+class CaptureFileError(Exception):
+    """A capture file that cannot be read at all; the message names it and says why."""
+
+
+def _scapy_readers():  # noqa: ANN202 - scapy's reader classes
+    # Imported here: scapy's import costs ~1 s and prints warnings, which `--help` need not pay.
+    logging.getLogger("scapy").setLevel(logging.ERROR)
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapNgReader, RawPcapReader
+
+    return RawPcapReader, RawPcapNgReader, Scapy_Exception
+
+
+class CaptureFile:
+    """One open capture file: its records, where reading has got to, whether it was cut short."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists():
+            raise CaptureFileError(f"capture file {path} not found")
+        if path.is_dir():
+            raise CaptureFileError(f"{path} is a folder, not a capture file")
+        try:
+            self.size = path.stat().st_size
+        except OSError as error:
+            raise CaptureFileError(f"cannot read {path}: {error.strerror}") from None
+        if self.size == 0:
+            raise CaptureFileError(f"capture file {path} is empty")
+        raw_reader, pcapng_reader, scapy_exception = _scapy_readers()
+        try:
+            self._reader = raw_reader(str(path))
+        except scapy_exception:
+            raise CaptureFileError(
+                f"{path} is not a pcap or pcapng capture file (or it is damaged)"
+            ) from None
+        except OSError as error:
+            raise CaptureFileError(f"cannot read {path}: {error.strerror or error}") from None
+        self.is_pcapng = isinstance(self._reader, pcapng_reader)
+        # gzip files: the compressed size says nothing about where reading has got to.
+        self.compressed = hasattr(self._reader.f, "fileobj")
+        if not self.is_pcapng and self._reader.linktype not in IP_OFFSET:
+            raise CaptureFileError(
+                f"{path}: {link_type_name(self._reader.linktype)} is not a link type this tool "
+                "reads (Ethernet, Linux cooked v1/v2, raw IP, BSD/Npcap loopback)"
+            )
+        self.truncated = False
+
+    def position(self) -> int:
+        """Bytes of the file read so far, for the progress bar."""
+        try:
+            inner = getattr(self._reader.f, "fileobj", self._reader.f)
+            return int(inner.tell())
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def records(self) -> Iterator[Record]:
+        if self.is_pcapng:
+            yield from self._pcapng_records()
+        else:
+            yield from self._pcap_records()
+        if not self.compressed and self.position() < self.size:
+            self.truncated = True
+
+    def _pcap_records(self) -> Iterator[Record]:
+        reader = self._reader
+        linktype = reader.linktype
+        scale = 1 if reader.nano else 1000
+        for frame, meta in reader:
+            if len(frame) < min(meta.caplen, 65535):
+                self.truncated = True  # the last record of a killed capture
+                return
+            yield (meta.sec * NS + meta.usec * scale, linktype, frame)
+
+    def _pcapng_records(self) -> Iterator[Record]:
+        last_ts = 0
+        for frame, meta in self._reader:
+            if meta.tshigh is not None:
+                # tsresol is units per second (10**6 by default, 10**9 for nanosecond files).
+                last_ts = ((meta.tshigh << 32) | meta.tslow) * NS // meta.tsresol
+            yield (last_ts, meta.linktype, frame)
+
+
+def open_capture_files(paths: list[Path]) -> list[CaptureFile]:
+    """Open every file first, so that a bad one is reported before any is read."""
+    files: list[CaptureFile] = []
+    try:
+        for path in paths:
+            files.append(CaptureFile(path))
+    except CaptureFileError:
+        for opened in files:
+            opened.close()
+        raise
+    return files
+
+
+def merged_records(files: list[CaptureFile]) -> Iterator[Record]:
+    """All files' records in timestamp order, as one live capture on several interfaces."""
+    if len(files) == 1:
+        return files[0].records()
+    return heapq.merge(*(capture.records() for capture in files), key=lambda record: record[0])
+
+
+def total_size(files: list[CaptureFile]) -> int:
+    return sum(capture.size for capture in files)
+
+
+def read_position(files: list[CaptureFile]) -> int:
+    return sum(capture.position() for capture in files)
+
+

@@ -1,0 +1,149 @@
+"""The consumer: a thread that appends closed windows to the CSV and never loses one.
+
+The capture side only puts rows on a queue; all waiting on disk happens here. When the CSV
+cannot be written (Excel holds it locked, the disk is full...) the rows stay queued in order
+and are retried; at stop, rows the CSV still refuses go to a side file.
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from traffic_capture.csv_sink import append_text, format_rows, write_side_file
+from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
+from traffic_capture.windows import Row
+
+_STOP = None
+
+
+def blocked_advice(path: Path, error: OSError) -> str:
+    """Why the CSV cannot be written and what the user can do, in one line."""
+    if error.errno == errno.ENOSPC:
+        cause = "the disk is full; free some space"
+    elif isinstance(error, PermissionError):
+        cause = ("it is locked or read-only, most likely open in Excel: close it there, or load "
+                 "it with Data > From Text/CSV, which reads it without locking it")
+    else:
+        cause = error.strerror or str(error)
+    return (f"cannot write {path} ({type(error).__name__}: {error.strerror or error}): {cause}. "
+            f"Capture goes on; rows wait in memory and are retried every "
+            f"{RETRY_INTERVAL_SECONDS:g} s")
+
+
+class CsvWriter(threading.Thread):
+    def __init__(self, path: Path, delimiter: str, warn: Callable[[str], None],
+                 info: Callable[[str], None]) -> None:
+        super().__init__(name="csv-writer", daemon=True)
+        self.path = path
+        self.delimiter = delimiter
+        self._warn = warn
+        self._info = info
+        self._queue: queue.SimpleQueue[list[Row] | None] = queue.SimpleQueue()
+        self._pending: deque[Row] = deque()
+        self._blocked_since: float | None = None
+        self.rows_written = 0
+        self.rows_queued = 0  # put by the producer, not yet written
+        self.side_file: Path | None = None
+        self.hurry = threading.Event()  # a second Ctrl+C: stop retrying, save to a side file now
+
+    @property
+    def rows_pending(self) -> int:
+        return self.rows_queued - self.rows_written
+
+    def put(self, rows: list[Row]) -> None:
+        """Producer side: never blocks."""
+        if rows:
+            self.rows_queued += len(rows)
+            self._queue.put(rows)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the thread to drain and finish; wait for it."""
+        self._queue.put(_STOP)
+        self.join(timeout)
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            wait = RETRY_INTERVAL_SECONDS if self._pending else None
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = []
+            stopping = self._take(item)
+            stopping = self._take_waiting() or stopping
+            self._try_write()
+        deadline = time.monotonic() + STOP_RETRY_SECONDS
+        while self._pending and time.monotonic() < deadline:
+            if self.hurry.wait(RETRY_INTERVAL_SECONDS):
+                break
+            self._try_write()
+        if self._pending:
+            self._save_to_side_file()
+
+    def _take(self, item: list[Row] | None) -> bool:
+        if item is _STOP:
+            return True
+        self._pending.extend(item)
+        return False
+
+    def _take_waiting(self) -> bool:
+        stopping = False
+        while True:
+            try:
+                stopping = self._take(self._queue.get_nowait()) or stopping
+            except queue.Empty:
+                return stopping
+
+    def _try_write(self) -> None:
+        if not self._pending:
+            return
+        rows = list(self._pending)
+        try:
+            append_text(self.path, format_rows(rows, self.delimiter), self.delimiter)
+        except OSError as error:
+            if self._blocked_since is None:
+                self._blocked_since = time.monotonic()
+                self._warn(blocked_advice(self.path, error))
+            return
+        for _ in rows:
+            self._pending.popleft()
+        self.rows_written += len(rows)
+        if self._blocked_since is not None:
+            waited = time.monotonic() - self._blocked_since
+            self._blocked_since = None
+            self._info(f"{self.path} is writable again: wrote {len(rows)} waiting rows "
+                       f"after {waited:.0f} s")
+
+    def _save_to_side_file(self) -> None:
+        rows = list(self._pending)
+        text = format_rows(rows, self.delimiter)
+        candidates = [self.path, Path(_temp_dir()) / self.path.name]
+        for base in candidates:
+            try:
+                self.side_file = write_side_file(base, text, self.delimiter)
+            except OSError:
+                continue
+            self._pending.clear()
+            self.rows_written += len(rows)
+            self._warn(f"{self.path} still cannot be written: its {len(rows)} waiting rows were "
+                       f"saved to {self.side_file}; append them to it once it is free")
+            return
+        # Nowhere on disk takes them: the terminal is the last place they are not lost.
+        self._warn(f"{self.path} and its side files cannot be written: printing the "
+                   f"{len(rows)} waiting rows here")
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        self._pending.clear()
+
+
+def _temp_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
