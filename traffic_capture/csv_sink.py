@@ -55,9 +55,14 @@ def check_output(path: Path, delimiter: str) -> None:
         except OSError as error:
             raise OutputError(
                 f"cannot create the folder of {path}: {error.strerror or error}") from None
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:
+        # The header at once: Excel and the dashboard can load the columns before any row.
         try:
-            path.touch()
+            append_text(path, "", delimiter)
+        except PermissionError:
+            if path.exists():
+                return  # an empty file held by another program; the writer will wait for it
+            raise OutputError(f"cannot create {path}: permission denied") from None
         except OSError as error:
             raise OutputError(f"cannot create {path}: {error.strerror or error}") from None
         return

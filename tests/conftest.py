@@ -1,0 +1,125 @@
+"""Shared fixtures: a private network namespace, and the daemon as a real child process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DAEMON = [sys.executable, "-m", "traffic_capture"]
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, packet sockets); CI runs as root")
+
+
+def needs_tools(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (installed by .ci/run)")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], timeout: float = 60, cwd: Path | None = None,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(DAEMON + args, capture_output=True, text=True, timeout=timeout,
+                          env=child_env(**env), cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"client_ip": str})
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A private network namespace with loopback up: its traffic touches nothing else."""
+    needs_root()
+    needs_tools("ip")
+    name = f"tc-test-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True, timeout=10)
+        yield name
+    finally:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                              timeout=10).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], timeout=10)
+
+
+def in_netns(namespace: str, command: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", namespace, *command]
+
+
+class Daemon:
+    """The daemon in a child process; stderr is drained in a thread so it never blocks."""
+
+    def __init__(self, namespace: str, args: list[str], ready_text: str = "capturing on") -> None:
+        self.process = subprocess.Popen(
+            in_netns(namespace, DAEMON + args), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
+        )
+        self._stderr: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        self.wait_for(ready_text, timeout=30)
+        time.sleep(0.3)  # the socket is bound just before the message; give it a moment
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for chunk in iter(lambda: self.process.stderr.read1(4096), b""):  # type: ignore[union-attr]
+            self._stderr.append(chunk.decode(errors="replace"))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise AssertionError(f"daemon never said {text!r}; stderr:\n{self.stderr}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 40) -> int:
+        self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def ping(namespace: str, count: int, address: str = "127.0.0.1", interval: float = 0.2) -> None:
+    subprocess.run(in_netns(namespace, ["ping", "-n", "-q", "-c", str(count), "-i", str(interval),
+                                        address]), check=True, capture_output=True,
+                   timeout=count * interval + 20)

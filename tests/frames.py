@@ -1,0 +1,93 @@
+"""Frames built with scapy (a real packet library, independent of our parser) in every link type."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+)
+from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
+from scapy.packet import Packet, Raw
+
+from traffic_capture import parse
+
+SERVER4 = "192.0.2.1"
+SERVER6 = "2001:db8::1"
+CLIENT4 = "198.51.100.7"
+CLIENT6 = "2001:db8:1::7"
+
+
+def ethernet(ip: Packet) -> bytes:
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / ip)
+
+
+def ethernet_vlan(ip: Packet) -> bytes:
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=42) / ip)
+
+
+def ethernet_qinq(ip: Packet) -> bytes:
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                 / Dot1AD(vlan=7) / Dot1Q(vlan=42) / ip)
+
+
+def linux_sll(ip: Packet) -> bytes:
+    proto = 0x86DD if ip.version == 6 else 0x0800
+    return bytes(CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, proto=proto) / ip)
+
+
+def linux_sll2(ip: Packet) -> bytes:
+    proto = 0x86DD if ip.version == 6 else 0x0800
+    return bytes(CookedLinuxV2(proto=proto, ifindex=2, pkttype=0) / ip)
+
+
+def null_le(ip: Packet) -> bytes:
+    # DLT_NULL written by a little-endian host; Windows (Npcap) says 23 for IPv6.
+    family = 23 if ip.version == 6 else 2
+    return struct.pack("<I", family) + bytes(ip)
+
+
+def null_be(ip: Packet) -> bytes:
+    family = 30 if ip.version == 6 else 2  # macOS's AF_INET6
+    return struct.pack(">I", family) + bytes(ip)
+
+
+def loop(ip: Packet) -> bytes:
+    # DLT_LOOP: the family in network byte order (OpenBSD's AF_INET6 is 24).
+    return struct.pack(">I", 24 if ip.version == 6 else 2) + bytes(ip)
+
+
+def raw(ip: Packet) -> bytes:
+    return bytes(ip)
+
+
+# (link type, builder) for every link type the product reads.
+LINK_TYPES: dict[str, tuple[int, Callable[[Packet], bytes]]] = {
+    "ethernet": (parse.DLT_EN10MB, ethernet),
+    "ethernet-802.1q": (parse.DLT_EN10MB, ethernet_vlan),
+    "ethernet-802.1ad": (parse.DLT_EN10MB, ethernet_qinq),
+    "linux-sll": (parse.DLT_LINUX_SLL, linux_sll),
+    "linux-sll2": (parse.DLT_LINUX_SLL2, linux_sll2),
+    "null-little-endian": (parse.DLT_NULL, null_le),
+    "null-big-endian": (parse.DLT_NULL, null_be),
+    "loop": (parse.DLT_LOOP, loop),
+    "raw": (parse.DLT_RAW, raw),
+}
+
+
+def arp_frame() -> bytes:
+    return bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff")
+                 / ARP(hwsrc="02:00:00:00:00:01", psrc=CLIENT4, pdst=SERVER4))
+
+
+__all__ = [
+    "ICMP", "IP", "TCP", "UDP", "IPv6", "ICMPv6EchoRequest", "IPv6ExtHdrDestOpt",
+    "IPv6ExtHdrFragment", "IPv6ExtHdrHopByHop", "IPv6ExtHdrRouting", "Raw", "Packet",
+]

@@ -1,0 +1,118 @@
+"""Live capture by the daemon as a child process, in a private network namespace."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Daemon, in_netns, needs_tools, ping, read_rows, run_cli
+
+ICMP_ECHO_IPV4 = 84  # 20 IP + 8 ICMP + 56 data, ping's default
+ICMP_ECHO_IPV6 = 104  # 40 IPv6 + 8 ICMPv6 + 56 data
+
+
+@pytest.mark.parametrize("backend", ["linux", "pcap"])
+def test_ping_on_loopback_counts_each_packet_once(netns: str, tmp_path: Path, backend: str
+                                                  ) -> None:
+    needs_tools("ping")
+    out = tmp_path / "traffic.csv"
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(out), "--backend", backend])
+    try:
+        ping(netns, 7)
+        time.sleep(0.5)
+    finally:
+        code = daemon.stop(signal.SIGINT)
+    assert code == 0, daemon.stderr
+    rows = read_rows(out)
+    assert rows["total_bytes"].sum() == 7 * 2 * ICMP_ECHO_IPV4
+    assert (rows["other_bytes"] == rows["total_bytes"]).all()
+    assert set(rows["client_ip"]) == {"127.0.0.1"} and set(rows["direction"]) == {"in"}
+    assert "kernel drops: 0" in daemon.stderr
+
+
+def test_ipv6_ping_and_sigterm_write_the_partial_window_with_its_real_bounds(
+        netns: str, tmp_path: Path) -> None:
+    needs_tools("ping")
+    out = tmp_path / "traffic.csv"
+    daemon = Daemon(netns, ["--server-ip", "::1", "--out", str(out), "--window", "3600"])
+    try:
+        ping(netns, 3, "::1")
+    finally:
+        code = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.stderr
+    rows = read_rows(out)
+    assert rows["total_bytes"].sum() == 3 * 2 * ICMP_ECHO_IPV6
+    start = rows["window_start"].iloc[0]
+    assert start.endswith(":00:00")  # aligned to the hour, not to the stop
+    end = rows["window_end"].iloc[0]
+    assert int(end[11:13]) == (int(start[11:13]) + 1) % 24
+
+
+def test_duration_stops_the_daemon_by_itself(netns: str, tmp_path: Path) -> None:
+    out = tmp_path / "traffic.csv"
+    started = time.monotonic()
+    result = subprocess.run(
+        in_netns(netns, ["python", "-m", "traffic_capture", "--server-ip", "127.0.0.1",
+                         "--out", str(out), "--duration", "1.5", "--quiet"]),
+        capture_output=True, text=True, timeout=30, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 15
+    assert out.read_text().startswith("window_start,")  # header only: nothing was sent
+
+
+def test_the_default_interface_for_a_loopback_server_is_loopback(netns: str, tmp_path: Path
+                                                                  ) -> None:
+    needs_tools("ping")
+    out = tmp_path / "traffic.csv"
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(out)])
+    try:
+        ping(netns, 2)
+    finally:
+        daemon.stop()
+    assert "capturing on lo" in daemon.stderr
+    assert read_rows(out)["total_bytes"].sum() == 2 * 2 * ICMP_ECHO_IPV4
+
+
+def test_live_capture_and_a_file_of_the_same_packets_give_the_same_rows(
+        netns: str, tmp_path: Path) -> None:
+    """Both back ends and tcpdump watch the same packets; all three give identical rows."""
+    needs_tools("ping", "tcpdump", "curl")
+    pcap = tmp_path / "same.pcap"
+    tcpdump = subprocess.Popen(in_netns(netns, ["tcpdump", "-i", "lo", "-w", str(pcap), "-U",
+                                                "-s", "0", "host", "127.0.0.1"]),
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    linux = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "linux.csv"),
+                           "--backend", "linux", "--window", "1"])
+    pcap_daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "pcap.csv"),
+                                 "--backend", "pcap", "--window", "1"])
+    server = subprocess.Popen(in_netns(netns, ["python", "-m", "http.server", "8000", "--bind",
+                                               "127.0.0.1", "--directory", str(tmp_path)]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        (tmp_path / "page.bin").write_bytes(b"p" * 200_000)
+        ping(netns, 3)
+        subprocess.run(in_netns(netns, ["curl", "-s", "-o", "/dev/null", "--retry", "5",
+                                        "--retry-connrefused",
+                                        "http://127.0.0.1:8000/page.bin"]),
+                       check=True, timeout=30)
+        time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(10)
+        assert linux.stop() == 0
+        assert pcap_daemon.stop() == 0
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump.wait(10)
+    result = run_cli(["--read", str(pcap), "--server-ip", "127.0.0.1", "--window", "1",
+                      "--out", str(tmp_path / "file.csv"), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    linux_rows = read_rows(tmp_path / "linux.csv")
+    assert linux_rows["http_bytes"].sum() > 200_000
+    assert linux_rows["other_bytes"].sum() == 3 * 2 * ICMP_ECHO_IPV4
+    assert linux_rows.equals(read_rows(tmp_path / "pcap.csv"))
+    assert linux_rows.equals(read_rows(tmp_path / "file.csv"))
