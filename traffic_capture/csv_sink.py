@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable
@@ -108,7 +109,15 @@ def write_side_file(path: Path, text: str, delimiter: str) -> Path:
     """Save rows that the CSV would not take at stop, next to it; return where they went."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     side = path.with_name(f"{path.stem}.pending-{stamp}{path.suffix or '.csv'}")
-    with side.open("x", encoding="utf-8", newline="") as out:
-        out.write(header_line(delimiter))
-        out.write(text)
+    try:
+        with side.open("x", encoding="utf-8", newline="") as out:
+            out.write(header_line(delimiter))
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError:
+        # A half-written side file would hold rows that also go elsewhere: remove it.
+        with contextlib.suppress(OSError):
+            side.unlink()
+        raise
     return side

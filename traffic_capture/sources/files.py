@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import heapq
 import logging
+import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from traffic_capture.parse import IP_OFFSET, link_type_name
 from traffic_capture.sources.records import Record
@@ -80,14 +82,34 @@ class CaptureFile:
             yield from self._pcapng_records()
         else:
             yield from self._pcap_records()
-        if not self.compressed and self.position() < self.size:
-            self.truncated = True
+
+    def _raw_records(self) -> Iterator[tuple[bytes, Any]]:
+        """scapy's records; at the end, whether the file stopped at a record boundary.
+
+        scapy ends quietly on a record cut short (it reads what is left and stops), so the
+        check is ours: a killed capture must be said, not silently taken as complete.
+        """
+        reader = self._reader
+        tell = reader.f.tell
+        start = 0
+        while True:
+            start = tell()
+            try:
+                yield next(reader)
+            except StopIteration:
+                break
+        if self.compressed or start >= self.size:
+            return
+        # Bytes were left after the last packet: truncation, unless they are whole pcapng
+        # blocks without packets (the interface statistics dumpcap writes at the end).
+        self.truncated = not (self.is_pcapng and _whole_pcapng_blocks(
+            self.path, start, self.size, reader.endian))
 
     def _pcap_records(self) -> Iterator[Record]:
         reader = self._reader
         linktype = reader.linktype
         scale = 1 if reader.nano else 1000
-        for frame, meta in reader:
+        for frame, meta in self._raw_records():
             if len(frame) < min(meta.caplen, 65535):
                 self.truncated = True  # the last record of a killed capture
                 return
@@ -95,11 +117,28 @@ class CaptureFile:
 
     def _pcapng_records(self) -> Iterator[Record]:
         last_ts = 0
-        for frame, meta in self._reader:
+        for frame, meta in self._raw_records():
             if meta.tshigh is not None:
                 # tsresol is units per second (10**6 by default, 10**9 for nanosecond files).
                 last_ts = ((meta.tshigh << 32) | meta.tslow) * NS // meta.tsresol
             yield (last_ts, meta.linktype, frame)
+
+
+def _whole_pcapng_blocks(path: Path, start: int, size: int, endian: str) -> bool:
+    """Do the bytes from `start` to the end form complete pcapng blocks?"""
+    with path.open("rb") as capture:
+        capture.seek(start)
+        position = start
+        while position < size:
+            header = capture.read(8)
+            if len(header) < 8:
+                return False
+            (block_length,) = struct.unpack(endian + "I", header[4:])
+            if block_length < 12 or position + block_length > size:
+                return False
+            position += block_length
+            capture.seek(position)
+    return True
 
 
 def open_capture_files(paths: list[Path]) -> list[CaptureFile]:

@@ -1,0 +1,167 @@
+"""Real write faults: an immutable CSV (`chattr +i` refuses even root), a full disk.
+
+Nothing counted may be lost, nothing written twice, no row torn.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scapy.utils import wrpcap
+
+from tests.conftest import Daemon, child_env, needs_root, needs_tools, read_rows
+from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from traffic_capture.rules import COLUMNS
+
+ICMP_ECHO_IPV4 = 84
+
+
+def chattr(flag: str, path: Path) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True, timeout=10)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def data_rows(path: Path) -> int:
+    return max(0, len(path.read_text().splitlines()) - 1)
+
+
+def test_a_locked_csv_delays_rows_and_a_lock_at_stop_sends_them_to_a_side_file(
+        netns: str, tmp_path: Path) -> None:
+    needs_tools("chattr", "ping")
+    out = tmp_path / "traffic.csv"
+    count = 30
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(out), "--window", "1"])
+    pinger = threading.Thread(target=lambda: subprocess.run(
+        ["ip", "netns", "exec", netns, "ping", "-n", "-q", "-c", str(count), "-i", "0.2",
+         "127.0.0.1"], capture_output=True, timeout=60))
+    locked = False
+    try:
+        pinger.start()
+        wait_until(lambda: data_rows(out) >= 1, 15, "a first row")
+        chattr("+i", out)
+        locked = True
+        wait_until(lambda: "cannot write" in daemon.stderr, 15, "the lock warning")
+        rows_while_locked = data_rows(out)
+        time.sleep(2.5)  # windows close meanwhile and wait in memory
+        assert data_rows(out) == rows_while_locked
+        chattr("-i", out)
+        locked = False
+        wait_until(lambda: "writable again" in daemon.stderr, 15, "the writer to resume")
+        pinger.join(60)
+        time.sleep(0.3)
+        chattr("+i", out)  # still locked at stop: the rows must go to a side file
+        locked = True
+        code = daemon.stop()
+    finally:
+        if locked:
+            chattr("-i", out)
+        daemon.kill()
+    assert code == 0, daemon.stderr
+    side_files = list(tmp_path.glob("traffic.pending-*.csv"))
+    assert len(side_files) == 1, daemon.stderr
+    assert str(side_files[0]) in daemon.stderr
+    assert daemon.stderr.count("cannot write") == 2  # one warning per outage, not per retry
+    rows = pd.concat([read_rows(out), read_rows(side_files[0])])
+    assert rows["total_bytes"].sum() == count * 2 * ICMP_ECHO_IPV4
+    assert not rows.duplicated(["window_start", "client_ip", "direction"]).any()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # noqa: ANN201
+    """A 64 KiB tmpfs, a disk that really fills up."""
+    needs_root()
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True,
+                   timeout=10)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], timeout=10)
+
+
+def many_clients_pcap(path: Path, clients: int) -> int:
+    """One window, one row per client: a CSV of some 50 bytes per client. Returns total bytes."""
+    frames = []
+    for i in range(clients):
+        packet = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src=f"198.51.{100 + i // 250}.{i % 250 + 1}", dst=SERVER4)
+                  / UDP(sport=40000, dport=53) / Raw(b"q" * 20))
+        packet.time = 1_700_000_000 + (i % 5) * 0.1
+        frames.append(packet)
+    wrpcap(str(path), frames)
+    return clients * 48
+
+
+def fill(disk: Path, leave_free: int) -> Path:
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    stat = os.statvfs(disk)
+    assert stat.f_bavail * stat.f_frsize < 4096
+    os.truncate(filler, max(0, filler.stat().st_size - leave_free))
+    return filler
+
+
+def test_a_full_disk_keeps_rows_waiting_and_never_tears_a_row(small_disk: Path, tmp_path: Path
+                                                               ) -> None:
+    pcap = tmp_path / "many.pcap"
+    total = many_clients_pcap(pcap, 800)  # ~33 KB of rows: more than the 16 KB left free
+    out = small_disk / "traffic.csv"
+    filler = fill(small_disk, leave_free=16 * 1024)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "traffic_capture", "--read", str(pcap), "--server-ip", SERVER4,
+         "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env=child_env())
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(iter(process.stderr.readline, "")))
+    reader.start()
+    wait_until(lambda: "disk is full" in "".join(stderr), 30, "the full-disk warning")
+    assert out.read_text() == ",".join(COLUMNS) + "\n"  # the failed append was cut back
+    filler.unlink()  # space comes back while the daemon still retries
+    assert process.wait(30) == 0
+    reader.join(5)
+    rows = read_rows(out)
+    assert len(rows) == 800, "".join(stderr)
+    assert rows["total_bytes"].sum() == total
+    assert "writable again" in "".join(stderr)
+
+
+def test_a_disk_still_full_at_stop_sends_the_rows_to_the_temp_folder(small_disk: Path,
+                                                                     tmp_path: Path) -> None:
+    pcap = tmp_path / "many.pcap"
+    total = many_clients_pcap(pcap, 800)
+    out = small_disk / "traffic.csv"
+    fill(small_disk, leave_free=16 * 1024)
+    spare = tmp_path / "spare"
+    spare.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "traffic_capture", "--read", str(pcap), "--server-ip", SERVER4,
+         "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=60,
+        env=child_env(TMPDIR=str(spare)))
+    assert result.returncode == 0, result.stderr
+    (side,) = spare.glob("traffic.pending-*.csv")
+    assert str(side) in result.stderr
+    assert read_rows(side)["total_bytes"].sum() == total
+    assert out.read_text() == ",".join(COLUMNS) + "\n"
+    assert list(small_disk.glob("traffic.pending-*")) == []  # no torn side file left behind
