@@ -10,6 +10,13 @@ SERVER_IP = ""  # e.g. "192.168.1.10", or several: "192.168.1.10, 2001:db8::10"
 WINDOW_SIZE = 5  # seconds per row
 
 if __name__ == "__main__":
+    import os
+
+    # Copied away from its package, this file would shadow it under the same name.
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.isdir(os.path.join(here, "traffic_capture")):
+        sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+
     from traffic_capture.cli import main
 
     sys.exit(main(default_server_ip=SERVER_IP, default_window=WINDOW_SIZE))

@@ -9,6 +9,7 @@ the Windows wording too.
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -34,9 +35,10 @@ def privilege_message(platform: str) -> str:
         return ("no permission to capture packets: run the command from an Administrator prompt "
                 "(right-click Command Prompt > Run as administrator), with Npcap installed "
                 "(https://npcap.com)")
+    # setcap wants the real file, not the venv's or pyenv's symlink to it.
     return ("no permission to capture packets: run it with sudo, or give Python the capture "
             "capability once: sudo setcap cap_net_raw,cap_net_admin+eip "
-            f"$(readlink -f {sys.executable})")
+            f"{os.path.realpath(sys.executable)}")
 
 
 def npcap_missing_message() -> str:

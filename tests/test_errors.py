@@ -1,0 +1,223 @@
+"""Bad input: one line on stderr, a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from scapy.utils import wrpcap
+
+from tests.conftest import DAEMON, child_env, needs_root, needs_tools, read_rows, run_cli
+from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from traffic_capture.interfaces import npcap_missing_message, privilege_message
+from traffic_capture.rules import COLUMNS
+
+USAGE, RUNTIME = 2, 1
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("traffic-capture: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def good_pcap(tmp_path: Path) -> Path:
+    packets = []
+    for i in range(6):
+        packet = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src="198.51.100.7", dst=SERVER4) / UDP(sport=40000, dport=53)
+                  / Raw(b"q" * 100))
+        packet.time = 1_700_000_000 + i
+        packets.append(packet)
+    path = tmp_path / "good.pcap"
+    wrpcap(str(path), packets)
+    return path
+
+
+def test_missing_capture_file(tmp_path: Path) -> None:
+    line = one_line_error(run_cli(["--read", str(tmp_path / "nope.pcap"), "--server-ip",
+                                   SERVER4, "--out", str(tmp_path / "t.csv")]), RUNTIME)
+    assert "nope.pcap not found" in line
+
+
+def test_empty_capture_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.pcap").write_bytes(b"")
+    line = one_line_error(run_cli(["--read", str(tmp_path / "empty.pcap"), "--server-ip",
+                                   SERVER4, "--out", str(tmp_path / "t.csv")]), RUNTIME)
+    assert "empty" in line
+
+
+def test_a_file_that_is_not_a_capture(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("window_start,window_end\nnot a capture\n")
+    line = one_line_error(run_cli(["--read", str(tmp_path / "notes.txt"), "--server-ip",
+                                   SERVER4, "--out", str(tmp_path / "t.csv")]), RUNTIME)
+    assert "not a pcap or pcapng capture file" in line
+
+
+def test_an_unknown_link_type_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "usb.pcap"
+    wrpcap(str(path), [Raw(b"\0" * 40)], linktype=189)  # USB Linux
+    line = one_line_error(run_cli(["--read", str(path), "--server-ip", SERVER4,
+                                   "--out", str(tmp_path / "t.csv")]), RUNTIME)
+    assert "link type 189" in line
+
+
+@pytest.mark.parametrize("address", ["192.168.1.300", "server", "2001:db8::g", "10.0.0.1/33"])
+def test_an_invalid_server_address(tmp_path: Path, good_pcap: Path, address: str) -> None:
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", address,
+                                   "--out", str(tmp_path / "t.csv")]), USAGE)
+    assert repr(address) in line
+
+
+def test_a_network_with_host_bits_suggests_both_meanings(tmp_path: Path, good_pcap: Path) -> None:
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", "192.0.2.1/24",
+                                   "--out", str(tmp_path / "t.csv")]), USAGE)
+    assert "192.0.2.0/24" in line and "192.0.2.1" in line
+
+
+def test_an_invalid_address_in_the_environment_says_where_it_came_from(tmp_path: Path) -> None:
+    result = run_cli(["--out", str(tmp_path / "t.csv")], TRAFFIC_SERVER_IP="nonsense")
+    assert "TRAFFIC_SERVER_IP" in one_line_error(result, USAGE)
+
+
+@pytest.mark.parametrize("window", ["0", "-5", "2.5", "five"])
+def test_an_invalid_window(tmp_path: Path, good_pcap: Path, window: str) -> None:
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                   "--window", window, "--out", str(tmp_path / "t.csv")]), USAGE)
+    assert "--window" in line
+
+
+def test_an_invalid_delimiter(tmp_path: Path, good_pcap: Path) -> None:
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                   "--delimiter", ":", "--out", str(tmp_path / "t.csv")]), USAGE)
+    assert "';'" in line
+
+
+def test_read_needs_a_server(tmp_path: Path, good_pcap: Path) -> None:
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--out", str(tmp_path / "t.csv")]),
+                          USAGE)
+    assert "--server-ip" in line
+
+
+def test_an_output_that_is_a_directory(tmp_path: Path, good_pcap: Path) -> None:
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                   "--out", str(tmp_path)]), RUNTIME)
+    assert "is a directory" in line
+
+
+def test_an_output_that_cannot_be_created(tmp_path: Path, good_pcap: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                   "--out", str(blocker / "sub" / "t.csv")]), RUNTIME)
+    assert "cannot create" in line
+
+
+def test_an_output_folder_is_created(tmp_path: Path, good_pcap: Path) -> None:
+    out = tmp_path / "new" / "folder" / "t.csv"
+    result = run_cli(["--read", str(good_pcap), "--server-ip", SERVER4, "--out", str(out),
+                      "--quiet"])
+    assert result.returncode == 0, result.stderr
+    assert read_rows(out)["total_bytes"].sum() == 6 * 128
+
+
+def test_appending_to_a_file_with_other_columns_is_refused(tmp_path: Path, good_pcap: Path
+                                                          ) -> None:
+    out = tmp_path / "t.csv"
+    out.write_text(";".join(COLUMNS) + "\n")  # the same columns, another delimiter
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                   "--out", str(out)]), RUNTIME)
+    assert "refusing to mix" in line
+    assert out.read_text() == ";".join(COLUMNS) + "\n"
+
+
+def test_appending_to_a_file_with_the_same_header_adds_rows_below(tmp_path: Path,
+                                                                   good_pcap: Path) -> None:
+    out = tmp_path / "t.csv"
+    for _ in range(2):
+        result = run_cli(["--read", str(good_pcap), "--server-ip", SERVER4, "--out", str(out),
+                          "--delimiter", ";", "--quiet"])
+        assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == ";".join(COLUMNS) and lines.count(lines[0]) == 1
+    assert len(lines) == 1 + 2 * 2  # two windows per run, header once
+
+
+def test_a_capture_cut_inside_a_record_header_warns_and_keeps_the_complete_packets(
+        tmp_path: Path, good_pcap: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    data = good_pcap.read_bytes()
+    last_record = len(data) - (16 + 142)  # 142 = 14 Ethernet + 128 IP
+    cut.write_bytes(data[:last_record + 9])  # 9 bytes into the last record's header
+    out = tmp_path / "t.csv"
+    result = run_cli(["--read", str(cut), "--server-ip", SERVER4, "--out", str(out), "--quiet"])
+    assert result.returncode == 0
+    assert "ends in the middle of a packet" in result.stderr
+    assert read_rows(out)["total_bytes"].sum() == 5 * 128
+
+
+def test_an_unknown_interface_lists_the_real_ones(tmp_path: Path) -> None:
+    needs_root()
+    line = one_line_error(run_cli(["--iface", "nosuch0", "--server-ip", SERVER4,
+                                   "--out", str(tmp_path / "t.csv")]), USAGE)
+    assert "nosuch0" in line and "lo" in line
+
+
+def test_no_capture_privilege_says_how_to_get_it(tmp_path: Path) -> None:
+    needs_root()
+    needs_tools("setpriv")
+    # Root without the capture capabilities: exactly what a plain user lacks.
+    result = subprocess.run(
+        ["setpriv", "--bounding-set=-net_raw,-net_admin", "--inh-caps=-net_raw,-net_admin",
+         *DAEMON, "--server-ip", "127.0.0.1", "--out", str(tmp_path / "t.csv")],
+        capture_output=True, text=True, timeout=60, env=child_env())
+    line = one_line_error(result, RUNTIME)
+    assert "sudo" in line and "setcap cap_net_raw" in line
+
+
+def test_the_privilege_and_npcap_messages_for_windows() -> None:
+    assert "Administrator" in privilege_message("win32")
+    assert "Npcap" in privilege_message("win32")
+    assert "sudo" in privilege_message("linux") and "setcap" in privilege_message("linux")
+    assert "https://npcap.com" in npcap_missing_message()
+    assert "loopback" in npcap_missing_message()
+
+
+def test_list_interfaces_shows_loopback_with_its_address() -> None:
+    result = run_cli(["--list-interfaces"])
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("lo") and "127.0.0.1" in line
+               for line in result.stdout.splitlines())
+
+
+def test_the_script_form_and_its_constants(tmp_path: Path, good_pcap: Path) -> None:
+    """`python traffic_capture.py` with SERVER_IP and WINDOW_SIZE edited, as the notes say."""
+    repo = Path(__file__).resolve().parent.parent
+    script = tmp_path / "traffic_capture.py"
+    text = (repo / "traffic_capture.py").read_text()
+    text = text.replace('SERVER_IP = ""', f'SERVER_IP = "{SERVER4}"')
+    text = text.replace("WINDOW_SIZE = 5", "WINDOW_SIZE = 60")
+    script.write_text(text)
+    out = tmp_path / "t.csv"
+    result = subprocess.run(["python", str(script), "--read", str(good_pcap), "--out", str(out),
+                             "--quiet"], capture_output=True, text=True, timeout=60,
+                            env=child_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == 1 and rows["total_bytes"].sum() == 6 * 128  # one 60-second window
+
+
+def test_python_dash_m_and_the_console_script_agree() -> None:
+    if shutil.which("traffic-capture") is None:
+        pytest.skip("the package is not installed (pip install -e .)")
+    version_m = run_cli(["--version"]).stdout
+    version_script = subprocess.run(["traffic-capture", "--version"], capture_output=True,
+                                    text=True, timeout=60, env=os.environ.copy()).stdout
+    assert version_m == version_script and version_m.startswith("traffic-capture ")
