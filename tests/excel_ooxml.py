@@ -1,0 +1,108 @@
+"""Checks on an .xlsx as a zip package, and a LibreOffice headless converter for the tests."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import subprocess
+import uuid
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+CT_NS = "{http://schemas.openxmlformats.org/package/2006/content-types}"
+RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+
+
+def read_parts(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def package_problems(path: Path) -> list[str]:
+    """Everything that would make Excel 'repair' the file at the package level."""
+    parts = read_parts(path)
+    problems = []
+    for name, data in parts.items():
+        if name.endswith((".xml", ".rels")):
+            try:
+                ET.fromstring(data)
+            except ET.ParseError as exc:
+                problems.append(f"{name}: not well-formed: {exc}")
+    types = ET.fromstring(parts["[Content_Types].xml"])
+    defaults = {d.get("Extension").lower() for d in types.iter(CT_NS + "Default")}
+    overrides = {o.get("PartName").lstrip("/") for o in types.iter(CT_NS + "Override")}
+    for name in parts:
+        if name == "[Content_Types].xml" or name.endswith("/"):
+            continue
+        if name not in overrides and name.rsplit(".", 1)[-1].lower() not in defaults:
+            problems.append(f"{name}: no content type")
+    for name in overrides - set(parts):
+        problems.append(f"content type for missing part {name}")
+    for name, data in parts.items():
+        if not name.endswith(".rels"):
+            continue
+        folder = posixpath.dirname(posixpath.dirname(name))
+        if name != "_rels/.rels":
+            source = posixpath.join(folder, posixpath.basename(name)[: -len(".rels")])
+            if source not in parts:
+                problems.append(f"{name}: relationships of missing part {source}")
+        ids = set()
+        for rel in ET.fromstring(data).iter(RELS_NS + "Relationship"):
+            rid = rel.get("Id")
+            if rid in ids:
+                problems.append(f"{name}: duplicate Id {rid}")
+            ids.add(rid)
+            if rel.get("TargetMode") == "External":
+                continue
+            target = rel.get("Target")
+            resolved = target.lstrip("/") if target.startswith("/") else \
+                posixpath.normpath(posixpath.join(folder, target))
+            if resolved not in parts:
+                problems.append(f"{name}: {rid} -> missing {resolved}")
+    return problems
+
+
+def rels(parts: dict[str, bytes], part: str) -> dict[str, tuple[str, str]]:
+    """r:id -> (type, absolute target) of `part`'s relationships."""
+    folder, base = posixpath.split(part)
+    name = posixpath.join(folder, "_rels", base + ".rels")
+    if name not in parts:
+        return {}
+    out = {}
+    for rel in ET.fromstring(parts[name]).iter(RELS_NS + "Relationship"):
+        target = rel.get("Target")
+        resolved = target.lstrip("/") if target.startswith("/") else \
+            posixpath.normpath(posixpath.join(folder, target))
+        out[rel.get("Id")] = (rel.get("Type").rsplit("/", 1)[-1], resolved)
+    return out
+
+
+def soffice() -> str:
+    """The LibreOffice binary; missing is a failure on CI (it installs it), a skip elsewhere."""
+    found = shutil.which("soffice") or shutil.which("libreoffice")
+    if found:
+        return found
+    message = "LibreOffice (Debian package libreoffice-calc) is not installed"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def convert(src: Path, fmt: str, outdir: Path) -> Path:
+    """Convert with LibreOffice headless in a private profile, so parallel runs don't collide."""
+    binary = soffice()
+    profile = outdir / f"lo-profile-{uuid.uuid4().hex}"
+    outdir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [binary, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
+         "--convert-to", fmt, "--outdir", str(outdir), str(src)],
+        capture_output=True, text=True, timeout=180,
+    )
+    shutil.rmtree(profile, ignore_errors=True)
+    out = outdir / (src.stem + "." + fmt.split(":")[0])
+    assert out.exists(), f"LibreOffice did not convert {src}: {result.stdout} {result.stderr}"
+    return out

@@ -1,0 +1,122 @@
+"""Reading traffic.csv: delimiter detection, typed columns, one-line errors, the sheet limit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.excel_data import traffic_rows, write_traffic_csv
+from traffic_capture.csvrows import (
+    TrafficCsvError,
+    detect_delimiter,
+    newest_that_fit,
+    read_traffic,
+)
+from traffic_capture.rules import CLASSES, COLUMNS, TIME_FORMAT
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_both_delimiters_read_the_same_typed_rows(tmp_path: Path, delimiter: str) -> None:
+    rows = traffic_rows()
+    df = read_traffic(write_traffic_csv(tmp_path / "t.csv", rows, delimiter))
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == len(rows)
+    assert df["window_start"].dtype == "datetime64[ns]"
+    assert df["window_start"].iloc[0] == pd.Timestamp(rows[0][0])
+    for col in COLUMNS[4:]:
+        assert df[col].dtype == "int64"
+    assert df["total_bytes"].sum() == sum(int(r[4]) for r in rows)
+    assert (df["total_bytes"] == df[[f"{c}_bytes" for c in CLASSES]].sum(axis=1)).all()
+    assert set(df["client_ip"]) >= {"2001:db8::17", "10.0.0.7"}
+
+
+def test_header_with_bom_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    lines = [";".join(COLUMNS)] + [";".join(r) for r in traffic_rows(windows=2)]
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    df = read_traffic(path)
+    assert len(df) == len(lines) - 1
+    assert df["other_bytes"].dtype == "int64"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty file"),
+        (",".join(COLUMNS) + "\n", "no data rows"),
+        ("a,b,c\n1,2,3\n", "not a traffic-capture CSV"),
+        ("\t".join(COLUMNS) + "\n", "not a traffic-capture CSV"),
+        (",".join(COLUMNS) + "\n2026-01-01 00:00:00,2026-01-01 00:00:05,::1,sideways,1,1,0,0,0,0\n",
+         "line 2: bad direction"),
+        (",".join(COLUMNS) + "\n2026-01-01 00:00:00,2026-01-01 00:00:05,::1,in,x,1,0,0,0,0\n",
+         "line 2: bad total_bytes"),
+        (",".join(COLUMNS) + "\n01/02/2026 00:00,2026-01-01 00:00:05,::1,in,1,1,0,0,0,0\n",
+         "line 2: bad window_start"),
+    ],
+)
+def test_bad_files_give_one_line_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(TrafficCsvError, match=message) as info:
+        read_traffic(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_row_being_appended_is_left_for_next_time(tmp_path: Path) -> None:
+    rows = traffic_rows(windows=2)
+    path = write_traffic_csv(tmp_path / "t.csv", rows)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("2026-03-03 00:01:00,2026-03-03 00:01:05,10.0.")  # no newline yet
+    assert len(read_traffic(path)) == len(rows)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(TrafficCsvError, match="no such file"):
+        read_traffic(tmp_path / "absent.csv")
+    with pytest.raises(TrafficCsvError, match="is a directory"):
+        read_traffic(tmp_path)
+
+
+def test_detect_delimiter_rejects_a_near_miss() -> None:
+    assert detect_delimiter(";".join(COLUMNS) + "\r\n") == ";"
+    with pytest.raises(TrafficCsvError):
+        detect_delimiter(",".join(COLUMNS[:-1]))
+
+
+def test_newest_that_fit_keeps_the_last_rows() -> None:
+    df = pd.DataFrame({"n": range(10)})
+    kept, dropped = newest_that_fit(df, limit=4)
+    assert dropped == 6
+    assert list(kept["n"]) == [6, 7, 8, 9]
+    same, none = newest_that_fit(df, limit=10)
+    assert none == 0 and len(same) == 10
+
+
+row = st.tuples(
+    st.integers(0, 10_000),
+    st.sampled_from(["10.0.0.1", "192.168.1.200", "::1", "2001:db8:0:1::a"]),
+    st.sampled_from(["in", "out"]),
+    st.lists(st.integers(0, 2**40), min_size=len(CLASSES), max_size=len(CLASSES)),
+)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(row, min_size=1, max_size=20), delimiter=st.sampled_from([",", ";"]))
+def test_round_trip(tmp_path: Path, rows, delimiter: str) -> None:
+    base = datetime(2026, 1, 1)
+    text_rows = []
+    for offset, ip, direction, classes in rows:
+        ws = base + timedelta(seconds=5 * offset)
+        we = ws + timedelta(seconds=5)
+        text_rows.append([ws.strftime(TIME_FORMAT), we.strftime(TIME_FORMAT), ip, direction,
+                          str(sum(classes)), *map(str, classes)])
+    df = read_traffic(write_traffic_csv(tmp_path / "rt.csv", text_rows, delimiter))
+    assert df["total_bytes"].tolist() == [sum(r[3]) for r in rows]
+    assert df["client_ip"].tolist() == [r[1] for r in rows]
+    assert df["window_start"].tolist() == [base + timedelta(seconds=5 * r[0]) for r in rows]

@@ -1,0 +1,128 @@
+"""The static report: pandas' numbers in openpyxl and after LibreOffice; text time axes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from tests.excel_data import CLIENTS, traffic_rows, write_traffic_csv
+from tests.excel_ooxml import convert, package_problems, read_parts
+from traffic_capture import report
+from traffic_capture.csvrows import read_traffic
+from traffic_capture.rules import CLASSES, COLUMNS
+
+C = "{http://schemas.openxmlformats.org/drawingml/2006/chart}"
+LABELS = ["HTTP", "FTP", "TCP", "UDP", "Other"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    folder = tmp_path_factory.mktemp("report")
+    csv = write_traffic_csv(folder / "traffic.csv", traffic_rows(windows=15, seed=3), ";")
+    out = folder / "traffic_report.xlsx"
+    assert report.main(["--csv", str(csv), "--out", str(out)]) == 0
+    return out, read_traffic(csv)
+
+
+@pytest.fixture(scope="module")
+def lo_book(built, tmp_path_factory: pytest.TempPathFactory) -> openpyxl.Workbook:
+    out, _ = built
+    return openpyxl.load_workbook(convert(out, "xlsx", tmp_path_factory.mktemp("lo")),
+                                  data_only=True)
+
+
+def check_numbers(wb: openpyxl.Workbook, df: pd.DataFrame) -> None:
+    """The workbook's tables hold pandas' sums, wherever they were opened."""
+    summary = list(wb["Summary"].iter_rows(min_row=4, values_only=True))
+    top = {}
+    for row in summary:
+        if row[0] is None:
+            break
+        top[row[0]] = row[1:4]
+    inout = df.pivot_table(index="client_ip", columns="direction", values="total_bytes",
+                           aggfunc="sum", fill_value=0)
+    assert top == {ip: (inout.loc[ip, "in"], inout.loc[ip, "out"], inout.loc[ip].sum())
+                   for ip in inout.index}
+    totals = [t[2] for t in top.values()]
+    assert totals == sorted(totals, reverse=True)
+
+    per_protocol = list(wb["Per protocol"].iter_rows(values_only=True))
+    assert list(per_protocol[0][:6]) == ["window", *LABELS]
+    expected = df.groupby("window_start")[[f"{c}_bytes" for c in CLASSES]].sum()
+    got = [(datetime.strptime(r[0], "%Y-%m-%d %H:%M:%S"), *r[1:6]) for r in per_protocol[1:]]
+    assert got == [(t.to_pydatetime(), *map(int, v)) for t, v in expected.iterrows()]
+
+    per_client = list(wb["Per client"].iter_rows(values_only=True))
+    header = per_client[0]
+    for col, name in enumerate(header[1:], start=1):
+        if name is None:
+            break
+        column_sum = sum(r[col] for r in per_client[1:])
+        assert column_sum == df.loc[df["client_ip"] == name, "total_bytes"].sum()
+
+    data = wb["Data"]
+    assert data.max_row == len(df) + 1
+    assert sum(r[0] for r in data.iter_rows(min_row=2, min_col=5, max_col=5, values_only=True)) \
+        == df["total_bytes"].sum()
+
+
+def test_numbers_equal_pandas_in_openpyxl(built) -> None:
+    out, df = built
+    wb = openpyxl.load_workbook(out)
+    check_numbers(wb, df)
+    assert wb["Data"].auto_filter.ref == f"A1:J{len(df) + 1}"
+    assert isinstance(wb["Data"]["A2"].value, datetime)
+    assert [c.value for c in wb["Data"][1]] == list(COLUMNS)
+
+
+def test_numbers_equal_pandas_after_libreoffice(built, lo_book) -> None:
+    _, df = built
+    check_numbers(lo_book, df)
+
+
+def test_time_charts_are_stacked_with_text_axes(built) -> None:
+    out, df = built
+    assert package_problems(out) == []
+    parts = read_parts(out)
+    charts = [ET.fromstring(parts[n]) for n in parts if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+    time_charts = [c for c in charts if c.find(f".//{C}barChart/{C}barDir").get("val") == "col"]
+    assert len(charts) == 3 and len(time_charts) == 2
+    windows = df["window_start"].nunique()
+    for chart in time_charts:
+        assert chart.find(f".//{C}grouping").get("val") == "stacked"
+        assert chart.find(f".//{C}dateAx") is None
+        cat_ax = chart.find(f".//{C}catAx")
+        # A text axis (no auto date detection): one column per window in Excel and LibreOffice.
+        auto = cat_ax.find(f"{C}auto")
+        assert auto is None or auto.get("val") == "0"
+        for ser in chart.iter(f"{C}ser"):
+            ref = ser.find(f"{C}cat/{C}strRef/{C}f").text
+            first, last = (int(x) for x in re.findall(r"\$(\d+)", ref))
+            assert last - first + 1 == windows
+    series = {len(list(c.iter(f"{C}ser"))) for c in time_charts}
+    assert series == {len(CLASSES), len(CLIENTS)}
+
+
+def test_other_clients_column_past_the_top(tmp_path: Path) -> None:
+    df = read_traffic(write_traffic_csv(tmp_path / "t.csv", traffic_rows(windows=6)))
+    frames = report.report_frames(df)
+    narrow = report.per_client(df, frames.top_clients, limit=2)
+    assert list(narrow.columns) == ["window", *frames.top_clients["client_ip"][:2],
+                                    report.OTHER_CLIENTS]
+    assert narrow.iloc[:, 1:].to_numpy().sum() == df["total_bytes"].sum()
+    assert frames.directions["total_bytes"].sum() == df["total_bytes"].sum()
+
+
+def test_bad_header_is_one_line(tmp_path: Path, capsys) -> None:
+    csv = tmp_path / "traffic.csv"
+    csv.write_text("when;who;bytes\n")
+    assert report.main(["--csv", str(csv), "--out", str(tmp_path / "r.xlsx")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a traffic-capture CSV" in err
+    assert not (tmp_path / "r.xlsx").exists()

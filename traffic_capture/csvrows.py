@@ -1,0 +1,127 @@
+"""Read traffic.csv into a typed pandas DataFrame for the Excel dashboard and the report.
+
+The daemon writes either ',' or ';' (for pt-BR Excel), so the delimiter is taken from the header
+line rather than from an option the reader would have to repeat.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from traffic_capture.rules import CLASSES, COLUMNS, EXCEL_MAX_ROWS, TIME_FORMAT
+
+BYTE_COLUMNS: tuple[str, ...] = ("total_bytes", *(f"{c}_bytes" for c in CLASSES))
+DELIMITERS: tuple[str, ...] = (",", ";")
+# One row of a sheet is the header, so this many data rows fit under it.
+EXCEL_MAX_DATA_ROWS = EXCEL_MAX_ROWS - 1
+
+
+class TrafficCsvError(Exception):
+    """A traffic.csv that cannot be used; the message is one line meant for the user."""
+
+
+def detect_delimiter(header_line: str) -> str:
+    """Return the delimiter that splits `header_line` into exactly the contract's columns."""
+    line = header_line.lstrip("\ufeff").strip()
+    for delimiter in DELIMITERS:
+        if tuple(part.strip() for part in line.split(delimiter)) == COLUMNS:
+            return delimiter
+    shown = line if len(line) <= 120 else line[:117] + "..."
+    raise TrafficCsvError(
+        f"not a traffic-capture CSV: header is {shown!r}, expected {','.join(COLUMNS)!r}"
+        " (with ',' or ';')"
+    )
+
+
+def read_header(path: Path) -> str:
+    """Return the file's first line, turning I/O problems into one-line errors."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+    except FileNotFoundError:
+        raise TrafficCsvError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise TrafficCsvError(f"{path}: is a directory, not a CSV file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrafficCsvError(f"{path}: cannot read: {exc}") from None
+    if not first.strip():
+        raise TrafficCsvError(f"{path}: empty file (no header line)")
+    return first
+
+
+def parse_rows(df: pd.DataFrame, source: str = "CSV") -> pd.DataFrame:
+    """Type the raw string columns; a malformed value becomes a one-line error naming its row."""
+    out = pd.DataFrame(index=df.index)
+    for col in ("window_start", "window_end"):
+        parsed = pd.to_datetime(df[col], format=TIME_FORMAT, errors="coerce")
+        _reject_bad(df, col, parsed.isna(), source)
+        out[col] = parsed.astype("datetime64[ns]")
+    out["client_ip"] = df["client_ip"].astype(str).str.strip()
+    direction = df["direction"].astype(str).str.strip()
+    _reject_bad(df, "direction", ~direction.isin(("in", "out")), source)
+    out["direction"] = direction
+    for col in BYTE_COLUMNS:
+        parsed = pd.to_numeric(df[col], errors="coerce")
+        _reject_bad(df, col, parsed.isna() | (parsed < 0) | (parsed % 1 != 0), source)
+        out[col] = parsed.astype("int64")
+    return out.reset_index(drop=True)
+
+
+def _reject_bad(raw: pd.DataFrame, col: str, bad: pd.Series, source: str) -> None:
+    if bad.any():
+        pos = int(bad.to_numpy().argmax())
+        line = pos + 2  # 1-based, after the header
+        raise TrafficCsvError(
+            f"{source}: line {line}: bad {col} value {str(raw[col].iloc[pos])!r}"
+        )
+
+
+def read_traffic(path: str | Path) -> pd.DataFrame:
+    """Read and type a traffic.csv; raise TrafficCsvError for anything a user must fix."""
+    path = Path(path)
+    delimiter = detect_delimiter(read_header(path))
+    try:
+        data = complete_lines(path.read_bytes())
+        raw = pd.read_csv(
+            io.BytesIO(data),
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+            on_bad_lines="error",
+        )
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrafficCsvError(f"{path}: cannot parse: {first}") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    if raw.empty:
+        raise TrafficCsvError(f"{path}: no data rows yet (only the header)")
+    return parse_rows(raw, str(path))
+
+
+def complete_lines(data: bytes) -> bytes:
+    """Drop a last line without its newline: the daemon may be appending it as we read."""
+    if data.endswith(b"\n"):
+        return data
+    return data[: data.rfind(b"\n") + 1]
+
+
+def newest_that_fit(df: pd.DataFrame, limit: int = EXCEL_MAX_DATA_ROWS) -> tuple[pd.DataFrame, int]:
+    """Keep the last `limit` rows (the daemon appends, so the newest) and say how many were cut.
+
+    Cutting, rather than refusing, keeps a long capture usable: the recent windows are the ones a
+    sysadmin is looking at.
+    """
+    dropped = max(len(df) - limit, 0)
+    if dropped:
+        df = df.iloc[dropped:].reset_index(drop=True)
+    return df, dropped
+
+
+def csv_delimiter(path: str | Path) -> str:
+    """The delimiter of an existing traffic.csv (for the live connection's text settings)."""
+    return detect_delimiter(read_header(Path(path)))
