@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,9 +207,9 @@ def test_the_script_form_and_its_constants(tmp_path: Path, good_pcap: Path) -> N
     text = text.replace("WINDOW_SIZE = 5", "WINDOW_SIZE = 60")
     script.write_text(text)
     out = tmp_path / "t.csv"
-    result = subprocess.run(["python", str(script), "--read", str(good_pcap), "--out", str(out),
-                             "--quiet"], capture_output=True, text=True, timeout=60,
-                            env=child_env(), cwd=tmp_path)
+    result = subprocess.run([sys.executable, str(script), "--read", str(good_pcap),
+                             "--out", str(out), "--quiet"], capture_output=True, text=True,
+                            timeout=60, env=child_env(), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_rows(out)
     assert len(rows) == 1 and rows["total_bytes"].sum() == 6 * 128  # one 60-second window

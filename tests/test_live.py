@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_duration_stops_the_daemon_by_itself(netns: str, tmp_path: Path) -> None
     out = tmp_path / "traffic.csv"
     started = time.monotonic()
     result = subprocess.run(
-        in_netns(netns, ["python", "-m", "traffic_capture", "--server-ip", "127.0.0.1",
+        in_netns(netns, [sys.executable, "-m", "traffic_capture", "--server-ip", "127.0.0.1",
                          "--out", str(out), "--duration", "1.5", "--quiet"]),
         capture_output=True, text=True, timeout=30, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
@@ -89,8 +90,9 @@ def test_live_capture_and_a_file_of_the_same_packets_give_the_same_rows(
                            "--backend", "linux", "--window", "1"])
     pcap_daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "pcap.csv"),
                                  "--backend", "pcap", "--window", "1"])
-    server = subprocess.Popen(in_netns(netns, ["python", "-m", "http.server", "8000", "--bind",
-                                               "127.0.0.1", "--directory", str(tmp_path)]),
+    server = subprocess.Popen(in_netns(netns, [sys.executable, "-m", "http.server", "8000",
+                                               "--bind", "127.0.0.1",
+                                               "--directory", str(tmp_path)]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)
