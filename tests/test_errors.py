@@ -222,3 +222,57 @@ def test_python_dash_m_and_the_console_script_agree() -> None:
     version_script = subprocess.run(["traffic-capture", "--version"], capture_output=True,
                                     text=True, timeout=60, env=os.environ.copy()).stdout
     assert version_m == version_script and version_m.startswith("traffic-capture ")
+
+
+def test_an_invalid_filter_is_a_usage_error_and_creates_no_csv(tmp_path: Path, good_pcap: Path
+                                                               ) -> None:
+    needs_tools("tcpdump")
+    out = tmp_path / "t.csv"
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                   "--filter", "port eighty", "--out", str(out)]), USAGE)
+    assert "--filter" in line
+    assert not out.exists()
+
+
+def test_a_failed_start_leaves_no_csv_behind(tmp_path: Path) -> None:
+    out = tmp_path / "t.csv"
+    one_line_error(run_cli(["--read", str(tmp_path / "missing.pcap"), "--server-ip", SERVER4,
+                            "--out", str(out)]), RUNTIME)
+    assert not out.exists()
+
+
+def test_an_npcap_loopback_capture_file_is_read(tmp_path: Path) -> None:
+    """Windows' \\Device\\NPF_Loopback captures are DLT_NULL with AF_INET6 = 23."""
+    import struct
+
+    from tests.frames import ICMP, ICMPv6EchoRequest, IPv6
+
+    path = tmp_path / "npf_loopback.pcap"
+    # scapy's writers take link type 0 for "unset", so the pcap header is written here.
+    data = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 0)
+    for i, ip in enumerate([IP(src="127.0.0.1", dst="127.0.0.1") / ICMP() / Raw(b"a" * 32),
+                            IPv6(src="::1", dst="::1") / ICMPv6EchoRequest() / Raw(b"b" * 32)]):
+        frame = struct.pack("<I", 2 if ip.version == 4 else 23) + bytes(ip)
+        data += struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame
+    path.write_bytes(data)
+    out = tmp_path / "t.csv"
+    result = run_cli(["--read", str(path), "--server-ip", "127.0.0.1", "--server-ip", "::1",
+                      "--out", str(out), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert rows.set_index("client_ip")["other_bytes"].to_dict() == {"127.0.0.1": 60, "::1": 80}
+
+
+def test_windows_interfaces_are_listed_with_friendly_and_npf_names() -> None:
+    from traffic_capture.interfaces import Interface, format_interface_list, resolve_interfaces
+
+    interfaces = [
+        Interface("Ethernet", "\\Device\\NPF_{0C2F0B3A-1111-2222-3333-444455556666}",
+                  "Intel(R) Ethernet Connection", ("192.168.1.10",)),
+        Interface("Adapter for loopback traffic capture", "\\Device\\NPF_Loopback",
+                  "Adapter for loopback traffic capture", ("127.0.0.1", "::1"), True),
+    ]
+    text = format_interface_list(interfaces)
+    assert "Ethernet  [\\Device\\NPF_{0C2F0B3A" in text and "192.168.1.10" in text
+    assert resolve_interfaces(["\\Device\\NPF_Loopback"], interfaces)[0].name.startswith("Adapter")
+    assert resolve_interfaces(["Ethernet"], interfaces)[0].device.endswith("6666}")

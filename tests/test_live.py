@@ -118,3 +118,52 @@ def test_live_capture_and_a_file_of_the_same_packets_give_the_same_rows(
     assert linux_rows["other_bytes"].sum() == 3 * 2 * ICMP_ECHO_IPV4
     assert linux_rows.equals(read_rows(tmp_path / "pcap.csv"))
     assert linux_rows.equals(read_rows(tmp_path / "file.csv"))
+
+
+UDP_SENDER = ("import socket, sys\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "for _ in range(5):\n"
+              "    s.sendto(b'x' * 100, ('127.0.0.1', 9))\n")
+
+
+def test_a_filter_applies_alike_to_live_capture_and_to_files(netns: str, tmp_path: Path) -> None:
+    needs_tools("ping", "tcpdump")
+    pcap = tmp_path / "all.pcap"
+    tcpdump = subprocess.Popen(in_netns(netns, ["tcpdump", "-i", "lo", "-w", str(pcap), "-U"]),
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "live.csv"),
+                            "--filter", "udp", "--window", "60"])
+    try:
+        ping(netns, 2)
+        # 5 UDP datagrams of 128 IP bytes; each draws an ICMP port-unreachable the filter drops.
+        subprocess.run(in_netns(netns, [sys.executable, "-c", UDP_SENDER]), check=True,
+                       timeout=30)
+        time.sleep(0.5)
+    finally:
+        assert daemon.stop() == 0
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump.wait(10)
+    live = read_rows(tmp_path / "live.csv")
+    assert live["total_bytes"].sum() == live["udp_bytes"].sum() == 5 * 128
+    result = run_cli(["--read", str(pcap), "--server-ip", "127.0.0.1", "--filter", "udp",
+                      "--window", "60", "--out", str(tmp_path / "file.csv"), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    assert live.equals(read_rows(tmp_path / "file.csv"))
+    unfiltered = run_cli(["--read", str(pcap), "--server-ip", "127.0.0.1", "--window", "60",
+                          "--out", str(tmp_path / "unfiltered.csv"), "--quiet"])
+    assert unfiltered.returncode == 0
+    assert read_rows(tmp_path / "unfiltered.csv")["other_bytes"].sum() > 2 * 2 * ICMP_ECHO_IPV4
+
+
+def test_without_a_server_the_interface_addresses_are_the_servers(netns: str, tmp_path: Path
+                                                                  ) -> None:
+    needs_tools("ping")
+    out = tmp_path / "traffic.csv"
+    daemon = Daemon(netns, ["--iface", "lo", "--out", str(out)])
+    try:
+        ping(netns, 2, "::1")
+    finally:
+        daemon.stop()
+    assert "server addresses: 127.0.0.1, ::1 (from the capture interfaces' addresses)" \
+        in daemon.stderr
+    assert read_rows(out)["total_bytes"].sum() == 2 * 2 * ICMP_ECHO_IPV6

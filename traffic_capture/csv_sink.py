@@ -42,13 +42,28 @@ def format_rows(rows: Iterable[Row], delimiter: str) -> str:
 
 
 def check_output(path: Path, delimiter: str) -> None:
-    """Refuse, before capture starts, an output that can never be written or would be mixed.
-
-    A file that exists but cannot be written now (Excel holds it) is not refused: rows wait for it.
-    """
+    """Refuse, before anything starts, an output that is a folder or would mix two formats."""
     if path.is_dir():
         raise OutputError(
             f"output {path} is a directory; give a file name, e.g. {path / 'traffic.csv'}")
+    try:
+        with path.open("r", encoding="utf-8", errors="replace", newline="") as existing:
+            first_line = existing.readline()
+    except OSError:
+        return  # absent (created later), or locked now: the writer will wait for it
+    if first_line and first_line.rstrip("\r\n") != header_line(delimiter).rstrip("\n"):
+        raise OutputError(
+            f"{path} already holds other columns or another delimiter "
+            f"(its first line is {first_line.strip()[:80]!r}); refusing to mix rows into it: "
+            f"choose another --out, or move that file away"
+        )
+
+
+def create_output(path: Path, delimiter: str) -> None:
+    """Once capture can start: the folder, and the header in a new or empty file.
+
+    A file that exists but cannot be written now (Excel holds it) is not refused: rows wait for it.
+    """
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         try:
@@ -66,18 +81,6 @@ def check_output(path: Path, delimiter: str) -> None:
             raise OutputError(f"cannot create {path}: permission denied") from None
         except OSError as error:
             raise OutputError(f"cannot create {path}: {error.strerror or error}") from None
-        return
-    try:
-        with path.open("r", encoding="utf-8", errors="replace", newline="") as existing:
-            first_line = existing.readline()
-    except OSError:
-        return  # locked or unreadable now; the writer will wait for it
-    if first_line and first_line.rstrip("\r\n") != header_line(delimiter).rstrip("\n"):
-        raise OutputError(
-            f"{path} already holds other columns or another delimiter "
-            f"(its first line is {first_line.strip()[:80]!r}); refusing to mix rows into it: "
-            f"choose another --out, or move that file away"
-        )
 
 
 def append_text(path: Path, text: str, delimiter: str) -> None:

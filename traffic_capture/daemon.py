@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from traffic_capture.classify import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, PROG, Config
-from traffic_capture.csv_sink import OutputError, check_output
+from traffic_capture.csv_sink import OutputError, check_output, create_output
 from traffic_capture.interfaces import (
     InterfaceError,
     default_interfaces,
@@ -32,8 +35,10 @@ from traffic_capture.sources.bpf import FilterError, check_filter, combined_filt
 from traffic_capture.sources.files import (
     CaptureFile,
     CaptureFileError,
+    PrefilterError,
     merged_records,
     open_capture_files,
+    prefilter,
     read_position,
     total_size,
 )
@@ -78,12 +83,16 @@ def run(config: Config) -> int:
     try:
         check_output(config.out, config.delimiter)
         if config.read:
-            files = open_capture_files(config.read)
-            return _run_files(config, files, reporter)
+            return _read_files(config, reporter)
         source = _open_live(config, reporter)
     except StartError as error:
         return fail(str(error), error.exit_code)
     except (OutputError, CaptureFileError) as error:
+        return fail(str(error))
+    try:
+        create_output(config.out, config.delimiter)
+    except OutputError as error:
+        source.close()
         return fail(str(error))
     return _run_live(config, source, reporter)
 
@@ -157,16 +166,24 @@ def _kernel_filter(config: Config, reporter: Reporter) -> str | None:
     return expression
 
 
-def _install_stop_signals(stop: threading.Event, writer: CsvWriter) -> None:
+def _install_stop_signals(stop: threading.Event, writer: CsvWriter) -> Callable[[], None]:
+    """Stop on Ctrl+C, SIGTERM...; returns what puts the previous handlers back."""
     def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set():
             writer.hurry.set()  # a second Ctrl+C: don't wait for a locked file any longer
         stop.set()
 
+    previous = {}
     for name in ("SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP"):
         number = getattr(signal, name, None)
         if number is not None:
-            signal.signal(number, on_signal)
+            previous[number] = signal.signal(number, on_signal)
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    return restore
 
 
 def _describe(pipeline: Pipeline, writer: CsvWriter,
@@ -184,18 +201,30 @@ def _describe(pipeline: Pipeline, writer: CsvWriter,
     return describe
 
 
-def _start(config: Config, reporter: Reporter) -> tuple[Pipeline, CsvWriter, threading.Event]:
+@dataclass
+class _Run:
+    """The moving parts of one run, from start to finish."""
+
+    pipeline: Pipeline
+    writer: CsvWriter
+    stop: threading.Event
+    restore_signals: Callable[[], None]
+
+
+def _start(config: Config, reporter: Reporter) -> _Run:
     writer = CsvWriter(config.out, config.delimiter, reporter.warn, reporter.info)
     pipeline = Pipeline(config.servers, config.window_seconds, writer.put)
     stop = threading.Event()
-    _install_stop_signals(stop, writer)
+    restore = _install_stop_signals(stop, writer)
     writer.start()
-    return pipeline, writer, stop
+    return _Run(pipeline, writer, stop, restore)
 
 
-def _finish(config: Config, pipeline: Pipeline, writer: CsvWriter, reporter: Reporter) -> None:
+def _finish(config: Config, run: _Run, reporter: Reporter) -> None:
+    pipeline, writer = run.pipeline, run.writer
     pipeline.finish()
     writer.stop()
+    run.restore_signals()
     c = pipeline.counters
     where = f"{config.out}" + (f" (and {writer.side_file})" if writer.side_file else "")
     reporter.info(f"done: {c.packets_seen:,} packets, {c.packets_counted:,} counted "
@@ -203,9 +232,40 @@ def _finish(config: Config, pipeline: Pipeline, writer: CsvWriter, reporter: Rep
                   f"{c.windows_closed:,} windows, written to {where}")
 
 
-def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter) -> int:
-    pipeline, writer, stop = _start(config, reporter)
-    describe = _describe(pipeline, writer)
+def _read_files(config: Config, reporter: Reporter) -> int:
+    if not config.bpf_filter:
+        return _run_files(config, open_capture_files(config.read), reporter, set())
+    try:
+        check_filter(config.bpf_filter, DLT_EN10MB)
+    except FilterError as error:
+        return fail(str(error), EXIT_USAGE)
+    with tempfile.TemporaryDirectory(prefix="traffic-capture-") as folder:
+        paths, cut_short = [], set()
+        for path in config.read:
+            try:
+                filtered, truncated = prefilter(path, config.bpf_filter, Path(folder))
+            except PrefilterError as error:
+                return fail(str(error), EXIT_USAGE)
+            paths.append(filtered)
+            if truncated:
+                cut_short.add(path)
+        files = open_capture_files(paths)
+        for capture, original in zip(files, config.read, strict=True):
+            capture.path = original  # messages name the user's file
+        return _run_files(config, files, reporter, cut_short)
+
+
+def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
+               cut_short: set[Path]) -> int:
+    try:
+        create_output(config.out, config.delimiter)
+    except OutputError as error:
+        for capture in files:
+            capture.close()
+        return fail(str(error))
+    run = _start(config, reporter)
+    pipeline, stop = run.pipeline, run.stop
+    describe = _describe(pipeline, run.writer)
     reporter.start(describe, total_bytes=total_size(files),
                    position=lambda: read_position(files))
     feed = pipeline.feed
@@ -225,17 +285,18 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter) -> 
         reporter.stop(describe, position=lambda: read_position(files))
         for capture in files:
             capture.close()
-        _finish(config, pipeline, writer, reporter)
+        _finish(config, run, reporter)
     for capture in files:
-        if capture.truncated:
+        if capture.truncated or capture.path in cut_short:
             reporter.warn(f"{capture.path} ends in the middle of a packet (a capture that was "
                           "killed?): counted every complete packet before the cut")
     return exit_code
 
 
 def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
-    pipeline, writer, stop = _start(config, reporter)
-    describe = _describe(pipeline, writer, source.kernel_drops)
+    run = _start(config, reporter)
+    pipeline, stop = run.pipeline, run.stop
+    describe = _describe(pipeline, run.writer, source.kernel_drops)
     reporter.start(describe)
     timer = None
     if config.duration:
@@ -260,7 +321,7 @@ def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
         drops = source.kernel_drops()
         reporter.stop(describe)
         source.close()
-        _finish(config, pipeline, writer, reporter)
+        _finish(config, run, reporter)
     if drops:
         reporter.warn(f"kernel drops: {drops:,} packets were dropped by the kernel before they "
                       "could be counted (the capture could not keep up); the rows miss them")
