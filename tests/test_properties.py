@@ -100,7 +100,8 @@ def test_bytes_in_equal_bytes_out_and_total_is_the_sum_of_classes(specs: list, w
 def test_the_parser_never_raises_on_garbage(frame: bytes, linktype: int) -> None:
     fields = parse.parse_frame(linktype, frame)
     if fields is not None:
-        assert fields.ip_bytes >= 0 and len(fields.src) in (4, 16)
+        src, dst, proto, sport, dport, ip_bytes, payload_at = fields
+        assert ip_bytes >= 0 and len(src) in (4, 16) and len(dst) == len(src)
 
 
 @given(st.integers(1, 65535), st.sampled_from(["227", "229", "PORT", "port", "EPRT"]),

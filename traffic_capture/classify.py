@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from traffic_capture.ftp import FtpDataTracker
 from traffic_capture.parse import Fields
@@ -59,7 +58,8 @@ class ServerSet:
 
     def __init__(self, servers: Iterable[IPNetwork]) -> None:
         self.networks: tuple[IPNetwork, ...] = tuple(dict.fromkeys(servers))
-        self._exact = frozenset(
+        # Plain frozenset membership is what the per-packet path uses when there are no networks.
+        self.exact = frozenset(
             net.network_address.packed
             for net in self.networks
             if net.num_addresses == 1
@@ -70,12 +70,13 @@ class ServerSet:
             if net.num_addresses > 1
         )
         self._range_cache: dict[bytes, bool] = {}
+        self.has_ranges = bool(self._ranges)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
 
     def __contains__(self, address: bytes) -> bool:
-        if address in self._exact:
+        if address in self.exact:
             return True
         if not self._ranges:
             return False
@@ -94,36 +95,35 @@ class ServerSet:
                          for net in self.networks)
 
 
-class Classified(NamedTuple):
-    client: bytes
-    direction: str
-    protocol_class: int  # index into rules.CLASSES
-    ip_bytes: int
+# (client, direction, protocol class as an index into rules.CLASSES, IP bytes), a plain tuple
+# for the same reason as parse.Fields.
+Classified = tuple[bytes, str, int, int]
 
 
 def classify(fields: Fields, frame: bytes, servers: ServerSet,
              ftp: FtpDataTracker) -> Classified | None:
     """Apply the direction and class rules; None for packets that don't involve a server."""
-    src, dst = fields.src, fields.dst
-    if dst in servers:
+    src, dst = fields[0], fields[1]
+    # The frozenset first: a method call per packet costs more than the rest of this function.
+    members = servers if servers.has_ranges else servers.exact
+    if dst in members:
         client, direction = src, IN  # also server-to-server traffic, counted once, as `in`
-    elif src in servers:
+    elif src in members:
         client, direction = dst, OUT
     else:
         return None
-    return Classified(client, direction, protocol_class(fields, frame, ftp), fields.ip_bytes)
+    return (client, direction, protocol_class(fields, frame, ftp), fields[5])
 
 
 def protocol_class(fields: Fields, frame: bytes, ftp: FtpDataTracker) -> int:
-    proto = fields.proto
+    src, dst, proto, sport, dport, _, payload_at = fields
     if proto == PROTO_TCP:
-        sport, dport = fields.sport, fields.dport
         if sport in FTP_PORTS or dport in FTP_PORTS:
             if ((sport == FTP_CONTROL_PORT or dport == FTP_CONTROL_PORT)
-                    and 0 < fields.payload_at < len(frame)):
-                ftp.observe_control(fields.src, fields.dst, frame[fields.payload_at:])
+                    and 0 < payload_at < len(frame)):
+                ftp.observe_control(src, dst, frame[payload_at:])
             return FTP
-        if ftp.is_data(fields.src, sport, fields.dst, dport):
+        if ftp.endpoints and ftp.is_data(src, sport, dst, dport):
             return FTP
         if sport in HTTP_PORTS or dport in HTTP_PORTS:
             return HTTP

@@ -56,23 +56,21 @@ class FtpDataTracker:
 
     def __init__(self, capacity: int = FTP_DATA_ENDPOINTS_MAX) -> None:
         self._capacity = capacity
-        self._endpoints: OrderedDict[tuple[bytes, int, bytes], None] = OrderedDict()
+        self.endpoints: OrderedDict[tuple[bytes, int, bytes], None] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._endpoints)
+        return len(self.endpoints)
 
     def observe_control(self, src: bytes, dst: bytes, payload: bytes) -> None:
         port = announced_port(payload)
         if port is None:
             return
         key = (src, port, dst)
-        self._endpoints[key] = None
-        self._endpoints.move_to_end(key)
-        if len(self._endpoints) > self._capacity:
-            self._endpoints.popitem(last=False)
+        self.endpoints[key] = None
+        self.endpoints.move_to_end(key)
+        if len(self.endpoints) > self._capacity:
+            self.endpoints.popitem(last=False)
 
     def is_data(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
-        if not self._endpoints:
-            return False
-        endpoints = self._endpoints
+        endpoints = self.endpoints
         return (dst, dport, src) in endpoints or (src, sport, dst) in endpoints

@@ -53,10 +53,10 @@ class Pipeline:
         if fields is not None:
             packet = classify(fields, frame, self.servers, self.ftp)
             if packet is not None:
+                client, direction, protocol_class, ip_bytes = packet
                 counters.packets_counted += 1
-                counters.bytes_counted += packet.ip_bytes
-                self.windows.add(ts_ns, packet.client, packet.direction,
-                                 packet.protocol_class, packet.ip_bytes)
+                counters.bytes_counted += ip_bytes
+                self.windows.add(ts_ns, client, direction, protocol_class, ip_bytes)
                 if self._close_due_ns is None:
                     self._close_due_ns = self.windows.oldest_end_ns() + CLOSE_DELAY_NS  # type: ignore[operator]
         if self._close_due_ns is not None and ts_ns >= self._close_due_ns:
