@@ -249,9 +249,7 @@ def _read_files(config: Config, reporter: Reporter) -> int:
             paths.append(filtered)
             if truncated:
                 cut_short.add(path)
-        files = open_capture_files(paths)
-        for capture, original in zip(files, config.read, strict=True):
-            capture.path = original  # messages name the user's file
+        files = open_capture_files(paths, shown_as=config.read)
         return _run_files(config, files, reporter, cut_short)
 
 
@@ -287,8 +285,8 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
             capture.close()
         _finish(config, run, reporter)
     for capture in files:
-        if capture.truncated or capture.path in cut_short:
-            reporter.warn(f"{capture.path} ends in the middle of a packet (a capture that was "
+        if capture.truncated or capture.shown_as in cut_short:
+            reporter.warn(f"{capture.shown_as} ends in the middle of a packet (a capture that was "
                           "killed?): counted every complete packet before the cut")
     return exit_code
 

@@ -39,8 +39,9 @@ def _scapy_readers():  # noqa: ANN202 - scapy's reader classes
 class CaptureFile:
     """One open capture file: its records, where reading has got to, whether it was cut short."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shown_as: Path | None = None) -> None:
         self.path = path
+        self.shown_as = shown_as or path  # the user's file, when `path` is a filtered copy
         if not path.exists():
             raise CaptureFileError(f"capture file {path} not found")
         if path.is_dir():
@@ -212,12 +213,13 @@ def prefilter(path: Path, expression: str, folder: Path) -> tuple[Path, bool]:
     return filtered, truncated
 
 
-def open_capture_files(paths: list[Path]) -> list[CaptureFile]:
+def open_capture_files(paths: list[Path], shown_as: list[Path] | None = None
+                       ) -> list[CaptureFile]:
     """Open every file first, so that a bad one is reported before any is read."""
     files: list[CaptureFile] = []
     try:
-        for path in paths:
-            files.append(CaptureFile(path))
+        for path, name in zip(paths, shown_as or paths, strict=True):
+            files.append(CaptureFile(path, name))
     except CaptureFileError:
         for opened in files:
             opened.close()
