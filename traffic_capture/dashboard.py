@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,30 +301,39 @@ def load_for_excel(csv: Path, limit: int = EXCEL_MAX_DATA_ROWS) -> pd.DataFrame:
     return df
 
 
+def run_workbook_command(prog: str, csv: Path, out: Path,
+                         build: Callable[[pd.DataFrame], None]) -> int:
+    """CSV in, workbook out, for `excel` and `report`: errors in one line, exit 1."""
+    try:
+        check_out(out)
+        df = load_for_excel(csv)
+        build(df)
+    except TrafficCsvError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(f"{prog}: {exc.name} is missing: pip install 'traffic-capture[excel]'",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{prog}: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({len(df):,} rows)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
     except SystemExit as exc:  # usage error (2) or --help (0): argparse already printed
         return int(exc.code or 0)
-    try:
-        check_out(args.out)
-        df = load_for_excel(args.csv)
-        link = args.csv.resolve() if args.link else None
+    link = args.csv.resolve() if args.link else None
+
+    def build(df: pd.DataFrame) -> None:
         delimiter = csv_delimiter(args.csv) if args.link else ","
         build_dashboard(df, args.out, link, delimiter)
-    except TrafficCsvError as exc:
-        print(f"traffic-capture excel: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:
-        print(f"traffic-capture excel: {exc.name} is missing: pip install "
-              "'traffic-capture[excel]'", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"traffic-capture excel: cannot write {args.out}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 1
-    print(f"wrote {args.out} ({len(df):,} rows)")
-    return 0
+
+    return run_workbook_command("traffic-capture excel", args.csv, args.out, build)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
+from traffic_capture.rules import PROTO_TCP, PROTO_UDP
+
 # Link types (the pcap LINKTYPE_/DLT_ numbers), the ones a sysadmin's captures come in.
 DLT_NULL = 0  # BSD loopback, Npcap's \Device\NPF_Loopback: 4-byte address family, host order
 DLT_EN10MB = 1  # Ethernet, with 802.1Q / 802.1ad tags
@@ -50,8 +52,6 @@ IPV6_EXTENSIONS = frozenset(
     | IPV6_EXT_OTHERS
 )
 
-PROTO_TCP = 6
-PROTO_UDP = 17
 NO_PORT = -1
 
 

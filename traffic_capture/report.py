@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from traffic_capture.csvrows import TrafficCsvError
-from traffic_capture.dashboard import check_out, load_for_excel, replacing
+from traffic_capture.dashboard import replacing, run_workbook_command
 from traffic_capture.rules import CLASSES, COLUMNS, TIME_FORMAT
 
 TOP_CLIENTS = 10  # series in the per-client chart; the rest become one "other clients" series
@@ -193,23 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exc:  # usage error (2) or --help (0): argparse already printed
         return int(exc.code or 0)
-    try:
-        check_out(args.out)
-        df = load_for_excel(args.csv)
-        write_report(report_frames(df), args.out)
-    except TrafficCsvError as exc:
-        print(f"traffic-capture report: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:
-        print(f"traffic-capture report: {exc.name} is missing: pip install "
-              "'traffic-capture[excel]'", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"traffic-capture report: cannot write {args.out}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 1
-    print(f"wrote {args.out} ({len(df):,} rows)")
-    return 0
+    return run_workbook_command("traffic-capture report", args.csv, args.out,
+                                lambda df: write_report(report_frames(df), args.out))
 
 
 if __name__ == "__main__":
