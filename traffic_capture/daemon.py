@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from traffic_capture.batch import Batch
 from traffic_capture.classify import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, PROG, Config
 from traffic_capture.csv_sink import OutputError, check_output, create_output
@@ -36,23 +37,21 @@ from traffic_capture.sources.files import (
     CaptureFile,
     CaptureFileError,
     PrefilterError,
-    merged_records,
+    merged_batches,
     open_capture_files,
     prefilter,
     read_position,
     total_size,
 )
-from traffic_capture.sources.records import Record
 from traffic_capture.status import Reporter
 from traffic_capture.writer import CsvWriter
-
-FILE_STOP_CHECK_EVERY = 4096  # records between two looks at the stop flag when reading files
 
 
 class LiveSource(Protocol):
     interfaces: list[str]
 
-    def records(self, stop: threading.Event) -> Iterator[Record | None]: ...
+    def batches(self, stop: threading.Event) -> Iterator[Batch | None]:
+        """Batches of packets as they come; None when idle (windows then close by the clock)."""
 
     def kernel_drops(self) -> int: ...
 
@@ -266,17 +265,12 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
     describe = _describe(pipeline, run.writer)
     reporter.start(describe, total_bytes=total_size(files),
                    position=lambda: read_position(files))
-    feed = pipeline.feed
     exit_code = EXIT_OK
     try:
-        countdown = FILE_STOP_CHECK_EVERY
-        for ts_ns, linktype, frame in merged_records(files):
-            feed(ts_ns, linktype, frame)
-            countdown -= 1
-            if not countdown:
-                countdown = FILE_STOP_CHECK_EVERY
-                if stop.is_set():
-                    break
+        for batch in merged_batches(files):
+            pipeline.feed_batch(batch)
+            if stop.is_set():
+                break
     except UnknownLinkType as error:
         exit_code = fail(f"{', '.join(map(str, config.read))}: {error}")
     finally:
@@ -301,14 +295,13 @@ def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
         timer = threading.Timer(config.duration, stop.set)
         timer.daemon = True
         timer.start()
-    feed, advance = pipeline.feed, pipeline.advance
     exit_code = EXIT_OK
     try:
-        for record in source.records(stop):
-            if record is None:
-                advance(time.time_ns())
+        for batch in source.batches(stop):
+            if batch is None:
+                pipeline.advance(time.time_ns())
             else:
-                feed(*record)
+                pipeline.feed_batch(batch)
     except UnknownLinkType as error:
         exit_code = fail(str(error))
     except OSError as error:

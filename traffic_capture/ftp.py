@@ -63,13 +63,19 @@ class FtpDataTracker:
 
     def observe_control(self, src: bytes, dst: bytes, payload: bytes) -> None:
         port = announced_port(payload)
-        if port is None:
-            return
+        if port is not None:
+            self.remember(src, port, dst)
+
+    def remember(self, src: bytes, port: int, dst: bytes) -> None:
+        """`src` announced `port` to `dst` on their control connection."""
         key = (src, port, dst)
         self.endpoints[key] = None
         self.endpoints.move_to_end(key)
         if len(self.endpoints) > self._capacity:
             self.endpoints.popitem(last=False)
+
+    def ports(self) -> set[int]:
+        return {port for _, port, _ in self.endpoints}
 
     def is_data(self, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
         endpoints = self.endpoints

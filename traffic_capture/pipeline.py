@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
+from traffic_capture.batch import Batch, classify_batch, join_address, parse_batch
+from traffic_capture.batch import Classified as BatchClassified
 from traffic_capture.classify import ServerSet, classify
 from traffic_capture.ftp import FtpDataTracker
 from traffic_capture.parse import UnknownLinkType, ip_offset_function, parse_ip
-from traffic_capture.rules import CLOSE_DELAY_SECONDS
+from traffic_capture.rules import CLOSE_DELAY_SECONDS, IN, OUT
 from traffic_capture.windows import NS, Row, WindowAggregator
 
 CLOSE_DELAY_NS = int(CLOSE_DELAY_SECONDS * NS)
@@ -41,6 +45,7 @@ class Pipeline:
         self._emit = emit
         self._close_due_ns: int | None = None  # earliest clock at which a window must close
         self._offset_functions: dict[int, Callable[[bytes], int]] = {}
+        self._client_bytes: dict[tuple[int, int, int], bytes] = {}  # batch client -> address
 
     def feed(self, ts_ns: int, linktype: int, frame: bytes) -> None:
         """Count one frame. Raises UnknownLinkType for a link type nobody can read."""
@@ -61,6 +66,78 @@ class Pipeline:
                     self._close_due_ns = self.windows.oldest_end_ns() + CLOSE_DELAY_NS  # type: ignore[operator]
         if self._close_due_ns is not None and ts_ns >= self._close_due_ns:
             self.advance(ts_ns)
+
+    def feed_batch(self, batch: Batch) -> None:
+        """Count a batch of frames: the same rows as feeding them one by one, much faster.
+
+        The batch is aggregated in segments cut where the packet-by-packet path would close
+        windows, so that even packets more than the close delay out of order land alike.
+        """
+        parsed = parse_batch(batch)
+        packets = classify_batch(batch, parsed, self.servers, self.ftp)
+        self.counters.packets_seen += len(batch)
+        ts_ns, counted = batch.ts_ns, packets.counted
+        at, end = 0, len(batch)
+        while at < end:
+            if self._close_due_ns is None:
+                # No window open: the first counted packet opens one (and cannot close it).
+                following = np.flatnonzero(counted[at:])
+                if not len(following):
+                    return
+                first = at + int(following[0])
+                self._add_segment(batch, packets, first, first + 1)
+                self._close_due_ns = self.windows.oldest_end_ns() + CLOSE_DELAY_NS  # type: ignore[operator]
+                at = first + 1
+                continue
+            due = np.flatnonzero(ts_ns[at:] >= self._close_due_ns)
+            if not len(due):
+                self._add_segment(batch, packets, at, end)
+                return
+            closing = at + int(due[0])
+            self._add_segment(batch, packets, at, closing + 1)
+            self.advance(int(ts_ns[closing]))
+            at = closing + 1
+
+    def _add_segment(self, batch: Batch, packets: BatchClassified, start: int, stop: int
+                     ) -> None:
+        chosen = np.flatnonzero(packets.counted[start:stop]) + start
+        if not len(chosen):
+            return
+        window_ns = self.windows.window_ns
+        window = batch.ts_ns[chosen] // window_ns
+        is6, hi, lo = packets.is6[chosen], packets.client_hi[chosen], packets.client_lo[chosen]
+        inbound = packets.inbound[chosen]
+        protocol_class = packets.protocol_class[chosen]
+        ip_bytes = packets.ip_bytes[chosen]
+        kind = (is6.astype(np.int64) << 4) | (inbound.astype(np.int64) << 3) | protocol_class
+        order = np.lexsort((kind, lo, hi, window))
+        keys = (window[order], hi[order], lo[order], kind[order])
+        boundary = np.ones(len(order), dtype=bool)
+        boundary[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0)
+        starts = np.flatnonzero(boundary)
+        totals = np.add.reduceat(ip_bytes[order], starts)
+        counters = self.counters
+        counters.packets_counted += len(chosen)
+        counters.bytes_counted += int(totals.sum())
+        kinds = keys[3][starts]
+        clients = self._clients(((kinds >> 4) & 1).tolist(), keys[1][starts].tolist(),
+                                keys[2][starts].tolist())
+        self.windows.add_totals((keys[0][starts] * window_ns).tolist(), clients,
+                                [IN if kind & 8 else OUT for kind in kinds.tolist()],
+                                (kinds & 7).tolist(), totals.tolist())
+
+    def _clients(self, is6: list[int], hi: list[int], lo: list[int]) -> list[bytes]:
+        """Packed client addresses, cached: the same clients come back window after window."""
+        cache = self._client_bytes
+        if len(cache) > 1_000_000:  # a scan of a /8 must not grow memory forever
+            cache.clear()
+        clients = []
+        for address in zip(is6, hi, lo, strict=True):
+            client = cache.get(address)
+            if client is None:
+                client = cache[address] = join_address(*address)  # type: ignore[arg-type]
+            clients.append(client)
+        return clients
 
     def advance(self, clock_ns: int) -> None:
         """Close the windows the clock has passed (by CLOSE_DELAY_SECONDS)."""

@@ -66,6 +66,21 @@ class WindowAggregator:
             counts = self._current[(client, direction)] = [0] * _CLASS_COUNT
         counts[protocol_class] += ip_bytes
 
+    def add_totals(self, window_starts_ns: list[int], clients: list[bytes],
+                   directions: list[str], protocol_classes: list[int], totals: list[int]
+                   ) -> None:
+        """Many already-summed (window, client, direction, class) totals at once (batches)."""
+        windows = self._windows
+        for start, client, direction, protocol_class, total in zip(
+                window_starts_ns, clients, directions, protocol_classes, totals, strict=True):
+            window = windows.get(start)
+            if window is None:
+                window = windows[start] = {}
+            counts = window.get((client, direction))
+            if counts is None:
+                counts = window[(client, direction)] = [0] * _CLASS_COUNT
+            counts[protocol_class] += total
+
     def oldest_end_ns(self) -> int | None:
         """End of the oldest open window, so callers know when the next close is due."""
         if not self._windows:

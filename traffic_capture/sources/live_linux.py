@@ -8,16 +8,21 @@ kernel timestamps, loopback duplicates dropped.
 
 from __future__ import annotations
 
+import array
+import contextlib
 import mmap
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
+from traffic_capture.batch import Batch
 from traffic_capture.parse import DLT_EN10MB, DLT_RAW
-from traffic_capture.sources.records import Record
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -58,13 +63,14 @@ IDLE_SECONDS = 0.2
 # num_pkts, offset_to_first_pkt.
 _BLOCK = struct.Struct("=IIIII")
 _BLOCK_STATUS_AT = 8
-# struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status,
-# tp_mac (u16); its sockaddr_ll follows at TPACKET_ALIGN(sizeof(tpacket3_hdr)) = 48, where
+# struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status (u32),
+# tp_mac (u16, at 24); its sockaddr_ll follows at TPACKET_ALIGN(sizeof(tpacket3_hdr)) = 48, where
 # sll_hatype is at +8 and sll_pkttype at +10.
-_PACKET = struct.Struct("=IIIIIIH")
+_NEXT = struct.Struct("=I")  # tp_next_offset
 _SLL_HATYPE_AT = 48 + 8
 _SLL_PKTTYPE_AT = 48 + 10
 _STATUS_KERNEL = struct.pack("=I", TP_STATUS_KERNEL)
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 class LinuxLiveSource:
@@ -92,14 +98,17 @@ class LinuxLiveSource:
             self._drops += ring.take_drops()
         return self._drops
 
-    def records(self, stop: threading.Event) -> Iterator[Record | None]:
+    def batches(self, stop: threading.Event) -> Iterator[Batch | None]:
         rings = self._rings
         while not stop.is_set():
             busy = False
             for ring in rings:
-                for record in ring.ready_blocks():
+                batch = ring.take_ready()
+                if batch is not None:
                     busy = True
-                    yield record
+                    if len(batch):
+                        yield batch
+                    ring.give_back()  # only once the batch is counted: it reads the ring
             if not busy:
                 readable, _, _ = select.select(rings, [], [], IDLE_SECONDS)
                 if not readable:
@@ -108,7 +117,11 @@ class LinuxLiveSource:
         # wait for it, so that a stop loses nothing that was already captured.
         time.sleep(2 * BLOCK_TIMEOUT_MS / 1000)
         for ring in rings:
-            yield from ring.ready_blocks()
+            batch = ring.take_ready()
+            if batch is not None:
+                if len(batch):
+                    yield batch
+                ring.give_back()
 
 
 class _Ring:
@@ -132,6 +145,10 @@ class _Ring:
             self.sock.close()
             raise
         self._next_block = 0
+        self._taken = 0
+        self.view: np.ndarray | None = np.frombuffer(self.ring, dtype=np.uint8)
+        self.linktype: int | None = None  # from the first packet's device type
+        self.loopback = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -144,30 +161,51 @@ class _Ring:
         return int(struct.unpack_from("=II", stats)[1])  # the kernel resets it on each read
 
     def close(self) -> None:
-        self.ring.close()
+        self.view = None
+        # A batch still pointing into the ring keeps it alive; it goes with the last reference.
+        with contextlib.suppress(BufferError):
+            self.ring.close()
         self.sock.close()
 
-    def ready_blocks(self) -> Iterator[Record]:
-        """Records of the blocks the kernel has handed over, each block given back at once."""
-        ring = self.ring
-        unpack_block, unpack_packet = _BLOCK.unpack_from, _PACKET.unpack_from
-        while True:
-            base = self._next_block * BLOCK_BYTES
-            _, _, status, count, offset = unpack_block(ring, base)
+    def take_ready(self) -> Batch | None:
+        """The packets of every block the kernel has handed over, as one batch (None: no
+        block ready). The blocks stay ours until give_back()."""
+        ring, view = self.ring, self.view
+        offsets = array.array("q")
+        packet_at = offsets.append
+        block, taken = self._next_block, 0
+        while taken < BLOCK_COUNT:
+            base = block * BLOCK_BYTES
+            _, _, status, count, first = _BLOCK.unpack_from(ring, base)
             if not status & TP_STATUS_USER:
-                return
-            at = base + offset
+                break
+            at = base + first
             for _ in range(count):
-                next_offset, seconds, nanoseconds, snaplen, _, _, mac = unpack_packet(ring, at)
-                hatype = ring[at + _SLL_HATYPE_AT] | (ring[at + _SLL_HATYPE_AT + 1] << 8)
-                # lo shows each packet twice, leaving and coming back; libpcap keeps one.
-                if not (ring[at + _SLL_PKTTYPE_AT] == PACKET_OUTGOING
-                        and hatype == ARPHRD_LOOPBACK):
-                    linktype = ARPHRD_TO_DLT.get(hatype)
-                    if linktype is not None:
-                        start = at + mac
-                        yield (seconds * 1_000_000_000 + nanoseconds, linktype,
-                               ring[start:start + min(snaplen, SNAPLEN)])
-                at += next_offset
-            ring[base + _BLOCK_STATUS_AT:base + _BLOCK_STATUS_AT + 4] = _STATUS_KERNEL
+                packet_at(at)
+                at += _NEXT.unpack_from(ring, at)[0]
+            taken += 1
+            block = (block + 1) % BLOCK_COUNT
+        self._taken = taken
+        if not taken:
+            return None
+        at = np.frombuffer(offsets, dtype=np.int64)
+        words = view[at[:, None] + np.arange(28)].copy().view(np.uint32)  # tpacket3_hdr
+        seconds, nanoseconds, snaplen = (words[:, k].astype(np.int64) for k in (1, 2, 3))
+        mac = (words[:, 6] & 0xFFFF if _LITTLE_ENDIAN else words[:, 6] >> 16).astype(np.int64)
+        if self.linktype is None and len(at):
+            hatype = int(view[at[0] + _SLL_HATYPE_AT]) | int(view[at[0] + _SLL_HATYPE_AT + 1]) << 8
+            self.loopback = hatype == ARPHRD_LOOPBACK
+            self.linktype = ARPHRD_TO_DLT.get(hatype, -1)
+        keep = np.ones(len(at), dtype=bool) if self.linktype != -1 else np.zeros(len(at), bool)
+        if self.loopback:
+            # lo shows each packet twice, leaving and coming back; libpcap keeps one.
+            keep &= view[at + _SLL_PKTTYPE_AT] != PACKET_OUTGOING
+        return Batch(view, (at + mac)[keep], snaplen[keep],
+                     (seconds * 1_000_000_000 + nanoseconds)[keep], self.linktype or 0)
+
+    def give_back(self) -> None:
+        for _ in range(self._taken):
+            base = self._next_block * BLOCK_BYTES
+            self.ring[base + _BLOCK_STATUS_AT:base + _BLOCK_STATUS_AT + 4] = _STATUS_KERNEL
             self._next_block = (self._next_block + 1) % BLOCK_COUNT
+        self._taken = 0

@@ -10,9 +10,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from traffic_capture.batch import Batch, batch_of_frames
 from traffic_capture.sources.records import Record
 
 SNAPLEN = 384  # as the Linux back end: headers plus an FTP command line
+BATCH = 1024  # packets taken from one handle at a time
 TIMEOUT_MS = 200
 
 
@@ -57,7 +59,7 @@ class PcapLiveSource:
                 drops += stats.ps_drop + stats.ps_ifdrop
         return drops
 
-    def records(self, stop: threading.Event) -> Iterator[Record | None]:
+    def batches(self, stop: threading.Event) -> Iterator[Batch | None]:
         from scapy.automaton import select_objects
 
         handles = self._handles
@@ -68,12 +70,15 @@ class PcapLiveSource:
                 yield None
                 continue
             for reader in ready:
-                for _ in range(256):
+                records: list[Record] = []
+                for _ in range(BATCH):
                     ts, frame = reader.handle.next()
                     if frame is None:
                         break
                     # libpcap's timestamps are whole microseconds; round away the float error.
-                    yield (round(ts * 1_000_000) * 1000, reader.linktype, frame)
+                    records.append((round(ts * 1_000_000) * 1000, reader.linktype, frame))
+                if records:
+                    yield batch_of_frames(records)
 
 
 class _Readable:

@@ -1,0 +1,131 @@
+"""The vectorised batch path gives exactly the rows of the packet-by-packet path."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.frames import (
+    ICMP,
+    IP,
+    LINK_TYPES,
+    TCP,
+    UDP,
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    Raw,
+    arp_frame,
+    ethernet_vlan,
+)
+from traffic_capture import parse
+from traffic_capture.batch import batch_of_frames
+from traffic_capture.classify import ServerSet, parse_server
+from traffic_capture.pipeline import Pipeline
+from traffic_capture.windows import NS, Row
+
+HOSTS4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
+HOSTS6 = ["2001:db8::1", "2001:db8:1::7", "2001:db8:1::8"]
+T0 = 1_700_000_000 * NS
+
+packet_kinds = st.sampled_from(
+    ["tcp", "udp", "icmp", "fragment", "ext6", "frag6", "ftp227", "ftp-data", "port", "vlan",
+     "arp", "short"])
+
+
+@st.composite
+def packets(draw: st.DrawFn) -> tuple[int, object, str]:
+    kind = draw(packet_kinds)
+    version = draw(st.sampled_from([4, 6]))
+    hosts = HOSTS4 if version == 4 else HOSTS6
+    src, dst = draw(st.sampled_from(hosts)), draw(st.sampled_from(hosts))
+    if kind in ("ftp227", "port", "ftp-data"):
+        # One control connection's pair, so that announcements and data really meet.
+        src, dst = hosts[0], hosts[2]
+        if draw(st.booleans()):
+            src, dst = dst, src
+    layer = IP(src=src, dst=dst) if version == 4 else IPv6(src=src, dst=dst)
+    port = draw(st.sampled_from([20, 21, 22, 53, 80, 443, 3000, 8080, 40000]))
+    size = draw(st.integers(0, 300))
+    offset = draw(st.integers(0, 30 * NS))
+    if kind == "tcp":
+        ip = layer / TCP(sport=41000, dport=port) / Raw(b"t" * size)
+    elif kind == "udp":
+        ip = layer / UDP(sport=41000, dport=port) / Raw(b"u" * size)
+    elif kind == "icmp":
+        ip = layer / (ICMP() if version == 4 else ICMPv6EchoRequest()) / Raw(b"i" * size)
+    elif kind == "fragment" and version == 4:
+        ip = IP(src=src, dst=dst, proto=6, frag=10) / Raw(b"\0\x50" * 20)
+    elif kind in ("ext6", "frag6") and version == 6:
+        ext = IPv6ExtHdrDestOpt() if kind == "ext6" else IPv6ExtHdrFragment(offset=0, m=1)
+        ip = layer / ext / TCP(sport=41000, dport=port) / Raw(b"e" * size)
+    elif kind == "ftp227":
+        ip = layer / TCP(sport=21, dport=41000, flags="PA") / Raw(
+            b"227 Entering Passive Mode (192,0,2,1,11,184).\r\n")
+    elif kind == "port":
+        ip = layer / TCP(sport=41000, dport=21, flags="PA") / Raw(b"PORT 198,51,100,7,11,184\r\n")
+    elif kind == "ftp-data":
+        ip = layer / TCP(sport=3000, dport=41001) / Raw(b"d" * size)
+    elif kind == "vlan":
+        return offset, ("vlan", layer / UDP(sport=41000, dport=port) / Raw(b"v" * size)), kind
+    elif kind == "arp":
+        return offset, ("arp", None), kind
+    else:  # short: a frame cut inside its headers
+        ip = layer / TCP(sport=41000, dport=port) / Raw(b"s" * size)
+        return offset, ("short", ip, draw(st.integers(1, 60))), kind
+    return offset, ("ip", ip), kind
+
+
+def frames(linktype_name: str, specs: list) -> list[tuple[int, int, bytes]]:
+    linktype, build = LINK_TYPES[linktype_name]
+    records = []
+    for offset, spec, _ in specs:
+        if spec[0] == "ip":
+            frame = build(spec[1])
+        elif spec[0] == "vlan":
+            if linktype != parse.DLT_EN10MB:
+                continue
+            frame = ethernet_vlan(spec[1])
+        elif spec[0] == "arp":
+            if linktype != parse.DLT_EN10MB:
+                continue
+            frame = arp_frame()
+        else:
+            frame = build(spec[1])[:spec[2]]
+        records.append((T0 + offset, linktype, frame))
+    return records
+
+
+def scalar_rows(records: list, servers: list[str], window: int) -> list[Row]:
+    rows: list[Row] = []
+    pipeline = Pipeline(ServerSet(parse_server(s) for s in servers), window, rows.extend)
+    for record in records:
+        pipeline.feed(*record)
+    pipeline.finish()
+    return rows
+
+
+def batch_rows(records: list, servers: list[str], window: int, cuts: list[int]) -> list[Row]:
+    rows: list[Row] = []
+    pipeline = Pipeline(ServerSet(parse_server(s) for s in servers), window, rows.extend)
+    bounds = sorted({0, len(records), *(c % (len(records) + 1) for c in cuts)})
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        if stop > start:
+            pipeline.feed_batch(batch_of_frames(records[start:stop]))
+    pipeline.finish()
+    return rows
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(packets(), max_size=40), st.sampled_from(sorted(LINK_TYPES)),
+       st.sampled_from([["192.0.2.1", "2001:db8::1"], ["192.0.2.0/24", "2001:db8::/64"],
+                        ["198.51.100.7"]]),
+       st.sampled_from([1, 5]), st.lists(st.integers(0, 40), max_size=4), st.booleans())
+def test_a_batch_gives_the_rows_of_packet_by_packet(specs: list, link: str, servers: list[str],
+                                                    window: int, cuts: list[int],
+                                                    in_order: bool) -> None:
+    if in_order:
+        specs = sorted(specs, key=lambda spec: spec[0])
+    records = frames(link, specs)
+    assert batch_rows(records, servers, window, cuts) == scalar_rows(records, servers, window)
