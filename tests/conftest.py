@@ -119,6 +119,22 @@ class Daemon:
             self.process.wait(10)
 
 
+def start_tcpdump(namespace: str, args: list[str]) -> subprocess.Popen[bytes]:
+    """tcpdump writing a file, returned once it is really capturing."""
+    # --immediate-mode: without it libpcap holds packets up to a second, and a stop loses them.
+    process = subprocess.Popen(in_netns(namespace, ["tcpdump", "-U", "--immediate-mode", *args]),
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert process.stderr is not None
+    deadline = time.monotonic() + 20
+    seen = b""
+    while b"listening on" not in seen:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"tcpdump did not start: {seen.decode(errors='replace')}")
+        seen += process.stderr.read1(4096)  # type: ignore[attr-defined]
+    return process
+
+
 def ping(namespace: str, count: int, address: str = "127.0.0.1", interval: float = 0.2) -> None:
     subprocess.run(in_netns(namespace, ["ping", "-n", "-q", "-c", str(count), "-i", str(interval),
                                         address]), check=True, capture_output=True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
@@ -18,6 +18,9 @@ from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ethe
 from scapy.packet import Packet, Raw
 
 from traffic_capture import parse
+from traffic_capture.classify import ServerSet, parse_server
+from traffic_capture.pipeline import Pipeline
+from traffic_capture.windows import Row
 
 SERVER4 = "192.0.2.1"
 SERVER6 = "2001:db8::1"
@@ -80,6 +83,14 @@ LINK_TYPES: dict[str, tuple[int, Callable[[Packet], bytes]]] = {
     "loop": (parse.DLT_LOOP, loop),
     "raw": (parse.DLT_RAW, raw),
 }
+
+
+def collecting_pipeline(servers: Iterable[str], window: int) -> tuple[Pipeline, list[Row]]:
+    """A pipeline whose closed windows land, as rows, in the returned list."""
+    rows: list[Row] = []
+    pipeline = Pipeline(ServerSet(parse_server(s) for s in servers), window,
+                        lambda closed: rows.extend(closed.rows()))
+    return pipeline, rows
 
 
 def arp_frame() -> bytes:

@@ -17,12 +17,11 @@ from tests.frames import (
     IPv6ExtHdrFragment,
     Raw,
     arp_frame,
+    collecting_pipeline,
     ethernet_vlan,
 )
 from traffic_capture import parse
 from traffic_capture.batch import batch_of_frames
-from traffic_capture.classify import ServerSet, parse_server
-from traffic_capture.pipeline import Pipeline
 from traffic_capture.windows import NS, Row
 
 HOSTS4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
@@ -98,8 +97,7 @@ def frames(linktype_name: str, specs: list) -> list[tuple[int, int, bytes]]:
 
 
 def scalar_rows(records: list, servers: list[str], window: int) -> list[Row]:
-    rows: list[Row] = []
-    pipeline = Pipeline(ServerSet(parse_server(s) for s in servers), window, rows.extend)
+    pipeline, rows = collecting_pipeline(servers, window)
     for record in records:
         pipeline.feed(*record)
     pipeline.finish()
@@ -107,8 +105,7 @@ def scalar_rows(records: list, servers: list[str], window: int) -> list[Row]:
 
 
 def batch_rows(records: list, servers: list[str], window: int, cuts: list[int]) -> list[Row]:
-    rows: list[Row] = []
-    pipeline = Pipeline(ServerSet(parse_server(s) for s in servers), window, rows.extend)
+    pipeline, rows = collecting_pipeline(servers, window)
     bounds = sorted({0, len(records), *(c % (len(records) + 1) for c in cuts)})
     for start, stop in zip(bounds, bounds[1:], strict=False):
         if stop > start:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, in_netns, needs_tools, ping, read_rows, run_cli
+from tests.conftest import (
+    Daemon,
+    in_netns,
+    needs_tools,
+    ping,
+    read_rows,
+    run_cli,
+    start_tcpdump,
+)
 
 ICMP_ECHO_IPV4 = 84  # 20 IP + 8 ICMP + 56 data, ping's default
 ICMP_ECHO_IPV6 = 104  # 40 IPv6 + 8 ICMPv6 + 56 data
@@ -83,9 +91,7 @@ def test_live_capture_and_a_file_of_the_same_packets_give_the_same_rows(
     """Both back ends and tcpdump watch the same packets; all three give identical rows."""
     needs_tools("ping", "tcpdump", "curl")
     pcap = tmp_path / "same.pcap"
-    tcpdump = subprocess.Popen(in_netns(netns, ["tcpdump", "-i", "lo", "-w", str(pcap), "-U",
-                                                "-s", "0", "host", "127.0.0.1"]),
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    tcpdump = start_tcpdump(netns, ["-i", "lo", "-w", str(pcap), "-s", "0", "host", "127.0.0.1"])
     linux = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "linux.csv"),
                            "--backend", "linux", "--window", "1"])
     pcap_daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "pcap.csv"),
@@ -129,8 +135,7 @@ UDP_SENDER = ("import socket, sys\n"
 def test_a_filter_applies_alike_to_live_capture_and_to_files(netns: str, tmp_path: Path) -> None:
     needs_tools("ping", "tcpdump")
     pcap = tmp_path / "all.pcap"
-    tcpdump = subprocess.Popen(in_netns(netns, ["tcpdump", "-i", "lo", "-w", str(pcap), "-U"]),
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    tcpdump = start_tcpdump(netns, ["-i", "lo", "-w", str(pcap)])
     daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "live.csv"),
                             "--filter", "udp", "--window", "60"])
     try:

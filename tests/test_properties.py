@@ -19,12 +19,12 @@ from tests.frames import (
     ICMPv6EchoRequest,
     IPv6,
     Raw,
+    collecting_pipeline,
 )
 from traffic_capture import parse
-from traffic_capture.classify import ServerSet, parse_server
+from traffic_capture.classify import parse_server
 from traffic_capture.csv_sink import format_rows, header_line
 from traffic_capture.ftp import announced_port
-from traffic_capture.pipeline import Pipeline
 from traffic_capture.rules import COLUMNS
 from traffic_capture.windows import NS, Row
 
@@ -65,8 +65,7 @@ def build(spec: tuple) -> tuple[int, int, bytes, str, str, int]:
 def test_bytes_in_equal_bytes_out_and_total_is_the_sum_of_classes(specs: list, window: int
                                                                     ) -> None:
     servers = {parse_server(s).network_address.compressed for s in SERVERS}
-    rows: list[Row] = []
-    pipeline = Pipeline(ServerSet(parse_server(s) for s in SERVERS), window, rows.extend)
+    pipeline, rows = collecting_pipeline(SERVERS, window)
     expected_by_key: dict[tuple[str, str], int] = {}
     for spec in specs:
         ts_ns, linktype, frame, src, dst, ip_len = build(spec)

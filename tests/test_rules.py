@@ -23,6 +23,7 @@ from tests.frames import (
     Packet,
     Raw,
     arp_frame,
+    collecting_pipeline,
     ethernet,
 )
 from traffic_capture import parse
@@ -35,8 +36,7 @@ T0 = 1_700_000_000 * NS  # a multiple of 5 s: 2023-11-14 22:13:20 UTC
 
 def run(frames: list[tuple[int, int, bytes]], servers: tuple[str, ...] = (SERVER4, SERVER6),
         window: int = 5) -> list[Row]:
-    rows: list[Row] = []
-    pipeline = Pipeline(ServerSet(parse_server(s) for s in servers), window, rows.extend)
+    pipeline, rows = collecting_pipeline(servers, window)
     for ts_ns, linktype, frame in frames:
         pipeline.feed(ts_ns, linktype, frame)
     pipeline.finish()
@@ -275,7 +275,8 @@ def test_rows_within_a_window_are_ordered_v4_then_v6_numerically_in_before_out()
 
 def test_a_window_is_emitted_once_the_trace_passes_its_end_by_the_close_delay() -> None:
     emitted: list[list[Row]] = []
-    pipeline = Pipeline(ServerSet([parse_server(SERVER4)]), 5, emitted.append)
+    pipeline = Pipeline(ServerSet([parse_server(SERVER4)]), 5,
+                        lambda closed: emitted.append(closed.rows()))
     udp = ethernet(IP(src=CLIENT4, dst=SERVER4) / UDP(dport=53))
     pipeline.feed(T0, parse.DLT_EN10MB, udp)
     pipeline.feed(T0 + 5 * NS + 999_000_000, parse.DLT_EN10MB, udp)  # 0.999 s after the end

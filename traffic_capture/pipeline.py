@@ -19,7 +19,7 @@ from traffic_capture.classify import ServerSet, classify
 from traffic_capture.ftp import FtpDataTracker
 from traffic_capture.parse import UnknownLinkType, ip_offset_function, parse_ip
 from traffic_capture.rules import CLOSE_DELAY_SECONDS, IN, OUT
-from traffic_capture.windows import NS, Row, WindowAggregator
+from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
 
 CLOSE_DELAY_NS = int(CLOSE_DELAY_SECONDS * NS)
 
@@ -37,7 +37,7 @@ class Counters:
 
 class Pipeline:
     def __init__(self, servers: ServerSet, window_seconds: int,
-                 emit: Callable[[list[Row]], None]) -> None:
+                 emit: Callable[[ClosedWindow], None]) -> None:
         self.servers = servers
         self.windows = WindowAggregator(window_seconds)
         self.ftp = FtpDataTracker()
@@ -149,11 +149,11 @@ class Pipeline:
         """At stop: the partial window too, with its real bounds."""
         self._send(self.windows.close_all())
 
-    def _send(self, closed: list[list[Row]]) -> None:
-        for rows in closed:
+    def _send(self, closed: list[ClosedWindow]) -> None:
+        for window in closed:
             self.counters.windows_closed += 1
-            self.counters.rows_made += len(rows)
-            self._emit(rows)
+            self.counters.rows_made += len(window)
+            self._emit(window)
         oldest_end = self.windows.oldest_end_ns()
         self._close_due_ns = None if oldest_end is None else oldest_end + CLOSE_DELAY_NS
 

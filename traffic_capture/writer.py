@@ -18,9 +18,9 @@ from pathlib import Path
 
 from traffic_capture.csv_sink import append_text, format_rows, write_side_file
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
-from traffic_capture.windows import Row
+from traffic_capture.windows import ClosedWindow, Row
 
-_STOP = None
+_STOP = ClosedWindow(0, 0, {})  # the stop request, told apart by identity
 
 
 def blocked_advice(path: Path, error: OSError) -> str:
@@ -45,7 +45,7 @@ class CsvWriter(threading.Thread):
         self.delimiter = delimiter
         self._warn = warn
         self._info = info
-        self._queue: queue.SimpleQueue[list[Row] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[ClosedWindow] = queue.SimpleQueue()
         self._pending: deque[Row] = deque()
         self._blocked_since: float | None = None
         self.rows_written = 0
@@ -57,11 +57,11 @@ class CsvWriter(threading.Thread):
     def rows_pending(self) -> int:
         return self.rows_queued - self.rows_written
 
-    def put(self, rows: list[Row]) -> None:
-        """Producer side: never blocks."""
-        if rows:
-            self.rows_queued += len(rows)
-            self._queue.put(rows)
+    def put(self, window: ClosedWindow) -> None:
+        """Producer side: never blocks, and leaves building the rows to this thread."""
+        if len(window):
+            self.rows_queued += len(window)
+            self._queue.put(window)
 
     def stop(self, timeout: float | None = None) -> None:
         """Ask the thread to drain and finish; wait for it."""
@@ -75,7 +75,7 @@ class CsvWriter(threading.Thread):
             try:
                 item = self._queue.get(timeout=wait)
             except queue.Empty:
-                item = []
+                item = None
             stopping = self._take(item)
             stopping = self._take_waiting() or stopping
             self._try_write()
@@ -87,10 +87,11 @@ class CsvWriter(threading.Thread):
         if self._pending:
             self._save_to_side_file()
 
-    def _take(self, item: list[Row] | None) -> bool:
+    def _take(self, item: ClosedWindow | None) -> bool:
         if item is _STOP:
             return True
-        self._pending.extend(item)
+        if item is not None:
+            self._pending.extend(item.rows())
         return False
 
     def _take_waiting(self) -> bool:
