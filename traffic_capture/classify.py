@@ -1,6 +1,8 @@
 """IP fields + the server set -> client, direction, protocol class and bytes.
 
-The rules are the product's contract (see rules.py and the README); each has a test.
+The rules are the product's contract (see rules.py and the README); each has a test. This is
+their packet-by-packet statement, readable rule by rule; batch.py applies the same rules to
+whole batches with numpy, and tests/test_batch.py checks that both give the same rows.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ class Pipeline:
         self._client_bytes: dict[tuple[int, int, int], bytes] = {}  # batch client -> address
 
     def feed(self, ts_ns: int, linktype: int, frame: bytes) -> None:
-        """Count one frame. Raises UnknownLinkType for a link type nobody can read."""
+        """Count one frame: the packet-by-packet reference that feed_batch must match (the
+        sources all hand out batches). Raises UnknownLinkType for a link type nobody reads."""
         counters = self.counters
         counters.packets_seen += 1
         offset_of = self._offset_functions.get(linktype)
