@@ -276,3 +276,15 @@ def test_windows_interfaces_are_listed_with_friendly_and_npf_names() -> None:
     assert "Ethernet  [\\Device\\NPF_{0C2F0B3A" in text and "192.168.1.10" in text
     assert resolve_interfaces(["\\Device\\NPF_Loopback"], interfaces)[0].name.startswith("Adapter")
     assert resolve_interfaces(["Ethernet"], interfaces)[0].device.endswith("6666}")
+
+
+def test_an_unknown_link_type_inside_a_pcapng_is_named(tmp_path: Path) -> None:
+    """pcapng names link types per interface, so this one shows only when a packet comes."""
+    needs_tools("editcap")
+    usb = tmp_path / "usb.pcap"
+    wrpcap(str(usb), [Raw(b"\0" * 40)], linktype=189)
+    pcapng = tmp_path / "usb.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(usb), str(pcapng)], check=True, timeout=30)
+    line = one_line_error(run_cli(["--read", str(pcapng), "--server-ip", SERVER4,
+                                   "--out", str(tmp_path / "t.csv"), "--quiet"]), RUNTIME)
+    assert "link type 189" in line

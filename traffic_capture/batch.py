@@ -116,6 +116,7 @@ def _u64(data: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
 def parse_batch(batch: Batch) -> Parsed:
     data, starts, lengths = batch.data, batch.starts, batch.lengths
     n = len(starts)
+    parse.ip_offset_function(batch.linktype)  # raises UnknownLinkType, naming it
     ip_offset, ethertype_at = _LINK_LAYOUT[batch.linktype]
     ip = starts + ip_offset
     end = starts + lengths

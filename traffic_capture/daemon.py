@@ -265,14 +265,14 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
     describe = _describe(pipeline, run.writer)
     reporter.start(describe, total_bytes=total_size(files),
                    position=lambda: read_position(files))
-    exit_code = EXIT_OK
+    error_message = ""
     try:
         for batch in merged_batches(files):
             pipeline.feed_batch(batch)
             if stop.is_set():
                 break
     except UnknownLinkType as error:
-        exit_code = fail(f"{', '.join(map(str, config.read))}: {error}")
+        error_message = f"{', '.join(map(str, config.read))}: {error}"
     finally:
         reporter.stop(describe, position=lambda: read_position(files))
         for capture in files:
@@ -282,7 +282,8 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
         if capture.truncated or capture.shown_as in cut_short:
             reporter.warn(f"{capture.shown_as} ends in the middle of a packet (a capture that was "
                           "killed?): counted every complete packet before the cut")
-    return exit_code
+    # Last, once the status line is gone and what was counted is written.
+    return fail(error_message) if error_message else EXIT_OK
 
 
 def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
@@ -295,7 +296,7 @@ def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
         timer = threading.Timer(config.duration, stop.set)
         timer.daemon = True
         timer.start()
-    exit_code = EXIT_OK
+    error_message = ""
     try:
         for batch in source.batches(stop):
             if batch is None:
@@ -303,9 +304,9 @@ def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
             else:
                 pipeline.feed_batch(batch)
     except UnknownLinkType as error:
-        exit_code = fail(str(error))
+        error_message = str(error)
     except OSError as error:
-        exit_code = fail(f"capture stopped: {error}")
+        error_message = f"capture stopped: {error}"
     finally:
         if timer is not None:
             timer.cancel()
@@ -318,4 +319,4 @@ def _run_live(config: Config, source: LiveSource, reporter: Reporter) -> int:
                       "could be counted (the capture could not keep up); the rows miss them")
     else:
         reporter.info("kernel drops: 0")
-    return exit_code
+    return fail(error_message) if error_message else EXIT_OK
