@@ -119,11 +119,11 @@ def write_base(df: pd.DataFrame, path: Path, lay: Layouts, title_note: str) -> N
     chart = wb.add_chart({"type": "column", "subtype": "stacked"})
     p = lay.protocol
     for i, _cls in enumerate(CLASSES):
-        col = px.col_letter(1 + i)
+        letter = px.col_letter(1 + i)
         chart.add_series({
-            "name": f"={PROTOCOLS}!${col}${p.top + 1}",
+            "name": f"={PROTOCOLS}!${letter}${p.top + 1}",
             "categories": f"={PROTOCOLS}!$A${p.first_data_row}:$A${p.last_data_row}",
-            "values": f"={PROTOCOLS}!${col}${p.first_data_row}:${col}${p.last_data_row}",
+            "values": f"={PROTOCOLS}!${letter}${p.first_data_row}:${letter}${p.last_data_row}",
             "gap": 30,
         })
     chart.set_title({"name": "Bytes per window, by protocol"})

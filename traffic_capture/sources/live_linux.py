@@ -22,6 +22,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from traffic_capture.batch import Batch
+
+if sys.platform != "linux":  # packet sockets and their ring exist on Linux only
+    raise ImportError("the packet-socket back end needs Linux; use --backend pcap")
 from traffic_capture.parse import DLT_EN10MB, DLT_RAW
 
 ETH_P_ALL = 0x0003
@@ -186,6 +189,7 @@ class _Ring:
         """The packets of every block the kernel has handed over, as one batch (None: no
         block ready). The blocks stay ours until give_back()."""
         ring, view = self.ring, self.view
+        assert view is not None, "ring used after close()"
         offsets = array.array("q")
         packet_at = offsets.append
         block, taken = self._next_block, 0
