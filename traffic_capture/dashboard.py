@@ -267,16 +267,21 @@ def replacing(out: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="traffic-capture excel",
-        description="Build an Excel dashboard (PivotTables, stacked PivotChart, slicers) "
-                    "from traffic.csv.",
-    )
+def workbook_parser(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
+    """The options every workbook command shares: the CSV in, the workbook out."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--csv", default="traffic.csv", type=Path,
                         help="the capture CSV (',' or ';' delimited; default: traffic.csv)")
-    parser.add_argument("--out", default="traffic_dashboard.xlsx", type=Path,
-                        help="workbook to write (default: traffic_dashboard.xlsx)")
+    parser.add_argument("--out", default=default_out, type=Path,
+                        help=f"workbook to write (default: {default_out})")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = workbook_parser(
+        "traffic-capture excel",
+        "Build an Excel dashboard (PivotTables, stacked PivotChart, slicers) from traffic.csv.",
+        "traffic_dashboard.xlsx")
     parser.add_argument("--link", action="store_true",
                         help="connect the workbook to the CSV so Data > Refresh All re-reads it")
     return parser.parse_args(argv)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from traffic_capture.dashboard import replacing, run_workbook_command
+from traffic_capture.dashboard import replacing, run_workbook_command, workbook_parser
 from traffic_capture.rules import CLASSES, COLUMNS, TIME_FORMAT
 
 TOP_CLIENTS = 10  # series in the per-client chart; the rest become one "other clients" series
@@ -175,16 +175,11 @@ def _write(frames: ReportFrames, path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="traffic-capture report",
-        description="Build a static Excel report (top clients, stacked charts per client and "
-                    "per protocol, in/out split, filterable data) from traffic.csv.",
-    )
-    parser.add_argument("--csv", default="traffic.csv", type=Path,
-                        help="the capture CSV (',' or ';' delimited; default: traffic.csv)")
-    parser.add_argument("--out", default="traffic_report.xlsx", type=Path,
-                        help="workbook to write (default: traffic_report.xlsx)")
-    return parser.parse_args(argv)
+    return workbook_parser(
+        "traffic-capture report",
+        "Build a static Excel report (top clients, stacked charts per client and per protocol, "
+        "in/out split, filterable data) from traffic.csv.",
+        "traffic_report.xlsx").parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,11 +31,6 @@ class Row(NamedTuple):
     other_bytes: int
 
 
-def window_start_ns(ts_ns: int, window_ns: int) -> int:
-    """floor(t / W) * W, the rule that aligns windows to the clock (:00, :05, :10...)."""
-    return ts_ns // window_ns * window_ns
-
-
 class WindowAggregator:
     """Sums IP bytes per (window, client, direction, class) until a window is closed."""
 
@@ -56,6 +51,7 @@ class WindowAggregator:
             ip_bytes: int) -> None:
         start = self._current_start
         if not start <= ts_ns < start + self.window_ns:
+            # floor(t / W) * W: windows aligned to the clock (:00, :05, :10...).
             start = self._current_start = ts_ns // self.window_ns * self.window_ns
             current = self._windows.get(start)
             if current is None:
