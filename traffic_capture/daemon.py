@@ -107,10 +107,8 @@ def _open_live(config: Config, reporter: Reporter) -> LiveSource:
     try:
         if config.interfaces:
             chosen = resolve_interfaces(config.interfaces, known)
-        elif config.servers:
+        else:  # with no server yet, the set is empty and the default route's interface wins
             chosen = default_interfaces(config.servers, known)
-        else:
-            chosen = default_interfaces(ServerSet(()), known)
     except InterfaceError as error:
         raise StartError(str(error), EXIT_USAGE) from None
     if not config.servers:
