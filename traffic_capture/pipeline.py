@@ -64,7 +64,7 @@ class Pipeline:
                 counters.bytes_counted += ip_bytes
                 self.windows.add(ts_ns, client, direction, protocol_class, ip_bytes)
                 if self._close_due_ns is None:
-                    self._close_due_ns = self.windows.oldest_end_ns() + CLOSE_DELAY_NS  # type: ignore[operator]
+                    self._update_close_due()
         if self._close_due_ns is not None and ts_ns >= self._close_due_ns:
             self.advance(ts_ns)
 
@@ -87,7 +87,7 @@ class Pipeline:
                     return
                 first = at + int(following[0])
                 self._add_segment(batch, packets, first, first + 1)
-                self._close_due_ns = self.windows.oldest_end_ns() + CLOSE_DELAY_NS  # type: ignore[operator]
+                self._update_close_due()
                 at = first + 1
                 continue
             due = np.flatnonzero(ts_ns[at:] >= self._close_due_ns)
@@ -155,6 +155,10 @@ class Pipeline:
             self.counters.windows_closed += 1
             self.counters.rows_made += len(window)
             self._emit(window)
+        self._update_close_due()
+
+    def _update_close_due(self) -> None:
+        """The clock at which the oldest open window must close (None: none is open)."""
         oldest_end = self.windows.oldest_end_ns()
         self._close_due_ns = None if oldest_end is None else oldest_end + CLOSE_DELAY_NS
 

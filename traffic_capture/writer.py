@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import queue
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -125,7 +126,7 @@ class CsvWriter(threading.Thread):
     def _save_to_side_file(self) -> None:
         rows = list(self._pending)
         text = format_rows(rows, self.delimiter)
-        candidates = [self.path, Path(_temp_dir()) / self.path.name]
+        candidates = [self.path, Path(tempfile.gettempdir()) / self.path.name]
         for base in candidates:
             try:
                 self.side_file = write_side_file(base, text, self.delimiter)
@@ -143,8 +144,3 @@ class CsvWriter(threading.Thread):
         sys.stderr.flush()
         self._pending.clear()
 
-
-def _temp_dir() -> str:
-    import tempfile
-
-    return tempfile.gettempdir()

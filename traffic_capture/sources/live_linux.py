@@ -68,9 +68,8 @@ _BLOCK = struct.Struct("=IIIII")
 _BLOCK_STATUS_AT = 8
 # struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status (u32),
 # tp_mac (u16, at 24); its sockaddr_ll follows at TPACKET_ALIGN(sizeof(tpacket3_hdr)) = 48, where
-# sll_hatype is at +8 and sll_pkttype at +10.
+# sll_pkttype is at +10.
 _NEXT = struct.Struct("=I")  # tp_next_offset
-_SLL_HATYPE_AT = 48 + 8
 _SLL_PKTTYPE_AT = 48 + 10
 _STATUS_KERNEL = struct.pack("=I", TP_STATUS_KERNEL)
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -127,14 +126,6 @@ class LinuxLiveSource:
                 ring.give_back()
 
 
-def _is_loopback(interface: str) -> bool:
-    try:
-        with open(f"/sys/class/net/{interface}/type", encoding="ascii") as device_type:
-            return int(device_type.read()) == ARPHRD_LOOPBACK
-    except (OSError, ValueError):
-        return False
-
-
 class _Ring:
     def __init__(self, interface: str, bpf_filter: str | None) -> None:
         # Protocol 0 receives nothing until bind: the filter is in place before the first packet.
@@ -151,21 +142,24 @@ class _Ring:
                 from traffic_capture.sources.bpf import attach_filter
 
                 attach_filter(self.sock, bpf_filter, interface)
-            if _is_loopback(interface):
+            self.sock.bind((interface, ETH_P_ALL))
+            # The bound device's hardware type, from the kernel: its link type, and whether it
+            # is a loopback.
+            hardware_type = self.sock.getsockname()[3]
+            self.loopback = hardware_type == ARPHRD_LOOPBACK
+            if self.loopback:
                 # lo shows each packet twice, leaving and coming back: have the kernel skip the
                 # first copy (Linux 4.20+), half the work and honest drop counts; older kernels
                 # deliver both and take_ready() skips it.
                 with contextlib.suppress(OSError):
                     self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            self.sock.bind((interface, ETH_P_ALL))
         except BaseException:
             self.sock.close()
             raise
+        self.linktype = ARPHRD_TO_DLT.get(hardware_type)  # None: a device we cannot read
         self._next_block = 0
         self._taken = 0
         self.view: np.ndarray | None = np.frombuffer(self.ring, dtype=np.uint8)
-        self.linktype: int | None = None  # from the first packet's device type
-        self.loopback = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -210,11 +204,7 @@ class _Ring:
         words = view[at[:, None] + np.arange(28)].copy().view(np.uint32)  # tpacket3_hdr
         seconds, nanoseconds, snaplen = (words[:, k].astype(np.int64) for k in (1, 2, 3))
         mac = (words[:, 6] & 0xFFFF if _LITTLE_ENDIAN else words[:, 6] >> 16).astype(np.int64)
-        if self.linktype is None and len(at):
-            hatype = int(view[at[0] + _SLL_HATYPE_AT]) | int(view[at[0] + _SLL_HATYPE_AT + 1]) << 8
-            self.loopback = hatype == ARPHRD_LOOPBACK
-            self.linktype = ARPHRD_TO_DLT.get(hatype, -1)
-        keep = np.ones(len(at), dtype=bool) if self.linktype != -1 else np.zeros(len(at), bool)
+        keep = np.full(len(at), self.linktype is not None)
         if self.loopback:
             # lo shows each packet twice, leaving and coming back; libpcap keeps one.
             keep &= view[at + _SLL_PKTTYPE_AT] != PACKET_OUTGOING
