@@ -122,7 +122,10 @@ class Daemon:
 def start_tcpdump(namespace: str, args: list[str]) -> subprocess.Popen[bytes]:
     """tcpdump writing a file, returned once it is really capturing."""
     # --immediate-mode: without it libpcap holds packets up to a second, and a stop loses them.
-    process = subprocess.Popen(in_netns(namespace, ["tcpdump", "-U", "--immediate-mode", *args]),
+    # -B 32768: a 32 MiB kernel buffer, so that a loaded CI machine does not make tcpdump drop
+    # the 64 KiB loopback segments the daemon under test sees.
+    process = subprocess.Popen(in_netns(namespace, ["tcpdump", "-U", "--immediate-mode",
+                                                    "-B", "32768", *args]),
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     assert process.stderr is not None
     deadline = time.monotonic() + 20
@@ -133,6 +136,14 @@ def start_tcpdump(namespace: str, args: list[str]) -> subprocess.Popen[bytes]:
             raise AssertionError(f"tcpdump did not start: {seen.decode(errors='replace')}")
         seen += process.stderr.read1(4096)  # type: ignore[attr-defined]
     return process
+
+
+def stop_tcpdump(process: subprocess.Popen[bytes]) -> None:
+    """Stop tcpdump and fail loudly if it dropped packets: its file is the reference."""
+    process.send_signal(signal.SIGINT)
+    _, tail = process.communicate(timeout=10)
+    stats = tail.decode(errors="replace")
+    assert "\n0 packets dropped by kernel" in stats, f"tcpdump lost packets: {stats}"
 
 
 def ping(namespace: str, count: int, address: str = "127.0.0.1", interval: float = 0.2) -> None:
