@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +28,18 @@ from traffic_capture.windows import NS, Row
 HOSTS4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
 HOSTS6 = ["2001:db8::1", "2001:db8:1::7", "2001:db8:1::8"]
 T0 = 1_700_000_000 * NS
+
+# Announcements as servers and clients write them (second line, lower case, extended forms),
+# and near misses that must announce nothing.
+REPLIES = [b"227 Entering Passive Mode (192,0,2,1,11,184).\r\n",
+           b"150 Here it comes.\r\n227 Entering Passive Mode (192,0,2,1,11,184)\r\n",
+           b"229 Entering Extended Passive Mode (|||3000|)\r\n",
+           b"227-Passive 192,0,2,1,11,184\r\n",
+           b"227 Entering Passive Mode (192,0,2,1,11,999)\r\n",
+           b"226 Transfer complete, 227 bytes, port 3000\r\n"]
+COMMANDS = [b"PORT 198,51,100,7,11,184\r\n", b"port 198,51,100,7,11,184\r\n",
+            b"EPRT |2|2001:db8:1::8|3000|\r\n", b"eprt |1|198.51.100.7|3000|\r\n",
+            b"NOOP\r\nPORT 198,51,100,7,11,184\r\n", b"REPORT 198,51,100,7,11,184\r\n"]
 
 packet_kinds = st.sampled_from(
     ["tcp", "udp", "icmp", "fragment", "ext6", "frag6", "ftp227", "ftp-data", "port", "vlan",
@@ -60,10 +73,9 @@ def packets(draw: st.DrawFn) -> tuple[int, object, str]:
         ext = IPv6ExtHdrDestOpt() if kind == "ext6" else IPv6ExtHdrFragment(offset=0, m=1)
         ip = layer / ext / TCP(sport=41000, dport=port) / Raw(b"e" * size)
     elif kind == "ftp227":
-        ip = layer / TCP(sport=21, dport=41000, flags="PA") / Raw(
-            b"227 Entering Passive Mode (192,0,2,1,11,184).\r\n")
+        ip = layer / TCP(sport=21, dport=41000, flags="PA") / Raw(draw(st.sampled_from(REPLIES)))
     elif kind == "port":
-        ip = layer / TCP(sport=41000, dport=21, flags="PA") / Raw(b"PORT 198,51,100,7,11,184\r\n")
+        ip = layer / TCP(sport=41000, dport=21, flags="PA") / Raw(draw(st.sampled_from(COMMANDS)))
     elif kind == "ftp-data":
         ip = layer / TCP(sport=3000, dport=41001) / Raw(b"d" * size)
     elif kind == "vlan":
@@ -126,3 +138,24 @@ def test_a_batch_gives_the_rows_of_packet_by_packet(specs: list, link: str, serv
         specs = sorted(specs, key=lambda spec: spec[0])
     records = frames(link, specs)
     assert batch_rows(records, servers, window, cuts) == scalar_rows(records, servers, window)
+
+
+@pytest.mark.parametrize("payload", REPLIES + COMMANDS)
+def test_every_form_of_ftp_announcement_is_seen_by_the_batch_path(payload: bytes) -> None:
+    """The batch path looks for announcements only in segments with a marker substring; each
+    form (second line, lower case, extended, near misses) must still give the scalar rows."""
+    server, client = "192.0.2.1", "198.51.100.7"
+    if payload in REPLIES:  # the server announces a port of its own, the client connects
+        control = IP(src=server, dst=client) / TCP(sport=21, dport=41000) / Raw(payload)
+        data = IP(src=client, dst=server) / TCP(sport=41001, dport=3000) / Raw(b"d" * 100)
+    else:  # the client announces a port of its own, the server connects
+        control = IP(src=client, dst=server) / TCP(sport=41000, dport=21) / Raw(payload)
+        data = IP(src=server, dst=client) / TCP(sport=40020, dport=3000) / Raw(b"d" * 100)
+    noise = IP(src=client, dst=server) / TCP(sport=41002, dport=22) / Raw(payload * 3)
+    records = frames("ethernet", [(k * NS // 10, ("ip", ip), "") for k, ip in
+                                  enumerate([noise, control, data, data, noise])])
+    expected = scalar_rows(records, [server], 5)
+    assert batch_rows(records, [server], 5, []) == expected
+    announces = b"999" not in payload and not payload.startswith((b"226", b"REPORT"))
+    data_bytes = 2 * len(data) if announces else 0
+    assert sum(row.ftp_bytes for row in expected) == len(control) + data_bytes

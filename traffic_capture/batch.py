@@ -41,10 +41,15 @@ _LINK_LAYOUT: dict[int, tuple[int, int | None]] = {
     parse.DLT_IPV4: (0, None),
     parse.DLT_IPV6: (0, None),
 }
-_VLAN_TAGS = np.array(sorted(parse.ETHERTYPE_VLAN_TAGS), dtype=np.int64)
-_IPV6_EXTENSIONS = np.array(sorted(parse.IPV6_EXTENSIONS), dtype=np.int64)
-_FTP_PORTS = np.array(sorted(FTP_PORTS), dtype=np.int64)
-_HTTP_PORTS = np.array(sorted(HTTP_PORTS), dtype=np.int64)
+# Lookup tables (a gather is several times faster than np.isin on small sets).
+_IPV6_EXTENSION = np.zeros(256, dtype=bool)
+_IPV6_EXTENSION[sorted(parse.IPV6_EXTENSIONS)] = True
+_FTP_FLAG, _HTTP_FLAG = 1, 2
+_PORT_FLAGS = np.zeros(65536 + 1, dtype=np.int64)  # indexed by port + 1: NO_PORT is -1
+_PORT_FLAGS[[port + 1 for port in HTTP_PORTS]] |= _HTTP_FLAG
+_PORT_FLAGS[[port + 1 for port in FTP_PORTS]] |= _FTP_FLAG
+# Class by (TCP port flags 0-3, or 4 for UDP, 5 for anything else): FTP ports win over HTTP.
+_CLASS_BY_CODE = np.array([TCP, FTP, HTTP, FTP, UDP, OTHER], dtype=np.int64)
 
 
 @dataclass
@@ -95,72 +100,97 @@ class Parsed:
     payload_at: np.ndarray  # frame-relative, -1 if none
 
 
-def _gather(data: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Bytes at `index`, 0 past the end (callers mask those frames out by their lengths)."""
-    last = len(data) - 1
-    return np.where(index <= last, data[np.minimum(index, last)], 0).astype(np.int64)
+def rows_at(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) copy of data[start:start + width] for each start, zeros past the end.
+
+    One row copy per frame through an overlapping strided view: numpy then copies `width`
+    contiguous bytes per row, ~20x faster than indexing every byte.
+    """
+    rows = np.zeros((len(starts), width), dtype=np.uint8)
+    whole = len(data) - width + 1  # rows that fit entirely in data
+    fits = starts < whole
+    if whole > 0:
+        overlapping = np.lib.stride_tricks.as_strided(data, (whole, width), (1, 1),
+                                                      writeable=False)
+        if fits.all():
+            return overlapping[starts]
+        rows[fits] = overlapping[starts[fits]]
+    for i in np.flatnonzero(~fits).tolist():  # the last few frames of a buffer
+        tail = data[int(starts[i]):]
+        rows[i, :len(tail)] = tail
+    return rows
 
 
-def _u16(data: np.ndarray, index: np.ndarray) -> np.ndarray:
-    return (_gather(data, index) << 8) | _gather(data, index + 1)
+# Header bytes read per frame: the largest link header (20, SLL2), the largest IPv4 header
+# (60) and the 13 bytes of TCP up to its data offset all fit.
+HEADER_BYTES = 96
 
 
-def _u64(data: np.ndarray, index: np.ndarray, count: int) -> np.ndarray:
-    """Big-endian unsigned value of `count` (<= 8) bytes, as uint64."""
-    value = np.zeros(len(index), dtype=np.uint64)
-    for k in range(count):
-        value = (value << np.uint64(8)) | _gather(data, index + k).astype(np.uint64)
-    return value
+def _fields(header: np.ndarray, size: int) -> np.ndarray:
+    """The IP header rows as big-endian words of `size` bytes: column k is bytes
+    k*size..(k+1)*size-1 (one view, no copy)."""
+    return header.view(f">u{size}")
 
 
 def parse_batch(batch: Batch) -> Parsed:
-    data, starts, lengths = batch.data, batch.starts, batch.lengths
+    starts, lengths = batch.starts, batch.lengths
     n = len(starts)
     parse.ip_offset_function(batch.linktype)  # raises UnknownLinkType, naming it
-    ip_offset, ethertype_at = _LINK_LAYOUT[batch.linktype]
-    ip = starts + ip_offset
-    end = starts + lengths
+    ip, ethertype_at = _LINK_LAYOUT[batch.linktype]
+    h = rows_at(batch.data, starts, HEADER_BYTES)  # bytes past a frame's end are masked below
     scalar = np.zeros(n, dtype=bool)  # frames left to parse.parse_frame
     if ethertype_at is not None:
-        ethertype = _u16(data, starts + ethertype_at)
-        tagged = np.isin(ethertype, _VLAN_TAGS)
-        scalar |= tagged & (lengths >= ip_offset)
-        link_ok = (lengths >= ip_offset) & (
+        ethertype = (h[:, ethertype_at].astype(np.int64) << 8) | h[:, ethertype_at + 1]
+        tagged = np.zeros(n, dtype=bool)
+        for tag in parse.ETHERTYPE_VLAN_TAGS:
+            tagged |= ethertype == tag
+        scalar |= tagged & (lengths >= ip)
+        link_ok = (lengths >= ip) & (
             (ethertype == parse.ETHERTYPE_IPV4) | (ethertype == parse.ETHERTYPE_IPV6))
     else:
-        link_ok = lengths > ip_offset if ip_offset else np.ones(n, dtype=bool)
-    first = _gather(data, ip)
+        link_ok = lengths > ip if ip else np.ones(n, dtype=bool)
+    header = np.ascontiguousarray(h[:, ip:ip + 40])  # the IPv6 header, or IPv4's and more
+    words, longs, quads = _fields(header, 2), _fields(header, 4), _fields(header, 8)
+    first = header[:, 0].astype(np.int64)
     version = first >> 4
-    v4 = link_ok & (version == 4) & (end >= ip + 20) & ((first & 0x0F) >= 5)
-    v6 = link_ok & (version == 6) & (end >= ip + 40)
+    v4 = link_ok & (version == 4) & (lengths >= ip + 20) & ((first & 0x0F) >= 5)
+    v6 = link_ok & (version == 6) & (lengths >= ip + 40)
 
     # IPv4
     header_len = (first & 0x0F) * 4
-    total_len = _u16(data, ip + 2)
-    v4_bytes = np.where(total_len < header_len, end - ip, total_len)
-    fragment = ((_gather(data, ip + 6) & 0x1F) << 8) | _gather(data, ip + 7)
-    proto4 = _gather(data, ip + 9)
+    total_len = words[:, 1].astype(np.int64)
+    v4_bytes = np.where(total_len < header_len, lengths - ip, total_len)
+    fragment = words[:, 3].astype(np.int64) & 0x1FFF
+    proto4 = header[:, 9].astype(np.int64)
     # IPv6 (extension headers: the scalar parser follows them)
-    payload_len = _u16(data, ip + 4)
-    next_header = _gather(data, ip + 6)
-    scalar |= v6 & np.isin(next_header, _IPV6_EXTENSIONS)
-    v6_bytes = np.where(payload_len > 0, payload_len + 40, end - ip)
+    payload_len = words[:, 2].astype(np.int64)
+    next_header = header[:, 6].astype(np.int64)
+    scalar |= v6 & _IPV6_EXTENSION[next_header]
+    v6_bytes = np.where(payload_len > 0, payload_len + 40, lengths - ip)
 
     is6 = v6
     proto = np.where(v6, next_header, proto4)
     ip_bytes = np.where(v6, v6_bytes, v4_bytes)
-    l4 = np.where(v6, ip + 40, ip + header_len)
-    with_ports = ((proto == PROTO_TCP) | (proto == PROTO_UDP)) & (end >= l4 + 4) & (
+    l4 = np.where(v6, ip + 40, ip + header_len)  # frame-relative, at most 20 + 60
+    with_ports = ((proto == PROTO_TCP) | (proto == PROTO_UDP)) & (lengths >= l4 + 4) & (
         v6 | (fragment == 0))
-    sport = np.where(with_ports, _u16(data, l4), parse.NO_PORT)
-    dport = np.where(with_ports, _u16(data, l4 + 2), parse.NO_PORT)
-    has_payload_at = with_ports & (proto == PROTO_TCP) & (end >= l4 + 13)
-    payload_at = np.where(has_payload_at, l4 - starts + (_gather(data, l4 + 12) >> 4) * 4, -1)
+    flat = h.reshape(-1)
+    at = np.arange(n, dtype=np.int64) * HEADER_BYTES + l4
 
-    src_hi = np.where(v6, _u64(data, ip + 8, 8), np.uint64(0))
-    src_lo = np.where(v6, _u64(data, ip + 16, 8), _u64(data, ip + 12, 4))
-    dst_hi = np.where(v6, _u64(data, ip + 24, 8), np.uint64(0))
-    dst_lo = np.where(v6, _u64(data, ip + 32, 8), _u64(data, ip + 16, 4))
+    def byte(offset: int) -> np.ndarray:
+        return flat[at + offset].astype(np.int64)
+
+    sport = np.where(with_ports, (byte(0) << 8) | byte(1), parse.NO_PORT)
+    dport = np.where(with_ports, (byte(2) << 8) | byte(3), parse.NO_PORT)
+    has_payload_at = with_ports & (proto == PROTO_TCP) & (lengths >= l4 + 13)
+    payload_at = np.where(has_payload_at, l4 + (byte(12) >> 4) * 4, -1)
+
+    # Addresses: IPv6 at bytes 8-23 and 24-39, IPv4 at 12-15 and 16-19.
+    zero = np.uint64(0)
+    src_hi = np.where(v6, quads[:, 1], zero)
+    src_lo = np.where(v6, quads[:, 2], longs[:, 3].astype(np.uint64))
+    dst_hi = np.where(v6, quads[:, 3], zero)
+    dst_lo = np.where(v6, quads[:, 4], longs[:, 4].astype(np.uint64))
     parsed = Parsed(v4 | v6, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
                     ip_bytes, payload_at)
     for i in np.flatnonzero(scalar):
@@ -175,22 +205,10 @@ def _fill_from_scalar(parsed: Parsed, i: int, fields: parse.Fields | None) -> No
     src, dst, proto, sport, dport, ip_bytes, payload_at = fields
     parsed.is_ip[i] = True
     parsed.is6[i] = len(src) == 16
-    parsed.src_hi[i], parsed.src_lo[i] = _split_address(src)
-    parsed.dst_hi[i], parsed.dst_lo[i] = _split_address(dst)
+    parsed.src_hi[i], parsed.src_lo[i] = parse.split_address(src)
+    parsed.dst_hi[i], parsed.dst_lo[i] = parse.split_address(dst)
     parsed.proto[i], parsed.sport[i], parsed.dport[i] = proto, sport, dport
     parsed.ip_bytes[i], parsed.payload_at[i] = ip_bytes, payload_at
-
-
-def _split_address(address: bytes) -> tuple[int, int]:
-    if len(address) == 4:
-        return 0, int.from_bytes(address, "big")
-    return int.from_bytes(address[:8], "big"), int.from_bytes(address[8:], "big")
-
-
-def join_address(is6: bool, hi: int, lo: int) -> bytes:
-    if is6:
-        return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
-    return lo.to_bytes(4, "big")
 
 
 def _member(servers: ServerSet, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -232,10 +250,9 @@ def classify_batch(batch: Batch, parsed: Parsed, servers: ServerSet,
     client_hi = np.where(inbound, p.src_hi, p.dst_hi)
     client_lo = np.where(inbound, p.src_lo, p.dst_lo)
     tcp = p.proto == PROTO_TCP
-    ftp_port = tcp & (np.isin(p.sport, _FTP_PORTS) | np.isin(p.dport, _FTP_PORTS))
-    http_port = tcp & (np.isin(p.sport, _HTTP_PORTS) | np.isin(p.dport, _HTTP_PORTS))
-    protocol_class = np.select(
-        [ftp_port, http_port, tcp, p.proto == PROTO_UDP], [FTP, HTTP, TCP, UDP], OTHER)
+    flags = _PORT_FLAGS[p.sport + 1] | _PORT_FLAGS[p.dport + 1]
+    ftp_port = tcp & ((flags & _FTP_FLAG) != 0)
+    protocol_class = _CLASS_BY_CODE[np.where(tcp, flags, np.where(p.proto == PROTO_UDP, 4, 5))]
     _follow_ftp(batch, p, counted, tcp, ftp_port, protocol_class, ftp)
     return Classified(counted, p.is6, client_hi, client_lo, inbound, protocol_class, p.ip_bytes)
 
@@ -248,7 +265,7 @@ def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, tcp: np.ndarray,
         (p.sport == FTP_CONTROL_PORT) | (p.dport == FTP_CONTROL_PORT)) & (
         p.payload_at > 0) & (p.payload_at < batch.lengths))
     announcements = {}
-    for i in control.tolist():
+    for i in _may_announce(batch, p.payload_at, control):
         port = announced_port(batch.frame(i)[int(p.payload_at[i]):])
         if port is not None:
             announcements[i] = port
@@ -260,9 +277,32 @@ def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, tcp: np.ndarray,
         np.isin(p.sport, port_list) | np.isin(p.dport, port_list))
     order = sorted(set(np.flatnonzero(candidates).tolist()) | set(announcements))
     for i in order:
-        src = join_address(bool(p.is6[i]), int(p.src_hi[i]), int(p.src_lo[i]))
-        dst = join_address(bool(p.is6[i]), int(p.dst_hi[i]), int(p.dst_lo[i]))
+        src = parse.join_address(bool(p.is6[i]), int(p.src_hi[i]), int(p.src_lo[i]))
+        dst = parse.join_address(bool(p.is6[i]), int(p.dst_hi[i]), int(p.dst_lo[i]))
         if i in announcements:
             ftp.remember(src, announcements[i], dst)
         elif ftp.is_data(src, int(p.sport[i]), dst, int(p.dport[i])):
             protocol_class[i] = FTP
+
+
+# Every announcement starts with one of these (case aside): the regexes run only on segments
+# holding one, found with plain substring search over all the batch's control payloads at once.
+_ANNOUNCEMENT_MARKS = (b"227 ", b"227-", b"229 ", b"229-", b"port ", b"eprt ")
+
+
+def _may_announce(batch: Batch, payload_at: np.ndarray, control: np.ndarray) -> list[int]:
+    if not len(control):
+        return []
+    view = batch.data.data  # the array's own memoryview: slices of it copy nothing
+    begin = (batch.starts[control] + payload_at[control]).tolist()
+    end = (batch.starts[control] + batch.lengths[control]).tolist()
+    # "\n" between payloads: no mark spans it, and it keeps each payload's first line a line.
+    text = b"\n".join([view[b:e] for b, e in zip(begin, end, strict=True)]).lower()
+    after = np.cumsum(np.array(end) - np.array(begin) + 1)  # where each payload's next starts
+    found: set[int] = set()
+    for mark in _ANNOUNCEMENT_MARKS:
+        at = text.find(mark)
+        while at >= 0:
+            found.add(int(np.searchsorted(after, at, side="right")))
+            at = text.find(mark, at + 1)
+    return sorted(int(control[k]) for k in found)

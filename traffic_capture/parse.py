@@ -222,3 +222,16 @@ def address_text(address: bytes) -> str:
     """Compressed text form, as `ip addr`, tshark and Python's ipaddress write it."""
     family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
     return socket.inet_ntop(family, address)
+
+
+def split_address(address: bytes) -> tuple[int, int]:
+    """(hi, lo) 64-bit halves of an address as the batch arrays hold it (IPv4 in lo)."""
+    if len(address) == 4:
+        return 0, int.from_bytes(address, "big")
+    return int.from_bytes(address[:8], "big"), int.from_bytes(address[8:], "big")
+
+
+def join_address(is6: bool, hi: int, lo: int) -> bytes:
+    if is6:
+        return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
+    return lo.to_bytes(4, "big")

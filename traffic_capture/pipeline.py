@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traffic_capture.batch import Batch, classify_batch, join_address, parse_batch
-from traffic_capture.batch import Classified as BatchClassified
+from traffic_capture.batch import Batch, classify_batch, parse_batch
 from traffic_capture.classify import ServerSet, classify
 from traffic_capture.ftp import FtpDataTracker
 from traffic_capture.parse import UnknownLinkType, ip_offset_function, parse_ip
-from traffic_capture.rules import CLOSE_DELAY_SECONDS, IN, OUT
+from traffic_capture.rules import CLOSE_DELAY_SECONDS
 from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
 
 CLOSE_DELAY_NS = int(CLOSE_DELAY_SECONDS * NS)
@@ -45,7 +44,6 @@ class Pipeline:
         self._emit = emit
         self._close_due_ns: int | None = None  # earliest clock at which a window must close
         self._offset_functions: dict[int, Callable[[bytes], int]] = {}
-        self._client_bytes: dict[tuple[int, int, int], bytes] = {}  # batch client -> address
 
     def feed(self, ts_ns: int, linktype: int, frame: bytes) -> None:
         """Count one frame: the packet-by-packet reference that feed_batch must match (the
@@ -77,68 +75,46 @@ class Pipeline:
         parsed = parse_batch(batch)
         packets = classify_batch(batch, parsed, self.servers, self.ftp)
         self.counters.packets_seen += len(batch)
-        ts_ns, counted = batch.ts_ns, packets.counted
+        ts_ns = batch.ts_ns
+        counted = np.flatnonzero(packets.counted)
+        if not len(counted):
+            if self._close_due_ns is not None:
+                self.advance(int(ts_ns.max()) if len(ts_ns) else 0)
+            return
+        # The counted packets' columns, once; segments are then slices of them.
+        columns = (ts_ns[counted], packets.is6[counted], packets.client_hi[counted],
+                   packets.client_lo[counted], packets.inbound[counted],
+                   packets.protocol_class[counted], packets.ip_bytes[counted])
         at, end = 0, len(batch)
         while at < end:
             if self._close_due_ns is None:
                 # No window open: the first counted packet opens one (and cannot close it).
-                following = np.flatnonzero(counted[at:])
-                if not len(following):
+                k = int(np.searchsorted(counted, at))
+                if k == len(counted):
                     return
-                first = at + int(following[0])
-                self._add_segment(batch, packets, first, first + 1)
+                first = int(counted[k])
+                self._add_segment(columns, k, k + 1)
                 self._update_close_due()
                 at = first + 1
                 continue
             due = np.flatnonzero(ts_ns[at:] >= self._close_due_ns)
+            stop = end if not len(due) else at + int(due[0]) + 1
+            self._add_segment(columns, int(np.searchsorted(counted, at)),
+                              int(np.searchsorted(counted, stop)))
             if not len(due):
-                self._add_segment(batch, packets, at, end)
                 return
-            closing = at + int(due[0])
-            self._add_segment(batch, packets, at, closing + 1)
-            self.advance(int(ts_ns[closing]))
-            at = closing + 1
+            self.advance(int(ts_ns[stop - 1]))
+            at = stop
 
-    def _add_segment(self, batch: Batch, packets: BatchClassified, start: int, stop: int
-                     ) -> None:
-        chosen = np.flatnonzero(packets.counted[start:stop]) + start
-        if not len(chosen):
+    def _add_segment(self, columns: tuple[np.ndarray, ...], start: int, stop: int) -> None:
+        """Counted packets start..stop (indexes into the counted columns)."""
+        if stop <= start:
             return
-        window_ns = self.windows.window_ns
-        window = batch.ts_ns[chosen] // window_ns
-        is6, hi, lo = packets.is6[chosen], packets.client_hi[chosen], packets.client_lo[chosen]
-        inbound = packets.inbound[chosen]
-        protocol_class = packets.protocol_class[chosen]
-        ip_bytes = packets.ip_bytes[chosen]
-        kind = (is6.astype(np.int64) << 4) | (inbound.astype(np.int64) << 3) | protocol_class
-        order = np.lexsort((kind, lo, hi, window))
-        keys = (window[order], hi[order], lo[order], kind[order])
-        boundary = np.ones(len(order), dtype=bool)
-        boundary[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0)
-        starts = np.flatnonzero(boundary)
-        totals = np.add.reduceat(ip_bytes[order], starts)
-        counters = self.counters
-        counters.packets_counted += len(chosen)
-        counters.bytes_counted += int(totals.sum())
-        kinds = keys[3][starts]
-        clients = self._clients(((kinds >> 4) & 1).tolist(), keys[1][starts].tolist(),
-                                keys[2][starts].tolist())
-        self.windows.add_totals((keys[0][starts] * window_ns).tolist(), clients,
-                                [IN if kind & 8 else OUT for kind in kinds.tolist()],
-                                (kinds & 7).tolist(), totals.tolist())
-
-    def _clients(self, is6: list[int], hi: list[int], lo: list[int]) -> list[bytes]:
-        """Packed client addresses, cached: the same clients come back window after window."""
-        cache = self._client_bytes
-        if len(cache) > 1_000_000:  # a scan of a /8 must not grow memory forever
-            cache.clear()
-        clients = []
-        for address in zip(is6, hi, lo, strict=True):
-            client = cache.get(address)
-            if client is None:
-                client = cache[address] = join_address(*address)  # type: ignore[arg-type]
-            clients.append(client)
-        return clients
+        ts_ns, is6, hi, lo, inbound, protocol_class, ip_bytes = (
+            column[start:stop] for column in columns)
+        self.counters.packets_counted += stop - start
+        self.counters.bytes_counted += int(ip_bytes.sum())
+        self.windows.add_batch(ts_ns, is6, hi, lo, inbound, protocol_class, ip_bytes)
 
     def advance(self, clock_ns: int) -> None:
         """Close the windows the clock has passed (by CLOSE_DELAY_SECONDS)."""

@@ -17,11 +17,11 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from traffic_capture.csv_sink import append_text, format_rows, write_side_file
+from traffic_capture.csv_sink import append_text, format_window, write_side_file
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
-from traffic_capture.windows import ClosedWindow, Row
+from traffic_capture.windows import ClosedWindow, empty_sums
 
-_STOP = ClosedWindow(0, 0, {})  # the stop request, told apart by identity
+_STOP = ClosedWindow(0, 0, empty_sums())  # the stop request, told apart by identity
 
 
 def blocked_advice(path: Path, error: OSError) -> str:
@@ -47,7 +47,7 @@ class CsvWriter(threading.Thread):
         self._warn = warn
         self._info = info
         self._queue: queue.SimpleQueue[ClosedWindow] = queue.SimpleQueue()
-        self._pending: deque[Row] = deque()
+        self._pending: deque[tuple[str, int]] = deque()  # (CSV text, rows) per window
         self._blocked_since: float | None = None
         self.rows_written = 0
         self.rows_queued = 0  # put by the producer, not yet written
@@ -92,7 +92,7 @@ class CsvWriter(threading.Thread):
         if item is _STOP:
             return True
         if item is not None:
-            self._pending.extend(item.rows())
+            self._pending.append((format_window(item, self.delimiter), len(item)))
         return False
 
     def _take_waiting(self) -> bool:
@@ -106,26 +106,29 @@ class CsvWriter(threading.Thread):
     def _try_write(self) -> None:
         if not self._pending:
             return
-        rows = list(self._pending)
+        text, rows = self._waiting()
         try:
-            append_text(self.path, format_rows(rows, self.delimiter), self.delimiter)
+            append_text(self.path, text, self.delimiter)
         except OSError as error:
             if self._blocked_since is None:
                 self._blocked_since = time.monotonic()
                 self._warn(blocked_advice(self.path, error))
             return
-        for _ in rows:
-            self._pending.popleft()
-        self.rows_written += len(rows)
+        self._pending.clear()
+        self.rows_written += rows
         if self._blocked_since is not None:
             waited = time.monotonic() - self._blocked_since
             self._blocked_since = None
-            self._info(f"{self.path} is writable again: wrote {len(rows)} waiting rows "
+            self._info(f"{self.path} is writable again: wrote {rows} waiting rows "
                        f"after {waited:.0f} s")
 
+    def _waiting(self) -> tuple[str, int]:
+        """The text and row count of every waiting window (only this thread touches them)."""
+        return ("".join(text for text, _ in self._pending),
+                sum(rows for _, rows in self._pending))
+
     def _save_to_side_file(self) -> None:
-        rows = list(self._pending)
-        text = format_rows(rows, self.delimiter)
+        text, rows = self._waiting()
         candidates = [self.path, Path(tempfile.gettempdir()) / self.path.name]
         for base in candidates:
             try:
@@ -133,13 +136,13 @@ class CsvWriter(threading.Thread):
             except OSError:
                 continue
             self._pending.clear()
-            self.rows_written += len(rows)
-            self._warn(f"{self.path} still cannot be written: its {len(rows)} waiting rows were "
+            self.rows_written += rows
+            self._warn(f"{self.path} still cannot be written: its {rows} waiting rows were "
                        f"saved to {self.side_file}; append them to it once it is free")
             return
         # Nowhere on disk takes them: the terminal is the last place they are not lost.
         self._warn(f"{self.path} and its side files cannot be written: printing the "
-                   f"{len(rows)} waiting rows here")
+                   f"{rows} waiting rows here")
         sys.stderr.write(text)
         sys.stderr.flush()
         self._pending.clear()

@@ -6,18 +6,19 @@ gives, so a file and a live capture of the same packets go through the same pipe
 
 from __future__ import annotations
 
-import array
 import heapq
 import logging
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from traffic_capture.batch import Batch, batch_of_frames
+from traffic_capture.batch import Batch, batch_of_frames, rows_at
 from traffic_capture.parse import IP_OFFSET, link_type_name
+from traffic_capture.sources import record_walk
 from traffic_capture.sources.records import Record
 
 NS = 1_000_000_000
@@ -40,6 +41,39 @@ def _scapy_readers():  # noqa: ANN202 - scapy's reader classes
     return RawPcapReader, RawPcapNgReader, Scapy_Exception
 
 
+@dataclass
+class _ClassicPcap:
+    """What a classic pcap's 24-byte file header says, in the attribute names of scapy's
+    RawPcapReader, so that both open files alike."""
+
+    endian: str
+    nano: bool
+    linktype: int
+
+    def close(self) -> None:
+        """Nothing stays open: the file is opened again to be read."""
+
+
+# The magic number as it lies on disk: byte order, and whether timestamps are nanoseconds.
+_CLASSIC_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", False), b"\xa1\xb2\xc3\xd4": (">", False),
+                  b"\x4d\x3c\xb2\xa1": ("<", True), b"\xa1\xb2\x3c\x4d": (">", True)}
+
+
+def _classic_pcap_header(path: Path) -> _ClassicPcap | None:
+    """The header of an uncompressed classic pcap; None for anything else (scapy decides)."""
+    try:
+        with path.open("rb") as capture:
+            header = capture.read(PCAP_HEADER_BYTES)
+    except OSError:
+        return None
+    kind = _CLASSIC_MAGIC.get(header[:4])
+    if kind is None or len(header) < PCAP_HEADER_BYTES:
+        return None
+    endian, nano = kind
+    (linktype,) = struct.unpack_from(endian + "I", header, 20)
+    return _ClassicPcap(endian, nano, linktype)
+
+
 class CaptureFile:
     """One open capture file: its records, where reading has got to, whether it was cut short."""
 
@@ -56,6 +90,25 @@ class CaptureFile:
             raise CaptureFileError(f"cannot read {path}: {error.strerror}") from None
         if self.size == 0:
             raise CaptureFileError(f"capture file {path} is empty")
+        self.truncated = False
+        self._chunked_position: int | None = None
+        classic = _classic_pcap_header(path)
+        if classic is not None:
+            # Classic pcap, by far the commonest: read without scapy, whose import alone
+            # costs 0.15 s, a fifth of the time a million-packet file takes.
+            self._reader: Any = classic
+            self.is_pcapng = self.compressed = False
+            self._chunked_position = 0
+        else:
+            self._open_with_scapy()
+        if not self.is_pcapng and self._reader.linktype not in IP_OFFSET:
+            raise CaptureFileError(
+                f"{path}: {link_type_name(self._reader.linktype)} is not a link type this tool "
+                "reads (Ethernet, Linux cooked v1/v2, raw IP, BSD/Npcap loopback)"
+            )
+
+    def _open_with_scapy(self) -> None:
+        path = self.path
         raw_reader, pcapng_reader, scapy_exception = _scapy_readers()
         try:
             self._reader = raw_reader(str(path))
@@ -68,13 +121,6 @@ class CaptureFile:
         self.is_pcapng = isinstance(self._reader, pcapng_reader)
         # gzip files: the compressed size says nothing about where reading has got to.
         self.compressed = hasattr(self._reader.f, "fileobj")
-        if not self.is_pcapng and self._reader.linktype not in IP_OFFSET:
-            raise CaptureFileError(
-                f"{path}: {link_type_name(self._reader.linktype)} is not a link type this tool "
-                "reads (Ethernet, Linux cooked v1/v2, raw IP, BSD/Npcap loopback)"
-            )
-        self.truncated = False
-        self._chunked_position: int | None = None
 
     def position(self) -> int:
         """Bytes of the file read so far, for the progress bar."""
@@ -107,39 +153,39 @@ class CaptureFile:
         return self._chunked_pcap_batches()
 
     def _chunked_pcap_batches(self) -> Iterator[Batch]:
-        """Classic pcap in large chunks, one batch each: Python only walks from record to
-        record (their lengths vary), numpy reads the rest. Twenty times faster than one read
-        per record (scapy's way), which busy servers' multi-gigabyte captures need."""
+        """Classic pcap in chunks read into one reused buffer, one batch per chunk.
+
+        The record walk (compiled) runs while the chunk is still in the CPU cache, and numpy
+        reads the headers from there too: 1 M records in ~0.1 s where reading them one by one
+        (scapy's way) takes 20 s. A batch's bytes are valid until the next batch is asked for.
+        """
         reader = self._reader
+        big_endian = reader.endian == ">"
         linktype, scale = reader.linktype, (1 if reader.nano else 1000)
-        caplen_at = struct.Struct(reader.endian + "I").unpack_from
-        word = np.dtype(np.uint32).newbyteorder("<" if reader.endian == "<" else ">")
+        word = np.dtype(np.uint32).newbyteorder(">" if big_endian else "<")
+        # An unfinished record is carried to the front (at most MAX_RECORD_BYTES), then a chunk.
+        buffer = bytearray(MAX_RECORD_BYTES + CHUNK_BYTES)
+        view, data = memoryview(buffer), np.frombuffer(buffer, dtype=np.uint8)
+        offsets = np.empty(len(buffer) // 16 + 1, dtype=np.int64)  # records are >= 16 bytes
+        kept = 0
         self._chunked_position = PCAP_HEADER_BYTES
-        buffer, at = b"", 0
-        with self.path.open("rb") as capture:
+        with self.path.open("rb", buffering=0) as capture:
             capture.seek(PCAP_HEADER_BYTES)
             while True:
-                chunk = capture.read(CHUNK_BYTES)
-                if not chunk:
+                got = capture.readinto(view[kept:kept + CHUNK_BYTES])
+                if not got:
                     break
-                buffer, at = buffer[at:] + chunk, 0
-                end = len(buffer)
-                offsets = array.array("q")
-                record_at = offsets.append
-                while at + 16 <= end:
-                    following = at + 16 + caplen_at(buffer, at + 8)[0]
-                    if following > end:
-                        break
-                    record_at(at)
-                    at = following
-                self._chunked_position = capture.tell() - (end - at)
-                if offsets:
-                    yield _pcap_batch(buffer, np.frombuffer(offsets, dtype=np.int64), word,
-                                      scale, linktype)
-                if end - at > MAX_RECORD_BYTES:  # damaged: no capture has records this big
+                end = kept + got
+                count, at = record_walk.walk(buffer, 0, end, offsets, big_endian)
+                self._chunked_position += at
+                if count:
+                    yield _pcap_batch(data, offsets[:count].copy(), word, scale, linktype)
+                kept = end - at
+                if kept > MAX_RECORD_BYTES:  # damaged: no capture has records this big
                     self.truncated = True
                     return
-        self.truncated = at < len(buffer)
+                buffer[:kept] = buffer[at:end]
+        self.truncated = kept > 0
 
     def _raw_records(self) -> Iterator[tuple[bytes, Any]]:
         """scapy's records; at the end, whether the file stopped at a record boundary.
@@ -182,10 +228,9 @@ class CaptureFile:
             yield (last_ts, meta.linktype, frame)
 
 
-def _pcap_batch(buffer: bytes, offsets: np.ndarray, word: np.dtype, scale: int,
+def _pcap_batch(data: np.ndarray, offsets: np.ndarray, word: np.dtype, scale: int,
                 linktype: int) -> Batch:
-    data = np.frombuffer(buffer, dtype=np.uint8)
-    headers = data[offsets[:, None] + np.arange(16)].copy().view(word)  # (n, 4) record headers
+    headers = rows_at(data, offsets, 16).view(word)  # (n, 4) record headers
     seconds, fraction, caplen = (headers[:, k].astype(np.int64) for k in range(3))
     return Batch(data, offsets + 16, caplen, seconds * NS + fraction * scale, linktype)
 

@@ -1,0 +1,54 @@
+"""The compiled pcap record walk and its Python twin give the same offsets on any bytes."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from traffic_capture.sources import record_walk
+
+
+def test_the_compiled_walk_was_built() -> None:
+    """CI machines have a C compiler: the fast path must be the one tested and measured."""
+    assert record_walk.COMPILED, "traffic_capture/sources/_record_walk.c was not compiled"
+
+
+@st.composite
+def capture_bytes(draw: st.DrawFn) -> tuple[bytes, bool]:
+    big_endian = draw(st.booleans())
+    endian = ">" if big_endian else "<"
+    parts = []
+    for frame in draw(st.lists(st.binary(max_size=300), max_size=30)):
+        parts.append(struct.pack(endian + "IIII", 1_700_000_000, 0, len(frame), len(frame)))
+        parts.append(frame)
+    parts.append(draw(st.binary(max_size=40)))  # a cut record, garbage, or nothing
+    return b"".join(parts), big_endian
+
+
+@settings(max_examples=300, deadline=None)
+@given(capture_bytes(), st.integers(0, 50), st.integers(0, 20_000), st.integers(0, 40))
+def test_compiled_and_python_walks_agree(capture: tuple[bytes, bool], at: int, end: int,
+                                         capacity: int) -> None:
+    if not record_walk.COMPILED:
+        pytest.skip("no compiled walk on this machine")
+    data, big_endian = capture
+    results = []
+    for walk in (record_walk.compiled_walk, record_walk.python_walk):
+        assert walk is not None
+        offsets = np.full(capacity, -1, dtype=np.int64)
+        count, following = walk(data, at, end, offsets, big_endian)
+        results.append((count, following, offsets[:count].tolist()))
+    assert results[0] == results[1]
+
+
+def test_the_walk_stops_before_a_record_that_does_not_fit() -> None:
+    records = b"".join(struct.pack("<IIII", 0, 0, n, n) + b"x" * n for n in (10, 20, 30))
+    offsets = np.zeros(8, dtype=np.int64)
+    count, following = record_walk.walk(records + records[:20], 0, len(records) + 20, offsets,
+                                        False)
+    assert (count, following) == (3, len(records))
+    assert offsets[:3].tolist() == [0, 26, 62]
