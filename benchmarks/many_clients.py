@@ -13,7 +13,7 @@ import numpy as np
 
 from traffic_capture.batch import Batch
 from traffic_capture.classify import ServerSet, parse_server
-from traffic_capture.csv_sink import format_rows
+from traffic_capture.csv_sink import format_window
 from traffic_capture.parse import DLT_RAW
 from traffic_capture.pipeline import Pipeline
 from traffic_capture.windows import ClosedWindow
@@ -47,7 +47,7 @@ def main() -> None:
         counted = time.perf_counter()
         pipeline.finish()
         closing = time.perf_counter()
-        text = format_rows(closed[0].rows(), ",")
+        text = format_window(closed[0], ",")
         written = time.perf_counter()
         assert text.count("\n") == clients
         print(f"{clients:>8,} {len(batch):>9,} {counted - started:>10.3f} "

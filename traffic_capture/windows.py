@@ -20,9 +20,9 @@ from traffic_capture.rules import CLASSES, IN, OUT
 
 NS = 1_000_000_000
 _CLASS_COUNT = len(CLASSES)
-# Packets kept per window before they are summed: ~20 MiB, and few sums for the 5 s of a
-# busy server (200,000 packets/s make 1 M packets).
-COMPACT_PACKETS = 1 << 19
+# Packets kept per window before they are summed: small enough that one sum (a sort) never
+# holds the capture thread for long (a few ms), while a busy live server fills its ring.
+COMPACT_PACKETS = 1 << 16
 
 
 class Row(NamedTuple):
