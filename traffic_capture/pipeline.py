@@ -78,8 +78,8 @@ class Pipeline:
         ts_ns = batch.ts_ns
         counted = np.flatnonzero(packets.counted)
         if not len(counted):
-            if self._close_due_ns is not None:
-                self.advance(int(ts_ns.max()) if len(ts_ns) else 0)
+            if len(ts_ns):
+                self.advance(int(ts_ns.max()))  # the clock still moves on
             return
         # The counted packets' columns, once; segments are then slices of them.
         columns = (ts_ns[counted], packets.is6[counted], packets.client_hi[counted],

@@ -90,8 +90,8 @@ class WindowAggregator:
         counts[np.arange(len(ts_ns)), protocol_class] = ip_bytes
         packets = Sums(is6, hi, lo, inbound, counts)
         window = ts_ns // self.window_ns
-        first, last = int(window[0]), int(window[-1])
-        if first == last and (len(window) < 3 or window.min() == first == window.max()):
+        first = int(window.min())
+        if first == int(window.max()):  # the common case: the whole batch in one window
             self._add_part(first * self.window_ns, packets)
             return
         for value in np.unique(window).tolist():
