@@ -1,4 +1,5 @@
-"""The compiled pcap record walk and its Python twin give the same offsets on any bytes."""
+"""The compiled pcap record walk and its Python twin give the same offsets and header table
+on any bytes."""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ def capture_bytes(draw: st.DrawFn) -> tuple[bytes, bool]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(capture_bytes(), st.integers(0, 50), st.integers(0, 20_000), st.integers(0, 40))
+@given(capture_bytes(), st.integers(0, 50), st.integers(0, 20_000), st.integers(0, 40),
+       st.integers(0, 130), st.integers(0, 40))
 def test_compiled_and_python_walks_agree(capture: tuple[bytes, bool], at: int, end: int,
-                                         capacity: int) -> None:
+                                         capacity: int, width: int, table_rows: int) -> None:
     if not record_walk.COMPILED:
         pytest.skip("no compiled walk on this machine")
     data, big_endian = capture
@@ -40,15 +42,26 @@ def test_compiled_and_python_walks_agree(capture: tuple[bytes, bool], at: int, e
     for walk in (record_walk.compiled_walk, record_walk.python_walk):
         assert walk is not None
         offsets = np.full(capacity, -1, dtype=np.int64)
-        count, following = walk(data, at, end, offsets, big_endian)
-        results.append((count, following, offsets[:count].tolist()))
+        table = np.full((table_rows, width), 0xAA, dtype=np.uint8)
+        count, following = walk(data, at, end, offsets, big_endian, table, width)
+        results.append((count, following, offsets[:count].tolist(), table.tobytes()))
     assert results[0] == results[1]
+
+
+def test_each_row_of_the_table_holds_a_record_s_first_bytes() -> None:
+    records = b"".join(struct.pack("<IIII", 7, 9, n, n) + bytes(range(n)) for n in (10, 20))
+    offsets, table = np.zeros(4, dtype=np.int64), np.full((4, 40), 0xAA, dtype=np.uint8)
+    count, _ = record_walk.walk(records, 0, len(records), offsets, False, table, 40)
+    assert count == 2
+    assert table[0].tobytes() == records[:40]  # past its own end: the next record's bytes
+    assert table[1].tobytes() == records[26:] + bytes(40 - 36)  # zeros past the buffer
+    assert table[2:].tobytes() == b"\xaa" * 80  # rows past `count` are left alone
 
 
 def test_the_walk_stops_before_a_record_that_does_not_fit() -> None:
     records = b"".join(struct.pack("<IIII", 0, 0, n, n) + b"x" * n for n in (10, 20, 30))
     offsets = np.zeros(8, dtype=np.int64)
     count, following = record_walk.walk(records + records[:20], 0, len(records) + 20, offsets,
-                                        False)
+                                        False, np.zeros(0, dtype=np.uint8), 0)
     assert (count, following) == (3, len(records))
     assert offsets[:3].tolist() == [0, 26, 62]

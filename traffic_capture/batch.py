@@ -54,13 +54,19 @@ _CLASS_BY_CODE = np.array([TCP, FTP, HTTP, FTP, UDP, OTHER], dtype=np.int64)
 
 @dataclass
 class Batch:
-    """Frames of one link type in one buffer: frame i is data[starts[i]:starts[i] + lengths[i]]."""
+    """Frames of one link type in one buffer: frame i is data[starts[i]:starts[i] + lengths[i]].
+
+    A source that already copied each frame's first bytes into a table (the pcap record walk)
+    hands it over: row i holds frame i's first HEADER_BYTES from column `headers_at` on.
+    """
 
     data: np.ndarray  # uint8
     starts: np.ndarray  # int64
     lengths: np.ndarray  # int64, captured bytes
     ts_ns: np.ndarray  # int64
     linktype: int
+    headers: np.ndarray | None = None  # uint8, (frames, >= headers_at + HEADER_BYTES)
+    headers_at: int = 0
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -137,7 +143,12 @@ def parse_batch(batch: Batch) -> Parsed:
     n = len(starts)
     parse.ip_offset_function(batch.linktype)  # raises UnknownLinkType, naming it
     ip, ethertype_at = _LINK_LAYOUT[batch.linktype]
-    h = rows_at(batch.data, starts, HEADER_BYTES)  # bytes past a frame's end are masked below
+    # Bytes past a frame's end (the next frame's, or zeros) are masked below by its length.
+    if batch.headers is None:
+        table, base = rows_at(batch.data, starts, HEADER_BYTES), 0
+    else:
+        table, base = batch.headers, batch.headers_at
+    h = table[:, base:base + HEADER_BYTES]
     scalar = np.zeros(n, dtype=bool)  # frames left to parse.parse_frame
     if ethertype_at is not None:
         ethertype = (h[:, ethertype_at].astype(np.int64) << 8) | h[:, ethertype_at + 1]
@@ -174,8 +185,8 @@ def parse_batch(batch: Batch) -> Parsed:
     l4 = np.where(v6, ip + 40, ip + header_len)  # frame-relative, at most 20 + 60
     with_ports = ((proto == PROTO_TCP) | (proto == PROTO_UDP)) & (lengths >= l4 + 4) & (
         v6 | (fragment == 0))
-    flat = h.reshape(-1)
-    at = np.arange(n, dtype=np.int64) * HEADER_BYTES + l4
+    flat = table.reshape(-1)  # C-contiguous: a view
+    at = np.arange(n, dtype=np.int64) * table.shape[1] + base + l4
 
     def byte(offset: int) -> np.ndarray:
         return flat[at + offset].astype(np.int64)
