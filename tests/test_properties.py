@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 
+import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,11 +23,11 @@ from tests.frames import (
     Raw,
     collecting_pipeline,
 )
-from traffic_capture import parse
+from traffic_capture import parse, windows
 from traffic_capture.classify import parse_server
 from traffic_capture.csv_sink import format_rows, header_line
 from traffic_capture.ftp import announced_port
-from traffic_capture.rules import COLUMNS
+from traffic_capture.rules import CLASSES, COLUMNS
 from traffic_capture.windows import NS, Row
 
 HOSTS4 = [SERVER4, "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
@@ -148,3 +150,51 @@ def test_csv_text_reads_back_with_pandas_for_every_delimiter(rows: list[Row], de
     assert frame["client_ip"].tolist() == [r.client_ip for r in rows]
     assert frame["total_bytes"].tolist() == [r.total_bytes for r in rows]
     assert frame["other_bytes"].tolist() == [r.other_bytes for r in rows]
+
+
+window_packets = st.lists(st.tuples(
+    st.integers(0, 14 * NS),  # time: three 5-second windows
+    st.one_of(st.integers(0, 2**32 - 1).map(lambda n: ipaddress.ip_address(n)),
+              st.tuples(st.sampled_from([0, 1, 2**63, 2**64 - 1]), st.integers(0, 2**64 - 1))
+              .map(lambda hl: ipaddress.ip_address((hl[0] << 64) | hl[1]))),
+    st.booleans(),  # inbound
+    st.integers(0, len(CLASSES) - 1),
+    st.integers(0, 65535),  # bytes
+), max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(window_packets, st.integers(1, 60), st.sampled_from([1, 3, 1 << 16]))
+def test_windows_sum_every_packet_into_one_row_per_client_and_direction_in_row_order(
+        packets: list, batch: int, compact: int) -> None:
+    """Whatever the batches and however often a window is summed on the way (COMPACT_PACKETS):
+    bytes per (window, client, direction, class) are exact, and rows come IPv4 before IPv6,
+    numeric within each, `in` before `out`."""
+    aggregator = windows.WindowAggregator(5)
+    compact_every, windows.COMPACT_PACKETS = windows.COMPACT_PACKETS, compact
+    try:
+        for at in range(0, len(packets), batch):
+            part = packets[at:at + batch]
+            split = [parse.split_address(address.packed) for _, address, _, _, _ in part]
+            aggregator.add_batch(
+                np.array([p[0] for p in part], dtype=np.int64),
+                np.array([p[1].version == 6 for p in part], dtype=bool),
+                np.array([hi for hi, _ in split], dtype=np.uint64),
+                np.array([lo for _, lo in split], dtype=np.uint64),
+                np.array([p[2] for p in part], dtype=bool),
+                np.array([p[3] for p in part], dtype=np.int64),
+                np.array([p[4] for p in part], dtype=np.int64))
+        closed = aggregator.close_all()
+    finally:
+        windows.COMPACT_PACKETS = compact_every
+    expected: dict[tuple[int, str, str], list[int]] = {}
+    for ts, address, inbound, protocol_class, size in packets:
+        key = (ts // NS // 5 * 5, parse.address_text(address.packed), "in" if inbound else "out")
+        expected.setdefault(key, [0] * len(CLASSES))[protocol_class] += size
+    rows = [row for window in closed for row in window.rows()]
+    assert {(r.window_start, r.client_ip, r.direction): list(r[5:]) for r in rows} == expected
+    assert len(rows) == len(expected)
+    by_text = {parse.address_text(p[1].packed): p[1] for p in packets}
+    in_row_order = sorted(rows, key=lambda r: (r.window_start, by_text[r.client_ip].version,
+                                               by_text[r.client_ip], r.direction != "in"))
+    assert rows == in_row_order

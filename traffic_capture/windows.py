@@ -179,9 +179,14 @@ def _row_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, inbound: np.ndarr
     keys = (lo << np.uint64(1)) | (~inbound).astype(np.uint64)
     v6 = np.flatnonzero(is6)
     if len(v6):
-        _, rank = np.unique(np.stack([hi[v6], lo[v6]], axis=1), axis=0, return_inverse=True)
-        keys[v6] = _IPV6_KEYS + ((rank.reshape(-1).astype(np.uint64) << np.uint64(1))
-                                 | keys[v6] & np.uint64(1))
+        hi6, lo6 = hi[v6], lo[v6]
+        order = np.lexsort((lo6, hi6))
+        hi6, lo6 = hi6[order], lo6[order]
+        new = np.ones(len(v6), dtype=bool)
+        new[1:] = (hi6[1:] != hi6[:-1]) | (lo6[1:] != lo6[:-1])
+        rank = np.empty(len(v6), dtype=np.uint64)
+        rank[order] = np.cumsum(new) - 1
+        keys[v6] = _IPV6_KEYS + ((rank << np.uint64(1)) | (keys[v6] & np.uint64(1)))
     return keys
 
 
