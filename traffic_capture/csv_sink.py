@@ -25,38 +25,36 @@ def local_time_text(epoch_seconds: int) -> str:
     return time.strftime(TIME_FORMAT, time.localtime(epoch_seconds))
 
 
-def _line(start: str, end: str, client: str, direction: str, numbers: Iterable[int],
-          delimiter: str) -> str:
-    """One row's text. No quoting is ever needed: fields are addresses, words and numbers."""
-    return delimiter.join((start, end, client, direction, *map(str, numbers)))
+def _row_template(start: str, end: str, delimiter: str) -> str:
+    """One row's text with the window's times filled in and %-fields for the rest: one
+    C-level % per row formats ints a third faster than str() and join. No quoting is ever
+    needed: fields are addresses, words and numbers."""
+    start, end, delimiter = (text.replace("%", "%%") for text in (start, end, delimiter))
+    return delimiter.join((start, end, "%s", "%s", *("%d",) * (len(COLUMNS) - 4))) + "\n"
 
 
 def format_rows(rows: Iterable[Row], delimiter: str) -> str:
     """CSV text of rows."""
+    templates: dict[tuple[int, int], str] = {}
     lines = []
-    times: dict[int, str] = {}
     for row in rows:
-        start = times.get(row.window_start)
-        if start is None:
-            start = times[row.window_start] = local_time_text(row.window_start)
-        end = times.get(row.window_end)
-        if end is None:
-            end = times[row.window_end] = local_time_text(row.window_end)
-        lines.append(_line(start, end, row.client_ip, row.direction, row[4:], delimiter))
-    return "\n".join(lines) + "\n" if lines else ""
+        template = templates.get(row[:2])
+        if template is None:
+            template = templates[row[:2]] = _row_template(
+                local_time_text(row.window_start), local_time_text(row.window_end), delimiter)
+        lines.append(template % row[2:])
+    return "".join(lines)
 
 
 def format_window(window: ClosedWindow, delimiter: str) -> str:
     """CSV text of a closed window, straight from its sums: the rows of format_rows, without
-    building Row objects first (three times faster, for windows of 100,000 clients)."""
-    if not len(window):
-        return ""
-    start, end = local_time_text(window.start_s), local_time_text(window.end_s)
-    numbers = window.totals_and_counts().tolist()
-    lines = [_line(start, end, client, direction, row_numbers, delimiter)
-             for client, direction, row_numbers in zip(
-                 window.client_texts(), window.directions(), numbers, strict=True)]
-    return "\n".join(lines) + "\n"
+    building Row objects first (twice as fast, for windows of 100,000 clients)."""
+    template = _row_template(local_time_text(window.start_s), local_time_text(window.end_s),
+                             delimiter)
+    return "".join([template % (client, direction, *numbers)
+                    for client, direction, numbers in zip(
+                        window.client_texts(), window.directions(),
+                        window.totals_and_counts().tolist(), strict=True)])
 
 
 def check_output(path: Path, delimiter: str) -> None:
