@@ -1,7 +1,8 @@
-"""Capture files (pcap, pcapng, gzip-compressed either) read with scapy's raw readers.
+"""Capture files: classic pcap read here in chunks (the commonest, and the one that must be
+fast), pcapng and gzip-compressed files through scapy's raw readers.
 
-Records come out as (timestamp in ns, link type, frame bytes): the same shape live capture
-gives, so a file and a live capture of the same packets go through the same pipeline.
+Batches and records come out in the shapes live capture gives (timestamp in ns, link type,
+frame bytes), so a file and a live capture of the same packets go through the same pipeline.
 """
 
 from __future__ import annotations
