@@ -48,6 +48,56 @@ def test_compiled_and_python_walks_agree(capture: tuple[bytes, bool], at: int, e
     assert results[0] == results[1]
 
 
+@st.composite
+def pcapng_bytes(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """Enhanced Packet Blocks, now and then another block or lengths that do not add up."""
+    big_endian = draw(st.booleans())
+    endian = ">" if big_endian else "<"
+    parts = []
+    for frame in draw(st.lists(st.binary(max_size=100), max_size=20)):
+        kind = draw(st.sampled_from([6, 6, 6, 5, 1]))
+        body = struct.pack(endian + "5I", 0, 1, 2, len(frame), len(frame)) + frame
+        body += b"\0" * (-len(body) % 4) + draw(st.sampled_from([b"", b"\1\0\4\0abcd"]))
+        length = 12 + len(body) + draw(st.sampled_from([0, 0, 0, -4, 4, 1, -40]))
+        parts.append(struct.pack(endian + "II", kind, length % 2**32) + body
+                     + struct.pack(endian + "I", length % 2**32))
+    parts.append(draw(st.binary(max_size=40)))
+    return b"".join(parts), big_endian
+
+
+@settings(max_examples=300, deadline=None)
+@given(pcapng_bytes(), st.integers(0, 50), st.integers(0, 5_000), st.integers(0, 30),
+       st.integers(0, 130), st.integers(0, 30))
+def test_compiled_and_python_pcapng_walks_agree(capture: tuple[bytes, bool], at: int, end: int,
+                                                capacity: int, width: int,
+                                                table_rows: int) -> None:
+    if not record_walk.COMPILED:
+        pytest.skip("no compiled walk on this machine")
+    data, big_endian = capture
+    results = []
+    for walk in (record_walk.compiled_walk_pcapng, record_walk.python_walk_pcapng):
+        assert walk is not None
+        offsets = np.full(capacity, -1, dtype=np.int64)
+        table = np.full((table_rows, width), 0xAA, dtype=np.uint8)
+        count, following = walk(data, at, end, offsets, big_endian, table, width)
+        results.append((count, following, offsets[:count].tolist(), table.tobytes()))
+    assert results[0] == results[1]
+
+
+def test_the_pcapng_walk_takes_packet_blocks_and_stops_at_any_other() -> None:
+    def block(kind: int, frame: bytes) -> bytes:
+        body = struct.pack("<5I", 0, 0, 0, len(frame), len(frame)) + frame
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    packets = block(6, b"abc") + block(6, b"defgh")
+    data = packets + block(5, b"") + block(6, b"x")
+    offsets = np.zeros(8, dtype=np.int64)
+    count, following = record_walk.walk_pcapng(data, 0, len(data), offsets, False,
+                                               np.zeros(0, dtype=np.uint8), 0)
+    assert (count, following, offsets[:2].tolist()) == (2, len(packets), [0, 32 + 4])
+
+
 def test_each_row_of_the_table_holds_a_record_s_first_bytes() -> None:
     records = b"".join(struct.pack("<IIII", 7, 9, n, n) + bytes(range(n)) for n in (10, 20))
     offsets, table = np.zeros(4, dtype=np.int64), np.full((4, 40), 0xAA, dtype=np.uint8)

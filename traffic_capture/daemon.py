@@ -277,7 +277,10 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
             capture.close()
         _finish(config, run, reporter)
     for capture in files:
-        if capture.truncated or capture.shown_as in cut_short:
+        if capture.damaged:
+            reporter.warn(f"{capture.shown_as} is damaged ({capture.damaged}): counted every "
+                          "packet before the damage, nothing after it")
+        elif capture.truncated or capture.shown_as in cut_short:
             reporter.warn(f"{capture.shown_as} ends in the middle of a packet (a capture that was "
                           "killed?): counted every complete packet before the cut")
     # Last, once the status line is gone and what was counted is written.

@@ -1,0 +1,188 @@
+"""pcapng read natively (Wireshark's and dumpcap's default format), compressed or not: the rows
+tshark's reading gives, whatever the sections, byte orders, link types, time units, blocks and
+chunk boundaries. dumpcap-made pcapng files are also checked in test_real_captures.py."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import pytest
+
+from tests import pcapng_builder as ng
+from tests import tshark_oracle as oracle
+from tests.conftest import needs_tools, run_cli
+from tests.frames import ICMP, IP, TCP, UDP, Ether, IPv6, Raw
+from tests.realtools_traffic import run_daemon
+from traffic_capture.sources import files
+from traffic_capture.sources.files import CaptureFile
+
+SERVER4, SERVER6 = "192.0.2.1", "2001:db8::1"
+T0 = 1_700_000_000  # seconds
+DLT_EN10MB, DLT_RAW, DLT_LINUX_SLL = 1, 101, 113
+
+
+def _ip_packet(rng: random.Random, version: int) -> bytes:
+    host = rng.randrange(2, 9)
+    client = f"198.51.100.{host}" if version == 4 else f"2001:db8:1::{host}"
+    server = SERVER4 if version == 4 else SERVER6
+    src, dst = (client, server) if rng.random() < 0.5 else (server, client)
+    layer = IP(src=src, dst=dst) if version == 4 else IPv6(src=src, dst=dst)
+    upper = rng.choice([TCP(sport=40000, dport=80), TCP(sport=40000, dport=22),
+                        UDP(sport=40000, dport=53), ICMP()])
+    return bytes(layer / upper / Raw(b"z" * rng.randrange(0, 300)))
+
+
+def _frame(rng: random.Random, linktype: int) -> bytes:
+    """A packet framed for the link type (IPv6 on Ethernet only, to keep SLL and RAW simple)."""
+    if linktype == DLT_EN10MB:
+        version = rng.choice([4, 6])
+        return bytes(Ether(type=0x86DD if version == 6 else 0x0800)
+                     / Raw(_ip_packet(rng, version)))
+    if linktype == DLT_LINUX_SLL:  # incoming, ARPHRD_ETHER, 6-byte address, IPv4
+        return bytes.fromhex("0000000100060202020202020000" "0800") + _ip_packet(rng, 4)
+    return _ip_packet(rng, 4)
+
+
+def mixed_file(seed: int = 7, packets: int = 600) -> bytes:
+    """Two sections (little- then big-endian), three link types, microsecond, nanosecond and
+    2**-20 s time units, a time offset, obsolete packet blocks, statistics, name resolution
+    and custom blocks between packets, EPB options, frames of every length modulo 4."""
+    rng = random.Random(seed)
+    out = [ng.section("<"), ng.interface(DLT_EN10MB), ng.name_resolution(),
+           ng.interface(DLT_RAW, tsresol=9), ng.interface(DLT_LINUX_SLL, tsresol=0x80 | 20),
+           ng.interface(DLT_EN10MB, tsoffset=3)]
+    units = {0: 10**6, 1: 10**9, 2: 2**20, 3: 10**6}
+    links = {0: DLT_EN10MB, 1: DLT_RAW, 2: DLT_LINUX_SLL, 3: DLT_EN10MB}
+    for k in range(packets):
+        at = T0 + k * 0.05 + rng.random() * 0.01  # 30 s: six windows
+        iface = rng.choice([0, 0, 0, 1, 2, 3])
+        offset = 3 if iface == 3 else 0
+        stamp = int((at - offset) * units[iface])
+        frame = _frame(rng, links[iface])
+        if rng.random() < 0.05:
+            out.append(ng.obsolete(iface, stamp, frame))
+        else:
+            out.append(ng.enhanced(iface, stamp, frame, comment=b"c" if k % 9 == 0 else None))
+        if rng.random() < 0.03:
+            out.append(rng.choice([ng.statistics(0, stamp), ng.custom(), ng.name_resolution()]))
+    # A second section: big-endian, its own interfaces (numbered from 0 again).
+    out += [ng.section(">"), ng.interface(DLT_RAW, ">", tsresol=9),
+            ng.interface(DLT_EN10MB, ">")]
+    for k in range(packets // 3):
+        at = T0 + 30 + k * 0.05
+        iface = rng.choice([0, 1])
+        stamp = int(at * (10**9 if iface == 0 else 10**6))
+        out.append(ng.enhanced(iface, stamp, _frame(rng, DLT_RAW if iface == 0 else DLT_EN10MB),
+                               ">"))
+    out.append(ng.statistics(0, T0 * 10**6, ">"))
+    return b"".join(out)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pcapng") / "mixed.pcapng"
+    path.write_bytes(mixed_file())
+    return path
+
+
+def records(path: Path) -> list[tuple[int, int, bytes]]:
+    return list(CaptureFile(path).records())
+
+
+def test_a_hand_built_pcapng_gives_the_rows_tshark_reads_in_it(mixed: Path,
+                                                                 tmp_path: Path) -> None:
+    needs_tools("tshark")
+    expected = oracle.expected_rows(mixed, (SERVER4, SERVER6))
+    assert len(expected) > 50  # the file really holds traffic of many keys
+    result = run_daemon([mixed], tmp_path / "out.csv")
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    differences = oracle.diff(expected, oracle.read_csv(tmp_path / "out.csv"))
+    assert not differences, differences
+
+
+@pytest.mark.parametrize("chunk", [64, 1000, 4096, 65536])
+def test_chunk_boundaries_change_nothing(mixed: Path, chunk: int,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = records(mixed)
+    monkeypatch.setattr(files, "CHUNK_BYTES", chunk)
+    assert records(mixed) == whole
+
+
+def test_a_pcap_in_small_chunks_gives_the_same_records(sample_pcap: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = records(sample_pcap)
+    monkeypatch.setattr(files, "CHUNK_BYTES", 777)
+    assert records(sample_pcap) == whole
+
+
+@pytest.fixture
+def sample_pcap() -> Path:
+    return Path(__file__).resolve().parents[1] / "samples" / "sample.pcap"
+
+
+def test_gzip_compressed_files_read_as_the_originals(mixed: Path, sample_pcap: Path,
+                                                     tmp_path: Path) -> None:
+    for original in (mixed, sample_pcap):
+        packed = tmp_path / (original.name + ".gz")
+        packed.write_bytes(gzip.compress(original.read_bytes()))
+        capture = CaptureFile(packed)
+        assert capture.compressed
+        assert list(capture.records()) == records(original)
+        assert not capture.truncated and capture.position() == packed.stat().st_size
+
+
+def test_a_cut_gzip_file_counts_what_came_before_and_says_so(sample_pcap: Path,
+                                                             tmp_path: Path) -> None:
+    packed = gzip.compress(sample_pcap.read_bytes())
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(packed[:len(packed) // 2])
+    capture = CaptureFile(cut)
+    got = list(capture.records())
+    assert capture.truncated
+    assert 0 < len(got) < len(records(sample_pcap))
+    assert got == records(sample_pcap)[:len(got)]
+
+
+def test_simple_packet_blocks_take_the_time_of_the_packet_before(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    first, second = _frame(rng, DLT_EN10MB), _frame(rng, DLT_EN10MB)
+    path = tmp_path / "spb.pcapng"
+    path.write_bytes(ng.section() + ng.interface(DLT_EN10MB, snaplen=40)
+                     + ng.enhanced(0, T0 * 10**6 + 1, first) + ng.simple(second))
+    assert records(path) == [((T0 * 10**6 + 1) * 1000, DLT_EN10MB, first),
+                             ((T0 * 10**6 + 1) * 1000, DLT_EN10MB, second[:40])]
+
+
+def test_a_packet_of_an_undescribed_interface_is_damage_counted_up_to(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    before = [_frame(rng, DLT_EN10MB) for _ in range(3)]
+    path = tmp_path / "damaged.pcapng"
+    path.write_bytes(ng.section() + ng.interface(DLT_EN10MB)
+                     + b"".join(ng.enhanced(0, T0 * 10**6 + k, f) for k, f in enumerate(before))
+                     + ng.enhanced(5, T0 * 10**6 + 9, before[0])
+                     + ng.enhanced(0, T0 * 10**6 + 10, before[1]))
+    capture = CaptureFile(path)
+    assert [frame for _, _, frame in capture.records()] == before
+    assert capture.damaged and "interface 5" in capture.damaged
+
+
+def test_damage_is_one_warning_and_the_packets_before_it_are_written(mixed: Path,
+                                                                     tmp_path: Path) -> None:
+    data = bytearray(mixed.read_bytes())
+    # Break the length of the block that starts the second half: nothing after it is sure.
+    position = 0
+    while position < len(data) // 2:  # the first section is little-endian
+        position += int.from_bytes(data[position + 4:position + 8], "little")
+    data[position + 4:position + 8] = (13).to_bytes(4, "little")
+    broken = tmp_path / "broken.pcapng"
+    broken.write_bytes(bytes(data))
+    result = run_cli(["--read", str(broken), "--server-ip", SERVER4, "--server-ip", SERVER6,
+                      "--out", str(tmp_path / "t.csv"), "--quiet"])
+    assert result.returncode == 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is damaged (block length 13)" in lines[0], result.stderr
+    read = records(broken)
+    assert 0 < len(read) < len(records(mixed)) and read == records(mixed)[:len(read)]
+    assert (tmp_path / "t.csv").stat().st_size > 200
