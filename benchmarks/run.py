@@ -50,6 +50,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # The CSV's window_start format (traffic_capt
 OFFLINE_TIMEOUT_S = 300.0
 SLOW_RUN_S = 30.0  # A run slower than this is not repeated: best-of-3 would blow the budget.
 TARGET_TSHARK_RATIO = 10.0
+PCAPNG_ROW = "traffic-capture, same trace as pcapng"
 TARGET_OFFLINE_PPS = 1_500_000
 TARGET_RSS_MIB = 256
 TARGET_LIVE_PPS = 200_000
@@ -302,7 +303,7 @@ def check_offline(csv: Path, pcap: Path) -> dict:
 def offline(pcap: Path, packets: int, repeat: int, with_daemon: bool) -> dict:
     """Best-of-`repeat` wall time and peak RSS of each reader on the same file."""
     work = Path(tempfile.mkdtemp(prefix="tcbench-"))
-    out_csv = work / "offline.csv"
+    out_csv, ng_csv = work / "offline.csv", work / "offline-pcapng.csv"
     tools: dict[str, tuple[list[str], dict]] = {}
     if with_daemon:
         tools["traffic-capture"] = (
@@ -311,6 +312,13 @@ def offline(pcap: Path, packets: int, repeat: int, with_daemon: bool) -> dict:
         )
         tools["traffic-capture --help (startup only)"] = (
             daemon_cmd("--help")[:4], {"cwd": REPO, "env": daemon_env()})
+        if shutil.which("editcap"):
+            # Wireshark's and dumpcap's default format: the same packets as pcapng.
+            subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(work / "trace.pcapng")],
+                           check=True, capture_output=True, timeout=OFFLINE_TIMEOUT_S)
+            tools[PCAPNG_ROW] = (
+                daemon_cmd("--read", str(work / "trace.pcapng"), "--out", str(ng_csv)),
+                {"cwd": REPO, "env": daemon_env()})
     if shutil.which("tshark"):
         tools["tshark -q -z conv,ip"] = (["tshark", "-q", "-z", "conv,ip", "-r", str(pcap)], {})
     if shutil.which("tcpdump"):
@@ -321,6 +329,8 @@ def offline(pcap: Path, packets: int, repeat: int, with_daemon: bool) -> dict:
         for _ in range(repeat):
             if name == "traffic-capture":
                 out_csv.unlink(missing_ok=True)
+            if name == PCAPNG_ROW:
+                ng_csv.unlink(missing_ok=True)
             r = run_measured(cmd, OFFLINE_TIMEOUT_S, **kw)
             runs.append(r)
             if r.rc or r.timed_out or r.wall > SLOW_RUN_S:
@@ -338,14 +348,16 @@ def offline(pcap: Path, packets: int, repeat: int, with_daemon: bool) -> dict:
             "error": "" if ok else (runs[-1].stderr.strip().splitlines() or ["timed out"])[-1],
         }
         print(f"  {name}: runs {results[name]['runs']} s", file=sys.stderr)
-    check = None
-    if with_daemon and results.get("traffic-capture", {}).get("ok") and out_csv.exists():
-        try:
-            check = check_offline(out_csv, pcap)
-        except Exception as exc:  # report a broken CSV, don't crash the run
-            check = {"exact": False, "error": f"{type(exc).__name__}: {exc}"}
+    checks = {}
+    for name, csv in (("traffic-capture", out_csv), (PCAPNG_ROW, ng_csv)):
+        if with_daemon and results.get(name, {}).get("ok") and csv.exists():
+            try:
+                checks[name] = check_offline(csv, pcap)
+            except Exception as exc:  # report a broken CSV, don't crash the run
+                checks[name] = {"exact": False, "error": f"{type(exc).__name__}: {exc}"}
     shutil.rmtree(work, ignore_errors=True)
-    return {"tools": results, "check": check}
+    return {"tools": results, "check": checks.get("traffic-capture"),
+            "check_pcapng": checks.get(PCAPNG_ROW)}
 
 
 def print_offline(res: dict, packets: int, file_bytes: int) -> None:
@@ -385,13 +397,18 @@ def print_offline(res: dict, packets: int, file_bytes: int) -> None:
             print(f"  and runs {ratio:.1f}x tshark on this run ("
                   f"{'meets' if ratio >= TARGET_TSHARK_RATIO else 'misses'} the "
                   f"{TARGET_TSHARK_RATIO:.0f}x the issue equates with that target)")
-    c = res.get("check")
+    print_check(res.get("check"), "")
+    if PCAPNG_ROW in tools:
+        print_check(res.get("check_pcapng"), " (pcapng)")
+
+
+def print_check(c: dict | None, what: str) -> None:
     if c is None:
-        print("exactness: not checked (daemon unavailable or failed)")
+        print(f"exactness{what}: not checked (daemon unavailable or failed)")
     elif "error" in c:
-        print(f"exactness: could not read the CSV: {c['error']}")
+        print(f"exactness{what}: could not read the CSV: {c['error']}")
     else:
-        print(f"exactness vs generator: {'EXACT' if c['exact'] else 'NOT EXACT'} "
+        print(f"exactness{what} vs generator: {'EXACT' if c['exact'] else 'NOT EXACT'} "
               f"(rows expected {c['expected_rows']:,}, got {c['got_rows']:,}; "
               f"missing {c['missing_rows']}, extra {c['extra_rows']}, wrong {c['wrong_rows']}, "
               f"total!=sum {c['total_ne_sum_rows']})")

@@ -1,7 +1,8 @@
 """What the user sees on the terminal: one-line messages and the tqdm status line.
 
-Messages go through tqdm.write so they never tear the status line. A thread refreshes the line
-twice a second; the capture loop only bumps integers.
+Messages go through tqdm.write while the status line is up, so they never tear it; tqdm itself
+is imported only then (--quiet runs start faster). A thread refreshes the line twice a second;
+the capture loop only bumps integers.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 PROG = "traffic-capture"
 REFRESH_SECONDS = 0.5
@@ -25,16 +28,26 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            tqdm.write(f"{PROG}: {message}", file=sys.stderr)
+            self._write(f"{PROG}: {message}")
 
     def warn(self, message: str) -> None:
-        tqdm.write(f"{PROG}: warning: {message}", file=sys.stderr)
+        self._write(f"{PROG}: warning: {message}")
+
+    def _write(self, line: str) -> None:
+        """Through tqdm while the status line is up, so that it is not torn."""
+        bar = self._bar  # once: other threads warn while the capture stops
+        if bar is not None:
+            bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def start(self, describe: Callable[[], str], total_bytes: int | None = None,
               position: Callable[[], int] | None = None) -> None:
         """Live: a status line. Files: a progress bar by bytes read, the status as its postfix."""
         if self.quiet:
             return
+        from tqdm import tqdm
+
         if total_bytes is None:
             self._bar = tqdm(total=None, bar_format="{desc}", file=sys.stderr, leave=True)
         else:
@@ -66,3 +79,4 @@ class Reporter:
             self._update(describe, position)
             self._bar.close()
             self._bar = None
+
