@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import heapq
 import io
+import mmap
 import struct
 import threading
 import zlib
@@ -26,13 +26,14 @@ import numpy as np
 
 from traffic_capture.batch import HEADER_BYTES, Batch, batch_of_frames
 from traffic_capture.parse import IP_OFFSET, link_type_name
-from traffic_capture.sources import pcapng, record_walk
+from traffic_capture.sources import merge, pcapng, record_walk
 from traffic_capture.sources.records import Record
 
 NS = 1_000_000_000
 T = TypeVar("T")
 PCAP_HEADER_BYTES = 24
 CHUNK_BYTES = 4 * 1024 * 1024
+FIRST_CHUNK_BYTES = 64 * 1024
 READ_AHEAD = 1  # chunks read before the consumer asks for them
 # tcpdump's largest snaplen is 262,144; a record claiming far more means a damaged file.
 MAX_RECORD_BYTES = 16 * 262_144
@@ -129,20 +130,22 @@ class CaptureFile:
         """Nothing stays open between reads: the file is opened again to be read."""
 
     def records(self) -> Iterator[Record]:
-        """One record at a time (to merge several files by time)."""
+        """One record at a time (for tests and tools that want packets, not batches)."""
         for batch in self.batches():
             for i in range(len(batch)):
                 yield (int(batch.ts_ns[i]), batch.linktype, batch.frame(i))
 
-    def batches(self) -> Iterator[Batch]:
-        """The whole file in batches, read one chunk ahead in a thread (reading and walking
-        release the interpreter lock, so that runs on the other core while this chunk is
-        counted). A batch's bytes are valid until the next batch is asked for."""
-        walked = self._pcapng_batches() if self.is_pcapng else self._pcap_batches()
-        for batches in _read_ahead(walked):
+    def batches(self, read_ahead: bool = True) -> Iterator[Batch]:
+        """The whole file in batches. A batch's bytes are valid until the next batch is asked
+        for. Read ahead, the next chunk is read in a thread while this one is counted
+        (reading and walking release the interpreter lock, so that runs on the other core);
+        without, one buffer is all the file takes (merging many files)."""
+        slots = READ_AHEAD + 2 if read_ahead else 1
+        walked = self._pcapng_batches(slots) if self.is_pcapng else self._pcap_batches(slots)
+        for batches in (_read_ahead(walked) if read_ahead else walked):
             yield from batches
 
-    def _pcap_batches(self) -> Iterator[list[Batch]]:
+    def _pcap_batches(self, slots: int) -> Iterator[list[Batch]]:
         """Classic pcap: one batch per chunk."""
         assert self._pcap is not None
         header = self._pcap
@@ -150,9 +153,9 @@ class CaptureFile:
         word = np.dtype(np.uint32).newbyteorder(">" if big_endian else "<")
         scale = 1 if header.nano else 1000
         self._chunks = chunks = _ChunkReader(self.path, self.compressed, PCAP_HEADER_BYTES,
-                                             _PCAP_ROW)
+                                             _PCAP_ROW, slots)
         for slot, end in chunks:
-            count, chunks.consumed = record_walk.walk(slot.buffer, 0, end, slot.offsets,
+            count, chunks.consumed = record_walk.walk(slot.data, 0, end, slot.offsets,
                                                       big_endian, slot.table, _PCAP_ROW)
             chunks.handed_out = count > 0
             if count:
@@ -164,9 +167,9 @@ class CaptureFile:
                              headers=table, headers_at=16)]
         self.truncated = chunks.left > 0 or chunks.cut
 
-    def _pcapng_batches(self) -> Iterator[list[Batch]]:
+    def _pcapng_batches(self, slots: int) -> Iterator[list[Batch]]:
         """pcapng: the batches of each chunk's packets."""
-        self._chunks = chunks = _ChunkReader(self.path, self.compressed, 0, _PCAPNG_ROW)
+        self._chunks = chunks = _ChunkReader(self.path, self.compressed, 0, _PCAPNG_ROW, slots)
         section = _Section()
         for slot, end in chunks:
             batches: list[Batch] = []
@@ -201,18 +204,18 @@ class _Section:
         while True:
             if self.endian:
                 count, following = record_walk.walk_pcapng(
-                    slot.buffer, at, end, slot.offsets[used:], self.endian == ">",
+                    slot.data, at, end, slot.offsets[used:], self.endian == ">",
                     slot.table[used:], _PCAPNG_ROW)
                 if count:
                     self._packet_batches(slot, used, count, batches)
                 used, at = used + count, following
             if end - at < 12:
                 return at
-            head = bytes(slot.buffer[at:at + 12])
+            head = bytes(slot.data[at:at + 12])
             length = pcapng.block_length(head, pcapng.section_byte_order(head) or self.endian)
             if at + length > end:
                 return at  # the rest comes with the next chunk
-            record = self._read_block(bytes(slot.buffer[at:at + length]))
+            record = self._read_block(bytes(slot.data[at:at + length]))
             if record is not None:
                 batches.append(batch_of_frames([record]))
             at += length
@@ -267,19 +270,27 @@ class _Section:
             pcapng.described(self.interfaces, int(index[usable]))  # raises, saying why
 
 
+def _untouched(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """Zeroed memory whose pages are taken only as they are written, so that the carry area
+    and the table rows past a chunk's records cost nothing: an anonymous map, which malloc
+    stops giving for large blocks once some were freed."""
+    count = int(np.prod(shape))
+    memory = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1))
+    return np.frombuffer(memory, dtype=dtype, count=count).reshape(shape)
+
+
 @dataclass
 class _Slot:
     """One of the rotating chunk buffers, with the walk's outputs for it."""
 
-    buffer: bytearray
-    data: np.ndarray  # uint8 view of buffer
+    data: np.ndarray  # uint8: the chunk
     offsets: np.ndarray  # int64: where each walked record starts
     table: np.ndarray  # uint8 (records, row width): each record's first bytes
 
 
 class _ChunkReader:
-    """A file read in CHUNK_BYTES chunks into READ_AHEAD + 2 rotating buffers (one being
-    filled, READ_AHEAD waiting, one in use).
+    """A file read in CHUNK_BYTES chunks into rotating buffers: READ_AHEAD + 2 when read ahead
+    in a thread (one being filled, READ_AHEAD waiting, one in use), else one.
 
     The walker sets `consumed`, where the first record it could not take begins, and
     `handed_out`, whether batches refer to this buffer. The bytes from `consumed` on are
@@ -287,15 +298,14 @@ class _ChunkReader:
     (at most MAX_RECORD_BYTES: a record claiming more means a damaged file).
     """
 
-    def __init__(self, path: Path, compressed: bool, start: int, row_width: int) -> None:
+    def __init__(self, path: Path, compressed: bool, start: int, row_width: int,
+                 slots: int) -> None:
         self.path, self.compressed, self.start = path, compressed, start
         size = MAX_RECORD_BYTES + CHUNK_BYTES
         rows = size // 16 + 1  # records are 16 bytes or more
-        # Pages of np.empty are only taken as rows are written: a few MiB, not rows * width.
-        self.slots = [_Slot(buffer, np.frombuffer(buffer, dtype=np.uint8),
-                            np.empty(rows, dtype=np.int64),
-                            np.empty((rows, row_width), dtype=np.uint8))
-                      for buffer in (bytearray(size) for _ in range(READ_AHEAD + 2))]
+        self.slots = [_Slot(_untouched((size,), np.uint8), _untouched((rows,), np.int64),
+                            _untouched((rows, row_width), np.uint8))
+                      for _ in range(slots)]
         self.consumed, self.handed_out = 0, True
         self.left = 0  # bytes of an unfinished record at the end
         self.cut = False  # the decompressor met the end of a compressed file too early
@@ -328,16 +338,23 @@ class _ChunkReader:
             self.cut = True
         return got
 
+    @staticmethod
+    def _view(slot: _Slot) -> memoryview:
+        return memoryview(slot.data)  # type: ignore[arg-type]  # numpy arrays are buffers
+
     def __iter__(self) -> Iterator[tuple[_Slot, int]]:
-        kept, previous, number = 0, memoryview(b""), 0
+        kept, previous, number, first = 0, memoryview(b""), 0, True
         with _open_bytes(self.path, self.compressed) as capture:
             self._raw = getattr(capture, "fileobj", None)
             capture.read(self.start)  # skip the file header (seek is slow on gzip)
             while True:
                 slot = self.slots[number]
                 if kept:
-                    slot.buffer[:kept] = previous  # the unfinished record of the last chunk
-                got = self._fill(capture, memoryview(slot.buffer)[kept:kept + CHUNK_BYTES])
+                    slot.data[:kept] = previous  # the unfinished record of the last chunk
+                # The first chunk is small: merging many files, those whose turn has not come
+                # yet hold no more than that.
+                want, first = (FIRST_CHUNK_BYTES if first else CHUNK_BYTES), False
+                got = self._fill(capture, self._view(slot)[kept:kept + want])
                 if not got:
                     break
                 self.position()  # noted while the file is open
@@ -349,12 +366,13 @@ class _ChunkReader:
                 kept = end - at
                 if kept > MAX_RECORD_BYTES:
                     break
-                previous = memoryview(slot.buffer)[at:end]
+                previous = self._view(slot)[at:end]
                 if self.handed_out:
                     number = (number + 1) % len(self.slots)
                 else:
                     previous = memoryview(bytes(previous))  # the same buffer: copy it first
         self.left = kept
+        self.slots = []  # the buffers go now, not with the file (merges hold many files)
 
 
 def _read_ahead(items: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
@@ -391,18 +409,6 @@ def _read_ahead(items: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
             with contextlib.suppress(Empty):
                 queue.get(timeout=0.01)
         thread.join()
-
-
-def batches_of_records(records: Iterator[Record], size: int = 4096) -> Iterator[Batch]:
-    """Group records (of merged files) into batches of one link type."""
-    pending: list[Record] = []
-    for record in records:
-        if pending and (len(pending) >= size or record[1] != pending[0][1]):
-            yield batch_of_frames(pending)
-            pending = []
-        pending.append(record)
-    if pending:
-        yield batch_of_frames(pending)
 
 
 class PrefilterError(ValueError):
@@ -456,8 +462,8 @@ def merged_batches(files: list[CaptureFile]) -> Iterator[Batch]:
     """All files' packets in timestamp order, as one live capture on several interfaces."""
     if len(files) == 1:
         return files[0].batches()
-    return batches_of_records(
-        heapq.merge(*(capture.records() for capture in files), key=lambda record: record[0]))
+    # The merge copies each batch's frames out at once: the files need no buffers to spare.
+    return merge.merged_batches([capture.batches(read_ahead=False) for capture in files])
 
 
 def total_size(files: list[CaptureFile]) -> int:
