@@ -6,12 +6,16 @@ Nothing counted may be lost, nothing written twice, no row torn.
 from __future__ import annotations
 
 import os
+import re
+import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from scapy.utils import wrpcap
@@ -165,3 +169,46 @@ def test_a_disk_still_full_at_stop_sends_the_rows_to_the_temp_folder(small_disk:
     assert read_rows(side)["total_bytes"].sum() == total
     assert out.read_text() == ",".join(COLUMNS) + "\n"
     assert list(small_disk.glob("traffic.pending-*")) == []  # no torn side file left behind
+
+
+def _long_capture(path: Path, packets: int) -> None:
+    """`packets` small UDP packets from 200 clients to the server, 1 ms apart (many windows):
+    a second or so of reading."""
+    frame = bytes(Ether() / IP(src="198.51.100.1", dst=SERVER4) / UDP(dport=53) / Raw(b"q" * 18))
+    records = np.zeros((packets, 16 + len(frame)), dtype=np.uint8)
+    ts_us = 1_700_000_000 * 10**6 + np.arange(packets, dtype=np.int64) * 1000
+    header = records[:, :16].view("<u4")
+    header[:, 0], header[:, 1] = ts_us // 10**6, ts_us % 10**6
+    header[:, 2] = header[:, 3] = len(frame)
+    records[:, 16:] = np.frombuffer(frame, dtype=np.uint8)
+    records[:, 16 + 14 + 15] = np.arange(packets) % 200  # the client's last byte
+    records[:, 16 + 14 + 10:16 + 14 + 12] = 0  # no IP checksum: nothing checks it
+    with path.open("wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        out.write(records.tobytes())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_a_file_read_midway_writes_every_byte_counted(tmp_path: Path, sig: int) -> None:
+    """Ctrl+C or SIGTERM while a large file is read (one chunk ahead in a thread): the rows
+    hold exactly the bytes the closing line says were counted, and the exit is clean."""
+    capture = tmp_path / "long.pcap"
+    _long_capture(capture, 3_000_000)
+    out = tmp_path / "t.csv"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "traffic_capture", "--read", str(capture), "--server-ip",
+         "192.0.2.1", "--server-ip", "2001:db8::1", "--out", str(out)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    wait_until(lambda: out.exists() and data_rows(out) > 0, 30, "the first rows")
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    text = stderr.decode(errors="replace")
+    assert process.returncode == 0, text
+    counted = re.search(r"counted \(([\d,]+) bytes\)", text)
+    assert counted, text
+    rows = read_rows(out)
+    assert int(rows["total_bytes"].sum()) == int(counted.group(1).replace(",", ""))
+    seen = re.search(r"done: ([\d,]+) packets", text)
+    assert seen and int(seen.group(1).replace(",", "")) < 3_000_000, (
+        f"the read was not stopped midway (make the file longer): {text}")
+    assert "Traceback" not in text
