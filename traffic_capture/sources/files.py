@@ -343,6 +343,12 @@ class _ChunkReader:
         return memoryview(slot.data)  # type: ignore[arg-type]  # numpy arrays are buffers
 
     def __iter__(self) -> Iterator[tuple[_Slot, int]]:
+        try:
+            yield from self._chunks()
+        finally:  # the buffers go now, not with the file (merges hold many files)
+            self.slots = []
+
+    def _chunks(self) -> Iterator[tuple[_Slot, int]]:
         kept, previous, number, first = 0, memoryview(b""), 0, True
         with _open_bytes(self.path, self.compressed) as capture:
             self._raw = getattr(capture, "fileobj", None)
@@ -366,13 +372,12 @@ class _ChunkReader:
                 kept = end - at
                 if kept > MAX_RECORD_BYTES:
                     break
+                following = (number + 1) % len(self.slots) if self.handed_out else number
                 previous = self._view(slot)[at:end]
-                if self.handed_out:
-                    number = (number + 1) % len(self.slots)
-                else:
+                if following == number:
                     previous = memoryview(bytes(previous))  # the same buffer: copy it first
+                number = following
         self.left = kept
-        self.slots = []  # the buffers go now, not with the file (merges hold many files)
 
 
 def _read_ahead(items: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
