@@ -110,8 +110,9 @@ def merged_batches(streams: list[Iterator[Batch]]) -> Iterator[Batch]:
         last = [file.last_key() for file in files]
         parts = []
         for i, file in enumerate(files):
-            # A frame is final once no file can still bring one that sorts before it: an
-            # earlier file one with the same key or less, a later file one with less.
+            # A frame (key k, file i) is final once no file can still bring one that sorts
+            # before it: from an earlier file, a frame with a key <= k; from a later file,
+            # < k. No file brings a key below its last one.
             before = min(last[:i], default=float("inf"))
             after = min(last[i + 1:], default=float("inf"))
             keys = file.pending.keys
