@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,35 @@ def test_damage_is_one_warning_and_the_packets_before_it_are_written(mixed: Path
     read = records(broken)
     assert 0 < len(read) < len(records(mixed)) and read == records(mixed)[:len(read)]
     assert (tmp_path / "t.csv").stat().st_size > 200
+
+
+def test_files_of_tiny_records_take_several_walks_per_chunk(tmp_path: Path) -> None:
+    """More records in a chunk than its table holds (4-byte frames): every one still read."""
+    frames = [bytes([k % 251, 1, 2, 3]) for k in range(150_000)]
+    pcap = tmp_path / "tiny.pcap"
+    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, DLT_RAW)
+                     + b"".join(struct.pack("<IIII", T0, k % 10**6, 4, 4) + f
+                                for k, f in enumerate(frames)))
+    ng_file = tmp_path / "tiny.pcapng"
+    ng_file.write_bytes(ng.section() + ng.interface(DLT_RAW)
+                        + b"".join(ng.enhanced(0, T0 * 10**6 + k, f)
+                                   for k, f in enumerate(frames)))
+    for path in (pcap, ng_file):
+        capture = CaptureFile(path)
+        assert [frame for _, _, frame in capture.records()] == frames, path.name
+        assert not capture.truncated and not capture.damaged
+
+
+def test_a_record_claiming_gigabytes_ends_the_reading_after_the_records_before(
+        tmp_path: Path, sample_pcap: Path) -> None:
+    data = sample_pcap.read_bytes()
+    whole = records(sample_pcap)
+    at, kept = 24, 0
+    for _ in range(100):  # past the first 100 records
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+        kept += 1
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(data[:at + 8] + struct.pack("<I", 3 * 2**30) + data[at + 12:])
+    capture = CaptureFile(broken)
+    assert list(capture.records()) == whole[:kept]
+    assert capture.truncated

@@ -35,7 +35,8 @@ PCAP_HEADER_BYTES = 24
 CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_CHUNK_BYTES = 64 * 1024
 READ_AHEAD = 1  # chunks read before the consumer asks for them
-# tcpdump's largest snaplen is 262,144; a record claiming far more means a damaged file.
+# Room for what is carried from one chunk to the next: tcpdump's largest snaplen is 262,144,
+# so a record that does not fit in this and a chunk means a damaged file.
 MAX_RECORD_BYTES = 16 * 262_144
 # A row of the walk's table: the record's own header (pcap 16 bytes, pcapng Enhanced Packet
 # Block 28), then the frame's first bytes.
@@ -209,6 +210,8 @@ class _Section:
                 if count:
                     self._packet_batches(slot, used, count, batches)
                 used, at = used + count, following
+                if used == len(slot.offsets):
+                    return at  # the table is full: the next walk goes on from here
             if end - at < 12:
                 return at
             head = bytes(slot.data[at:at + 12])
@@ -294,15 +297,17 @@ class _ChunkReader:
 
     The walker sets `consumed`, where the first record it could not take begins, and
     `handed_out`, whether batches refer to this buffer. The bytes from `consumed` on are
-    carried to the front of the next buffer, or of the same one when nothing refers to it
-    (at most MAX_RECORD_BYTES: a record claiming more means a damaged file).
+    carried to the front of the next buffer, or of the same one when nothing refers to it.
+    A buffer full of one unfinished record ends the reading (a damaged file).
     """
 
     def __init__(self, path: Path, compressed: bool, start: int, row_width: int,
                  slots: int) -> None:
         self.path, self.compressed, self.start = path, compressed, start
         size = MAX_RECORD_BYTES + CHUNK_BYTES
-        rows = size // 16 + 1  # records are 16 bytes or more
+        # Records a walk takes at most: a chunk of smaller records takes several walks. (Not
+        # sized for 16-byte records: Windows charges the whole table to its commit limit.)
+        rows = max(CHUNK_BYTES // 64, 1)
         self.slots = [_Slot(_untouched((size,), np.uint8), _untouched((rows,), np.int64),
                             _untouched((rows, row_width), np.uint8))
                       for _ in range(slots)]
@@ -349,29 +354,32 @@ class _ChunkReader:
             self.slots = []
 
     def _chunks(self) -> Iterator[tuple[_Slot, int]]:
-        kept, previous, number, first = 0, memoryview(b""), 0, True
+        kept, previous, number, first, ended = 0, memoryview(b""), 0, True, False
         with _open_bytes(self.path, self.compressed) as capture:
             self._raw = getattr(capture, "fileobj", None)
             capture.read(self.start)  # skip the file header (seek is slow on gzip)
             while True:
                 slot = self.slots[number]
                 if kept:
-                    slot.data[:kept] = previous  # the unfinished record of the last chunk
+                    slot.data[:kept] = previous  # the unfinished records of the last walk
                 # The first chunk is small: merging many files, those whose turn has not come
                 # yet hold no more than that.
                 want, first = (FIRST_CHUNK_BYTES if first else CHUNK_BYTES), False
-                got = self._fill(capture, self._view(slot)[kept:kept + want])
-                if not got:
+                want = min(want, len(slot.data) - kept)  # 0: one record fills the buffer
+                got = 0 if ended or not want else self._fill(
+                    capture, self._view(slot)[kept:kept + want])
+                ended = ended or (want > 0 and got == 0)
+                end = kept + got
+                if not end:
                     break
                 self.position()  # noted while the file is open
-                end = kept + got
                 self.consumed, self.handed_out = 0, True
                 yield slot, end
                 at = self.consumed
                 self._consumed_total += at
                 kept = end - at
-                if kept > MAX_RECORD_BYTES:
-                    break
+                if not at and not got:
+                    break  # nothing new and nothing taken: an unfinished record is left
                 following = (number + 1) % len(self.slots) if self.handed_out else number
                 previous = self._view(slot)[at:end]
                 if following == number:
