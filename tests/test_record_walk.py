@@ -18,6 +18,22 @@ def test_the_compiled_walk_was_built() -> None:
     assert record_walk.COMPILED, "traffic_capture/sources/_record_walk.c was not compiled"
 
 
+def assert_walks_agree(name: str, capture: tuple[bytes, bool], at: int, end: int,
+                       capacity: int, width: int, table_rows: int) -> None:
+    """The compiled walk `name` and its Python twin: same count, end, offsets and table."""
+    compiled = getattr(record_walk, f"compiled_{name}")
+    if compiled is None:
+        pytest.skip("no compiled walk on this machine")
+    data, big_endian = capture
+    results = []
+    for walk in (compiled, getattr(record_walk, f"python_{name}")):
+        offsets = np.full(capacity, -1, dtype=np.int64)
+        table = np.full((table_rows, width), 0xAA, dtype=np.uint8)
+        count, following = walk(data, at, end, offsets, big_endian, table, width)
+        results.append((count, following, offsets[:count].tolist(), table.tobytes()))
+    assert results[0] == results[1]
+
+
 @st.composite
 def capture_bytes(draw: st.DrawFn) -> tuple[bytes, bool]:
     big_endian = draw(st.booleans())
@@ -35,17 +51,7 @@ def capture_bytes(draw: st.DrawFn) -> tuple[bytes, bool]:
        st.integers(0, 130), st.integers(0, 40))
 def test_compiled_and_python_walks_agree(capture: tuple[bytes, bool], at: int, end: int,
                                          capacity: int, width: int, table_rows: int) -> None:
-    if not record_walk.COMPILED:
-        pytest.skip("no compiled walk on this machine")
-    data, big_endian = capture
-    results = []
-    for walk in (record_walk.compiled_walk, record_walk.python_walk):
-        assert walk is not None
-        offsets = np.full(capacity, -1, dtype=np.int64)
-        table = np.full((table_rows, width), 0xAA, dtype=np.uint8)
-        count, following = walk(data, at, end, offsets, big_endian, table, width)
-        results.append((count, following, offsets[:count].tolist(), table.tobytes()))
-    assert results[0] == results[1]
+    assert_walks_agree("walk", capture, at, end, capacity, width, table_rows)
 
 
 @st.composite
@@ -71,17 +77,7 @@ def pcapng_bytes(draw: st.DrawFn) -> tuple[bytes, bool]:
 def test_compiled_and_python_pcapng_walks_agree(capture: tuple[bytes, bool], at: int, end: int,
                                                 capacity: int, width: int,
                                                 table_rows: int) -> None:
-    if not record_walk.COMPILED:
-        pytest.skip("no compiled walk on this machine")
-    data, big_endian = capture
-    results = []
-    for walk in (record_walk.compiled_walk_pcapng, record_walk.python_walk_pcapng):
-        assert walk is not None
-        offsets = np.full(capacity, -1, dtype=np.int64)
-        table = np.full((table_rows, width), 0xAA, dtype=np.uint8)
-        count, following = walk(data, at, end, offsets, big_endian, table, width)
-        results.append((count, following, offsets[:count].tolist(), table.tobytes()))
-    assert results[0] == results[1]
+    assert_walks_agree("walk_pcapng", capture, at, end, capacity, width, table_rows)
 
 
 def test_the_pcapng_walk_takes_packet_blocks_and_stops_at_any_other() -> None:

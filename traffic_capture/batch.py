@@ -56,7 +56,7 @@ _CLASS_BY_CODE = np.array([TCP, FTP, HTTP, FTP, UDP, OTHER], dtype=np.int64)
 class Batch:
     """Frames of one link type in one buffer: frame i is data[starts[i]:starts[i] + lengths[i]].
 
-    A source that already copied each frame's first bytes into a table (the pcap record walk)
+    A source that already copied each frame's first bytes into a table (the capture-file walk)
     hands it over: row i holds frame i's first HEADER_BYTES from column `headers_at` on.
     """
 

@@ -255,8 +255,6 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
     try:
         create_output(config.out, config.delimiter)
     except OutputError as error:
-        for capture in files:
-            capture.close()
         return fail(str(error))
     run = _start(config, reporter)
     pipeline, stop = run.pipeline, run.stop
@@ -273,8 +271,6 @@ def _run_files(config: Config, files: list[CaptureFile], reporter: Reporter,
         error_message = f"{', '.join(map(str, config.read))}: {error}"
     finally:
         reporter.stop(describe, position=lambda: read_position(files))
-        for capture in files:
-            capture.close()
         _finish(config, run, reporter)
     for capture in files:
         if capture.damaged:

@@ -127,9 +127,6 @@ class CaptureFile:
         compressed bytes, so that the bar ends at the file's size)."""
         return self._chunks.position() if self._chunks is not None else 0
 
-    def close(self) -> None:
-        """Nothing stays open between reads: the file is opened again to be read."""
-
     def records(self) -> Iterator[Record]:
         """One record at a time (for tests and tools that want packets, not batches)."""
         for batch in self.batches():
@@ -459,16 +456,9 @@ def prefilter(path: Path, expression: str, folder: Path) -> tuple[Path, bool]:
 
 def open_capture_files(paths: list[Path], shown_as: list[Path] | None = None
                        ) -> list[CaptureFile]:
-    """Open every file first, so that a bad one is reported before any is read."""
-    files: list[CaptureFile] = []
-    try:
-        for path, name in zip(paths, shown_as or paths, strict=True):
-            files.append(CaptureFile(path, name))
-    except CaptureFileError:
-        for opened in files:
-            opened.close()
-        raise
-    return files
+    """Open every file first, so that a bad one is reported before any is read. (Nothing stays
+    open: each file is opened again when it is read.)"""
+    return [CaptureFile(path, name) for path, name in zip(paths, shown_as or paths, strict=True)]
 
 
 def merged_batches(files: list[CaptureFile]) -> Iterator[Batch]:

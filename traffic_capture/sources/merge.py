@@ -47,16 +47,16 @@ def _owned(batch: Batch, running_max: int) -> _Pending:
     """A batch's frames copied out of its reader's buffer, with their merge keys."""
     if not len(batch):
         return _empty()
-    first, last = int(batch.starts.min()), int((batch.starts + batch.lengths).max())
-    data = batch.data[first:last].copy()
     if batch.headers is None:
         headers = rows_at(batch.data, batch.starts, HEADER_BYTES)
     else:
         at = batch.headers_at
         headers = np.ascontiguousarray(batch.headers[:, at:at + HEADER_BYTES])
     keys = np.maximum.accumulate(np.maximum(batch.ts_ns, running_max))
-    return _Pending(data, batch.starts - first, batch.lengths, batch.ts_ns, keys,
-                    np.full(len(batch), batch.linktype, dtype=np.int64), headers)
+    owned = _trimmed(_Pending(batch.data, batch.starts, batch.lengths, batch.ts_ns, keys,
+                              np.full(len(batch), batch.linktype, dtype=np.int64), headers))
+    owned.data = owned.data.copy()
+    return owned
 
 
 def _empty() -> _Pending:
@@ -127,7 +127,7 @@ def merged_batches(streams: list[Iterator[Batch]]) -> Iterator[Batch]:
 
 
 def _trimmed(part: _Pending) -> _Pending:
-    """Only the bytes of the part's own frames (its data may hold the frames taken later)."""
+    """Only the bytes of the part's own frames (its data may hold other frames), as a view."""
     first, last = int(part.starts.min()), int((part.starts + part.lengths).max())
     return _Pending(part.data[first:last], part.starts - first, part.lengths, part.ts_ns,
                     part.keys, part.linktypes, part.headers)

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from traffic_capture.batch import rows_at
-
-PCAPNG_PACKET_BLOCK = 6  # Enhanced Packet Block
+from traffic_capture.sources.pcapng import ENHANCED_PACKET
 
 
 def _pcap_record(word: Callable[[Any, int], tuple[int]]) -> Callable[[Any, int, int], int]:
@@ -29,7 +28,7 @@ def _pcap_record(word: Callable[[Any, int], tuple[int]]) -> Callable[[Any, int, 
 def _pcapng_packet_block(word: Callable[[Any, int], tuple[int]]
                          ) -> Callable[[Any, int, int], int]:
     def length(buffer: Any, at: int, end: int) -> int:
-        if at + 32 > end or word(buffer, at)[0] != PCAPNG_PACKET_BLOCK:
+        if at + 32 > end or word(buffer, at)[0] != ENHANCED_PACKET:
             return -1
         size, captured = word(buffer, at + 4)[0], word(buffer, at + 20)[0]
         if size < 32 or size % 4 or at + size > end or 28 + captured > size - 4:
