@@ -19,4 +19,4 @@ if __name__ == "__main__":
 
     from traffic_capture.cli import main
 
-    sys.exit(main(default_server_ip=SERVER_IP, default_window=WINDOW_SIZE))
+    sys.exit(main(default_server_ip=SERVER_IP, default_window=WINDOW_SIZE, script=True))

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
-from traffic_capture.batch import Batch
-from traffic_capture.classify import ServerSet, parse_server
-from traffic_capture.csv_sink import format_window
-from traffic_capture.parse import DLT_RAW
+from traffic_capture.frames import Batch
+from traffic_capture.linktypes import DLT_RAW
 from traffic_capture.pipeline import Pipeline
+from traffic_capture.servers import ServerSet, parse_server
+from traffic_capture.sinks.csv_file import format_window
 from traffic_capture.windows import ClosedWindow
 
 SERVER = "192.0.2.1"

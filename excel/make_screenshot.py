@@ -21,8 +21,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from traffic_capture.dashboard import main as build  # noqa: E402
-from traffic_capture.rules import CLASSES, COLUMNS, TIME_FORMAT  # noqa: E402
+from traffic_capture.csvformat import COLUMNS, TIME_FORMAT  # noqa: E402
+from traffic_capture.excel.dashboard import main as build  # noqa: E402
+from traffic_capture.rules import CLASSES  # noqa: E402
 
 
 def sample_csv(path: Path) -> None:

@@ -6,7 +6,8 @@ import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from traffic_capture.rules import CLASSES, COLUMNS, TIME_FORMAT
+from traffic_capture.csvformat import COLUMNS, TIME_FORMAT
+from traffic_capture.rules import CLASSES
 
 CLIENTS = ("192.168.10.21", "192.168.10.35", "10.0.0.7", "2001:db8::17", "fe80::1c2b:3aff:fe4d:1")
 

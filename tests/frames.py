@@ -17,10 +17,10 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from traffic_capture import parse
-from traffic_capture.classify import ServerSet, parse_server
+from traffic_capture import linktypes
+from traffic_capture.csvformat import Row
 from traffic_capture.pipeline import Pipeline
-from traffic_capture.windows import Row
+from traffic_capture.servers import ServerSet, parse_server
 
 SERVER4 = "192.0.2.1"
 SERVER6 = "2001:db8::1"
@@ -73,15 +73,15 @@ def raw(ip: Packet) -> bytes:
 
 # (link type, builder) for every link type the product reads.
 LINK_TYPES: dict[str, tuple[int, Callable[[Packet], bytes]]] = {
-    "ethernet": (parse.DLT_EN10MB, ethernet),
-    "ethernet-802.1q": (parse.DLT_EN10MB, ethernet_vlan),
-    "ethernet-802.1ad": (parse.DLT_EN10MB, ethernet_qinq),
-    "linux-sll": (parse.DLT_LINUX_SLL, linux_sll),
-    "linux-sll2": (parse.DLT_LINUX_SLL2, linux_sll2),
-    "null-little-endian": (parse.DLT_NULL, null_le),
-    "null-big-endian": (parse.DLT_NULL, null_be),
-    "loop": (parse.DLT_LOOP, loop),
-    "raw": (parse.DLT_RAW, raw),
+    "ethernet": (linktypes.DLT_EN10MB, ethernet),
+    "ethernet-802.1q": (linktypes.DLT_EN10MB, ethernet_vlan),
+    "ethernet-802.1ad": (linktypes.DLT_EN10MB, ethernet_qinq),
+    "linux-sll": (linktypes.DLT_LINUX_SLL, linux_sll),
+    "linux-sll2": (linktypes.DLT_LINUX_SLL2, linux_sll2),
+    "null-little-endian": (linktypes.DLT_NULL, null_le),
+    "null-big-endian": (linktypes.DLT_NULL, null_be),
+    "loop": (linktypes.DLT_LOOP, loop),
+    "raw": (linktypes.DLT_RAW, raw),
 }
 
 

@@ -21,9 +21,11 @@ from tests.frames import (
     collecting_pipeline,
     ethernet_vlan,
 )
-from traffic_capture import parse, windows
-from traffic_capture.batch import batch_of_frames
-from traffic_capture.windows import NS, Row
+from tests.reference import reference_pipeline
+from traffic_capture import linktypes, windows
+from traffic_capture.csvformat import Row
+from traffic_capture.frames import batch_of_frames
+from traffic_capture.windows import NS
 
 HOSTS4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
 HOSTS6 = ["2001:db8::1", "2001:db8:1::7", "2001:db8:1::8"]
@@ -95,11 +97,11 @@ def frames(linktype_name: str, specs: list) -> list[tuple[int, int, bytes]]:
         if spec[0] == "ip":
             frame = build(spec[1])
         elif spec[0] == "vlan":
-            if linktype != parse.DLT_EN10MB:
+            if linktype != linktypes.DLT_EN10MB:
                 continue
             frame = ethernet_vlan(spec[1])
         elif spec[0] == "arp":
-            if linktype != parse.DLT_EN10MB:
+            if linktype != linktypes.DLT_EN10MB:
                 continue
             frame = arp_frame()
         else:
@@ -109,7 +111,7 @@ def frames(linktype_name: str, specs: list) -> list[tuple[int, int, bytes]]:
 
 
 def scalar_rows(records: list, servers: list[str], window: int) -> list[Row]:
-    pipeline, rows = collecting_pipeline(servers, window)
+    pipeline, rows = reference_pipeline(servers, window)
     for record in records:
         pipeline.feed(*record)
     pipeline.finish()

@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 
 from tests.excel_data import traffic_rows, write_traffic_csv
 from tests.excel_ooxml import convert, package_problems, read_parts, rels
-from traffic_capture import dashboard
-from traffic_capture.csvrows import read_traffic
-from traffic_capture.excel_parts import pivot as px
-from traffic_capture.rules import CLASSES, COLUMNS
+from traffic_capture.csvformat import COLUMNS
+from traffic_capture.excel import command, dashboard
+from traffic_capture.excel.ooxml import pivot as px
+from traffic_capture.excel.read import read_traffic
+from traffic_capture.rules import CLASSES
 
 M = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 X14 = "{http://schemas.microsoft.com/office/spreadsheetml/2009/9/main}"
@@ -197,7 +198,7 @@ def test_link_makes_the_table_a_query_on_the_csv(tmp_path: Path) -> None:
 
 
 def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "traffic_capture.dashboard", *args],
+    return subprocess.run([sys.executable, "-m", "traffic_capture.excel.dashboard", *args],
                           capture_output=True, text=True, cwd=cwd, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
 
@@ -218,7 +219,7 @@ def test_script_defaults_and_missing_csv(tmp_path: Path) -> None:
 def test_rows_past_the_sheet_limit_keep_the_newest(tmp_path: Path, capsys) -> None:
     rows = traffic_rows(windows=4, late_duplicates=0)
     csv = write_traffic_csv(tmp_path / "t.csv", rows)
-    df = dashboard.load_for_excel(csv, limit=5)
+    df = command.load_for_excel(csv, limit=5)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"has {len(rows):,} rows" in err[0] and "newest 5" in err[0]
     assert df["total_bytes"].tolist() == [int(r[4]) for r in rows[-5:]]

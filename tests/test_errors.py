@@ -13,8 +13,8 @@ from scapy.utils import wrpcap
 
 from tests.conftest import DAEMON, child_env, needs_root, needs_tools, read_rows, run_cli
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from traffic_capture.csvformat import COLUMNS
 from traffic_capture.interfaces import npcap_missing_message, privilege_message
-from traffic_capture.rules import COLUMNS
 
 USAGE, RUNTIME = 2, 1
 

@@ -22,7 +22,7 @@ from scapy.utils import wrpcap
 
 from tests.conftest import Daemon, child_env, needs_root, needs_tools, read_rows
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
-from traffic_capture.rules import COLUMNS
+from traffic_capture.csvformat import COLUMNS
 
 ICMP_ECHO_IPV4 = 84
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traffic_capture.batch import Batch, batch_of_frames
+from traffic_capture.frames import Batch, batch_of_frames
 from traffic_capture.sources.files import CaptureFile, merged_batches
 from traffic_capture.sources.merge import merged_batches as merge_streams
 

@@ -13,9 +13,10 @@ import pytest
 
 from tests.excel_data import CLIENTS, traffic_rows, write_traffic_csv
 from tests.excel_ooxml import convert, package_problems, read_parts
-from traffic_capture import report
-from traffic_capture.csvrows import read_traffic
-from traffic_capture.rules import CLASSES, COLUMNS
+from traffic_capture.csvformat import COLUMNS
+from traffic_capture.excel import report
+from traffic_capture.excel.read import read_traffic
+from traffic_capture.rules import CLASSES
 
 C = "{http://schemas.openxmlformats.org/drawingml/2006/chart}"
 LABELS = ["HTTP", "FTP", "TCP", "UDP", "Other"]

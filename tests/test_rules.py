@@ -26,10 +26,12 @@ from tests.frames import (
     collecting_pipeline,
     ethernet,
 )
-from traffic_capture import parse
-from traffic_capture.classify import ServerSet, parse_server
+from traffic_capture import linktypes
+from traffic_capture.csvformat import Row
+from traffic_capture.frames import batch_of_frames
 from traffic_capture.pipeline import Pipeline
-from traffic_capture.windows import NS, Row
+from traffic_capture.servers import ServerSet, parse_server
+from traffic_capture.windows import NS
 
 T0 = 1_700_000_000 * NS  # a multiple of 5 s: 2023-11-14 22:13:20 UTC
 
@@ -38,7 +40,7 @@ def run(frames: list[tuple[int, int, bytes]], servers: tuple[str, ...] = (SERVER
         window: int = 5) -> list[Row]:
     pipeline, rows = collecting_pipeline(servers, window)
     for ts_ns, linktype, frame in frames:
-        pipeline.feed(ts_ns, linktype, frame)
+        pipeline.feed_batch(batch_of_frames([(ts_ns, linktype, frame)]))
     pipeline.finish()
     return rows
 
@@ -78,7 +80,7 @@ def test_server_to_server_counts_once_as_in_with_the_source_as_client() -> None:
 
 def test_packets_not_involving_a_server_and_non_ip_frames_are_ignored() -> None:
     assert one(IP(src=CLIENT4, dst="203.0.113.9") / TCP(dport=80)) is None
-    assert run([(T0, parse.DLT_EN10MB, arp_frame())]) == []
+    assert run([(T0, linktypes.DLT_EN10MB, arp_frame())]) == []
 
 
 def test_a_server_network_matches_every_address_in_it() -> None:
@@ -103,14 +105,14 @@ def test_ethernet_padding_is_not_counted() -> None:
     frame = ethernet(IP(src=CLIENT4, dst=SERVER4) / TCP(dport=443, flags="A"))
     frame = frame + b"\0" * (60 - len(frame))  # what a NIC puts on the wire
     assert len(frame) == 60
-    (row,) = run([(T0, parse.DLT_EN10MB, frame)])
+    (row,) = run([(T0, linktypes.DLT_EN10MB, frame)])
     assert row.total_bytes == 40
 
 
 @pytest.mark.parametrize("snaplen", [34, 54, 68, 96])
 def test_bytes_stay_exact_when_the_snaplen_cuts_packets(snaplen: int) -> None:
     frame = ethernet(IP(src=CLIENT4, dst=SERVER4) / TCP(sport=40000, dport=80) / Raw(b"y" * 1400))
-    (row,) = run([(T0, parse.DLT_EN10MB, frame[:snaplen])])
+    (row,) = run([(T0, linktypes.DLT_EN10MB, frame[:snaplen])])
     assert row.total_bytes == 1440
     # The ports survive any snaplen that keeps the first 4 bytes of TCP.
     assert classes(row) == ({"http_bytes": 1440} if snaplen >= 38 else {"tcp_bytes": 1440})
@@ -119,7 +121,7 @@ def test_bytes_stay_exact_when_the_snaplen_cuts_packets(snaplen: int) -> None:
 def test_a_zero_ipv4_length_from_segmentation_offload_falls_back_to_the_captured_length() -> None:
     frame = bytearray(ethernet(IP(src=SERVER4, dst=CLIENT4) / TCP(sport=443) / Raw(b"z" * 60)))
     frame[16:18] = b"\0\0"
-    (row,) = run([(T0, parse.DLT_EN10MB, bytes(frame))])
+    (row,) = run([(T0, linktypes.DLT_EN10MB, bytes(frame))])
     assert row.total_bytes == 100
 
 
@@ -187,9 +189,9 @@ def test_ipv4_fragments_without_ports_take_the_class_of_their_protocol() -> None
 
 def _ftp_session(announcement: Packet, data: list[Packet]) -> list[Row]:
     before = [IP(src=CLIENT4, dst=SERVER4) / TCP(sport=50000, dport=3000) / Raw(b"p" * 10)]
-    frames = [(T0, parse.DLT_EN10MB, ethernet(p)) for p in before]
-    frames.append((T0 + 1, parse.DLT_EN10MB, ethernet(announcement)))
-    frames += [(T0 + 2 + i, parse.DLT_EN10MB, ethernet(p)) for i, p in enumerate(data)]
+    frames = [(T0, linktypes.DLT_EN10MB, ethernet(p)) for p in before]
+    frames.append((T0 + 1, linktypes.DLT_EN10MB, ethernet(announcement)))
+    frames += [(T0 + 2 + i, linktypes.DLT_EN10MB, ethernet(p)) for i, p in enumerate(data)]
     return run(frames)
 
 
@@ -208,7 +210,8 @@ def test_passive_ftp_229_epsv_ipv6() -> None:
     reply = (IPv6(src=SERVER6, dst=CLIENT6) / TCP(sport=21, dport=50001, flags="PA")
              / Raw(b"229 Entering Extended Passive Mode (|||8080|)\r\n"))
     upload = IPv6(src=CLIENT6, dst=SERVER6) / TCP(sport=50003, dport=8080) / Raw(b"u" * 500)
-    frames = [(T0, parse.DLT_EN10MB, ethernet(reply)), (T0 + 1, parse.DLT_EN10MB, ethernet(upload))]
+    frames = [(T0, linktypes.DLT_EN10MB, ethernet(reply)),
+              (T0 + 1, linktypes.DLT_EN10MB, ethernet(upload))]
     rows = {r.direction: r for r in run(frames)}
     assert classes(rows["in"]) == {"ftp_bytes": 40 + 20 + 500}  # FTP wins over the HTTP port
 
@@ -222,7 +225,8 @@ def test_active_ftp_port_and_eprt_commands() -> None:
     eprt = (IPv6(src=CLIENT6, dst=SERVER6) / TCP(sport=50001, dport=21, flags="PA")
             / Raw(b"EPRT |2|2001:db8:1::7|5282|\r\n"))
     data6 = IPv6(src=SERVER6, dst=CLIENT6) / TCP(sport=33333, dport=5282) / Raw(b"d" * 10)
-    frames = [(T0, parse.DLT_EN10MB, ethernet(eprt)), (T0 + 1, parse.DLT_EN10MB, ethernet(data6))]
+    frames = [(T0, linktypes.DLT_EN10MB, ethernet(eprt)),
+              (T0 + 1, linktypes.DLT_EN10MB, ethernet(data6))]
     rows6 = {r.direction: r for r in run(frames)}
     assert classes(rows6["out"]) == {"ftp_bytes": 70}
 
@@ -241,11 +245,11 @@ def test_windows_are_aligned_to_the_clock_and_one_row_per_window_client_directio
     udp = ethernet(IP(src=CLIENT4, dst=SERVER4) / UDP(dport=53) / Raw(b"q" * 12))  # 40 bytes
     answer = ethernet(IP(src=SERVER4, dst=CLIENT4) / UDP(sport=53) / Raw(b"a" * 52))  # 80 bytes
     frames = [
-        (T0 + 3 * NS + 200_000_000, parse.DLT_EN10MB, udp),  # 3.2 s -> [0, 5)
-        (T0 + 4 * NS + 999_999_999, parse.DLT_EN10MB, udp),  # last ns of [0, 5)
-        (T0 + 4 * NS + 999_999_999, parse.DLT_EN10MB, answer),
-        (T0 + 5 * NS, parse.DLT_EN10MB, udp),  # first ns of [5, 10)
-        (T0 + 17 * NS, parse.DLT_EN10MB, udp),  # [15, 20): no empty row for [10, 15)
+        (T0 + 3 * NS + 200_000_000, linktypes.DLT_EN10MB, udp),  # 3.2 s -> [0, 5)
+        (T0 + 4 * NS + 999_999_999, linktypes.DLT_EN10MB, udp),  # last ns of [0, 5)
+        (T0 + 4 * NS + 999_999_999, linktypes.DLT_EN10MB, answer),
+        (T0 + 5 * NS, linktypes.DLT_EN10MB, udp),  # first ns of [5, 10)
+        (T0 + 17 * NS, linktypes.DLT_EN10MB, udp),  # [15, 20): no empty row for [10, 15)
     ]
     rows = run(frames)
     start = T0 // NS
@@ -256,17 +260,17 @@ def test_windows_are_aligned_to_the_clock_and_one_row_per_window_client_directio
 
 def test_window_length_is_configurable_and_aligned_to_multiples_of_it() -> None:
     udp = ethernet(IP(src=CLIENT4, dst=SERVER4) / UDP(dport=53))
-    rows = run([(T0 + 61 * NS, parse.DLT_EN10MB, udp)], window=60)
+    rows = run([(T0 + 61 * NS, linktypes.DLT_EN10MB, udp)], window=60)
     # 1700000061 s -> the minute that starts at 1700000040 s (22:14:00 UTC).
     assert (rows[0].window_start, rows[0].window_end) == (1_700_000_040, 1_700_000_100)
 
 
 def test_rows_within_a_window_are_ordered_v4_then_v6_numerically_in_before_out() -> None:
     frames = [
-        (T0, parse.DLT_EN10MB, ethernet(IPv6(src=CLIENT6, dst=SERVER6) / UDP())),
-        (T0, parse.DLT_EN10MB, ethernet(IP(src=SERVER4, dst="198.51.100.10") / UDP())),
-        (T0, parse.DLT_EN10MB, ethernet(IP(src="198.51.100.10", dst=SERVER4) / UDP())),
-        (T0, parse.DLT_EN10MB, ethernet(IP(src="198.51.100.9", dst=SERVER4) / UDP())),
+        (T0, linktypes.DLT_EN10MB, ethernet(IPv6(src=CLIENT6, dst=SERVER6) / UDP())),
+        (T0, linktypes.DLT_EN10MB, ethernet(IP(src=SERVER4, dst="198.51.100.10") / UDP())),
+        (T0, linktypes.DLT_EN10MB, ethernet(IP(src="198.51.100.10", dst=SERVER4) / UDP())),
+        (T0, linktypes.DLT_EN10MB, ethernet(IP(src="198.51.100.9", dst=SERVER4) / UDP())),
     ]
     assert [(r.client_ip, r.direction) for r in run(frames)] == [
         ("198.51.100.9", "in"), ("198.51.100.10", "in"), ("198.51.100.10", "out"),
@@ -278,8 +282,9 @@ def test_a_window_is_emitted_once_the_trace_passes_its_end_by_the_close_delay() 
     pipeline = Pipeline(ServerSet([parse_server(SERVER4)]), 5,
                         lambda closed: emitted.append(closed.rows()))
     udp = ethernet(IP(src=CLIENT4, dst=SERVER4) / UDP(dport=53))
-    pipeline.feed(T0, parse.DLT_EN10MB, udp)
-    pipeline.feed(T0 + 5 * NS + 999_000_000, parse.DLT_EN10MB, udp)  # 0.999 s after the end
+    pipeline.feed_batch(batch_of_frames([(T0, linktypes.DLT_EN10MB, udp)]))
+    # 0.999 s after the end
+    pipeline.feed_batch(batch_of_frames([(T0 + 5 * NS + 999_000_000, linktypes.DLT_EN10MB, udp)]))
     assert emitted == []
     pipeline.advance(T0 + 6 * NS)  # the clock (an idle live capture's wall clock) moves on
     assert [r.window_start for rows in emitted for r in rows] == [T0 // NS]

@@ -1,135 +1,128 @@
-"""IP fields + the server set -> client, direction, protocol class and bytes.
+"""Parsed header fields + the servers -> which packets count, and their client, direction,
+protocol class and IP bytes, for a whole batch at once.
 
-The rules are the product's contract (see rules.py and the README); each has a test. This is
-their packet-by-packet statement, readable rule by rule; batch.py applies the same rules to
-whole batches with numpy, and tests/test_batch.py checks that both give the same rows.
+The rules are the product's contract (rules.py and the README, each pinned by a test); the
+packet-by-packet statement they are checked against lives in tests/reference.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable
+from dataclasses import dataclass
 
-from traffic_capture.ftp import FtpDataTracker
-from traffic_capture.parse import Fields
+import numpy as np
+
+from traffic_capture.frames import Batch
+from traffic_capture.ftp import ANNOUNCEMENT_MARKS, FtpDataTracker, announced_port
+from traffic_capture.parse import Parsed, join_address
 from traffic_capture.rules import (
     FTP,
     FTP_CONTROL_PORT,
     FTP_PORTS,
     HTTP,
     HTTP_PORTS,
-    IN,
     OTHER,
-    OUT,
     PROTO_TCP,
     PROTO_UDP,
     TCP,
     UDP,
 )
+from traffic_capture.servers import ServerSet
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class InvalidServerAddress(ValueError):
-    """A --server-ip value that is neither an address nor a network; the message says why."""
-
-
-def parse_server(text: str) -> IPNetwork:
-    """An address ('192.0.2.1', '2001:db8::1', 'fe80::1%eth0') or a network ('192.0.2.0/24')."""
-    value = text.strip()
-    if "%" in value:  # a zone (fe80::1%eth0) names the link, which packets don't carry
-        value = value.split("%", 1)[0]
-    try:
-        return ipaddress.ip_network(value, strict=True)
-    except ValueError as error:
-        if "/" in value and "host bits set" in str(error):
-            address, _, prefix = value.partition("/")
-            network = ipaddress.ip_network(value, strict=False)
-            raise InvalidServerAddress(
-                f"invalid server address {text!r}: {error}; did you mean {network} "
-                f"(the network) or {address} (one server)?"
-            ) from None
-        raise InvalidServerAddress(
-            f"invalid server address {text!r}: expected an IPv4 or IPv6 address or network, "
-            "e.g. 192.168.1.10, 2001:db8::10 or 192.168.1.0/24"
-        ) from None
+_FTP_FLAG, _HTTP_FLAG = 1, 2
+_PORT_FLAGS = np.zeros(65536 + 1, dtype=np.int64)  # indexed by port + 1: NO_PORT is -1
+_PORT_FLAGS[[port + 1 for port in HTTP_PORTS]] |= _HTTP_FLAG
+_PORT_FLAGS[[port + 1 for port in FTP_PORTS]] |= _FTP_FLAG
+# Class by (TCP port flags 0-3, or 4 for UDP, 5 for anything else): FTP ports win over HTTP.
+_CLASS_BY_CODE = np.array([TCP, FTP, HTTP, FTP, UDP, OTHER], dtype=np.int64)
 
 
-class ServerSet:
-    """Membership test for packed addresses, fast for single addresses, cached for networks."""
-
-    def __init__(self, servers: Iterable[IPNetwork]) -> None:
-        self.networks: tuple[IPNetwork, ...] = tuple(dict.fromkeys(servers))
-        # Plain frozenset membership is what the per-packet path uses when there are no networks.
-        self.exact = frozenset(
-            net.network_address.packed
-            for net in self.networks
-            if net.num_addresses == 1
-        )
-        self._ranges = tuple(
-            (net.version, int(net.network_address), int(net.broadcast_address))
-            for net in self.networks
-            if net.num_addresses > 1
-        )
-        self._range_cache: dict[bytes, bool] = {}
-        self.has_ranges = bool(self._ranges)
-
-    def __bool__(self) -> bool:
-        return bool(self.networks)
-
-    def __contains__(self, address: bytes) -> bool:
-        if address in self.exact:
-            return True
-        if not self._ranges:
-            return False
-        known = self._range_cache.get(address)
-        if known is None:
-            version = 4 if len(address) == 4 else 6
-            value = int.from_bytes(address, "big")
-            known = any(v == version and low <= value <= high for v, low, high in self._ranges)
-            if len(self._range_cache) > 1_000_000:  # a scan of a /8 must not grow memory forever
-                self._range_cache.clear()
-            self._range_cache[address] = known
-        return known
-
-    def __str__(self) -> str:
-        return ", ".join(str(net.network_address) if net.num_addresses == 1 else str(net)
-                         for net in self.networks)
+def _member(servers: ServerSet, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    member = np.zeros(len(is6), dtype=bool)
+    for network in servers.networks:
+        prefix = network.prefixlen
+        value = int(network.network_address)
+        if network.version == 4:
+            mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+            member |= ~is6 & ((lo & np.uint64(mask)) == np.uint64(value & mask))
+        else:
+            mask = ((1 << 128) - 1) ^ ((1 << (128 - prefix)) - 1)
+            mask_hi, mask_lo = np.uint64(mask >> 64), np.uint64(mask & (2**64 - 1))
+            member |= is6 & ((hi & mask_hi) == np.uint64((value >> 64) & int(mask_hi))) & (
+                (lo & mask_lo) == np.uint64(value & int(mask_lo)))
+    return member
 
 
-# (client, direction, protocol class as an index into rules.CLASSES, IP bytes), a plain tuple
-# for the same reason as parse.Fields.
-Classified = tuple[bytes, str, int, int]
+@dataclass
+class Classified:
+    """Per frame: whether it counts, and its client, direction and class."""
+
+    counted: np.ndarray
+    is6: np.ndarray
+    client_hi: np.ndarray
+    client_lo: np.ndarray
+    inbound: np.ndarray
+    protocol_class: np.ndarray
+    ip_bytes: np.ndarray
 
 
-def classify(fields: Fields, frame: bytes, servers: ServerSet,
-             ftp: FtpDataTracker) -> Classified | None:
-    """Apply the direction and class rules; None for packets that don't involve a server."""
-    src, dst = fields[0], fields[1]
-    # The frozenset first: a method call per packet costs more than the rest of this function.
-    members = servers if servers.has_ranges else servers.exact
-    if dst in members:
-        client, direction = src, IN  # also server-to-server traffic, counted once, as `in`
-    elif src in members:
-        client, direction = dst, OUT
-    else:
-        return None
-    return (client, direction, protocol_class(fields, frame, ftp), fields[5])
+def classify_batch(batch: Batch, parsed: Parsed, servers: ServerSet,
+                   ftp: FtpDataTracker) -> Classified:
+    p = parsed
+    dst_server = p.is_ip & _member(servers, p.is6, p.dst_hi, p.dst_lo)
+    src_server = p.is_ip & _member(servers, p.is6, p.src_hi, p.src_lo)
+    counted = dst_server | src_server
+    inbound = dst_server  # server-to-server counts once, as `in`, like the scalar rule
+    client_hi = np.where(inbound, p.src_hi, p.dst_hi)
+    client_lo = np.where(inbound, p.src_lo, p.dst_lo)
+    tcp = p.proto == PROTO_TCP
+    flags = _PORT_FLAGS[p.sport + 1] | _PORT_FLAGS[p.dport + 1]
+    ftp_port = tcp & ((flags & _FTP_FLAG) != 0)
+    protocol_class = _CLASS_BY_CODE[np.where(tcp, flags, np.where(p.proto == PROTO_UDP, 4, 5))]
+    _follow_ftp(batch, p, counted, tcp, ftp_port, protocol_class, ftp)
+    return Classified(counted, p.is6, client_hi, client_lo, inbound, protocol_class, p.ip_bytes)
 
 
-def protocol_class(fields: Fields, frame: bytes, ftp: FtpDataTracker) -> int:
-    src, dst, proto, sport, dport, _, payload_at = fields
-    if proto == PROTO_TCP:
-        if sport in FTP_PORTS or dport in FTP_PORTS:
-            if ((sport == FTP_CONTROL_PORT or dport == FTP_CONTROL_PORT)
-                    and 0 < payload_at < len(frame)):
-                ftp.observe_control(src, dst, frame[payload_at:])
-            return FTP
-        if ftp.endpoints and ftp.is_data(src, sport, dst, dport):
-            return FTP
-        if sport in HTTP_PORTS or dport in HTTP_PORTS:
-            return HTTP
-        return TCP
-    if proto == PROTO_UDP:
-        return UDP
-    return OTHER
+def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, tcp: np.ndarray,
+                ftp_port: np.ndarray, protocol_class: np.ndarray, ftp: FtpDataTracker) -> None:
+    """FTP announcements and data connections, in packet order (an announcement only covers
+    the packets after it). Only packets on an announced port pay the per-packet cost."""
+    control = np.flatnonzero(counted & ftp_port & (
+        (p.sport == FTP_CONTROL_PORT) | (p.dport == FTP_CONTROL_PORT)) & (
+        p.payload_at > 0) & (p.payload_at < batch.lengths))
+    announcements = {}
+    for i in _may_announce(batch, p.payload_at, control):
+        port = announced_port(batch.frame(i)[int(p.payload_at[i]):])
+        if port is not None:
+            announcements[i] = port
+    ports = ftp.ports() | set(announcements.values())
+    if not ports:
+        return
+    port_list = np.fromiter(ports, dtype=np.int64)
+    candidates = counted & tcp & ~ftp_port & (
+        np.isin(p.sport, port_list) | np.isin(p.dport, port_list))
+    order = sorted(set(np.flatnonzero(candidates).tolist()) | set(announcements))
+    for i in order:
+        src = join_address(bool(p.is6[i]), int(p.src_hi[i]), int(p.src_lo[i]))
+        dst = join_address(bool(p.is6[i]), int(p.dst_hi[i]), int(p.dst_lo[i]))
+        if i in announcements:
+            ftp.remember(src, announcements[i], dst)
+        elif ftp.is_data(src, int(p.sport[i]), dst, int(p.dport[i])):
+            protocol_class[i] = FTP
+
+
+def _may_announce(batch: Batch, payload_at: np.ndarray, control: np.ndarray) -> list[int]:
+    if not len(control):
+        return []
+    view = batch.data.data  # the array's own memoryview: slices of it copy nothing
+    begin = (batch.starts[control] + payload_at[control]).tolist()
+    end = (batch.starts[control] + batch.lengths[control]).tolist()
+    # "\n" between payloads: no mark spans it, and it keeps each payload's first line a line.
+    text = b"\n".join([view[b:e] for b, e in zip(begin, end, strict=True)]).lower()
+    after = np.cumsum(np.array(end) - np.array(begin) + 1)  # where each payload's next starts
+    found: set[int] = set()
+    for mark in ANNOUNCEMENT_MARKS:
+        at = text.find(mark)
+        while at >= 0:
+            found.add(int(np.searchsorted(after, at, side="right")))
+            at = text.find(mark, at + 1)
+    return sorted(int(control[k]) for k in found)

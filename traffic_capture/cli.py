@@ -9,50 +9,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from traffic_capture import __version__
-from traffic_capture.classify import InvalidServerAddress, ServerSet, parse_server
+from traffic_capture.config import SERVER_IP_ENV, Config
+from traffic_capture.csvformat import DELIMITER_NAMES
+from traffic_capture.errors import EXIT_USAGE, PROG
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
-
-PROG = "traffic-capture"
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
-SERVER_IP_ENV = "TRAFFIC_SERVER_IP"
-
-# Values contain '.', ':', '-' and ' ' (IPv6, dates), so those can never separate fields.
-DELIMITERS = {",": ",", ";": ";", "\\t": "\t", "\t": "\t", "tab": "\t", "|": "|"}
+from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 
 SUBCOMMANDS = {
-    "excel": "traffic_capture.dashboard",
-    "report": "traffic_capture.report",
+    "excel": "traffic_capture.excel.dashboard",
+    "report": "traffic_capture.excel.report",
 }
-
-
-class UsageError(Exception):
-    pass
+SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
         sys.exit(EXIT_USAGE)
-
-
-@dataclass
-class Config:
-    servers: ServerSet
-    servers_from: str  # where the server list came from, said at start-up
-    read: list[Path]
-    interfaces: list[str]
-    window_seconds: int
-    out: Path
-    bpf_filter: str | None
-    delimiter: str
-    duration: float | None
-    quiet: bool
-    backend: str
 
 
 def _positive_int(text: str) -> int:
@@ -78,14 +55,14 @@ def _positive_float(text: str) -> float:
 
 def _delimiter(text: str) -> str:
     try:
-        return DELIMITERS[text]
+        return DELIMITER_NAMES[text]
     except KeyError:
         raise argparse.ArgumentTypeError(
             f"{text!r} cannot separate fields; use ',' (default), ';' (pt-BR, de-DE Excel), "
             "'tab' or '|'") from None
 
 
-def build_parser(default_window: int) -> argparse.ArgumentParser:
+def build_parser(default_window: int, script: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Count the traffic of one or more servers per client, direction and protocol "
@@ -97,8 +74,8 @@ def build_parser(default_window: int) -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--server-ip", action="append", default=[], metavar="ADDR",
         help="server address (IPv4, IPv6) or network (CIDR); repeat for several. Default: "
-             f"SERVER_IP in traffic_capture.py, then ${SERVER_IP_ENV} (comma-separated), then "
-             "the capture interfaces' addresses")
+             + (f"{SCRIPT_CONSTANT}, then " if script else "")
+             + f"${SERVER_IP_ENV} (comma-separated), then the capture interfaces' addresses")
     add("--iface", action="append", default=[], metavar="NAME",
         help="interface to capture on; repeat for several. Default: the interfaces holding a "
              "server address (loopback for 127.0.0.1), else the default route's")
@@ -129,13 +106,13 @@ def servers_from_sources(cli_values: list[str], constant: str,
                          environment: str | None) -> tuple[ServerSet | None, str]:
     """The first non-empty source in the documented order; None means 'use the interfaces'."""
     for values, origin in ((cli_values, "--server-ip"),
-                           (_split(constant), "SERVER_IP in traffic_capture.py"),
+                           (_split(constant), SCRIPT_CONSTANT),
                            (_split(environment or ""), f"${SERVER_IP_ENV}")):
         if values:
             try:
                 return ServerSet(parse_server(v) for v in values), origin
             except InvalidServerAddress as error:
-                raise UsageError(f"{error} (from {origin})") from None
+                raise InvalidServerAddress(f"{error} (from {origin})") from None
     return None, "the capture interfaces' addresses"
 
 
@@ -144,9 +121,10 @@ def _split(text: str) -> list[str]:
 
 
 def parse_config(argv: list[str], default_server_ip: str = "",
-                 default_window: int = DEFAULT_WINDOW_SECONDS) -> Config | None:
+                 default_window: int = DEFAULT_WINDOW_SECONDS, script: bool = False
+                 ) -> Config | None:
     """None when the command only lists interfaces."""
-    parser = build_parser(default_window)
+    parser = build_parser(default_window, script)
     args = parser.parse_args(argv)
     if args.list_interfaces:
         return None
@@ -157,7 +135,7 @@ def parse_config(argv: list[str], default_server_ip: str = "",
     try:
         servers, origin = servers_from_sources(args.server_ip, default_server_ip,
                                                os.environ.get(SERVER_IP_ENV))
-    except UsageError as error:
+    except InvalidServerAddress as error:
         parser.error(str(error))
     if servers is None and args.read:
         parser.error("--read needs --server-ip: a capture file does not say which host is the "
@@ -178,16 +156,18 @@ def parse_config(argv: list[str], default_server_ip: str = "",
 
 
 def main(argv: list[str] | None = None, default_server_ip: str = "",
-         default_window: int = DEFAULT_WINDOW_SECONDS) -> int:
+         default_window: int = DEFAULT_WINDOW_SECONDS, script: bool = False) -> int:
+    """The console script, `python -m traffic_capture` and (with script=True and the file's
+    constants) `python traffic_capture.py`."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
         return int(module.main(argv[1:]))
-    config = parse_config(argv, default_server_ip, default_window)
-    from traffic_capture import daemon
+    config = parse_config(argv, default_server_ip, default_window, script)
+    from traffic_capture import app
 
     if config is None:
-        return daemon.print_interfaces()
-    return daemon.run(config)
+        return app.print_interfaces()
+    return app.run(config)

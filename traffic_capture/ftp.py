@@ -24,6 +24,11 @@ _PORT = re.compile(rb"^PORT +(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(
 # RFC 2428 "EPRT |1|132.235.1.2|6275|" or "EPRT |2|1080::8:800:200C:417A|5282|".
 _EPRT = re.compile(rb"^EPRT +(.)[12]\1[0-9A-Fa-f.:]+\1(\d{1,5})\1", re.MULTILINE | re.IGNORECASE)
 
+# Every announcement starts with one of these (case aside): the batch path runs the regexes
+# above only on segments holding one, found with plain substring search over all of a batch's
+# control payloads at once. A new announcement form needs its mark here too.
+ANNOUNCEMENT_MARKS = (b"227 ", b"227-", b"229 ", b"229-", b"port ", b"eprt ")
+
 
 def _valid_port(port: int) -> int | None:
     return port if 0 < port < 65536 else None
@@ -60,11 +65,6 @@ class FtpDataTracker:
 
     def __len__(self) -> int:
         return len(self.endpoints)
-
-    def observe_control(self, src: bytes, dst: bytes, payload: bytes) -> None:
-        port = announced_port(payload)
-        if port is not None:
-            self.remember(src, port, dst)
 
     def remember(self, src: bytes, port: int, dst: bytes) -> None:
         """`src` announced `port` to `dst` on their control connection."""

@@ -13,7 +13,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from traffic_capture.classify import IPNetwork, ServerSet
+from traffic_capture.errors import UsageError
+from traffic_capture.servers import IPNetwork, ServerSet
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Interface:
     is_loopback: bool = False
 
 
-class InterfaceError(ValueError):
+class InterfaceError(UsageError):
     """An --iface that does not exist; the message lists the real ones."""
 
 

@@ -1,4 +1,5 @@
-"""The producer: each frame goes through parse -> classify -> window; closed windows go out.
+"""The producer: each batch goes through parse -> classify -> window; closed windows go out,
+and, for outputs that want packets rather than sums, the counted packets themselves (the tap).
 
 One rule decides when a window is written, for files and live capture alike, so that a file
 gives the rows live capture of the same packets would: a window closes once the clock passes its
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traffic_capture.batch import Batch, classify_batch, parse_batch
-from traffic_capture.classify import ServerSet, classify
+from traffic_capture.classify import Classified, classify_batch
+from traffic_capture.frames import Batch, gather_frames
 from traffic_capture.ftp import FtpDataTracker
-from traffic_capture.parse import UnknownLinkType, ip_offset_function, parse_ip
+from traffic_capture.parse import Parsed, parse_batch
 from traffic_capture.rules import CLOSE_DELAY_SECONDS
+from traffic_capture.servers import ServerSet
 from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
 
 CLOSE_DELAY_NS = int(CLOSE_DELAY_SECONDS * NS)
@@ -34,40 +36,61 @@ class Counters:
     rows_made: int = 0
 
 
+@dataclass(frozen=True)
+class CountedPackets:
+    """The tap: one batch's counted packets, in capture order, with their classification.
+
+    It owns its bytes (`frames` is a copy of just these frames; the source reuses its buffers),
+    so a sink may keep it on its own thread for as long as it likes. Addresses are (is6, hi,
+    lo) as in parse.Parsed; the client is the source when `inbound`, else the destination.
+    """
+
+    frames: Batch
+    is6: np.ndarray
+    src_hi: np.ndarray
+    src_lo: np.ndarray
+    dst_hi: np.ndarray
+    dst_lo: np.ndarray
+    proto: np.ndarray
+    sport: np.ndarray  # NO_PORT (-1) without a TCP/UDP header
+    dport: np.ndarray
+    payload_at: np.ndarray  # TCP payload's offset in the frame, -1 if none
+    inbound: np.ndarray
+    protocol_class: np.ndarray  # index into rules.CLASSES
+    ip_bytes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ip_bytes)
+
+
+def counted_packets(batch: Batch, parsed: Parsed, packets: Classified, counted: np.ndarray
+                    ) -> CountedPackets:
+    p = parsed
+    return CountedPackets(
+        gather_frames(batch, counted), p.is6[counted], p.src_hi[counted], p.src_lo[counted],
+        p.dst_hi[counted], p.dst_lo[counted], p.proto[counted], p.sport[counted],
+        p.dport[counted], p.payload_at[counted], packets.inbound[counted],
+        packets.protocol_class[counted], packets.ip_bytes[counted])
+
+
 class Pipeline:
+    """Feeds batches through the rules; `emit_window` gets each closed window, and
+    `emit_packets`, when given, each batch's counted packets (nothing is copied without it)."""
+
     def __init__(self, servers: ServerSet, window_seconds: int,
-                 emit: Callable[[ClosedWindow], None]) -> None:
+                 emit_window: Callable[[ClosedWindow], None],
+                 emit_packets: Callable[[CountedPackets], None] | None = None) -> None:
         self.servers = servers
         self.windows = WindowAggregator(window_seconds)
         self.ftp = FtpDataTracker()
         self.counters = Counters()
-        self._emit = emit
+        self._emit = emit_window
+        self._emit_packets = emit_packets
         self._close_due_ns: int | None = None  # earliest clock at which a window must close
-        self._offset_functions: dict[int, Callable[[bytes], int]] = {}
-
-    def feed(self, ts_ns: int, linktype: int, frame: bytes) -> None:
-        """Count one frame: the packet-by-packet reference that feed_batch must match (the
-        sources all hand out batches). Raises UnknownLinkType for a link type nobody reads."""
-        counters = self.counters
-        counters.packets_seen += 1
-        offset_of = self._offset_functions.get(linktype)
-        if offset_of is None:
-            offset_of = self._offset_functions[linktype] = ip_offset_function(linktype)
-        fields = parse_ip(frame, offset_of(frame))
-        if fields is not None:
-            packet = classify(fields, frame, self.servers, self.ftp)
-            if packet is not None:
-                client, direction, protocol_class, ip_bytes = packet
-                counters.packets_counted += 1
-                counters.bytes_counted += ip_bytes
-                self.windows.add(ts_ns, client, direction, protocol_class, ip_bytes)
-                if self._close_due_ns is None:
-                    self._update_close_due()
-        if self._close_due_ns is not None and ts_ns >= self._close_due_ns:
-            self.advance(ts_ns)
 
     def feed_batch(self, batch: Batch) -> None:
-        """Count a batch of frames: the same rows as feeding them one by one, much faster.
+        """Count a batch of frames: the same rows as the packet-by-packet reference
+        (tests/reference.py) would give, feeding them one by one.
 
         The batch is aggregated in segments cut where the packet-by-packet path would close
         windows, so that even packets more than the close delay out of order land alike.
@@ -77,6 +100,8 @@ class Pipeline:
         self.counters.packets_seen += len(batch)
         ts_ns = batch.ts_ns
         counted = np.flatnonzero(packets.counted)
+        if self._emit_packets is not None and len(counted):
+            self._emit_packets(counted_packets(batch, parsed, packets, counted))
         if not len(counted):
             if len(ts_ns):
                 self.advance(int(ts_ns.max()))  # the clock still moves on
@@ -123,7 +148,7 @@ class Pipeline:
         self._send(self.windows.close_until(clock_ns - CLOSE_DELAY_NS))
 
     def finish(self) -> None:
-        """At stop: the partial window too, with its real bounds."""
+        """At stop: the partial window too (with its aligned bounds)."""
         self._send(self.windows.close_all())
 
     def _send(self, closed: list[ClosedWindow]) -> None:
@@ -139,4 +164,4 @@ class Pipeline:
         self._close_due_ns = None if oldest_end is None else oldest_end + CLOSE_DELAY_NS
 
 
-__all__ = ["Counters", "Pipeline", "UnknownLinkType"]
+__all__ = ["CountedPackets", "Counters", "Pipeline"]

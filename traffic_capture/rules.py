@@ -5,20 +5,6 @@ Every other module imports these; a change of rule is a change here (and in the 
 
 from __future__ import annotations
 
-# The CSV contract. The Excel dashboard, the report and users' own sheets read these names.
-COLUMNS: tuple[str, ...] = (
-    "window_start",
-    "window_end",
-    "client_ip",
-    "direction",
-    "total_bytes",
-    "http_bytes",
-    "ftp_bytes",
-    "tcp_bytes",
-    "udp_bytes",
-    "other_bytes",
-)
-
 # Protocol classes, in column order. A packet falls in exactly one, so total = their sum.
 CLASSES: tuple[str, ...] = ("http", "ftp", "tcp", "udp", "other")
 HTTP, FTP, TCP, UDP, OTHER = range(len(CLASSES))
@@ -47,8 +33,6 @@ DEFAULT_OUT = "traffic.csv"
 # buffers when the window ends land in it instead of in a late extra row.
 CLOSE_DELAY_SECONDS = 1.0
 
-# Local time, no time zone: what Excel parses as a date-time in every locale.
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # At stop, how long the writer keeps retrying a locked CSV before it saves the pending rows to a
 # side file next to it.

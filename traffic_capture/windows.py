@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from traffic_capture.parse import address_text, join_address, split_address
+from traffic_capture.csvformat import Row
+from traffic_capture.parse import address_text, join_address
 from traffic_capture.rules import CLASSES, IN, OUT
 
 NS = 1_000_000_000
@@ -23,21 +24,6 @@ _CLASS_COUNT = len(CLASSES)
 # Packets kept per window before they are summed: small enough that one sum (a sort) never
 # holds the capture thread for long (a few ms), while a busy live server fills its ring.
 COMPACT_PACKETS = 1 << 16
-
-
-class Row(NamedTuple):
-    """One CSV row; times are epoch seconds, turned into local time by the CSV sink."""
-
-    window_start: int
-    window_end: int
-    client_ip: str
-    direction: str
-    total_bytes: int
-    http_bytes: int
-    ftp_bytes: int
-    tcp_bytes: int
-    udp_bytes: int
-    other_bytes: int
 
 
 class Sums(NamedTuple):
@@ -78,24 +64,13 @@ class WindowAggregator:
         self._packets: dict[int, list[Packets]] = {}  # window start -> packets of batches
         self._pending: dict[int, int] = {}  # window start -> how many packets those hold
         self._sums: dict[int, Sums] = {}  # window start -> sum of its packets so far
-        self._scalar: dict[int, dict[tuple[bytes, str], list[int]]] = {}  # of single packets
 
     def __len__(self) -> int:
         """Open windows."""
         return len(self._starts())
 
     def _starts(self) -> set[int]:
-        return self._packets.keys() | self._sums.keys() | self._scalar.keys()
-
-    def add(self, ts_ns: int, client: bytes, direction: str, protocol_class: int,
-            ip_bytes: int) -> None:
-        """One packet (the packet-by-packet reference path)."""
-        # floor(t / W) * W: windows aligned to the clock (:00, :05, :10...).
-        window = self._scalar.setdefault(ts_ns // self.window_ns * self.window_ns, {})
-        counts = window.get((client, direction))
-        if counts is None:
-            counts = window[(client, direction)] = [0] * _CLASS_COUNT
-        counts[protocol_class] += ip_bytes
+        return self._packets.keys() | self._sums.keys()
 
     def add_batch(self, ts_ns: np.ndarray, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray,
                   inbound: np.ndarray, protocol_class: np.ndarray, ip_bytes: np.ndarray) -> None:
@@ -139,7 +114,8 @@ class WindowAggregator:
                 if start + self.window_ns <= now_ns]
 
     def close_all(self) -> list[ClosedWindow]:
-        """At stop: every open window, the partial one included, with its real bounds."""
+        """At stop: every open window, the partial one included (with its aligned bounds, so
+        that pivots line up with the other windows)."""
         return [self._close(start) for start in sorted(self._starts())]
 
     def _close(self, start: int) -> ClosedWindow:
@@ -147,25 +123,9 @@ class WindowAggregator:
         self._sums.pop(start, None)
         packets = self._packets.pop(start, [])
         self._pending.pop(start, None)
-        scalar = self._scalar.pop(start, None)
-        if scalar:
-            sums.append(_sums_of_dict(scalar))
-        if len(sums) == 1 and not packets and not scalar:
-            merged = sums[0]  # already summed and in row order
-        else:
-            merged = _merged(sums, packets)
+        # A window summed once already is in row order; anything else is summed now.
+        merged = sums[0] if len(sums) == 1 and not packets else _merged(sums, packets)
         return ClosedWindow(start // NS, (start + self.window_ns) // NS, merged)
-
-
-def _sums_of_dict(counts_by_key: dict[tuple[bytes, str], list[int]]) -> Sums:
-    """Not in row order, nor needed: _merged puts it in order."""
-    keys = list(counts_by_key)
-    split = [split_address(client) for client, _ in keys]
-    return Sums(np.array([len(client) == 16 for client, _ in keys], dtype=bool),
-                np.array([hi for hi, _ in split], dtype=np.uint64),
-                np.array([lo for _, lo in split], dtype=np.uint64),
-                np.array([direction == IN for _, direction in keys], dtype=bool),
-                np.array(list(counts_by_key.values()), dtype=np.int64).reshape(-1, _CLASS_COUNT))
 
 
 def _row_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, inbound: np.ndarray

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import socket
 
-from traffic_capture.classify import ServerSet
+from traffic_capture.errors import UsageError
+from traffic_capture.servers import ServerSet
 
 
-class FilterError(ValueError):
+class FilterError(UsageError):
     """A --filter that libpcap cannot compile; the message quotes libpcap."""
 
 

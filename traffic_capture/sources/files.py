@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from traffic_capture.batch import HEADER_BYTES, Batch, batch_of_frames
-from traffic_capture.parse import IP_OFFSET, link_type_name
+from traffic_capture.errors import TrafficCaptureError, UsageError
+from traffic_capture.frames import HEADER_BYTES, Batch, Record, batch_of_frames
+from traffic_capture.linktypes import LINK_TYPES, link_type_name, supported_names
 from traffic_capture.sources import merge, pcapng, record_walk
-from traffic_capture.sources.records import Record
 
 NS = 1_000_000_000
 T = TypeVar("T")
@@ -45,7 +45,7 @@ _PCAPNG_ROW = 28 + HEADER_BYTES
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class CaptureFileError(Exception):
+class CaptureFileError(TrafficCaptureError):
     """A capture file that cannot be read at all; the message names it and says why."""
 
 
@@ -116,10 +116,10 @@ class CaptureFile:
                 f"{path} is not a pcap or pcapng capture file (or it is damaged)")
         self.is_pcapng = kind == "pcapng"
         self._pcap = None if isinstance(kind, str) else kind
-        if self._pcap is not None and self._pcap.linktype not in IP_OFFSET:
+        if self._pcap is not None and self._pcap.linktype not in LINK_TYPES:
             raise CaptureFileError(
                 f"{path}: {link_type_name(self._pcap.linktype)} is not a link type this tool "
-                "reads (Ethernet, Linux cooked v1/v2, raw IP, BSD/Npcap loopback)"
+                f"reads ({supported_names()})"
             )
 
     def position(self) -> int:
@@ -421,7 +421,7 @@ def _read_ahead(items: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
         thread.join()
 
 
-class PrefilterError(ValueError):
+class PrefilterError(UsageError):
     """--filter cannot be applied to a file (no tcpdump, or a filter it rejects)."""
 
 

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from traffic_capture.batch import Batch
+from traffic_capture.frames import Batch
 
 if sys.platform != "linux":  # packet sockets and their ring exist on Linux only
     raise ImportError("the packet-socket back end needs Linux; use --backend pcap")
-from traffic_capture.parse import DLT_EN10MB, DLT_RAW
+from traffic_capture.linktypes import LINK_TYPE_BY_ARPHRD
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -38,18 +38,6 @@ PACKET_OUTGOING = 4
 ARPHRD_LOOPBACK = 772
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
-
-# Device hardware types -> the link type of what a SOCK_RAW packet socket returns on them.
-ARPHRD_TO_DLT = {
-    1: DLT_EN10MB,  # Ethernet, veth, bridges, bonds, VLAN devices
-    ARPHRD_LOOPBACK: DLT_EN10MB,  # lo carries a zeroed Ethernet header
-    65534: DLT_RAW,  # ARPHRD_NONE: tun, WireGuard
-    512: DLT_RAW,  # PPP
-    768: DLT_RAW,  # IPIP tunnel
-    776: DLT_RAW,  # SIT
-    778: DLT_RAW,  # GRE
-    823: DLT_RAW,  # IP6GRE
-}
 
 # Ring geometry: 32 blocks of 2 MiB (64 MiB, a few hundred milliseconds of a busy 1 Gbit/s
 # link). A block is handed over when full or after BLOCK_TIMEOUT_MS, which bounds the latency.
@@ -78,10 +66,16 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 class LinuxLiveSource:
     """Packet sockets on the given interfaces, with an optional kernel (BPF) filter."""
 
-    def __init__(self, interfaces: list[str], bpf_filter: str | None) -> None:
+    live = True
+
+    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None) -> None:
         self.interfaces = interfaces
+        self.description = description
         self._rings: list[_Ring] = []
         self._drops = 0
+        # The kernel resets its drop counter on each read: the status thread and the capture
+        # thread must not both read and add.
+        self._drops_lock = threading.Lock()
         try:
             for name in interfaces:
                 self._rings.append(_Ring(name, bpf_filter))
@@ -90,15 +84,23 @@ class LinuxLiveSource:
             raise
 
     def close(self) -> None:
-        for ring in self._rings:
-            self._drops += ring.take_drops()
-            ring.close()
-        self._rings = []
+        with self._drops_lock:
+            for ring in self._rings:
+                self._drops += ring.take_drops()
+                ring.close()
+            self._rings = []
 
     def kernel_drops(self) -> int:
-        for ring in self._rings:
-            self._drops += ring.take_drops()
-        return self._drops
+        with self._drops_lock:
+            for ring in self._rings:
+                self._drops += ring.take_drops()
+            return self._drops
+
+    def progress(self) -> None:
+        return None
+
+    def warnings(self) -> list[str]:
+        return []
 
     def batches(self, stop: threading.Event) -> Iterator[Batch | None]:
         rings = self._rings
@@ -156,7 +158,7 @@ class _Ring:
         except BaseException:
             self.sock.close()
             raise
-        self.linktype = ARPHRD_TO_DLT.get(hardware_type)  # None: a device we cannot read
+        self.linktype = LINK_TYPE_BY_ARPHRD.get(hardware_type)  # None: a device we cannot read
         self._next_block = 0
         self._taken = 0
         self.view: np.ndarray | None = np.frombuffer(self.ring, dtype=np.uint8)

@@ -10,8 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from traffic_capture.batch import Batch, batch_of_frames
-from traffic_capture.sources.records import Record
+from traffic_capture.frames import Batch, Record, batch_of_frames
 
 SNAPLEN = 384  # as the Linux back end: headers plus an FTP command line
 BATCH = 1024  # packets taken from one handle at a time
@@ -28,9 +27,17 @@ def _open_pcap(interface: str, snaplen: int) -> Any:
 
 
 class PcapLiveSource:
-    def __init__(self, interfaces: list[str], bpf_filter: str | None) -> None:
+    """libpcap/Npcap handles on the given devices, with an optional kernel (BPF) filter."""
+
+    live = True
+
+    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None) -> None:
         self.interfaces = interfaces
+        self.description = description
         self._handles: list[Any] = []
+        self._drops = 0  # at close, the handles' last figures
+        # The status thread reads the figures while the capture thread may close the handles.
+        self._lock = threading.Lock()
         try:
             for name in interfaces:
                 handle = _open_pcap(name, SNAPLEN)
@@ -43,11 +50,24 @@ class PcapLiveSource:
             raise
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.close()
-        self._handles = []
+        with self._lock:
+            if self._handles:
+                self._drops = self._read_drops()
+            for handle in self._handles:
+                handle.close()
+            self._handles = []
+
+    def progress(self) -> None:
+        return None
+
+    def warnings(self) -> list[str]:
+        return []
 
     def kernel_drops(self) -> int:
+        with self._lock:
+            return self._read_drops() if self._handles else self._drops
+
+    def _read_drops(self) -> int:
         from ctypes import byref
 
         from scapy.libs.winpcapy import pcap_stat, pcap_stats

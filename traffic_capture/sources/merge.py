@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traffic_capture.batch import HEADER_BYTES, Batch, rows_at
+from traffic_capture.frames import HEADER_BYTES, Batch, rows_at
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from traffic_capture.batch import rows_at
+from traffic_capture.frames import rows_at
 from traffic_capture.sources.pcapng import ENHANCED_PACKET
 
 

@@ -9,27 +9,19 @@ connection) to the zip it produced.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from traffic_capture.csvrows import (
-    EXCEL_MAX_DATA_ROWS,
-    TrafficCsvError,
-    csv_delimiter,
-    newest_that_fit,
-    read_traffic,
-)
-from traffic_capture.excel_parts import pivot as px
-from traffic_capture.excel_parts.package import Package, insert_before
-from traffic_capture.rules import CLASSES, COLUMNS
+from traffic_capture.csvformat import COLUMNS
+from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.excel.ooxml import pivot as px
+from traffic_capture.excel.ooxml.package import Package, insert_before
+from traffic_capture.excel.read import csv_delimiter
+from traffic_capture.rules import CLASSES
 
 DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 TABLE_NAME = "Traffic"
@@ -250,33 +242,6 @@ def build_dashboard(df: pd.DataFrame, out: Path, link_csv: Path | None = None,
         pkg.write(tmp)
 
 
-@contextmanager
-def replacing(out: Path) -> Iterator[Path]:
-    """A temporary file next to `out` that replaces it on success: a failed or interrupted build
-    never leaves a half-written workbook where the last good one was."""
-    fd, tmp_name = tempfile.mkstemp(suffix=".xlsx", prefix=f".{out.stem}-", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def workbook_parser(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
-    """The options every workbook command shares: the CSV in, the workbook out."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--csv", default="traffic.csv", type=Path,
-                        help="the capture CSV (',' or ';' delimited; default: traffic.csv)")
-    parser.add_argument("--out", default=default_out, type=Path,
-                        help=f"workbook to write (default: {default_out})")
-    return parser
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = workbook_parser(
         "traffic-capture excel",
@@ -285,46 +250,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--link", action="store_true",
                         help="connect the workbook to the CSV so Data > Refresh All re-reads it")
     return parser.parse_args(argv)
-
-
-def check_out(out: Path) -> None:
-    if out.is_dir():
-        raise TrafficCsvError(f"--out {out}: is a directory; give a file name ending in .xlsx")
-    if not out.parent.exists() and str(out.parent):
-        raise TrafficCsvError(f"--out {out}: folder {out.parent} does not exist")
-    if out.suffix.lower() != ".xlsx":
-        raise TrafficCsvError(f"--out {out}: must end in .xlsx (Excel checks the extension)")
-
-
-def load_for_excel(csv: Path, limit: int = EXCEL_MAX_DATA_ROWS) -> pd.DataFrame:
-    """Read the CSV and cut it to what a sheet holds, saying so in one line on stderr."""
-    df = read_traffic(csv)
-    df, dropped = newest_that_fit(df, limit)
-    if dropped:
-        print(f"note: {csv} has {dropped + limit:,} rows, more than an Excel sheet holds; "
-              f"kept the newest {limit:,}", file=sys.stderr)
-    return df
-
-
-def run_workbook_command(prog: str, csv: Path, out: Path,
-                         build: Callable[[pd.DataFrame], None]) -> int:
-    """CSV in, workbook out, for `excel` and `report`: errors in one line, exit 1."""
-    try:
-        check_out(out)
-        df = load_for_excel(csv)
-        build(df)
-    except TrafficCsvError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:
-        print(f"{prog}: {exc.name} is missing: pip install 'traffic-capture[excel]'",
-              file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{prog}: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {out} ({len(df):,} rows)")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pandas as pd
 
-from traffic_capture.rules import CLASSES, COLUMNS
+from traffic_capture.csvformat import COLUMNS
+from traffic_capture.rules import CLASSES
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 R_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"

@@ -1,7 +1,7 @@
 """Read traffic.csv into a typed pandas DataFrame for the Excel dashboard and the report.
 
-The daemon writes either ',' or ';' (for pt-BR Excel), so the delimiter is taken from the header
-line rather than from an option the reader would have to repeat.
+The daemon writes ',', ';' (for pt-BR Excel), tab or '|', so the delimiter is taken from the
+header line (csvformat's detection) rather than from an option the reader would have to repeat.
 """
 
 from __future__ import annotations
@@ -11,29 +11,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from traffic_capture.rules import CLASSES, COLUMNS, EXCEL_MAX_ROWS, TIME_FORMAT
+from traffic_capture.csvformat import BYTE_COLUMNS, TIME_FORMAT, NotTrafficCsv
+from traffic_capture.csvformat import detect_delimiter as detect_in_header
+from traffic_capture.errors import TrafficCaptureError
+from traffic_capture.rules import EXCEL_MAX_ROWS
 
-BYTE_COLUMNS: tuple[str, ...] = ("total_bytes", *(f"{c}_bytes" for c in CLASSES))
-DELIMITERS: tuple[str, ...] = (",", ";")
 # One row of a sheet is the header, so this many data rows fit under it.
 EXCEL_MAX_DATA_ROWS = EXCEL_MAX_ROWS - 1
 
 
-class TrafficCsvError(Exception):
+class TrafficCsvError(TrafficCaptureError):
     """A traffic.csv that cannot be used; the message is one line meant for the user."""
 
 
 def detect_delimiter(header_line: str) -> str:
-    """Return the delimiter that splits `header_line` into exactly the contract's columns."""
-    line = header_line.lstrip("\ufeff").strip()
-    for delimiter in DELIMITERS:
-        if tuple(part.strip() for part in line.split(delimiter)) == COLUMNS:
-            return delimiter
-    shown = line if len(line) <= 120 else line[:117] + "..."
-    raise TrafficCsvError(
-        f"not a traffic-capture CSV: header is {shown!r}, expected {','.join(COLUMNS)!r}"
-        " (with ',' or ';')"
-    )
+    """The delimiter that splits `header_line` into exactly the contract's columns."""
+    try:
+        return detect_in_header(header_line)
+    except NotTrafficCsv as error:
+        raise TrafficCsvError(str(error)) from None
 
 
 def read_header(path: Path) -> str:

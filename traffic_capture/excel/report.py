@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from traffic_capture.dashboard import replacing, run_workbook_command, workbook_parser
-from traffic_capture.rules import CLASSES, COLUMNS, TIME_FORMAT
+from traffic_capture.csvformat import COLUMNS, TIME_FORMAT
+from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.rules import CLASSES
 
 TOP_CLIENTS = 10  # series in the per-client chart; the rest become one "other clients" series
 OTHER_CLIENTS = "other clients"

@@ -1,0 +1,234 @@
+"""A capture run: a source feeds the pipeline on the capture thread, the sinks write on theirs.
+
+The main thread only starts things, waits, and handles signals, so it stays free for a window
+or a web server loop. Whatever happens (Ctrl+C, SIGTERM, --duration, a bad packet, a locked
+file), what was counted is handed to the sinks and written before exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from traffic_capture.config import Config
+from traffic_capture.errors import EXIT_OK, PROG, TrafficCaptureError, UsageError
+from traffic_capture.interfaces import (
+    InterfaceError,
+    default_interfaces,
+    format_interface_list,
+    interface_addresses,
+    list_interfaces,
+    npcap_missing_message,
+    privilege_message,
+)
+from traffic_capture.interfaces import resolve_interfaces as resolve_names
+from traffic_capture.linktypes import DLT_EN10MB
+from traffic_capture.pipeline import Pipeline
+from traffic_capture.servers import ServerSet, parse_server
+from traffic_capture.sinks import FanOut, Sink, wait_for
+from traffic_capture.sinks.csv_file import CsvSink
+from traffic_capture.sources import Source, open_live
+from traffic_capture.sources.bpf import FilterError, check_filter, combined_filter
+from traffic_capture.sources.file_source import FileSource
+from traffic_capture.status import Reporter, Snapshot
+
+
+class CaptureUnavailable(TrafficCaptureError):
+    """No right to capture, or no capture library: the message says what to do."""
+
+
+def fail(error: TrafficCaptureError | str, exit_code: int | None = None) -> int:
+    """One line on stderr; the exit status."""
+    sys.stderr.write(f"{PROG}: error: {error}\n")
+    if exit_code is None:
+        exit_code = error.exit_code if isinstance(error, TrafficCaptureError) else 1
+    return exit_code
+
+
+def print_interfaces() -> int:
+    try:
+        print(format_interface_list(list_interfaces()))
+    except OSError as error:
+        return fail(f"cannot list interfaces: {error}")
+    return EXIT_OK
+
+
+def make_sinks(config: Config, reporter: Reporter) -> list[Sink]:
+    """The outputs a configuration asks for (the CSV always)."""
+    return [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info)]
+
+
+def run(config: Config) -> int:
+    reporter = Reporter(config.quiet)
+    sinks = FanOut(make_sinks(config, reporter))
+    try:
+        sinks.check()
+        source = FileSource(config.read, config.bpf_filter) if config.read else _open_live(
+            config, reporter)
+    except TrafficCaptureError as error:
+        return fail(error)
+    try:
+        sinks.open()
+    except TrafficCaptureError as error:
+        source.close()
+        return fail(error)
+    if source.live:
+        reporter.info(f"capturing on {source.description}; rows every {config.window_seconds} s "
+                      f"to {config.out}; Ctrl+C to stop")
+    return Run(config, source, sinks, reporter).run()
+
+
+def _open_live(config: Config, reporter: Reporter) -> Source:
+    try:
+        known = list_interfaces()
+    except (OSError, ImportError) as error:
+        raise CaptureUnavailable(_capture_unavailable(error)) from None
+    try:
+        if config.interfaces:
+            chosen = resolve_names(config.interfaces, known)
+        else:  # with no server yet, the set is empty and the default route's interface wins
+            chosen = default_interfaces(config.servers, known)
+    except InterfaceError as error:
+        raise UsageError(str(error)) from None
+    if not config.servers:
+        addresses = interface_addresses(chosen)
+        if not addresses:
+            raise UsageError(f"{', '.join(i.name for i in chosen)} has no address to use as the "
+                             "server: give --server-ip")
+        config.servers = ServerSet(parse_server(a) for a in addresses)
+    bpf = _kernel_filter(config, reporter)
+    devices = [i.device for i in chosen]
+    try:
+        source = open_live(config.backend, devices, ", ".join(i.name for i in chosen), bpf)
+    except PermissionError:
+        raise CaptureUnavailable(privilege_message(sys.platform)) from None
+    except ImportError as error:
+        raise CaptureUnavailable(_capture_unavailable(error)) from None
+    except OSError as error:
+        # EPERM (no CAP_NET_RAW) comes as a plain OSError from some calls.
+        if error.errno in (1, 13):
+            raise CaptureUnavailable(privilege_message(sys.platform)) from None
+        raise TrafficCaptureError(f"cannot capture on {', '.join(devices)}: {error}") from None
+    reporter.info(f"server addresses: {config.servers} (from {config.servers_from})")
+    return source
+
+
+def _capture_unavailable(error: BaseException) -> str:
+    if sys.platform.startswith("win"):
+        return npcap_missing_message()
+    return f"packet capture is not available: {error}"
+
+
+def _kernel_filter(config: Config, reporter: Reporter) -> str | None:
+    expression = combined_filter(config.servers, config.bpf_filter)
+    try:
+        check_filter(expression, DLT_EN10MB)
+    except FilterError as error:
+        if config.bpf_filter:
+            raise
+        reporter.info(f"{error}; filtering in user space instead")
+        return None
+    return expression
+
+
+class Run:
+    """One run, from start to finish: the capture thread, the sinks, signals and the status."""
+
+    def __init__(self, config: Config, source: Source, sinks: FanOut, reporter: Reporter
+                 ) -> None:
+        self.config, self.source, self.sinks, self.reporter = config, source, sinks, reporter
+        self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
+                                 sinks.packet_tap)
+        self.stop = threading.Event()
+        self.error: str | None = None
+        self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+
+    def snapshot(self) -> Snapshot:
+        """What the status line shows, read in one go from any thread."""
+        progress = self.source.progress()
+        return Snapshot(self.pipeline.counters, self.source.kernel_drops(),
+                        self.sinks.figures(), progress)
+
+    def run(self) -> int:
+        restore = self._install_stop_signals()
+        timer = None
+        try:
+            self.sinks.start()
+            self.reporter.start(self.snapshot, with_progress=not self.source.live)
+            if self.config.duration and self.source.live:
+                timer = threading.Timer(self.config.duration, self.stop.set)
+                timer.daemon = True
+                timer.start()
+            self._capture.start()
+            wait_for(self._capture)
+            self.sinks.stop()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.reporter.stop(self.snapshot)
+            restore()
+        self._summarise()
+        return fail(self.error) if self.error else EXIT_OK
+
+    def _capture_loop(self) -> None:
+        pipeline, source = self.pipeline, self.source
+        try:
+            for batch in source.batches(self.stop):
+                if batch is None:
+                    pipeline.advance(time.time_ns())
+                else:
+                    pipeline.feed_batch(batch)
+        except TrafficCaptureError as error:
+            self.error = f"{source.description}: {error}"
+        except OSError as error:
+            self.error = f"capture stopped: {error}"
+        finally:
+            source.close()
+            pipeline.finish()
+
+    def _summarise(self) -> None:
+        reporter, c = self.reporter, self.pipeline.counters
+        figures = self.sinks.figures()
+        where = ", ".join(str(self.config.out) if f.name == "csv" else f.name for f in figures)
+        side = [str(path) for f in figures for path in f.side_files]
+        if side:
+            where += f" (and {', '.join(side)})"
+        reporter.info(f"done: {c.packets_seen:,} packets, {c.packets_counted:,} counted "
+                      f"({c.bytes_counted:,} bytes) in {plural(c.rows_made, 'row')} over "
+                      f"{plural(c.windows_closed, 'window')}, written to {where}")
+        for line in self.source.warnings():
+            reporter.warn(line)
+        drops = self.source.kernel_drops()
+        if drops:
+            reporter.warn(f"kernel drops: {drops:,} packets were dropped by the kernel before "
+                          "they could be counted (the capture could not keep up); the rows "
+                          "miss them")
+        elif drops is not None:
+            reporter.info("kernel drops: 0")
+
+    def _install_stop_signals(self) -> Callable[[], None]:
+        """Stop on Ctrl+C, SIGTERM...; returns what puts the previous handlers back."""
+        def on_signal(signum: int, frame: Any) -> None:
+            if self.stop.is_set():
+                self.sinks.hurry()  # a second Ctrl+C: don't wait for a locked file any longer
+            self.stop.set()
+
+        previous = {}
+        for name in ("SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None:
+                previous[number] = signal.signal(number, on_signal)
+
+        def restore() -> None:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+        return restore
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")

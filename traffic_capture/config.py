@@ -1,0 +1,25 @@
+"""The resolved configuration of a capture run: what the command line (or a caller) decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from traffic_capture.servers import ServerSet
+
+SERVER_IP_ENV = "TRAFFIC_SERVER_IP"
+
+
+@dataclass
+class Config:
+    servers: ServerSet  # empty: the capture interfaces' addresses, found at start
+    servers_from: str  # where the server list came from, said at start-up
+    read: list[Path]
+    interfaces: list[str]
+    window_seconds: int
+    out: Path
+    bpf_filter: str | None
+    delimiter: str
+    duration: float | None
+    quiet: bool
+    backend: str

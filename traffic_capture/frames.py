@@ -1,0 +1,92 @@
+"""Batch: the one shape every capture source produces and the rules consume.
+
+Sources (files, live rings, libpcap) only frame bytes and timestamps; they know nothing of
+servers, classes or windows. A source that hands out frames one by one builds its batches with
+batch_of_frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# (timestamp in integer nanoseconds since the epoch, pcap link type, frame bytes)
+Record = tuple[int, int, bytes]
+
+# Header bytes read per frame: the largest link header (20, SLL2), the largest IPv4 header
+# (60) and the 13 bytes of TCP up to its data offset all fit.
+HEADER_BYTES = 96
+
+
+@dataclass
+class Batch:
+    """Frames of one link type in one buffer: frame i is data[starts[i]:starts[i] + lengths[i]].
+
+    The buffer may be reused by the source once the next batch is asked for: whoever keeps
+    frames longer copies them. A source that already copied each frame's first bytes into a
+    table (the capture-file walk) hands it over: row i holds frame i's first HEADER_BYTES from
+    column `headers_at` on.
+    """
+
+    data: np.ndarray  # uint8
+    starts: np.ndarray  # int64
+    lengths: np.ndarray  # int64, captured bytes
+    ts_ns: np.ndarray  # int64
+    linktype: int
+    headers: np.ndarray | None = None  # uint8, (frames, >= headers_at + HEADER_BYTES)
+    headers_at: int = 0
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def frame(self, i: int) -> bytes:
+        start = int(self.starts[i])
+        return self.data[start:start + int(self.lengths[i])].tobytes()
+
+
+def batch_of_frames(records: list[Record]) -> Batch:
+    """Records of one link type -> a Batch (for sources that hand out frames one by one)."""
+    frames = [frame for _, _, frame in records]
+    lengths = np.fromiter((len(f) for f in frames), dtype=np.int64, count=len(frames))
+    starts = np.zeros(len(frames), dtype=np.int64)
+    if len(frames) > 1:
+        np.cumsum(lengths[:-1], out=starts[1:])
+    data = np.frombuffer(b"".join(frames) or b"\0", dtype=np.uint8)
+    ts_ns = np.fromiter((ts for ts, _, _ in records), dtype=np.int64, count=len(records))
+    return Batch(data, starts, lengths, ts_ns, records[0][1])
+
+
+def rows_at(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) copy of data[start:start + width] for each start, zeros past the end.
+
+    One row copy per frame through an overlapping strided view: numpy then copies `width`
+    contiguous bytes per row, ~20x faster than indexing every byte.
+    """
+    rows = np.zeros((len(starts), width), dtype=np.uint8)
+    whole = len(data) - width + 1  # rows that fit entirely in data
+    fits = starts < whole
+    if whole > 0:
+        overlapping = np.lib.stride_tricks.as_strided(data, (whole, width), (1, 1),
+                                                      writeable=False)
+        if fits.all():
+            return overlapping[starts]
+        rows[fits] = overlapping[starts[fits]]
+    for i in np.flatnonzero(~fits).tolist():  # the last few frames of a buffer
+        tail = data[int(starts[i]):]
+        rows[i, :len(tail)] = tail
+    return rows
+
+
+def gather_frames(batch: Batch, chosen: np.ndarray) -> Batch:
+    """The chosen frames (indexes) copied into a buffer of their own, in one vectorised copy:
+    for consumers that keep frames after the source reuses its buffer."""
+    starts, lengths = batch.starts[chosen], batch.lengths[chosen]
+    new_starts = np.zeros(len(chosen), dtype=np.int64)
+    if len(chosen) > 1:
+        np.cumsum(lengths[:-1], out=new_starts[1:])
+    total = int(lengths.sum())
+    # Byte k of the new buffer comes from its frame's start plus its place in that frame.
+    source = np.repeat(starts - new_starts, lengths) + np.arange(total, dtype=np.int64)
+    data = batch.data[source] if total else np.zeros(1, dtype=np.uint8)
+    return Batch(data, new_starts, lengths.copy(), batch.ts_ns[chosen], batch.linktype)

@@ -1,0 +1,228 @@
+"""Outputs: each a Sink with its own queue and thread, all fed by one FanOut.
+
+The capture thread only puts items on queues, so a slow or failing output (a CSV that Excel
+locks, a browser that stops reading, a full disk under a packet log) never stalls the capture
+or another output.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from traffic_capture.pipeline import CountedPackets
+from traffic_capture.windows import ClosedWindow
+
+Say = Callable[[str], None]  # one line for the user (a warning, or information)
+
+
+@dataclass(frozen=True)
+class SinkFigures:
+    """What a sink reports for the status line and the closing summary."""
+
+    name: str  # the output's short name, e.g. "csv"
+    unit: str  # what it writes: "rows", "lines", "events"
+    written: int
+    pending: int  # queued or waiting to be written
+    dropped: int = 0  # given up on by design (a bounded queue overflowing), never silently
+    side_files: tuple[Path, ...] = ()  # where waiting items went when the output refused them
+    failed: str | None = None  # why the sink stopped, if it did
+
+
+_STOP = object()
+
+
+class Sink:
+    """An output. Subclass it and override the `handle_*` hooks it needs.
+
+    The contract:
+    - `check()` runs before capture starts, creates nothing, and raises a TrafficCaptureError
+      (usage or runtime) for an output that cannot work; `open()` runs once the source is
+      open (create files, bind sockets) and raises the same way.
+    - `window()` and `packets()` are called on the capture thread and only queue; the
+      `handle_*` hooks then run on the sink's own thread, in order. Set `wants_packets` to get
+      the per-packet tap (CountedPackets); without it, packets cost the capture nothing.
+    - `max_queue` None keeps every item (the CSV: nothing counted may be lost); a number bounds
+      the queue and counts what overflows as dropped (a log, a display).
+    - `flush()` runs after each group of items taken from the queue; `poll_seconds()` says how
+      long the thread may sleep without items (None: until the next one), for retries.
+    - `finish()` runs once at stop, after every item was handled; it may wait (retry a locked
+      file) but must give up at once when `hurry` is set (a second Ctrl+C).
+    - An exception escaping a hook stops this sink alone: one warning names it, its later
+      items are counted as dropped, and the capture and the other sinks go on.
+    - `figures()` is read from other threads: keep it to plain attribute reads.
+    """
+
+    name = "sink"
+    unit = "items"
+    wants_packets = False
+    max_queue: int | None = None
+
+    def __init__(self, warn: Say, info: Say) -> None:
+        self.warn, self.info = warn, info
+        self.hurry = threading.Event()
+        self.written = 0
+        self.dropped = 0
+        self.failed: str | None = None
+        self._queue: queue.Queue[Any] | queue.SimpleQueue[Any] = (
+            queue.SimpleQueue() if self.max_queue is None else queue.Queue(self.max_queue))
+        self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+
+    # The hooks.
+    def check(self) -> None:
+        """Refuse an output that cannot work, before anything starts."""
+
+    def open(self) -> None:
+        """Create what the output needs, once the source is open."""
+
+    def handle_window(self, window: ClosedWindow) -> None:
+        """A closed window (its sums), on the sink's thread."""
+
+    def handle_packets(self, packets: CountedPackets) -> None:
+        """A batch's counted packets (only with wants_packets), on the sink's thread."""
+
+    def flush(self) -> None:
+        """After each group of handled items."""
+
+    def poll_seconds(self) -> float | None:
+        return None
+
+    def finish(self) -> None:
+        """At stop, after every item was handled."""
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def side_files(self) -> tuple[Path, ...]:
+        return ()
+
+    def figures(self) -> SinkFigures:
+        return SinkFigures(self.name, self.unit, self.written, self.pending(), self.dropped,
+                           self.side_files(), self.failed)
+
+    # The capture thread's side.
+    def window(self, window: ClosedWindow) -> None:
+        self._put(window)
+
+    def packets(self, packets: CountedPackets) -> None:
+        self._put(packets)
+
+    def _put(self, item: object) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += self.size_of(item)
+
+    @staticmethod
+    def size_of(item: object) -> int:
+        """How many of the sink's units an item stands for, when it is dropped."""
+        return 1
+
+    # The sink's own thread.
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread handle what is queued, finish, and end; wait for it."""
+        self._queue.put(_STOP)
+        wait_for(self._thread)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=self.poll_seconds())
+            except queue.Empty:
+                first = None
+            items = [first]
+            while True:  # what else is waiting, handled as one group
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if item is _STOP:
+                    stopping = True
+                elif item is not None:
+                    self._handle(item)
+            self._guarded(self.flush)
+        self._guarded(self.finish)
+
+    def _handle(self, item: object) -> None:
+        if self.failed is not None:
+            self.dropped += self.size_of(item)
+        elif isinstance(item, ClosedWindow):
+            self._guarded(self.handle_window, item)
+        elif isinstance(item, CountedPackets):
+            self._guarded(self.handle_packets, item)
+
+    def _guarded(self, hook: Callable[..., None], *args: Any) -> None:
+        if self.failed is not None:
+            return
+        try:
+            hook(*args)
+        except Exception as error:  # noqa: BLE001 - one output's fault must not end the others
+            self.failed = f"{type(error).__name__}: {error}"
+            self.warn(f"the {self.name} output stopped ({self.failed}); capture and the other "
+                      "outputs go on")
+
+
+def wait_for(thread: threading.Thread) -> None:
+    """Join in short waits: the main thread stays free to run signal handlers (a second
+    Ctrl+C must reach `hurry`; Windows delivers Ctrl+C only between waits)."""
+    while thread.is_alive():
+        thread.join(0.2)
+
+
+class FanOut:
+    """Every sink, as one: what the pipeline emits goes to each sink's queue."""
+
+    def __init__(self, sinks: Iterable[Sink]) -> None:
+        self.sinks = list(sinks)
+        self._packet_sinks = [sink for sink in self.sinks if sink.wants_packets]
+
+    def window(self, window: ClosedWindow) -> None:
+        for sink in self.sinks:
+            sink.window(window)
+
+    def packets(self, packets: CountedPackets) -> None:
+        for sink in self._packet_sinks:
+            sink.packets(packets)
+
+    @property
+    def packet_tap(self) -> Callable[[CountedPackets], None] | None:
+        """For the pipeline: None when no sink wants packets, so that none are copied."""
+        return self.packets if self._packet_sinks else None
+
+    def check(self) -> None:
+        for sink in self.sinks:
+            sink.check()
+
+    def open(self) -> None:
+        for sink in self.sinks:
+            sink.open()
+
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+
+    def hurry(self) -> None:
+        for sink in self.sinks:
+            sink.hurry.set()
+
+    def stop(self) -> None:
+        """Drain every sink, each on its own thread at once (a locked CSV does not delay the
+        others' draining), and wait for all."""
+        stoppers = [threading.Thread(target=sink.stop, name=f"stop-{sink.name}")
+                    for sink in self.sinks]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            wait_for(stopper)
+
+    def figures(self) -> list[SinkFigures]:
+        return [sink.figures() for sink in self.sinks]

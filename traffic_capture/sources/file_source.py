@@ -1,0 +1,77 @@
+"""Capture files as a Source: one file, or several merged by time as one capture on several
+interfaces, optionally through a --filter applied by tcpdump first."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from traffic_capture.frames import Batch
+from traffic_capture.sources.bpf import check_filter
+from traffic_capture.sources.files import (
+    merged_batches,
+    open_capture_files,
+    prefilter,
+    read_position,
+    total_size,
+)
+
+
+class FileSource:
+    """The packets of capture files, in time order. Opening checks every file first, so a bad
+    one is reported before any is read; a --filter is checked, then applied to copies."""
+
+    live = False
+
+    def __init__(self, paths: list[Path], bpf_filter: str | None = None) -> None:
+        self.description = ", ".join(map(str, paths))
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._cut_short: set[Path] = set()
+        if not bpf_filter:
+            self.files = open_capture_files(paths)
+            return
+        from traffic_capture.linktypes import DLT_EN10MB
+
+        check_filter(bpf_filter, DLT_EN10MB)
+        self._folder = tempfile.TemporaryDirectory(prefix="traffic-capture-")
+        try:
+            filtered = []
+            for path in paths:
+                copy, truncated = prefilter(path, bpf_filter, Path(self._folder.name))
+                filtered.append(copy)
+                if truncated:
+                    self._cut_short.add(path)
+            self.files = open_capture_files(filtered, shown_as=paths)
+        except BaseException:
+            self.close()
+            raise
+
+    def batches(self, stop: threading.Event) -> Iterator[Batch | None]:
+        for batch in merged_batches(self.files):
+            yield batch
+            if stop.is_set():
+                return
+
+    def kernel_drops(self) -> None:
+        return None
+
+    def progress(self) -> tuple[int, int]:
+        return read_position(self.files), total_size(self.files)
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def warnings(self) -> list[str]:
+        said = []
+        for capture in self.files:
+            if capture.damaged:
+                said.append(f"{capture.shown_as} is damaged ({capture.damaged}): counted every "
+                            "packet before the damage, nothing after it")
+            elif capture.truncated or capture.shown_as in self._cut_short:
+                said.append(f"{capture.shown_as} ends in the middle of a packet (a capture that "
+                            "was killed?): counted every complete packet before the cut")
+        return said
