@@ -142,7 +142,7 @@ class Run:
                  ) -> None:
         self.config, self.source, self.sinks, self.reporter = config, source, sinks, reporter
         self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
-                                 sinks.packet_tap)
+                                 sinks.packet_tap, sinks.packet_frames)
         self.stop = threading.Event()
         self.error: str | None = None
         self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)

@@ -40,12 +40,13 @@ class Counters:
 class CountedPackets:
     """The tap: one batch's counted packets, in capture order, with their classification.
 
-    It owns its bytes (`frames` is a copy of just these frames; the source reuses its buffers),
-    so a sink may keep it on its own thread for as long as it likes. Addresses are (is6, hi,
+    It owns its bytes (`frames` is a copy of just these frames, or None when no sink asked for
+    frame bytes; the source reuses its buffers), so a sink may keep it on its own thread for as
+    long as it likes. Addresses are (is6, hi,
     lo) as in parse.Parsed; the client is the source when `inbound`, else the destination.
     """
 
-    frames: Batch
+    frames: Batch | None
     is6: np.ndarray
     src_hi: np.ndarray
     src_lo: np.ndarray
@@ -63,11 +64,12 @@ class CountedPackets:
         return len(self.ip_bytes)
 
 
-def counted_packets(batch: Batch, parsed: Parsed, packets: Classified, counted: np.ndarray
-                    ) -> CountedPackets:
+def counted_packets(batch: Batch, parsed: Parsed, packets: Classified, counted: np.ndarray,
+                    with_frames: bool) -> CountedPackets:
     p = parsed
     return CountedPackets(
-        gather_frames(batch, counted), p.is6[counted], p.src_hi[counted], p.src_lo[counted],
+        gather_frames(batch, counted) if with_frames else None,
+        p.is6[counted], p.src_hi[counted], p.src_lo[counted],
         p.dst_hi[counted], p.dst_lo[counted], p.proto[counted], p.sport[counted],
         p.dport[counted], p.payload_at[counted], packets.inbound[counted],
         packets.protocol_class[counted], packets.ip_bytes[counted])
@@ -75,17 +77,20 @@ def counted_packets(batch: Batch, parsed: Parsed, packets: Classified, counted: 
 
 class Pipeline:
     """Feeds batches through the rules; `emit_window` gets each closed window, and
-    `emit_packets`, when given, each batch's counted packets (nothing is copied without it)."""
+    `emit_packets`, when given, each batch's counted packets (nothing is copied without it;
+    frame bytes only with `packet_frames`)."""
 
     def __init__(self, servers: ServerSet, window_seconds: int,
                  emit_window: Callable[[ClosedWindow], None],
-                 emit_packets: Callable[[CountedPackets], None] | None = None) -> None:
+                 emit_packets: Callable[[CountedPackets], None] | None = None,
+                 packet_frames: bool = False) -> None:
         self.servers = servers
         self.windows = WindowAggregator(window_seconds)
         self.ftp = FtpDataTracker()
         self.counters = Counters()
         self._emit = emit_window
         self._emit_packets = emit_packets
+        self._packet_frames = packet_frames
         self._close_due_ns: int | None = None  # earliest clock at which a window must close
 
     def feed_batch(self, batch: Batch) -> None:
@@ -101,7 +106,8 @@ class Pipeline:
         ts_ns = batch.ts_ns
         counted = np.flatnonzero(packets.counted)
         if self._emit_packets is not None and len(counted):
-            self._emit_packets(counted_packets(batch, parsed, packets, counted))
+            self._emit_packets(counted_packets(batch, parsed, packets, counted,
+                                              self._packet_frames))
         if not len(counted):
             if len(ts_ns):
                 self.advance(int(ts_ns.max()))  # the clock still moves on

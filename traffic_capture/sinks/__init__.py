@@ -45,7 +45,8 @@ class Sink:
       open (create files, bind sockets) and raises the same way.
     - `window()` and `packets()` are called on the capture thread and only queue; the
       `handle_*` hooks then run on the sink's own thread, in order. Set `wants_packets` to get
-      the per-packet tap (CountedPackets); without it, packets cost the capture nothing.
+      the per-packet tap (CountedPackets); without it, packets cost the capture nothing. Set
+      `wants_frames` too for the frames' bytes (payloads): copying them is the tap's main cost.
     - `max_queue` None keeps every item (the CSV: nothing counted may be lost); a number bounds
       the queue and counts what overflows as dropped (a log, a display).
     - `flush()` runs after each group of items taken from the queue; `poll_seconds()` says how
@@ -60,6 +61,7 @@ class Sink:
     name = "sink"
     unit = "items"
     wants_packets = False
+    wants_frames = False
     max_queue: int | None = None
 
     def __init__(self, warn: Say, info: Say) -> None:
@@ -192,6 +194,10 @@ class FanOut:
     def packets(self, packets: CountedPackets) -> None:
         for sink in self._packet_sinks:
             sink.packets(packets)
+
+    @property
+    def packet_frames(self) -> bool:
+        return any(sink.wants_frames for sink in self._packet_sinks)
 
     @property
     def packet_tap(self) -> Callable[[CountedPackets], None] | None:
