@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from scapy.utils import wrpcap
 
-from tests.conftest import DAEMON, child_env, needs_root, needs_tools, read_rows, run_cli
+from tests.conftest import DAEMON, REPO, child_env, needs_root, needs_tools, read_rows, run_cli
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.interfaces import npcap_missing_message, privilege_message
@@ -216,12 +215,24 @@ def test_the_script_form_and_its_constants(tmp_path: Path, good_pcap: Path) -> N
 
 
 def test_python_dash_m_and_the_console_script_agree() -> None:
-    if shutil.which("traffic-capture") is None:
-        pytest.skip("the package is not installed (pip install -e .)")
+    # The console script sits next to the interpreter of the venv it was installed into,
+    # whether or not that folder is on PATH (it is not under .ci/run).
+    console_script = Path(sys.executable).parent / "traffic-capture"
+    assert console_script.exists(), "the package is not installed: pip install -e ."
     version_m = run_cli(["--version"]).stdout
-    version_script = subprocess.run(["traffic-capture", "--version"], capture_output=True,
+    version_script = subprocess.run([str(console_script), "--version"], capture_output=True,
                                     text=True, timeout=60, env=os.environ.copy()).stdout
     assert version_m == version_script and version_m.startswith("traffic-capture ")
+
+
+def test_help_says_where_the_default_server_comes_from_in_each_form(tmp_path: Path) -> None:
+    console = " ".join(run_cli(["--help"]).stdout.split())
+    assert "SERVER_IP in traffic_capture.py" not in console
+    assert "Default: $TRAFFIC_SERVER_IP (comma-" in console
+    script = subprocess.run([sys.executable, str(REPO / "traffic_capture.py"), "--help"],
+                            capture_output=True, text=True, timeout=60, env=child_env())
+    assert "Default: SERVER_IP in traffic_capture.py, then $TRAFFIC_SERVER_IP" in " ".join(
+        script.stdout.split())
 
 
 def test_an_invalid_filter_is_a_usage_error_and_creates_no_csv(tmp_path: Path, good_pcap: Path
