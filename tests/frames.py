@@ -82,6 +82,10 @@ LINK_TYPES: dict[str, tuple[int, Callable[[Packet], bytes]]] = {
     "null-big-endian": (linktypes.DLT_NULL, null_be),
     "loop": (linktypes.DLT_LOOP, loop),
     "raw": (linktypes.DLT_RAW, raw),
+    # The other raw-IP numbers: the version nibble decides, whatever the number promises.
+    "raw-openbsd": (linktypes.DLT_RAW_OPENBSD, raw),
+    "ipv4": (linktypes.DLT_IPV4, raw),
+    "ipv6": (linktypes.DLT_IPV6, raw),
 }
 
 

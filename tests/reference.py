@@ -87,6 +87,10 @@ class ReferencePipeline:
         self._emit = emit
         # window start -> (client, direction) -> bytes per class
         self._open: dict[int, dict[tuple[bytes, str], list[int]]] = {}
+        # When the oldest window must close: set when a window opens with none open, and after
+        # each close (a late packet reopening an older window does not move it: that window
+        # then closes with the next one due).
+        self._close_due: int | None = None
 
     def feed(self, ts_ns: int, linktype: int, frame: bytes) -> None:
         fields = parse_frame(linktype, frame)
@@ -98,10 +102,17 @@ class ReferencePipeline:
                 window = self._open.setdefault(ts_ns // self.window_ns * self.window_ns, {})
                 counts = window.setdefault((client, direction), [0] * len(CLASSES))
                 counts[protocol_class_] += ip_bytes
-        if self._open and ts_ns >= min(self._open) + self.window_ns + CLOSE_DELAY_NS:
+                if self._close_due is None:
+                    self._update_close_due()
+        if self._close_due is not None and ts_ns >= self._close_due:
             for start in sorted(self._open):
                 if start + self.window_ns <= ts_ns - CLOSE_DELAY_NS:
                     self._close(start)
+            self._update_close_due()
+
+    def _update_close_due(self) -> None:
+        self._close_due = (min(self._open) + self.window_ns + CLOSE_DELAY_NS
+                           if self._open else None)
 
     def finish(self) -> None:
         for start in sorted(self._open):

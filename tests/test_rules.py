@@ -25,8 +25,9 @@ from tests.frames import (
     arp_frame,
     collecting_pipeline,
     ethernet,
+    raw,
 )
-from traffic_capture import linktypes
+from traffic_capture import linktypes, parse
 from traffic_capture.csvformat import Row
 from traffic_capture.frames import batch_of_frames
 from traffic_capture.pipeline import Pipeline
@@ -290,3 +291,17 @@ def test_a_window_is_emitted_once_the_trace_passes_its_end_by_the_close_delay() 
     assert [r.window_start for rows in emitted for r in rows] == [T0 // NS]
     pipeline.finish()  # the partial window, with its real bounds
     assert [r.window_start - T0 // NS for rows in emitted for r in rows] == [0, 5]
+
+
+def test_every_link_type_in_the_table_has_frames_in_the_tests() -> None:
+    """The property and rules tests run over tests/frames.LINK_TYPES: a link type added to the
+    product's table without frames to test it with fails here."""
+    assert {number for number, _ in LINK_TYPES.values()} == set(linktypes.LINK_TYPES)
+
+
+def test_an_unknown_link_type_is_a_clear_error_on_both_paths() -> None:
+    frame = raw(IP(src=CLIENT4, dst=SERVER4) / UDP())
+    with pytest.raises(linktypes.UnknownLinkType, match="unsupported link type 147; supported:"):
+        parse.parse_frame(147, frame)
+    with pytest.raises(linktypes.UnknownLinkType, match="unsupported link type 147; supported:"):
+        run([(T0, 147, frame)])
