@@ -7,6 +7,7 @@ file), what was counted is handed to the sinks and written before exit.
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
@@ -109,8 +110,8 @@ def _open_live(config: Config, reporter: Reporter) -> Source:
     except ImportError as error:
         raise CaptureUnavailable(_capture_unavailable(error)) from None
     except OSError as error:
-        # EPERM (no CAP_NET_RAW) comes as a plain OSError from some calls.
-        if error.errno in (1, 13):
+        # No CAP_NET_RAW comes as a plain OSError (EPERM) from some calls.
+        if error.errno in (errno.EPERM, errno.EACCES):
             raise CaptureUnavailable(privilege_message(sys.platform)) from None
         raise TrafficCaptureError(f"cannot capture on {', '.join(devices)}: {error}") from None
     reporter.info(f"server addresses: {config.servers} (from {config.servers_from})")
@@ -186,6 +187,9 @@ class Run:
             self.error = f"{source.description}: {error}"
         except OSError as error:
             self.error = f"capture stopped: {error}"
+        except Exception as error:  # noqa: BLE001 - a bug: still write what was counted
+            self.error = (f"capture stopped by an unexpected error (please report it): "
+                          f"{type(error).__name__}: {error}")
         finally:
             source.close()
             pipeline.finish()
