@@ -175,6 +175,7 @@ def join_address(is6: bool, hi: int, lo: int) -> bytes:
 _IPV6_EXTENSION = np.zeros(256, dtype=bool)
 _IPV6_EXTENSION[sorted(IPV6_EXTENSIONS)] = True
 
+
 @dataclass
 class Parsed:
     """Per frame of a batch: the Fields, as arrays. Addresses are (is6, hi, lo) with an
