@@ -84,6 +84,7 @@ LINK_TYPES: dict[str, tuple[int, Callable[[Packet], bytes]]] = {
     "raw": (linktypes.DLT_RAW, raw),
     # The other raw-IP numbers: the version nibble decides, whatever the number promises.
     "raw-openbsd": (linktypes.DLT_RAW_OPENBSD, raw),
+    "raw-12": (linktypes.DLT_RAW_12, raw),
     "ipv4": (linktypes.DLT_IPV4, raw),
     "ipv6": (linktypes.DLT_IPV6, raw),
 }

@@ -15,6 +15,7 @@ DLT_NULL = 0  # BSD loopback, Npcap's \Device\NPF_Loopback: 4-byte address famil
 DLT_EN10MB = 1  # Ethernet, with 802.1Q / 802.1ad tags
 DLT_RAW = 101  # raw IP, no link header
 DLT_RAW_OPENBSD = 14  # DLT_RAW's number on OpenBSD, found in old files
+DLT_RAW_12 = 12  # DLT_RAW's number on other BSDs and in some old Linux files
 DLT_LOOP = 108  # OpenBSD loopback: DLT_NULL with the family in network order
 DLT_LINUX_SLL = 113  # Linux cooked v1: `tcpdump -i any` before libpcap 1.10
 DLT_IPV4 = 228
@@ -47,6 +48,7 @@ LINK_TYPES: dict[int, LinkType] = {link.number: link for link in (
     # tun and WireGuard (ARPHRD_NONE), PPP, IPIP, SIT, GRE and IP6GRE tunnels carry bare IP.
     LinkType(DLT_RAW, "RAW (IP)", 0, None, arphrd=(65534, 512, 768, 776, 778, 823)),
     LinkType(DLT_RAW_OPENBSD, "RAW (IP)", 0, None),
+    LinkType(DLT_RAW_12, "RAW (IP)", 0, None),
     LinkType(DLT_IPV4, "IPV4", 0, None),
     LinkType(DLT_IPV6, "IPV6", 0, None),
     LinkType(DLT_LINUX_SLL, "LINUX_SLL (Linux cooked v1)", 16, 14),

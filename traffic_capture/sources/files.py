@@ -43,6 +43,10 @@ MAX_RECORD_BYTES = 16 * 262_144
 _PCAP_ROW = 16 + HEADER_BYTES
 _PCAPNG_ROW = 28 + HEADER_BYTES
 _GZIP_MAGIC = b"\x1f\x8b"
+# libpcap's LT_LINKTYPE(): the link-type field's upper bits carry the FCS length and flags.
+LINKTYPE_MASK = 0xFFFF
+# libpcap's MAXIMUM_SNAPLEN: a longer record is damage, as tcpdump and tshark say.
+MAX_CAPTURED_BYTES = 262_144
 
 
 class CaptureFileError(TrafficCaptureError):
@@ -80,7 +84,7 @@ def _file_format(path: Path, compressed: bool) -> _ClassicPcap | str | None:
     if kind is not None and len(head) >= PCAP_HEADER_BYTES:
         endian, nano = kind
         (linktype,) = struct.unpack_from(endian + "I", head, 20)
-        return _ClassicPcap(endian, nano, linktype)
+        return _ClassicPcap(endian, nano, linktype & LINKTYPE_MASK)
     endian_ng = pcapng.section_byte_order(head)
     if endian_ng is not None and len(head) >= 14:
         (major,) = struct.unpack_from(endian_ng + "H", head, 12)
@@ -160,9 +164,16 @@ class CaptureFile:
                 table = slot.table[:count]
                 record = table[:, :16].view(word)  # seconds, fraction, captured, original
                 seconds, fraction, captured = (record[:, k].astype(np.int64) for k in range(3))
-                yield [Batch(slot.data, slot.offsets[:count] + 16, captured,
-                             seconds * NS + fraction * scale, header.linktype,
-                             headers=table, headers_at=16)]
+                bad = (fraction >= NS // scale) | (captured > MAX_CAPTURED_BYTES)
+                usable = int(np.argmax(bad)) if bad.any() else count
+                if usable:
+                    yield [Batch(slot.data, slot.offsets[:usable] + 16, captured[:usable],
+                                 seconds[:usable] * NS + fraction[:usable] * scale,
+                                 header.linktype, headers=table[:usable], headers_at=16)]
+                if usable < count:
+                    self.damaged = _record_damage(int(fraction[usable]), NS // scale,
+                                                  int(captured[usable]))
+                    return
         self.truncated = chunks.left > 0 or chunks.cut
 
     def _pcapng_batches(self, slots: int) -> Iterator[list[Batch]]:
@@ -181,6 +192,13 @@ class CaptureFile:
             if self.damaged:
                 return
         self.truncated = chunks.left > 0 or chunks.cut
+
+
+def _record_damage(fraction: int, fractions_per_second: int, captured: int) -> str:
+    if fraction >= fractions_per_second:
+        unit = "microseconds" if fractions_per_second == 1_000_000 else "nanoseconds"
+        return f"a packet's timestamp has {fraction:,} {unit}, more than a second holds"
+    return f"a packet claims {captured:,} captured bytes, over libpcap's {MAX_CAPTURED_BYTES:,}"
 
 
 @dataclass
@@ -240,34 +258,50 @@ class _Section:
     def _packet_batches(self, slot: _Slot, first: int, count: int, batches: list[Batch]
                         ) -> None:
         """Batches (one per run of a link type) of the `count` walked packet blocks from row
-        `first` of the slot's table; those before a packet of an undescribed interface, and
-        then the damage is raised."""
+        `first` of the slot's table: those before the first damaged one (a packet of an
+        undescribed interface, an impossible time or length), and then the damage is raised."""
         table = slot.table[first:first + count]
         word = np.dtype(np.uint32).newbyteorder(">" if self.endian == ">" else "<")
         fields = table[:, :28].view(word)  # type, length, interface, high, low, captured, orig.
         index = fields[:, 2].astype(np.int64)
-        unknown = np.flatnonzero(index >= len(self.interfaces))
-        usable = int(unknown[0]) if len(unknown) else count
-        units = (fields[:usable, 3].astype(np.uint64) << np.uint64(32)) | fields[:usable, 4]
-        ts_ns = np.empty(usable, dtype=np.int64)
-        linktype = np.empty(usable, dtype=np.int64)
-        for number in np.unique(index[:usable]).tolist():
-            chosen = index[:usable] == number
+        captured = fields[:, 5].astype(np.int64)
+        units = (fields[:, 3].astype(np.uint64) << np.uint64(32)) | fields[:, 4]
+        ts_ns = np.zeros(count, dtype=np.int64)
+        linktype = np.zeros(count, dtype=np.int64)
+        damage = np.full(count, "", dtype=object)
+        damage[captured > MAX_CAPTURED_BYTES] = "length"
+        unknown = index >= len(self.interfaces)
+        damage[unknown] = "interface"
+        for number in np.unique(index[~unknown]).tolist():
+            chosen = np.flatnonzero(index == number)
             interface = self.interfaces[number]
-            ts_ns[chosen] = pcapng.timestamps_ns(units[chosen], interface)
+            fits = pcapng.representable(units[chosen], interface)
+            damage[chosen[~fits]] = "time"
+            if fits.any():
+                ts_ns[chosen[fits]] = pcapng.timestamps_ns(units[chosen[fits]], interface)
             linktype[chosen] = interface.linktype
+        bad = np.flatnonzero(damage != "")
+        usable = int(bad[0]) if len(bad) else count
         starts = slot.offsets[first:first + usable] + 28
-        captured = fields[:usable, 5].astype(np.int64)
         # Runs of one link type (nearly always one run: the whole chunk).
-        cuts = (np.flatnonzero(linktype[1:] != linktype[:-1]) + 1).tolist()
+        runs = linktype[:usable]
+        cuts = (np.flatnonzero(runs[1:] != runs[:-1]) + 1).tolist()
         for start, stop in zip([0, *cuts], [*cuts, usable], strict=True):
-            batches.append(Batch(slot.data, starts[start:stop], captured[start:stop],
-                                 ts_ns[start:stop], int(linktype[start]),
-                                 headers=table[start:stop], headers_at=28))
+            if stop > start:
+                batches.append(Batch(slot.data, starts[start:stop], captured[start:stop],
+                                     ts_ns[start:stop], int(linktype[start]),
+                                     headers=table[start:stop], headers_at=28))
         if usable:
-            self.last_ts = int(ts_ns[-1])
+            self.last_ts = int(ts_ns[usable - 1])
         if usable < count:
-            pcapng.described(self.interfaces, int(index[usable]))  # raises, saying why
+            kind = damage[usable]
+            if kind == "interface":
+                pcapng.described(self.interfaces, int(index[usable]))  # raises, saying why
+            if kind == "time":
+                raise pcapng.DamagedBlock("a packet's time, with its interface's offset, is "
+                                          "before 1970 or past 2262")
+            raise pcapng.DamagedBlock(f"a packet claims {int(captured[usable]):,} captured "
+                                      f"bytes, over libpcap's {MAX_CAPTURED_BYTES:,}")
 
 
 def _untouched(shape: tuple[int, ...], dtype: type) -> np.ndarray:

@@ -72,9 +72,29 @@ def interface(block: bytes, endian: str) -> Interface:
     return Interface(linktype, snaplen, units, offset)
 
 
+# The last second whose nanoseconds fit the int64 timestamps (2262-04-11).
+MAX_SECONDS = (2**63 - 1) // NS - 1
+
+
+def representable(units: np.ndarray, interface: Interface) -> np.ndarray:
+    """Which timestamps (uint64, the interface's units), with its offset, fall between 1970
+    and 2262: the range integer nanoseconds hold. Others are damage, never a wrapped date."""
+    per_second = interface.units_per_second
+    # if_tsresol may claim up to 10**127 units a second: then no 64-bit count reaches one.
+    seconds = units // np.uint64(per_second) if per_second < 2**64 else np.zeros_like(units)
+    offset = interface.offset_seconds
+    if offset > MAX_SECONDS:
+        return np.zeros(len(units), dtype=bool)
+    fits = seconds <= np.uint64(MAX_SECONDS - offset)
+    if offset < 0:
+        fits &= seconds >= np.uint64(-offset)
+    return fits
+
+
 def timestamps_ns(units: np.ndarray, interface: Interface) -> np.ndarray:
     """Timestamps in the interface's units (uint64) -> integer ns since the epoch, exactly
-    floor(units * 10**9 / units_per_second) + the offset, as the scalar reading gives."""
+    floor(units * 10**9 / units_per_second) + the offset, as the scalar reading gives. Only
+    for representable() ones."""
     per_second = interface.units_per_second
     offset = interface.offset_seconds * NS
     if per_second * NS >= 2**63:  # finer than 10**-10 s: exact Python integers instead

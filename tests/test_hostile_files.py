@@ -1,0 +1,167 @@
+"""Unusual and hostile capture files, each built by its test: read as libpcap and tshark read
+them, or counted up to the damage with one warning, never a traceback or a wrapped date."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scapy.utils import wrpcap
+
+from tests import pcapng_builder as ng
+from tests.conftest import read_rows, run_cli
+from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from traffic_capture import linktypes
+
+CLIENT = "198.51.100.7"
+T0 = 1_700_000_000
+
+
+def packets(count: int = 4) -> list:
+    made = []
+    for i in range(count):
+        packet = (Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src=CLIENT, dst=SERVER4) / UDP(sport=40000, dport=53) / Raw(b"q" * (10 + i)))
+        packet.time = T0 + i
+        made.append(packet)
+    return made
+
+
+def count(path: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], pd.DataFrame]:
+    out = tmp_path / f"{path.stem}.csv"
+    result = run_cli(["--read", str(path), "--server-ip", SERVER4, "--out", str(out), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result, read_rows(out)
+
+
+def pcap_records(path: Path) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The file header and each (record header, frame) of a little-endian classic pcap."""
+    data = path.read_bytes()
+    at, records = 24, []
+    while at < len(data):
+        captured = struct.unpack_from("<I", data, at + 8)[0]
+        records.append((data[at:at + 16], data[at + 16:at + 16 + captured]))
+        at += 16 + captured
+    return data[:24], records
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    path = tmp_path / "good.pcap"
+    wrpcap(str(path), packets())
+    return path
+
+
+def expected_bytes() -> int:
+    return sum(len(p[IP]) for p in packets())
+
+
+def test_fcs_bits_in_the_link_type_field_are_masked_as_libpcap_does(good: Path,
+                                                                   tmp_path: Path) -> None:
+    header, records = pcap_records(good)
+    # LINKTYPE_ETHERNET with "FCS length 3 (x16 bits) present" in the upper bits: 0x34000001.
+    path = tmp_path / "fcs.pcap"
+    with_fcs = []
+    for record, frame in records:
+        captured, original = struct.unpack_from("<II", record, 8)
+        with_fcs.append(record[:8] + struct.pack("<II", captured + 4, original + 4)
+                        + frame + b"\xde\xad\xbe\xef")
+    path.write_bytes(header[:20] + struct.pack("<I", 0x34000001) + b"".join(with_fcs))
+    if shutil.which("tshark"):  # the reference reads it too (CI installs tshark)
+        assert subprocess.run(["tshark", "-r", str(path)], capture_output=True,
+                              timeout=60).returncode == 0
+    _, rows = count(path, tmp_path)
+    assert rows["total_bytes"].sum() == expected_bytes()  # IP bytes: the FCS is not counted
+
+
+@pytest.mark.parametrize("number", [linktypes.DLT_RAW_12, linktypes.DLT_RAW,
+                                    linktypes.DLT_RAW_OPENBSD])
+def test_every_raw_ip_number_reads_alike(good: Path, tmp_path: Path, number: int) -> None:
+    header, records = pcap_records(good)
+    raw = []
+    for record, frame in records:
+        captured, original = struct.unpack_from("<II", record, 8)
+        raw.append(record[:8] + struct.pack("<II", captured - 14, original - 14) + frame[14:])
+    path = tmp_path / f"raw{number}.pcap"
+    path.write_bytes(header[:20] + struct.pack("<I", number) + b"".join(raw))
+    _, rows = count(path, tmp_path)
+    assert rows["total_bytes"].sum() == rows["udp_bytes"].sum() == expected_bytes()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    (4, 1_000_000, "a packet's timestamp has 1,000,000 microseconds"),
+    (8, 262_145, "a packet claims 262,145 captured bytes, over libpcap's 262,144"),
+])
+def test_impossible_record_fields_are_damage_counted_up_to(good: Path, tmp_path: Path,
+                                                           field: int, value: int,
+                                                           message: str) -> None:
+    header, records = pcap_records(good)
+    record, frame = records[2]
+    if field == 8:  # a record that long, for real: the walk must not stop short of it
+        frame = frame + b"\0" * (value - len(frame))
+    bad = record[:field] + struct.pack("<I", value) + record[field + 4:]
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(header + b"".join(r + f for r, f in records[:2]) + bad + frame
+                     + b"".join(r + f for r, f in records[3:]))
+    result, rows = count(path, tmp_path)
+    assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in packets()[:2])
+    assert f"is damaged ({message}" in result.stderr
+
+
+def _pcapng(tmp_path: Path, interface: bytes, *packets_: bytes) -> Path:
+    path = tmp_path / "t.pcapng"
+    path.write_bytes(ng.section() + interface + b"".join(packets_))
+    return path
+
+
+@pytest.mark.parametrize(("tsoffset", "units"), [
+    (None, 2**64 - 1),  # microseconds up to the year 584,554
+    (10**10, T0 * 10**6),  # an offset of 10^10 s: year 2340
+    (-(T0 + 10), T0 * 10**6),  # before 1970
+    (2**63 - 1, 0),  # the largest offset there is
+])
+def test_pcapng_times_out_of_range_are_damage_not_a_wrapped_date(tmp_path: Path,
+                                                                 tsoffset: int | None,
+                                                                 units: int) -> None:
+    frames = [bytes(p) for p in packets(3)]
+    first_fits = T0 - (tsoffset or 0) >= 0  # else the first packet is out of range too
+    first_units = max(T0 - (tsoffset or 0), 0) * 10**6
+    path = _pcapng(tmp_path, ng.interface(linktypes.DLT_EN10MB, tsoffset=tsoffset),
+                   ng.enhanced(0, first_units, frames[0]),
+                   ng.enhanced(0, units, frames[1]),
+                   ng.enhanced(0, first_units + 2 * 10**6, frames[2]))
+    result, rows = count(path, tmp_path)
+    assert "is damaged (a packet's time, with its interface's offset, is before 1970 or past " \
+        "2262)" in result.stderr
+    if first_fits:
+        assert rows["total_bytes"].sum() == len(packets(1)[0][IP])
+        assert rows["window_start"].str.startswith("2023-11-").all()
+    else:
+        assert rows.empty
+
+
+def test_an_interface_block_of_an_unknown_type_is_damage_not_a_traceback(tmp_path: Path
+                                                                        ) -> None:
+    frame = bytes(packets(1)[0])
+    interface = bytearray(ng.interface(linktypes.DLT_EN10MB))
+    interface[0] = 0x71  # one byte of its type changed: the packets name an undescribed one
+    path = _pcapng(tmp_path, bytes(interface), ng.enhanced(0, T0 * 10**6, frame))
+    result, rows = count(path, tmp_path)
+    assert "is damaged (a packet names interface 0, but its section describes 0)" \
+        in result.stderr
+    assert rows.empty
+
+
+def test_an_absurd_time_resolution_does_not_overflow(tmp_path: Path) -> None:
+    """if_tsresol 0x7F claims 10**127 units a second (found by tests/test_fuzz_readers.py)."""
+    frame = bytes(packets(1)[0])
+    path = _pcapng(tmp_path, ng.interface(linktypes.DLT_EN10MB, tsresol=0x7F,
+                                          tsoffset=T0),
+                   ng.enhanced(0, 2**64 - 1, frame))
+    _, rows = count(path, tmp_path)
+    assert rows["total_bytes"].sum() == len(packets(1)[0][IP])  # at T0 + 0.000...1 s
