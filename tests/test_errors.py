@@ -179,13 +179,21 @@ def test_no_capture_privilege_says_how_to_get_it(tmp_path: Path) -> None:
          *DAEMON, "--server-ip", "127.0.0.1", "--out", str(tmp_path / "t.csv")],
         capture_output=True, text=True, timeout=60, env=child_env())
     line = one_line_error(result, RUNTIME)
-    assert "sudo" in line and "setcap cap_net_raw" in line
+    assert "sudo" in line and "traffic-capture service-unit" in line
+    # Never the capability for the interpreter every program shares (this venv's python is a
+    # symlink to it).
+    assert os.path.realpath(sys.executable) not in line
+    assert "venv --copies" in line
 
 
 def test_the_privilege_and_npcap_messages_for_windows() -> None:
     assert "Administrator" in privilege_message("win32")
     assert "Npcap" in privilege_message("win32")
-    assert "sudo" in privilege_message("linux") and "setcap" in privilege_message("linux")
+    assert "sudo" in privilege_message("linux") and "service-unit" in privilege_message("linux")
+    # A venv made with --copies has an interpreter of its own: that one may get the right.
+    assert privilege_message("linux", "/opt/tc/bin/python3", "/opt/tc").endswith(
+        "sudo setcap cap_net_raw,cap_net_admin+eip /opt/tc/bin/python3")
+    assert "/usr/bin/python3" not in privilege_message("linux", "/usr/bin/python3", "/opt/tc")
     assert "https://npcap.com" in npcap_missing_message()
     assert "loopback" in npcap_missing_message()
 
@@ -299,3 +307,22 @@ def test_an_unknown_link_type_inside_a_pcapng_is_named(tmp_path: Path) -> None:
     line = one_line_error(run_cli(["--read", str(pcapng), "--server-ip", SERVER4,
                                    "--out", str(tmp_path / "t.csv"), "--quiet"]), RUNTIME)
     assert "link type 189" in line
+
+
+def test_an_output_in_a_folder_this_user_cannot_enter_is_one_line(tmp_path: Path,
+                                                                  good_pcap: Path) -> None:
+    needs_root()
+    needs_tools("setpriv")
+    locked = tmp_path / "locked"  # pytest's folders are root's alone, 0700
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             *DAEMON, "--read", str(good_pcap), "--server-ip", SERVER4,
+                             "--out", str(locked / "t.csv")],
+                            capture_output=True, text=True, timeout=60, env=child_env())
+    line = one_line_error(result, RUNTIME)
+    assert "cannot reach" in line or "Permission denied" in line
+    # The capture file there too (the output elsewhere).
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             *DAEMON, "--read", str(good_pcap), "--server-ip", SERVER4,
+                             "--out", "/tmp/never-written.csv"],
+                            capture_output=True, text=True, timeout=60, env=child_env())
+    assert "cannot read" in one_line_error(result, RUNTIME)

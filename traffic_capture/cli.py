@@ -68,7 +68,8 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         description="Count the traffic of one or more servers per client, direction and protocol "
                     "in tumbling windows, appending rows to a CSV that Excel reads.",
         epilog=f"Other commands: '{PROG} excel --help' (ready-made pivot dashboard), "
-               f"'{PROG} report --help' (static report). Exit status: 0 done (Ctrl+C, SIGTERM "
+               f"'{PROG} report --help' (static report), '{PROG} service-unit --help' (a "
+               "systemd unit). Exit status: 0 done (Ctrl+C, SIGTERM "
                "and --duration are normal ends), 1 runtime error, 2 usage error.",
     )
     add = parser.add_argument
@@ -155,11 +156,46 @@ def parse_config(argv: list[str], default_server_ip: str = "",
     )
 
 
+def service_unit(argv: list[str]) -> int:
+    """Print a systemd unit running the daemon with these capture options, checked first."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: {PROG} service-unit [capture options...]\n\nPrint a systemd unit that "
+              f"runs '{PROG} [capture options]' as a dedicated user holding only the capture "
+              "capabilities, writing to /var/lib/traffic-capture/traffic.csv unless --out says "
+              f"otherwise. The capture options are those of '{PROG} --help' (not --read).")
+        return 0
+    config = parse_config(argv)
+    if config is None or config.read:
+        _Parser(prog=PROG).error("service-unit takes live capture options, not --read or "
+                                 "--list-interfaces")
+    from traffic_capture.service_unit import unit_text
+
+    given_out = "--out" in argv or any(a.startswith("--out=") for a in argv)
+    args = _without_option(argv, "--out") if given_out else argv
+    out = config.out.resolve() if given_out else None
+    print(unit_text(sys.executable, [a for a in args if a != "--quiet"], out), end="")
+    return 0
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None, default_server_ip: str = "",
          default_window: int = DEFAULT_WINDOW_SECONDS, script: bool = False) -> int:
     """The console script, `python -m traffic_capture` and (with script=True and the file's
     constants) `python traffic_capture.py`."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "service-unit":
+        return service_unit(argv[1:])
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

@@ -30,16 +30,23 @@ class InterfaceError(UsageError):
     """An --iface that does not exist; the message lists the real ones."""
 
 
-def privilege_message(platform: str) -> str:
+def privilege_message(platform: str, executable: str | None = None,
+                      prefix: str | None = None) -> str:
     """How to get the right to capture, for the user's system, in one line."""
     if platform.startswith("win"):
         return ("no permission to capture packets: run the command from an Administrator prompt "
                 "(right-click Command Prompt > Run as administrator), with Npcap installed "
                 "(https://npcap.com)")
-    # setcap wants the real file, not the venv's or pyenv's symlink to it.
-    return ("no permission to capture packets: run it with sudo, or give Python the capture "
-            "capability once: sudo setcap cap_net_raw,cap_net_admin+eip "
-            f"{os.path.realpath(sys.executable)}")
+    # The right goes to this program alone: never to an interpreter other programs share,
+    # which a venv's symlinked python is (setcap follows it to /usr/bin/python3).
+    real = os.path.realpath(executable or sys.executable)
+    own = real.startswith(os.path.realpath(prefix or sys.prefix) + os.sep)
+    copy = (f"sudo setcap cap_net_raw,cap_net_admin+eip {real}" if own else
+            "python3 -m venv --copies /opt/traffic-capture, install it there, then sudo setcap "
+            "cap_net_raw,cap_net_admin+eip /opt/traffic-capture/bin/python3")
+    return ("no permission to capture packets: run it with sudo, or as a service holding the "
+            "capture right alone (traffic-capture service-unit), or give that right to an "
+            f"interpreter of its own: {copy}")
 
 
 def npcap_missing_message() -> str:

@@ -55,7 +55,11 @@ def blocked_advice(path: Path, error: OSError) -> str:
 
 def check_output(path: Path, delimiter: str) -> None:
     """Refuse, before anything starts, an output that is a folder or would mix two formats."""
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as error:  # a folder on the way that this user may not enter
+        raise OutputError(f"cannot reach {path}: {error.strerror or error}") from None
+    if is_dir:
         raise OutputError(
             f"output {path} is a directory; give a file name, e.g. {path / 'traffic.csv'}")
     try:

@@ -99,9 +99,13 @@ class CaptureFile:
     def __init__(self, path: Path, shown_as: Path | None = None) -> None:
         self.path = path
         self.shown_as = shown_as or path  # the user's file, when `path` is a filtered copy
-        if not path.exists():
+        try:
+            exists, is_dir = path.exists(), path.is_dir()
+        except OSError as error:  # a folder on the way that this user may not enter
+            raise CaptureFileError(f"cannot read {path}: {error.strerror}") from None
+        if not exists:
             raise CaptureFileError(f"capture file {path} not found")
-        if path.is_dir():
+        if is_dir:
             raise CaptureFileError(f"{path} is a folder, not a capture file")
         try:
             self.size = path.stat().st_size

@@ -1,0 +1,99 @@
+"""The systemd unit: valid for systemd, and its command line, run as a plain user holding only
+the unit's capabilities, captures and writes rows; without them it says how to get them."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import in_netns, needs_tools, read_rows, run_cli
+
+NOBODY = 65534
+
+
+def unit(tmp_path: Path, *args: str) -> str:
+    result = run_cli(["service-unit", *args])
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def settings(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if "=" in line and not line.startswith("#"))
+
+
+def test_the_unit_is_valid_for_systemd_and_confines_the_daemon(tmp_path: Path) -> None:
+    needs_tools("systemd-analyze")
+    text = unit(tmp_path, "--server-ip", "192.0.2.10", "--filter", "not port 22")
+    path = tmp_path / "traffic-capture.service"
+    path.write_text(text)
+    check = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    keys = settings(text)
+    assert keys["User"] == "traffic-capture" and keys["ProtectSystem"] == "strict"
+    assert keys["AmbientCapabilities"] == keys["CapabilityBoundingSet"] == \
+        "CAP_NET_RAW CAP_NET_ADMIN"
+    assert keys["StateDirectory"] == "traffic-capture" and keys["Restart"] == "on-failure"
+    assert keys["NoNewPrivileges"] == "yes"
+    command = shlex.split(keys["ExecStart"])
+    assert command[command.index("--filter") + 1] == "not port 22"
+    assert command[command.index("--out") + 1] == "/var/lib/traffic-capture/traffic.csv"
+
+
+def test_service_unit_refuses_what_a_service_cannot_do() -> None:
+    result = run_cli(["service-unit", "--read", "x.pcap", "--server-ip", "192.0.2.1"])
+    assert result.returncode == 2 and "not --read" in result.stderr
+    result = run_cli(["service-unit", "--server-ip", "not-an-address"])
+    assert result.returncode == 2 and "invalid server address" in result.stderr
+
+
+def as_the_service_user(namespace: str, command: list[str], caps: bool) -> subprocess.Popen:
+    """The unit's command as a plain user (nobody) holding the unit's capabilities, or none."""
+    keep = "+net_raw,+net_admin" if caps else ""
+    setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+               f"--inh-caps=-all{',' + keep if keep else ''}",
+               f"--ambient-caps=-all{',' + keep if keep else ''}",
+               f"--bounding-set=-all{',' + keep if keep else ''}", "--"]
+    return subprocess.Popen(in_netns(namespace, setpriv + command), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("caps", [True, False])
+def test_the_units_command_captures_with_only_its_capabilities(netns: str, tmp_path: Path,
+                                                              caps: bool) -> None:
+    needs_tools("setpriv", "ping")
+    # pytest's own folders are root's alone: the state folder goes where any user may pass.
+    folder = Path(tempfile.mkdtemp(prefix="traffic-capture-state-"))
+    os.chown(folder, NOBODY, NOBODY)  # what StateDirectory= does for the service's user
+    try:
+        run_as_service(netns, tmp_path, folder, caps)
+    finally:
+        shutil.rmtree(folder)
+
+
+def run_as_service(netns: str, tmp_path: Path, folder: Path, caps: bool) -> None:
+    out = folder / "traffic.csv"
+    keys = settings(unit(tmp_path, "--server-ip", "127.0.0.1", "--out", str(out),
+                         "--duration", "4"))
+    daemon = as_the_service_user(netns, shlex.split(keys["ExecStart"]), caps)
+    if caps:
+        time.sleep(1.5)  # past start-up
+        subprocess.run(in_netns(netns, ["ping", "-c", "3", "-i", "0.2", "127.0.0.1"]),
+                       capture_output=True, timeout=30, check=True)
+    _, stderr = daemon.communicate(timeout=60)
+    if not caps:
+        assert daemon.returncode == 1 and "no permission to capture" in stderr, stderr
+        return
+    assert daemon.returncode == 0, stderr
+    rows = read_rows(out)
+    assert out.stat().st_uid == NOBODY
+    # 3 pings, 84-byte request and reply, counted once each on lo.
+    assert rows["other_bytes"].sum() == 3 * 2 * 84 and set(rows["client_ip"]) == {"127.0.0.1"}
