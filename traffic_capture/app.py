@@ -64,7 +64,7 @@ def make_sinks(config: Config, reporter: Reporter) -> list[Sink]:
 
 
 def run(config: Config) -> int:
-    reporter = Reporter(config.quiet)
+    reporter = Reporter(config.quiet, config.status_interval)
     sinks = FanOut(make_sinks(config, reporter))
     try:
         sinks.check()
@@ -215,17 +215,22 @@ class Run:
             reporter.info("kernel drops: 0")
 
     def _install_stop_signals(self) -> Callable[[], None]:
-        """Stop on Ctrl+C, SIGTERM...; returns what puts the previous handlers back."""
+        """Stop on Ctrl+C, SIGTERM...; SIGHUP reopens the outputs (logrotate); returns what
+        puts the previous handlers back."""
         def on_signal(signum: int, frame: Any) -> None:
             if self.stop.is_set():
                 self.sinks.hurry()  # a second Ctrl+C: don't wait for a locked file any longer
             self.stop.set()
 
+        def on_hangup(signum: int, frame: Any) -> None:
+            self.sinks.reopen()
+
         previous = {}
         for name in ("SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP"):
             number = getattr(signal, name, None)
             if number is not None:
-                previous[number] = signal.signal(number, on_signal)
+                previous[number] = signal.signal(
+                    number, on_hangup if name == "SIGHUP" else on_signal)
 
         def restore() -> None:
             for number, handler in previous.items():

@@ -18,6 +18,7 @@ from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
+from traffic_capture.status import DEFAULT_STATUS_INTERVAL
 
 SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
@@ -50,6 +51,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
     return value
 
 
@@ -96,6 +107,10 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--duration", type=_positive_float, metavar="SECONDS",
         help="stop by itself after this long (live capture)")
     add("--quiet", action="store_true", help="no status line nor start-up messages")
+    add("--status-interval", type=_non_negative_float, default=DEFAULT_STATUS_INTERVAL,
+        metavar="SECONDS",
+        help="when stderr is not a terminal (a service, a log file): one status line every "
+             f"SECONDS (default {DEFAULT_STATUS_INTERVAL:g}; 0: none)")
     add("--backend", choices=("auto", "linux", "pcap"), default="auto",
         help="live capture back end: 'linux' packet sockets (fast, Linux only), 'pcap' "
              "libpcap/Npcap (portable); auto picks linux on Linux")
@@ -153,6 +168,7 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         duration=args.duration,
         quiet=args.quiet,
         backend=args.backend,
+        status_interval=args.status_interval,
     )
 
 

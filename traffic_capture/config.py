@@ -23,3 +23,4 @@ class Config:
     duration: float | None
     quiet: bool
     backend: str
+    status_interval: float = 60.0  # seconds between status lines when stderr is no terminal

@@ -1,15 +1,18 @@
-"""What the user sees on the terminal: one-line messages and the tqdm status line.
+"""What the user sees: one-line messages, and the status drawn from one Snapshot (the
+pipeline's counters, the source's kernel drops and progress, each sink's figures).
 
-The status line is drawn from one Snapshot (the pipeline's counters, the source's kernel drops
-and progress, each sink's figures), taken by a thread twice a second; the capture loop only
-bumps integers. Messages go through tqdm.write while the line is up, so they never tear it;
-tqdm itself is imported only then (--quiet runs start faster).
+On a terminal the status is a tqdm line refreshed twice a second (messages go through
+tqdm.write so they never tear it; tqdm is imported only then). Anywhere else (a service's
+journal, a log file) it is one plain, timestamped line every --status-interval seconds, so
+a daemon that runs for weeks writes a few lines an hour, not a redrawn line five times a
+second. The capture loop only bumps integers.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 REFRESH_SECONDS = 0.5
+DEFAULT_STATUS_INTERVAL = 60.0  # seconds between plain status lines off a terminal
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,11 @@ def describe(snapshot: Snapshot) -> str:
 
 
 class Reporter:
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, status_interval: float = DEFAULT_STATUS_INTERVAL,
+                 terminal: bool | None = None) -> None:
         self.quiet = quiet
+        self.status_interval = status_interval  # off a terminal; 0: no status lines
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self._bar: tqdm | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -73,8 +80,15 @@ class Reporter:
             print(line, file=sys.stderr, flush=True)
 
     def start(self, snapshot: Callable[[], Snapshot], with_progress: bool) -> None:
-        """Live: a status line. Files: a progress bar by bytes read, the status as its postfix."""
+        """Live: a status line. Files: a progress bar by bytes read, the status as its postfix.
+        Off a terminal: a plain line every status_interval seconds."""
         if self.quiet:
+            return
+        if not self.terminal:
+            if self.status_interval > 0:
+                self._thread = threading.Thread(target=self._plain_lines, args=(snapshot,),
+                                                name="status", daemon=True)
+                self._thread.start()
             return
         from tqdm import tqdm
 
@@ -92,6 +106,14 @@ class Reporter:
         self._thread = threading.Thread(target=refresh, name="status", daemon=True)
         self._thread.start()
 
+    def _plain_lines(self, snapshot: Callable[[], Snapshot]) -> None:
+        while not self._stopped.wait(self.status_interval):
+            self._plain(snapshot())
+
+    def _plain(self, snapshot: Snapshot) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._write(f"{PROG}: status {stamp}: {describe(snapshot)}")
+
     def _update(self, snapshot: Snapshot) -> None:
         bar = self._bar
         if bar is None:
@@ -108,6 +130,8 @@ class Reporter:
         self._stopped.set()
         if self._thread is not None:
             self._thread.join()
+        if not self.quiet and not self.terminal and self.status_interval > 0:
+            self._plain(snapshot())
         if self._bar is not None:
             self._update(snapshot())
             self._bar.close()

@@ -7,6 +7,7 @@ or another output.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ class SinkFigures:
 
 
 _STOP = object()
+_REOPEN = object()
 
 
 class Sink:
@@ -53,6 +55,8 @@ class Sink:
       long the thread may sleep without items (None: until the next one), for retries.
     - `finish()` runs once at stop, after every item was handled; it may wait (retry a locked
       file) but must give up at once when `hurry` is set (a second Ctrl+C).
+    - `handle_reopen()` runs, in order with the items, after SIGHUP: a sink that keeps a file
+      open closes it and opens the path again (logrotate moved it).
     - An exception escaping a hook stops this sink alone: one warning names it, its later
       items are counted as dropped, and the capture and the other sinks go on.
     - `figures()` is read from other threads: keep it to plain attribute reads.
@@ -73,6 +77,7 @@ class Sink:
         self._queue: queue.Queue[Any] | queue.SimpleQueue[Any] = (
             queue.SimpleQueue() if self.max_queue is None else queue.Queue(self.max_queue))
         self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+        self._reopen_wanted = threading.Event()
 
     # The hooks.
     def check(self) -> None:
@@ -89,6 +94,9 @@ class Sink:
 
     def flush(self) -> None:
         """After each group of handled items."""
+
+    def handle_reopen(self) -> None:
+        """After SIGHUP: reopen what the sink keeps open."""
 
     def poll_seconds(self) -> float | None:
         return None
@@ -112,6 +120,12 @@ class Sink:
 
     def packets(self, packets: CountedPackets) -> None:
         self._put(packets)
+
+    def reopen(self) -> None:
+        """From a signal handler: ask for handle_reopen() (never dropped, never blocking)."""
+        self._reopen_wanted.set()
+        with contextlib.suppress(queue.Full):  # a full queue: the thread is awake anyway
+            self._queue.put_nowait(_REOPEN)
 
     def _put(self, item: object) -> None:
         try:
@@ -151,11 +165,16 @@ class Sink:
                     stopping = True
                 elif item is not None:
                     self._handle(item)
+            if self._reopen_wanted.is_set():
+                self._reopen_wanted.clear()
+                self._guarded(self.handle_reopen)
             self._guarded(self.flush)
         self._guarded(self.finish)
 
     def _handle(self, item: object) -> None:
-        if self.failed is not None:
+        if item is _REOPEN:
+            pass  # only wakes the thread: the request is _reopen_wanted
+        elif self.failed is not None:
             self.dropped += self.size_of(item)
         elif isinstance(item, ClosedWindow):
             self._guarded(self.handle_window, item)
@@ -219,6 +238,10 @@ class FanOut:
     def hurry(self) -> None:
         for sink in self.sinks:
             sink.hurry.set()
+
+    def reopen(self) -> None:
+        for sink in self.sinks:
+            sink.reopen()
 
     def stop(self) -> None:
         """Drain every sink, each on its own thread at once (a locked CSV does not delay the
