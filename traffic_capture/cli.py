@@ -189,7 +189,7 @@ def service_unit(argv: list[str]) -> int:
     given_out = "--out" in argv or any(a.startswith("--out=") for a in argv)
     args = _without_option(argv, "--out") if given_out else argv
     out = config.out.resolve() if given_out else None
-    print(unit_text(sys.executable, [a for a in args if a != "--quiet"], out), end="")
+    print(unit_text(sys.executable, args, out), end="")
     return 0
 
 

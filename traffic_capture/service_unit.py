@@ -29,7 +29,8 @@ def unit_text(python: str, capture_args: list[str], out: Path | None, user: str 
     """The unit for `python -m traffic_capture <capture_args>`, writing to `out` (default: the
     state folder systemd creates for it)."""
     csv = out or STATE / "traffic.csv"
-    command = [python, "-m", "traffic_capture", *capture_args, "--out", str(csv), "--quiet"]
+    # Not --quiet: off a terminal the journal gets one status line a minute.
+    command = [python, "-m", "traffic_capture", *capture_args, "--out", str(csv)]
     writable = "" if out is None else f"ReadWritePaths={csv.parent}\n"
     caps = " ".join(CAPABILITIES)
     return f"""\
@@ -37,7 +38,8 @@ def unit_text(python: str, capture_args: list[str], out: Path | None, user: str 
 #   sudo useradd --system --no-create-home --shell /usr/sbin/nologin {user}
 #   {PROG} service-unit ... | sudo tee {UNIT_PATH}
 #   sudo systemctl daemon-reload && sudo systemctl enable --now traffic-capture
-# Rows go to {csv}; `journalctl -u traffic-capture` shows warnings.
+# Rows go to {csv}; `journalctl -u traffic-capture` shows a status line a minute and
+# the warnings.
 [Unit]
 Description=traffic-capture: per-client traffic of this server in tumbling windows
 After=network-online.target
