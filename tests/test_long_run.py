@@ -72,3 +72,36 @@ def test_sighup_after_logrotate_moved_the_csv_goes_on_in_a_new_file(netns: str,
     assert list(after.columns) == list(COLUMNS)  # the new file starts with its header
     assert before["total_bytes"].sum() + after["total_bytes"].sum() == 4 * 2 * ICMP_ECHO_IPV4
     assert after["total_bytes"].sum() > 0
+
+
+def _sample_run(out: Path) -> str:
+    from tests.conftest import REPO
+
+    result = run_cli(["--read", str(REPO / "samples" / "sample.pcap"), "--server-ip",
+                      "192.0.2.1", "--server-ip", "2001:db8::1", "--out", str(out), "--quiet"],
+                     TZ="UTC")
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def test_a_restart_repairs_a_line_torn_by_a_crash_before_appending(tmp_path: Path) -> None:
+    out = tmp_path / "traffic.csv"
+    _sample_run(out)
+    whole = out.read_bytes()
+    out.write_bytes(whole[:-17])  # power lost in the middle of the last row
+    said = _sample_run(out)
+    assert "ended in a partial line" in said and "removed it" in said
+    lines = out.read_bytes().splitlines()
+    rows = len(whole.splitlines()) - 1
+    # The header, the rows before the torn one, then the second run's rows, none glued.
+    assert len(lines) == 1 + (rows - 1) + rows
+    assert all(len(line.split(b",")) == len(COLUMNS) for line in lines)
+    assert read_rows(out)["total_bytes"].sum() > 0
+
+
+def test_a_header_torn_by_a_crash_is_written_again(tmp_path: Path) -> None:
+    out = tmp_path / "traffic.csv"
+    out.write_text(",".join(COLUMNS)[:17])
+    assert "ended in a partial line" in _sample_run(out)
+    assert out.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert len(read_rows(out)) == 10

@@ -67,7 +67,10 @@ def check_output(path: Path, delimiter: str) -> None:
             first_line = existing.readline()
     except OSError:
         return  # absent (created later), or locked now: the writer will wait for it
-    if first_line and first_line.rstrip("\r\n") != header_line(delimiter).rstrip("\n"):
+    header = header_line(delimiter)
+    if not first_line.endswith("\n") and header.startswith(first_line):
+        return  # a header torn by a crash: repair_torn_end() starts the file afresh
+    if first_line and first_line.rstrip("\r\n") != header.rstrip("\n"):
         raise OutputError(
             f"{path} already holds other columns or another delimiter "
             f"(its first line is {first_line.strip()[:80]!r}); refusing to mix rows into it: "
@@ -97,6 +100,36 @@ def create_output(path: Path, delimiter: str) -> None:
             raise OutputError(f"cannot create {path}: permission denied") from None
         except OSError as error:
             raise OutputError(f"cannot create {path}: {error.strerror or error}") from None
+
+
+def repair_torn_end(path: Path) -> bytes:
+    """Cut off a last line without its newline (a crash or power loss in the middle of a
+    write), so that the next row is not glued to it; return what was cut."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return b""  # absent, or locked now: nothing to repair, or the writer will wait
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        at = size
+        while at > 0:  # back to the last newline, 64 KiB at a time
+            step = min(at, 65536)
+            os.lseek(fd, at - step, os.SEEK_SET)
+            block = os.read(fd, step)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                at = at - step + newline + 1
+                break
+            at -= step
+        if at == size:
+            return b""
+        os.lseek(fd, at, os.SEEK_SET)
+        torn = os.read(fd, size - at)
+        os.ftruncate(fd, at)
+        os.fsync(fd)
+        return torn
+    finally:
+        os.close(fd)
 
 
 def append_text(path: Path, text: str, delimiter: str) -> None:
@@ -162,6 +195,15 @@ class CsvSink(Sink):
 
     def open(self) -> None:
         create_output(self.path, self.delimiter)
+        try:
+            torn = repair_torn_end(self.path)
+        except OSError as error:
+            raise OutputError(f"cannot repair {self.path}: {error.strerror or error}") from None
+        if torn:
+            shown = torn[:100].decode("utf-8", "replace")
+            self.warn(f"{self.path} ended in a partial line (a crash or power loss while it was "
+                      f"written); removed it so that no row is glued to it: {shown!r}")
+            create_output(self.path, self.delimiter)  # the header, if that was all it held
 
     def window(self, window: ClosedWindow) -> None:
         """Never blocks, and leaves building the rows to the sink's thread."""
