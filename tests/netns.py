@@ -71,6 +71,16 @@ class Lab:
             self._ip("netns", "add", ns)
             self._made.append(ns)
             self._ip("-n", ns, "link", "set", "lo", "up")
+        self._link()
+        return self
+
+    def recreate_link(self) -> None:
+        """Delete the veth pair and make it again, same names and addresses (a VPN or veth
+        restart): the server's interface gets a new index, as after a real re-creation."""
+        self._ip("-n", self.server_ns, "link", "del", self.srv_if)
+        self._link()
+
+    def _link(self) -> None:
         self._ip("link", "add", self.srv_if, "netns", self.server_ns,
                  "type", "veth", "peer", "name", self.cli_if, "netns", self.client_ns)
         self._ip("-n", self.server_ns, "addr", "add", f"{SERVER_V4}/24", "dev", self.srv_if)
@@ -84,7 +94,6 @@ class Lab:
         for ns, dev in ((self.server_ns, self.srv_if), (self.client_ns, self.cli_if)):
             self._ip("-n", ns, "link", "set", dev, "up")
         self._wait_link_up()
-        return self
 
     def _wait_link_up(self, timeout: float = 10.0) -> None:
         """veth carriers come up asynchronously; traffic sent before that is silently lost."""

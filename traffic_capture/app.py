@@ -104,7 +104,8 @@ def _open_live(config: Config, reporter: Reporter) -> Source:
     bpf = _kernel_filter(config, reporter)
     devices = [i.device for i in chosen]
     try:
-        source = open_live(config.backend, devices, ", ".join(i.name for i in chosen), bpf)
+        source = open_live(config.backend, devices, ", ".join(i.name for i in chosen), bpf,
+                           reporter.warn, config.reopen)
     except PermissionError:
         raise CaptureUnavailable(privilege_message(sys.platform)) from None
     except ImportError as error:

@@ -106,6 +106,9 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
              "also 'tab', '|'")
     add("--duration", type=_positive_float, metavar="SECONDS",
         help="stop by itself after this long (live capture)")
+    add("--no-reopen", dest="reopen", action="store_false",
+        help="stop (exit 1) when a capture interface goes down or away, instead of resuming "
+             "on it when it is back")
     add("--quiet", action="store_true", help="no status line nor start-up messages")
     add("--status-interval", type=_non_negative_float, default=DEFAULT_STATUS_INTERVAL,
         metavar="SECONDS",
@@ -169,6 +172,7 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         quiet=args.quiet,
         backend=args.backend,
         status_interval=args.status_interval,
+        reopen=args.reopen,
     )
 
 

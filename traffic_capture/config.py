@@ -23,4 +23,5 @@ class Config:
     duration: float | None
     quiet: bool
     backend: str
+    reopen: bool = True  # resume on an interface that went away and came back
     status_interval: float = 60.0  # seconds between status lines when stderr is no terminal

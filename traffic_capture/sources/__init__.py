@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from traffic_capture.frames import Batch
@@ -52,9 +52,10 @@ def default_backend() -> str:
     return "linux" if sys.platform.startswith("linux") else "pcap"
 
 
-def open_live(backend: str, devices: list[str], description: str, bpf_filter: str | None
-              ) -> Source:
-    """The live source of a back end ('auto', 'linux' or 'pcap') on capture devices.
+def open_live(backend: str, devices: list[str], description: str, bpf_filter: str | None,
+              warn: Callable[[str], None] | None = None, reopen: bool = True) -> Source:
+    """The live source of a back end ('auto', 'linux' or 'pcap') on capture devices. `warn`
+    says, and `reopen` decides, what happens when an interface goes away (Linux back end).
 
     Raises PermissionError without the right to capture, ImportError when the back end cannot
     run here (no Npcap, not Linux), OSError for the rest.
@@ -64,7 +65,7 @@ def open_live(backend: str, devices: list[str], description: str, bpf_filter: st
     if backend == "linux":
         from traffic_capture.sources.live_linux import LinuxLiveSource
 
-        return LinuxLiveSource(devices, description, bpf_filter)
+        return LinuxLiveSource(devices, description, bpf_filter, warn, reopen)
     from traffic_capture.sources.live_pcap import PcapLiveSource
 
     return PcapLiveSource(devices, description, bpf_filter)

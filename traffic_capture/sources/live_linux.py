@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import mmap
 import select
 import socket
@@ -17,7 +18,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -49,6 +50,9 @@ BLOCK_TIMEOUT_MS = 50
 # counts come from the IP length fields, so they stay exact.
 SNAPLEN = 384
 IDLE_SECONDS = 0.2
+# How a packet socket says its interface went down or away (the kernel sets its error).
+LOST_ERRORS = frozenset({errno.ENETDOWN, errno.ENODEV, errno.ENXIO})
+REOPEN_SECONDS = 1.0  # between attempts to capture again on a lost interface
 
 # struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status,
 # num_pkts, offset_to_first_pkt.
@@ -63,19 +67,33 @@ _STATUS_KERNEL = struct.pack("=I", TP_STATUS_KERNEL)
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
+class InterfaceLost(OSError):
+    """An interface went down or away and the run was asked not to wait for it."""
+
+
 class LinuxLiveSource:
-    """Packet sockets on the given interfaces, with an optional kernel (BPF) filter."""
+    """Packet sockets on the given interfaces, with an optional kernel (BPF) filter.
+
+    An interface that goes down or disappears (a VPN or veth restart) is said once through
+    `warn`; with `reopen`, capture resumes on the interface of the same name when it is back,
+    while windows go on closing by the clock; without, the capture stops with InterfaceLost.
+    """
 
     live = True
 
-    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None) -> None:
+    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None,
+                 warn: Callable[[str], None] | None = None, reopen: bool = True) -> None:
         self.interfaces = interfaces
         self.description = description
+        self._filter = bpf_filter
+        self._warn = warn or (lambda message: None)
+        self._reopen = reopen
         self._rings: list[_Ring] = []
+        self._lost: dict[str, float] = {}  # interface -> when to try it again (monotonic)
         self._drops = 0
-        # The kernel resets its drop counter on each read: the status thread and the capture
-        # thread must not both read and add.
-        self._drops_lock = threading.Lock()
+        # The kernel resets its drop counter on each read, and lost rings leave the list: the
+        # status thread and the capture thread must not both read, add or change it.
+        self._lock = threading.Lock()
         try:
             for name in interfaces:
                 self._rings.append(_Ring(name, bpf_filter))
@@ -84,14 +102,14 @@ class LinuxLiveSource:
             raise
 
     def close(self) -> None:
-        with self._drops_lock:
+        with self._lock:
             for ring in self._rings:
                 self._drops += ring.take_drops()
                 ring.close()
             self._rings = []
 
     def kernel_drops(self) -> int:
-        with self._drops_lock:
+        with self._lock:
             for ring in self._rings:
                 self._drops += ring.take_drops()
             return self._drops
@@ -103,33 +121,68 @@ class LinuxLiveSource:
         return []
 
     def batches(self, stop: threading.Event) -> Iterator[Batch | None]:
-        rings = self._rings
         while not stop.is_set():
             busy = False
-            for ring in rings:
+            for ring in self._rings:
                 batch = ring.take_ready()
                 if batch is not None:
                     busy = True
                     if len(batch):
                         yield batch
                     ring.give_back()  # only once the batch is counted: it reads the ring
+            if self._lost:
+                self._reopen_lost()
             if not busy:
-                readable, _, _ = select.select(rings, [], [], IDLE_SECONDS)
+                readable, _, _ = select.select(self._rings, [], [], IDLE_SECONDS)
+                for ring in readable:
+                    if ring.lost():  # readable for an error, not for a block
+                        self._lose(ring)
                 if not readable:
                     yield None
         # The newest packets sit in a block the kernel hands over only after its timeout:
         # wait for it, so that a stop loses nothing that was already captured.
         time.sleep(2 * BLOCK_TIMEOUT_MS / 1000)
-        for ring in rings:
+        for ring in self._rings:
             batch = ring.take_ready()
             if batch is not None:
                 if len(batch):
                     yield batch
                 ring.give_back()
 
+    def _lose(self, ring: _Ring) -> None:
+        with self._lock:
+            self._rings.remove(ring)
+            self._drops += ring.take_drops()
+        ring.close()
+        if not self._reopen:
+            raise InterfaceLost(f"{ring.interface} went down or away (--no-reopen)")
+        self._lost[ring.interface] = time.monotonic() + REOPEN_SECONDS
+        self._warn(f"{ring.interface} went down or away: nothing is captured on it until it is "
+                   "back, then capture resumes on it; rows counted so far are written as usual")
+
+    def _reopen_lost(self) -> None:
+        now = time.monotonic()
+        for name, due in list(self._lost.items()):
+            if now < due:
+                continue
+            try:
+                ring = _Ring(name, self._filter)
+            except OSError:  # not there yet
+                self._lost[name] = now + REOPEN_SECONDS
+                continue
+            if ring.lost():  # there, but still down
+                ring.close()
+                self._lost[name] = now + REOPEN_SECONDS
+                continue
+            del self._lost[name]
+            with self._lock:
+                self._rings.append(ring)
+            self._warn(f"{name} is back: capturing on it again")
+
 
 class _Ring:
     def __init__(self, interface: str, bpf_filter: str | None) -> None:
+        self.interface = interface
         # Protocol 0 receives nothing until bind: the filter is in place before the first packet.
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
@@ -165,6 +218,14 @@ class _Ring:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def lost(self) -> bool:
+        """Whether the kernel says the interface went down or away (reading clears it)."""
+        try:
+            error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as failure:
+            error = failure.errno or 0
+        return error in LOST_ERRORS
 
     def take_drops(self) -> int:
         try:
