@@ -165,3 +165,46 @@ def test_an_absurd_time_resolution_does_not_overflow(tmp_path: Path) -> None:
                    ng.enhanced(0, 2**64 - 1, frame))
     _, rows = count(path, tmp_path)
     assert rows["total_bytes"].sum() == len(packets(1)[0][IP])  # at T0 + 0.000...1 s
+
+
+def _zero_length_packets() -> list:
+    """IP headers that say 0 bytes: an IPv4 TSO segment as the sending host captures it, an
+    IPv6 BIG TCP segment, and an IPv6 jumbogram with its Jumbo Payload option."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, Jumbo
+
+    ether = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    tso = ether / IP(src=SERVER4, dst=CLIENT, len=0) / TCP(sport=443, dport=40000) \
+        / Raw(b"t" * 3000)
+    big = ether / IPv6(src="2001:db8::1", dst="2001:db8:1::7", plen=0) \
+        / TCP(sport=443, dport=40000) / Raw(b"b" * 5000)
+    jumbo = ether / IPv6(src="2001:db8::1", dst="2001:db8:1::7", plen=0) \
+        / IPv6ExtHdrHopByHop(options=[Jumbo(jumboplen=8 + 20 + 70000)]) \
+        / TCP(sport=443, dport=40000) / Raw(b"j" * 2000)  # the capture holds 2000 of them
+    made = [tso, big, jumbo]
+    for i, packet in enumerate(made):
+        packet.time = T0 + i
+    return made
+
+
+def test_a_zero_ip_length_counts_the_wire_bytes_whatever_the_snap_length(tmp_path: Path
+                                                                         ) -> None:
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.fail("editcap is missing (Debian: tshark's tools; .ci/run installs them)")
+    full = tmp_path / "full.pcap"
+    wrpcap(str(full), _zero_length_packets())
+    expected = {"in": 0, "out": 3000 + 40 + 5000 + 60 + 40 + 8 + 20 + 70000}
+    for snaplen in (0, 96, 200):  # 0: the whole frames
+        for kind in ("pcap", "pcapng"):
+            cut = tmp_path / f"cut{snaplen}.{kind}"
+            args = [editcap, "-F", kind] + (["-s", str(snaplen)] if snaplen else [])
+            subprocess.run([*args, str(full), str(cut)], check=True, capture_output=True,
+                           timeout=60)
+            out = tmp_path / f"cut{snaplen}{kind}.csv"
+            result = run_cli(["--read", str(cut), "--server-ip", SERVER4, "--server-ip",
+                              "2001:db8::1", "--out", str(out), "--quiet"])
+            assert result.returncode == 0, result.stderr
+            rows = read_rows(out)
+            assert rows.groupby("direction")["total_bytes"].sum().to_dict() == {
+                "out": expected["out"]}, (snaplen, kind)

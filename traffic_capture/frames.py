@@ -26,7 +26,9 @@ class Batch:
     The buffer may be reused by the source once the next batch is asked for: whoever keeps
     frames longer copies them. A source that already copied each frame's first bytes into a
     table (the capture-file walk) hands it over: row i holds frame i's first HEADER_BYTES from
-    column `headers_at` on.
+    column `headers_at` on. `wire_lengths`, when the source knows them, are the frames' lengths
+    on the wire (the captured ones may be cut by the snap length): where an IP header says 0
+    (segmentation offload, jumbograms) they give the bytes.
     """
 
     data: np.ndarray  # uint8
@@ -36,6 +38,10 @@ class Batch:
     linktype: int
     headers: np.ndarray | None = None  # uint8, (frames, >= headers_at + HEADER_BYTES)
     headers_at: int = 0
+    wire_lengths: np.ndarray | None = None  # int64; None: as captured
+
+    def wire(self) -> np.ndarray:
+        return self.lengths if self.wire_lengths is None else self.wire_lengths
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -89,4 +95,5 @@ def gather_frames(batch: Batch, chosen: np.ndarray) -> Batch:
     # Byte k of the new buffer comes from its frame's start plus its place in that frame.
     source = np.repeat(starts - new_starts, lengths) + np.arange(total, dtype=np.int64)
     data = batch.data[source] if total else np.zeros(1, dtype=np.uint8)
-    return Batch(data, new_starts, lengths.copy(), batch.ts_ns[chosen], batch.linktype)
+    return Batch(data, new_starts, lengths.copy(), batch.ts_ns[chosen], batch.linktype,
+                 wire_lengths=batch.wire()[chosen])

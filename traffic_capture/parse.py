@@ -71,27 +71,30 @@ def ip_offset(link: LinkType, frame: bytes) -> int:
     return _ethertype_offset(frame, (frame[at] << 8) | frame[at + 1], link.ip_at)
 
 
-def parse_ip(frame: bytes, at: int) -> Fields | None:
-    """Parse the IP header starting at `at`; None when it is not a readable IPv4/IPv6 header."""
+def parse_ip(frame: bytes, at: int, wire_length: int | None = None) -> Fields | None:
+    """Parse the IP header starting at `at`; None when it is not a readable IPv4/IPv6 header.
+    `wire_length`: the frame's length on the wire, when the capture cut it."""
     if at < 0 or len(frame) < at + 20:
         return None
+    after_link = (len(frame) if wire_length is None else wire_length) - at
     version = frame[at] >> 4
     if version == 4:
-        return _parse_ipv4(frame, at)
+        return _parse_ipv4(frame, at, after_link)
     if version == 6 and len(frame) >= at + 40:
-        return _parse_ipv6(frame, at)
+        return _parse_ipv6(frame, at, after_link)
     return None
 
 
-def _parse_ipv4(frame: bytes, at: int) -> Fields | None:
+def _parse_ipv4(frame: bytes, at: int, after_link: int) -> Fields | None:
     header_len = (frame[at] & 0x0F) * 4
     if header_len < 20:
         return None
     total_len = (frame[at + 2] << 8) | frame[at + 3]
     if total_len < header_len:
-        # TCP segmentation offload can leave 0 here on the sending host; the captured length is
-        # then the best count there is.
-        total_len = len(frame) - at
+        # TCP segmentation offload can leave 0 here on the sending host: what follows the
+        # link header on the wire is then the count (not the captured bytes, which the snap
+        # length cuts).
+        total_len = after_link
     proto = frame[at + 9]
     src = frame[at + 12 : at + 16]
     dst = frame[at + 16 : at + 20]
@@ -102,14 +105,15 @@ def _parse_ipv4(frame: bytes, at: int) -> Fields | None:
     return _with_ports(frame, src, dst, proto, l4, total_len)
 
 
-def _parse_ipv6(frame: bytes, at: int) -> Fields | None:
+def _parse_ipv6(frame: bytes, at: int, after_link: int) -> Fields | None:
     payload_len = (frame[at + 4] << 8) | frame[at + 5]
     next_header = frame[at + 6]
     src = frame[at + 8 : at + 24]
     dst = frame[at + 24 : at + 40]
-    # A jumbogram says 0 here (its length is in a hop-by-hop option); the captured length is
-    # the best count there is.
-    ip_bytes = payload_len + 40 if payload_len else len(frame) - at
+    # A jumbogram says 0 here: its length is in a hop-by-hop Jumbo Payload option (RFC 2675),
+    # else (BIG TCP, offload) what follows the link header on the wire is the count.
+    ip_bytes = payload_len + 40 if payload_len else (
+        _jumbo_length(frame, at) or after_link)
     l4 = at + 40
     fragment_without_ports = False
     while next_header in IPV6_EXTENSIONS:
@@ -131,6 +135,26 @@ def _parse_ipv6(frame: bytes, at: int) -> Fields | None:
     return _with_ports(frame, src, dst, next_header, l4, ip_bytes)
 
 
+def _jumbo_length(frame: bytes, at: int) -> int | None:
+    """IPv6 bytes from a Jumbo Payload option (type 0xC2) in a hop-by-hop header, if any."""
+    if frame[at + 6] != IPV6_EXT_HOP_BY_HOP or len(frame) < at + 48:
+        return None
+    end = min(at + 40 + (frame[at + 41] + 1) * 8, len(frame))
+    option = at + 42
+    while option + 2 <= end:
+        kind = frame[option]
+        if kind == 0:  # Pad1
+            option += 1
+            continue
+        if kind == _JUMBO_PAYLOAD and frame[option + 1] == 4 and option + 6 <= end:
+            return int.from_bytes(frame[option + 2:option + 6], "big") + 40
+        option += 2 + frame[option + 1]
+    return None
+
+
+_JUMBO_PAYLOAD = 0xC2
+
+
 def _with_ports(
     frame: bytes, src: bytes, dst: bytes, proto: int, l4: int, ip_bytes: int
 ) -> Fields:
@@ -144,10 +168,10 @@ def _with_ports(
     return (src, dst, proto, sport, dport, ip_bytes, payload_at)
 
 
-def parse_frame(linktype: int, frame: bytes) -> Fields | None:
+def parse_frame(linktype: int, frame: bytes, wire_length: int | None = None) -> Fields | None:
     """One frame of a given link type -> its IP fields, or None for non-IP frames. Raises
     UnknownLinkType for a link type nobody reads."""
-    return parse_ip(frame, ip_offset(link_type(linktype), frame))
+    return parse_ip(frame, ip_offset(link_type(linktype), frame), wire_length)
 
 
 def address_text(address: bytes) -> str:
@@ -231,17 +255,18 @@ def parse_batch(batch: Batch) -> Parsed:
     v4 = link_ok & (version == 4) & (lengths >= ip + 20) & ((first & 0x0F) >= 5)
     v6 = link_ok & (version == 6) & (lengths >= ip + 40)
 
-    # IPv4
+    # IPv4 (a length of 0: segmentation offload; the bytes on the wire after the link header)
+    after_link = batch.wire() - ip
     header_len = (first & 0x0F) * 4
     total_len = words[:, 1].astype(np.int64)
-    v4_bytes = np.where(total_len < header_len, lengths - ip, total_len)
+    v4_bytes = np.where(total_len < header_len, after_link, total_len)
     fragment = words[:, 3].astype(np.int64) & 0x1FFF
     proto4 = header[:, 9].astype(np.int64)
-    # IPv6 (extension headers: the scalar parser follows them)
+    # IPv6 (extension headers, and so jumbograms: the scalar parser follows them)
     payload_len = words[:, 2].astype(np.int64)
     next_header = header[:, 6].astype(np.int64)
     scalar |= v6 & _IPV6_EXTENSION[next_header]
-    v6_bytes = np.where(payload_len > 0, payload_len + 40, lengths - ip)
+    v6_bytes = np.where(payload_len > 0, payload_len + 40, after_link)
 
     is6 = v6
     proto = np.where(v6, next_header, proto4)
@@ -268,8 +293,10 @@ def parse_batch(batch: Batch) -> Parsed:
     dst_lo = np.where(v6, quads[:, 4], longs[:, 4].astype(np.uint64))
     parsed = Parsed(v4 | v6, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
                     ip_bytes, payload_at)
+    wire = batch.wire()
     for i in np.flatnonzero(scalar):
-        _fill_from_scalar(parsed, int(i), parse_frame(batch.linktype, batch.frame(int(i))))
+        _fill_from_scalar(parsed, int(i), parse_frame(batch.linktype, batch.frame(int(i)),
+                                                      int(wire[i])))
     return parsed
 
 

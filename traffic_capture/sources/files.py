@@ -167,13 +167,15 @@ class CaptureFile:
             if count:
                 table = slot.table[:count]
                 record = table[:, :16].view(word)  # seconds, fraction, captured, original
-                seconds, fraction, captured = (record[:, k].astype(np.int64) for k in range(3))
+                seconds, fraction, captured, original = (record[:, k].astype(np.int64)
+                                                         for k in range(4))
                 bad = (fraction >= NS // scale) | (captured > MAX_CAPTURED_BYTES)
                 usable = int(np.argmax(bad)) if bad.any() else count
                 if usable:
                     yield [Batch(slot.data, slot.offsets[:usable] + 16, captured[:usable],
                                  seconds[:usable] * NS + fraction[:usable] * scale,
-                                 header.linktype, headers=table[:usable], headers_at=16)]
+                                 header.linktype, headers=table[:usable], headers_at=16,
+                                 wire_lengths=np.maximum(original[:usable], captured[:usable]))]
                 if usable < count:
                     self.damaged = _record_damage(int(fraction[usable]), NS // scale,
                                                   int(captured[usable]))
@@ -269,6 +271,7 @@ class _Section:
         fields = table[:, :28].view(word)  # type, length, interface, high, low, captured, orig.
         index = fields[:, 2].astype(np.int64)
         captured = fields[:, 5].astype(np.int64)
+        wire = np.maximum(fields[:, 6].astype(np.int64), captured)
         units = (fields[:, 3].astype(np.uint64) << np.uint64(32)) | fields[:, 4]
         ts_ns = np.zeros(count, dtype=np.int64)
         linktype = np.zeros(count, dtype=np.int64)
@@ -294,7 +297,8 @@ class _Section:
             if stop > start:
                 batches.append(Batch(slot.data, starts[start:stop], captured[start:stop],
                                      ts_ns[start:stop], int(linktype[start]),
-                                     headers=table[start:stop], headers_at=28))
+                                     headers=table[start:stop], headers_at=28,
+                                     wire_lengths=wire[start:stop]))
         if usable:
             self.last_ts = int(ts_ns[usable - 1])
         if usable < count:

@@ -265,14 +265,15 @@ class _Ring:
             return None
         at = np.frombuffer(offsets, dtype=np.int64)
         words = view[at[:, None] + np.arange(28)].copy().view(np.uint32)  # tpacket3_hdr
-        seconds, nanoseconds, snaplen = (words[:, k].astype(np.int64) for k in (1, 2, 3))
+        seconds, nanoseconds, snaplen, wire = (words[:, k].astype(np.int64) for k in (1, 2, 3, 4))
         mac = (words[:, 6] & 0xFFFF if _LITTLE_ENDIAN else words[:, 6] >> 16).astype(np.int64)
         keep = np.full(len(at), self.linktype is not None)
         if self.loopback:
             # lo shows each packet twice, leaving and coming back; libpcap keeps one.
             keep &= view[at + _SLL_PKTTYPE_AT] != PACKET_OUTGOING
         return Batch(view, (at + mac)[keep], snaplen[keep],
-                     (seconds * 1_000_000_000 + nanoseconds)[keep], self.linktype or 0)
+                     (seconds * 1_000_000_000 + nanoseconds)[keep], self.linktype or 0,
+                     wire_lengths=wire[keep])
 
     def give_back(self) -> None:
         for _ in range(self._taken):

@@ -29,6 +29,7 @@ class _Pending:
     keys: np.ndarray  # the file's running maximum timestamp at each frame
     linktypes: np.ndarray
     headers: np.ndarray  # (frames, HEADER_BYTES)
+    wire: np.ndarray  # lengths on the wire
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -38,7 +39,7 @@ class _Pending:
         def part(frames: slice) -> _Pending:
             return _Pending(self.data, self.starts[frames], self.lengths[frames],
                             self.ts_ns[frames], self.keys[frames], self.linktypes[frames],
-                            self.headers[frames])
+                            self.headers[frames], self.wire[frames])
         rest = part(slice(count, None)) if count < len(self) else _empty()
         return part(slice(0, count)), rest
 
@@ -54,7 +55,8 @@ def _owned(batch: Batch, running_max: int) -> _Pending:
         headers = np.ascontiguousarray(batch.headers[:, at:at + HEADER_BYTES])
     keys = np.maximum.accumulate(np.maximum(batch.ts_ns, running_max))
     owned = _trimmed(_Pending(batch.data, batch.starts, batch.lengths, batch.ts_ns, keys,
-                              np.full(len(batch), batch.linktype, dtype=np.int64), headers))
+                              np.full(len(batch), batch.linktype, dtype=np.int64), headers,
+                              batch.wire()))
     owned.data = owned.data.copy()
     return owned
 
@@ -62,7 +64,7 @@ def _owned(batch: Batch, running_max: int) -> _Pending:
 def _empty() -> _Pending:
     none = np.zeros(0, dtype=np.int64)
     return _Pending(np.zeros(0, dtype=np.uint8), none, none, none, none, none,
-                    np.zeros((0, HEADER_BYTES), dtype=np.uint8))
+                    np.zeros((0, HEADER_BYTES), dtype=np.uint8), none)
 
 
 def _joined(parts: list[_Pending]) -> _Pending:
@@ -72,7 +74,7 @@ def _joined(parts: list[_Pending]) -> _Pending:
     return _Pending(np.concatenate([p.data for p in parts]),
                     np.concatenate([p.starts + sizes[k] for k, p in enumerate(parts)]),
                     *(np.concatenate([getattr(p, name) for p in parts])
-                      for name in ("lengths", "ts_ns", "keys", "linktypes", "headers")))
+                      for name in ("lengths", "ts_ns", "keys", "linktypes", "headers", "wire")))
 
 
 class _File:
@@ -130,7 +132,7 @@ def _trimmed(part: _Pending) -> _Pending:
     """Only the bytes of the part's own frames (its data may hold other frames), as a view."""
     first, last = int(part.starts.min()), int((part.starts + part.lengths).max())
     return _Pending(part.data[first:last], part.starts - first, part.lengths, part.ts_ns,
-                    part.keys, part.linktypes, part.headers)
+                    part.keys, part.linktypes, part.headers, part.wire)
 
 
 def _in_order(parts: list[_Pending]) -> Iterator[Batch]:
@@ -145,4 +147,5 @@ def _in_order(parts: list[_Pending]) -> Iterator[Batch]:
     for start, stop in zip([0, *cuts], [*cuts, len(order)], strict=True):
         run = order[start:stop]
         yield Batch(joined.data, joined.starts[run], joined.lengths[run], joined.ts_ns[run],
-                    int(linktypes[start]), headers=joined.headers[run], headers_at=0)
+                    int(linktypes[start]), headers=joined.headers[run], headers_at=0,
+                    wire_lengths=joined.wire[run])
