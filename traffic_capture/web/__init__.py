@@ -9,7 +9,7 @@ extra is missing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import ipaddress
 import os
 from collections.abc import Callable
@@ -30,7 +30,12 @@ class WebUnavailable(TrafficCaptureError):
 
 def require_web() -> None:
     """Raise WebUnavailable, naming the fix, when a module of the extra is missing."""
-    missing = [name for name in WEB_MODULES if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in WEB_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise WebUnavailable(f"the web dashboard needs {', '.join(missing)}, which are not "
                              f"installed: {INSTALL_HINT}")

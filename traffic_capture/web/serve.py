@@ -22,7 +22,7 @@ POLL_SECONDS = 1.0
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG} serve: error: {message} (see {PROG} serve --help)\n")
+        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} serve --help)\n")
         sys.exit(EXIT_USAGE)
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         check_exposure(host, token, False)
         return _serve(args.csv, host, port, token, args.web_history, args.quiet)
     except TrafficCaptureError as error:
-        prefix = f"{PROG} serve: error: "
+        prefix = f"{PROG}: error: "
         sys.stderr.write(f"{prefix}{error}\n")
         return EXIT_USAGE if isinstance(error, UsageError) else error.exit_code
 
