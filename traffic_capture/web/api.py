@@ -230,7 +230,8 @@ class WebApp:
         yield "retry: 2000\n\n"
         last_current: str | None = None
         while not self.closing.is_set():
-            windows = state.windows_after(after, seconds)
+            # Off the event loop: a new stream's backlog of windows takes a while to build.
+            windows = await asyncio.to_thread(state.windows_after, after, seconds)
             for window in windows:
                 after = window["start"]
                 yield f"id: {window['start']}\nevent: window\ndata: {json.dumps(window)}\n\n"

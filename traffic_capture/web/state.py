@@ -173,6 +173,8 @@ class WebState:
         self._current: Current | None = None
         self.totals = np.zeros((2, CLASS_COUNT), dtype=np.int64)  # [in, out] since start
         self.windows_added = 0
+        self._sums_cache: dict[int | None, tuple[int, tuple[np.ndarray, list[str],
+                                                            list[Span]]]] = {}
 
     # Writing (one writer thread).
     def _keys(self, clients: Sequence[str], inbound: np.ndarray) -> np.ndarray:
@@ -361,7 +363,23 @@ class WebState:
                 strict=True)]}
 
     def _per_key(self, seconds: int | None) -> tuple[np.ndarray, list[str], list[Span]]:
-        """(clients, 2, classes) byte sums over the last `seconds`: [:, 0] in, [:, 1] out."""
+        """(clients, 2, classes) byte sums over the last `seconds`: [:, 0] in, [:, 1] out.
+        Cached until the next window: between two windows every answer is the same, so 50
+        requests a second cost one sum per window (and per span asked for)."""
+        with self._lock:
+            version = self.windows_added
+            cached = self._sums_cache.get(seconds)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        found = self._sum_per_key(seconds)
+        with self._lock:
+            if self.windows_added == version:
+                if len(self._sums_cache) > 16:
+                    self._sums_cache.clear()
+                self._sums_cache[seconds] = (version, found)
+        return found
+
+    def _sum_per_key(self, seconds: int | None) -> tuple[np.ndarray, list[str], list[Span]]:
         spans, columns, _, names_count = self._selection(seconds)
         with self._lock:
             names = self._names[:names_count]

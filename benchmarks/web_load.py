@@ -1,0 +1,111 @@
+"""The web's load figures (issue 11): /api/clients?seconds=3600 latency with 1,000 clients in
+every window of an hour of 5-second windows, while 20 event-stream clients listen and 50 API
+requests/s arrive; and the history's memory. Prints figures; not a test.
+
+    .venv/bin/python benchmarks/web_load.py [--clients 1000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from traffic_capture.web.api import WebApp  # noqa: E402
+from traffic_capture.web.server import WebServer  # noqa: E402
+from traffic_capture.web.state import WebState  # noqa: E402
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--streams", type=int, default=20)
+    args = parser.parse_args()
+
+    before = rss_mib()
+    state = WebState(5, 3600)
+    clients = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(args.clients)]
+    names = clients * 2
+    inbound = np.repeat([True, False], args.clients)
+    rng = np.random.default_rng(1)
+    start = 1_700_000_000
+    built = time.perf_counter()
+    for k in range(3600 // 5 + 10):  # an hour and a bit: the oldest are evicted
+        counts = rng.integers(0, 100_000, size=(len(names), 5))
+        state.add_window(start + 5 * k, start + 5 * k + 5, names, inbound, counts)
+    built = time.perf_counter() - built
+    summary = state.summary()
+    print(f"history: {summary['history_windows']} windows, {summary['history_rows']:,} rows; "
+          f"built in {built:.2f} s; peak RSS {before:.0f} -> {rss_mib():.0f} MiB")
+
+    direct = []
+    for _ in range(50):
+        t = time.perf_counter()
+        state.clients(3600, 20)
+        direct.append(time.perf_counter() - t)
+    print(f"state.clients(3600) alone: median {np.median(direct) * 1000:.1f} ms, "
+          f"max {max(direct) * 1000:.1f} ms")
+
+    server = WebServer(WebApp(state, lambda: {"mode": "bench"}), "127.0.0.1", 0)
+    server.start()
+    stop = threading.Event()
+    events = [0] * args.streams
+
+    def listen(i: int) -> None:
+        with urllib.request.urlopen(server.url + "api/stream?seconds=60", timeout=60) as stream:
+            while not stop.is_set():
+                line = stream.readline()
+                if not line:
+                    return
+                if line.startswith(b"event:"):
+                    events[i] += 1
+
+    for i in range(args.streams):
+        threading.Thread(target=listen, args=(i,), daemon=True).start()
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def request() -> None:
+        t = time.perf_counter()
+        with urllib.request.urlopen(server.url + "api/clients?seconds=3600&limit=20",
+                                    timeout=30) as response:
+            response.read()
+        with lock:
+            latencies.append(time.perf_counter() - t)
+
+    workers = []
+    begin = time.perf_counter()
+    for i in range(int(args.seconds * args.rate)):
+        delay = begin + i / args.rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        worker = threading.Thread(target=request, daemon=True)
+        worker.start()
+        workers.append(worker)
+    for worker in workers:
+        worker.join(60)
+    stop.set()
+    server.stop()
+    ms = np.array(latencies) * 1000
+    print(f"{len(ms)} requests of /api/clients?seconds=3600 at {args.rate:g}/s with "
+          f"{args.streams} event streams open ({sum(events)} events received): "
+          f"p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
+          f"max {ms.max():.1f} ms; peak RSS {rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
