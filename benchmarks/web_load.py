@@ -1,6 +1,6 @@
 """The web's load figures (issue 11): /api/clients?seconds=3600 latency with 1,000 clients in
-an hour of 5-second windows, while 20 event-stream clients listen and 50 API requests/s arrive;
-and the history's memory. Prints figures; not a test.
+every window of an hour of 5-second windows, while 20 event-stream clients listen and 50 API
+requests/s arrive; and the history's memory. Prints figures; not a test.
 
     .venv/bin/python benchmarks/web_load.py [--clients 1000] [--seconds 10]
 """
@@ -74,10 +74,8 @@ def main() -> None:
                 if line.startswith(b"event:"):
                     events[i] += 1
 
-    listeners = [threading.Thread(target=listen, args=(i,), daemon=True)
-                 for i in range(args.streams)]
-    for thread in listeners:
-        thread.start()
+    for i in range(args.streams):
+        threading.Thread(target=listen, args=(i,), daemon=True).start()
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -91,8 +89,7 @@ def main() -> None:
 
     workers = []
     begin = time.perf_counter()
-    n = int(args.seconds * args.rate)
-    for i in range(n):
+    for i in range(int(args.seconds * args.rate)):
         delay = begin + i / args.rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)

@@ -1,3 +1,5 @@
 """traffic-capture: per-client traffic of a server in tumbling windows, as a CSV for Excel."""
 
-__version__ = "0.1.0"
+from traffic_capture.version import __version__
+
+__all__ = ["__version__"]

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traffic_capture.config import Config
 from traffic_capture.errors import EXIT_OK, PROG, TrafficCaptureError, UsageError
@@ -37,6 +37,11 @@ from traffic_capture.sources.bpf import FilterError, check_filter, combined_filt
 from traffic_capture.sources.file_source import FileSource
 from traffic_capture.status import Reporter, Snapshot
 
+if TYPE_CHECKING:
+    from traffic_capture.web.inject import Injector
+    from traffic_capture.web.server import WebServer
+    from traffic_capture.web.state import WebState
+
 
 class CaptureUnavailable(TrafficCaptureError):
     """No right to capture, or no capture library: the message says what to do."""
@@ -58,14 +63,37 @@ def print_interfaces() -> int:
     return EXIT_OK
 
 
-def make_sinks(config: Config, reporter: Reporter) -> list[Sink]:
-    """The outputs a configuration asks for (the CSV always)."""
-    return [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info)]
+def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = None
+               ) -> list[Sink]:
+    """The outputs a configuration asks for (the CSV always; the web's with --web)."""
+    sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info)]
+    if web_state is not None:
+        from traffic_capture.web.sink import WebSink
+
+        sinks.append(WebSink(web_state, reporter.warn, reporter.info))
+    return sinks
+
+
+def _web_state(config: Config) -> WebState:
+    """The web's state, with the CSV's recent history (a restart shows the past too)."""
+    from traffic_capture.web import require_web
+    from traffic_capture.web.csvfile import read_history
+    from traffic_capture.web.state import WebState
+
+    require_web()
+    state = WebState(config.window_seconds, config.web_history, services=True)
+    if not config.out.is_dir():
+        state.load_rows(read_history(config.out, config.web_history))
+    return state
 
 
 def run(config: Config) -> int:
     reporter = Reporter(config.quiet, config.status_interval)
-    sinks = FanOut(make_sinks(config, reporter))
+    try:
+        web_state = _web_state(config) if config.web else None
+    except TrafficCaptureError as error:
+        return fail(error)
+    sinks = FanOut(make_sinks(config, reporter, web_state))
     try:
         sinks.check()
         source = FileSource(config.read, config.bpf_filter) if config.read else _open_live(
@@ -77,10 +105,17 @@ def run(config: Config) -> int:
     except TrafficCaptureError as error:
         source.close()
         return fail(error)
+    capture = Run(config, source, sinks, reporter)
+    if web_state is not None:
+        try:
+            capture.serve_web(web_state)
+        except TrafficCaptureError as error:
+            source.close()
+            return fail(error)
     if source.live:
         reporter.info(f"capturing on {source.description}; rows every {config.window_seconds} s "
                       f"to {config.out}; Ctrl+C to stop")
-    return Run(config, source, sinks, reporter).run()
+    return capture.run()
 
 
 def _open_live(config: Config, reporter: Reporter) -> Source:
@@ -148,6 +183,48 @@ class Run:
         self.stop = threading.Event()
         self.error: str | None = None
         self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+        self.started = time.time()
+        self._source_done = threading.Event()
+        self.web: WebServer | None = None
+        self.injector: Injector | None = None
+
+    def serve_web(self, state: WebState) -> None:
+        """Start the dashboard (before capture, so that a port in use stops nothing)."""
+        from traffic_capture.web.api import WebApp
+        from traffic_capture.web.server import WebServer
+
+        assert self.config.web is not None
+        inject = None
+        if self.config.debug_inject:
+            from traffic_capture.web.inject import Injector
+
+            injector = self.injector = Injector(self.config.servers)
+
+            def inject(request: Any) -> int:
+                return injector.inject(request.client, request.direction, request.protocol,
+                                       request.bytes, request.count)
+
+        web = WebApp(state, self.web_status, self.config.web_token, inject)
+        self.web = WebServer(web, *self.config.web)
+        self.web.start()
+        self.reporter.info(f"dashboard at {self.web.url}"
+                           + (" (token required)" if self.config.web_token else ""))
+
+    def web_status(self) -> dict[str, Any]:
+        """/api/status's capture part."""
+        snapshot = self.snapshot()
+        c = snapshot.counters
+        csv = next(f for f in snapshot.sinks if f.name == "csv")
+        return {
+            "mode": "capture", "live": self.source.live, "source": self.source.description,
+            "servers": [str(network) for network in self.config.servers.networks],
+            "csv": str(self.config.out), "started": int(self.started),
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "packets_seen": c.packets_seen, "packets_counted": c.packets_counted,
+            "bytes_counted": c.bytes_counted, "windows_closed": c.windows_closed,
+            "kernel_drops": snapshot.kernel_drops, "rows_written": csv.written,
+            "rows_pending": csv.pending, "source_done": self._source_done.is_set(),
+        }
 
     def snapshot(self) -> Snapshot:
         """What the status line shows, read in one go from any thread."""
@@ -167,10 +244,14 @@ class Run:
                 timer.start()
             self._capture.start()
             wait_for(self._capture)
+            if self.web is not None:
+                self.web.stop()
             self.sinks.stop()
         finally:
             if timer is not None:
                 timer.cancel()
+            if self.web is not None:
+                self.web.stop()
             self.reporter.stop(self.snapshot)
             restore()
         self._summarise()
@@ -180,6 +261,7 @@ class Run:
         pipeline, source = self.pipeline, self.source
         try:
             for batch in source.batches(self.stop):
+                self._feed_injected()
                 if batch is None:
                     pipeline.advance(time.time_ns())
                 else:
@@ -194,6 +276,22 @@ class Run:
         finally:
             source.close()
             pipeline.finish()
+        self._source_done.set()
+        if self.web is not None and not self.stop.is_set() and self.error is None:
+            # A file read with --web: its rows are written; the dashboard stays up (and
+            # injected packets are counted by the wall clock) until Ctrl+C or SIGTERM.
+            self.reporter.info(f"{source.description} read; the dashboard stays at "
+                               f"{self.web.url} until Ctrl+C")
+            while not self.stop.wait(0.2):
+                self._feed_injected()
+                pipeline.advance(time.time_ns())
+            pipeline.finish()
+
+    def _feed_injected(self) -> None:
+        if self.injector is not None:
+            batch = self.injector.drain()
+            if batch is not None:
+                self.pipeline.feed_batch(batch)
 
     def _summarise(self) -> None:
         reporter, c = self.reporter, self.pipeline.counters

@@ -12,17 +12,19 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from traffic_capture import __version__
+from traffic_capture.version import __version__
 from traffic_capture.config import SERVER_IP_ENV, Config
 from traffic_capture.csvformat import DELIMITER_NAMES
-from traffic_capture.errors import EXIT_USAGE, PROG
+from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.status import DEFAULT_STATUS_INTERVAL
+from traffic_capture.web import add_web_options, check_exposure, web_token
 
 SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
     "report": "traffic_capture.excel.report",
+    "serve": "traffic_capture.web.serve",
 }
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"
 
@@ -79,8 +81,9 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         description="Count the traffic of one or more servers per client, direction and protocol "
                     "in tumbling windows, appending rows to a CSV that Excel reads.",
         epilog=f"Other commands: '{PROG} excel --help' (ready-made pivot dashboard), "
-               f"'{PROG} report --help' (static report), '{PROG} service-unit --help' (a "
-               "systemd unit). Exit status: 0 done (Ctrl+C, SIGTERM "
+               f"'{PROG} report --help' (static report), '{PROG} serve --help' (the web dashboard "
+               f"of a CSV), '{PROG} service-unit --help' (a systemd unit). Exit status: 0 done "
+               "(Ctrl+C, SIGTERM "
                "and --duration are normal ends), 1 runtime error, 2 usage error.",
     )
     add = parser.add_argument
@@ -117,6 +120,10 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--backend", choices=("auto", "linux", "pcap"), default="auto",
         help="live capture back end: 'linux' packet sockets (fast, Linux only), 'pcap' "
              "libpcap/Npcap (portable); auto picks linux on Linux")
+    add_web_options(add)
+    add("--debug-inject", action="store_true",
+        help="with --web on loopback: POST /api/debug/inject feeds synthetic packets through "
+             "the pipeline (for tests)")
     add("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -159,6 +166,14 @@ def parse_config(argv: list[str], default_server_ip: str = "",
     if servers is None and args.read:
         parser.error("--read needs --server-ip: a capture file does not say which host is the "
                      "server")
+    token = web_token(args.web_token)
+    if args.debug_inject and not args.web:
+        parser.error("--debug-inject needs --web")
+    if args.web:
+        try:
+            check_exposure(args.web[0], token, args.debug_inject)
+        except UsageError as error:
+            parser.error(str(error))
     return Config(
         servers=servers or ServerSet(()),
         servers_from=origin,
@@ -173,6 +188,10 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         backend=args.backend,
         status_interval=args.status_interval,
         reopen=args.reopen,
+        web=args.web,
+        web_token=token,
+        web_history=args.web_history,
+        debug_inject=args.debug_inject,
     )
 
 

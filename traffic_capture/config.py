@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from traffic_capture.rules import WEB_HISTORY_SECONDS
 from traffic_capture.servers import ServerSet
 
 SERVER_IP_ENV = "TRAFFIC_SERVER_IP"
@@ -25,3 +26,7 @@ class Config:
     backend: str
     reopen: bool = True  # resume on an interface that went away and came back
     status_interval: float = 60.0  # seconds between status lines when stderr is no terminal
+    web: tuple[str, int] | None = None  # (host, port) of the dashboard, None: no web
+    web_token: str | None = None
+    web_history: int = WEB_HISTORY_SECONDS
+    debug_inject: bool = False

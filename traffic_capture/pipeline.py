@@ -47,6 +47,7 @@ class CountedPackets:
     """
 
     frames: Batch | None
+    ts_ns: np.ndarray  # int64, the packets' own timestamps (also without frames)
     is6: np.ndarray
     src_hi: np.ndarray
     src_lo: np.ndarray
@@ -68,7 +69,7 @@ def counted_packets(batch: Batch, parsed: Parsed, packets: Classified, counted: 
                     with_frames: bool) -> CountedPackets:
     p = parsed
     return CountedPackets(
-        gather_frames(batch, counted) if with_frames else None,
+        gather_frames(batch, counted) if with_frames else None, batch.ts_ns[counted],
         p.is6[counted], p.src_hi[counted], p.src_lo[counted],
         p.dst_hi[counted], p.dst_lo[counted], p.proto[counted], p.sport[counted],
         p.dport[counted], p.payload_at[counted], packets.inbound[counted],

@@ -42,3 +42,42 @@ RETRY_INTERVAL_SECONDS = 1.0
 
 # Excel's sheet size; the CSV may grow beyond it, the dashboard and report say so.
 EXCEL_MAX_ROWS = 1_048_576
+
+# The web dashboard (the `web` extra). Service names of the server side's port, for the web's
+# /api/services and drill-down only: the CSV keeps its five classes. One table, name -> (TCP
+# ports, UDP ports); a port in no entry is "tcp/other" or "udp/other", and a packet without
+# ports (ICMP, fragments...) "other". 443/udp is QUIC (HTTP/3).
+SERVICES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "http": ((80, 8000, 8080), ()),
+    "https": ((443, 8443), (443,)),
+    "ssh": ((22,), ()),
+    "ftp": ((20, 21), ()),
+    "dns": ((53,), (53,)),
+    "smtp": ((25, 465, 587), ()),
+    "pop3": ((110, 995), ()),
+    "imap": ((143, 993), ()),
+    "rdp": ((3389,), (3389,)),
+    "smb": ((445, 139), (137, 138)),
+    "ldap": ((389, 636), (389,)),
+    "ntp": ((), (123,)),
+    "snmp": ((), (161, 162)),
+    "dhcp": ((), (67, 68, 547)),
+    "mysql": ((3306,), ()),
+    "postgresql": ((5432,), ()),
+    "telnet": ((23,), ()),
+}
+SERVICE_TCP_OTHER, SERVICE_UDP_OTHER, SERVICE_OTHER = "tcp/other", "udp/other", "other"
+
+# Where the web listens without a host in --web, and the only addresses it serves without a
+# --web-token: loopback is reachable by local users only.
+WEB_DEFAULT_HOST = "127.0.0.1"
+# History kept in memory for the web (--web-history default), and a cap on its rows, so a flood
+# of clients cannot grow memory beyond ~WEB_HISTORY_MAX_ROWS * 60 bytes (oldest windows go first).
+WEB_HISTORY_SECONDS = 3600
+WEB_HISTORY_MAX_ROWS = 4_000_000
+# /metrics labels only this many clients (the top by bytes over the last WEB_METRICS_SECONDS):
+# Prometheus's label cardinality stays bounded under a flood of clients.
+WEB_METRICS_TOP = 20
+WEB_METRICS_SECONDS = 60
+# The event stream's lighter event (the window in progress) at most this often.
+WEB_CURRENT_EVENT_SECONDS = 1.0

@@ -113,6 +113,19 @@ class WindowAggregator:
         return [self._close(start) for start in sorted(self._starts())
                 if start + self.window_ns <= now_ns]
 
+    def open_windows(self) -> list[ClosedWindow]:
+        """The open windows' sums so far, oldest first, without closing them (the web's window
+        in progress). Their packets are summed now and kept summed."""
+        opened = []
+        for start in sorted(self._starts()):
+            packets = self._packets.pop(start, [])
+            self._pending.pop(start, None)
+            if packets:
+                self._sums[start] = _merged(self._sums_of(start), packets)
+            opened.append(ClosedWindow(start // NS, (start + self.window_ns) // NS,
+                                       self._sums[start]))
+        return opened
+
     def close_all(self) -> list[ClosedWindow]:
         """At stop: every open window, the partial one included (with its aligned bounds, so
         that pivots line up with the other windows)."""

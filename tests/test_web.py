@@ -1,0 +1,353 @@
+"""The web dashboard: the state's queries, the API's answers (equal to the CSV's), `serve`
+following a CSV that grows and rotates, the token, and --web without the extra."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from tests.conftest import DAEMON, REPO, child_env, in_netns, needs_tools, read_rows  # noqa: E402
+from tests.web_helpers import WebProcess, eventually, get, post  # noqa: E402
+from traffic_capture.csvformat import COLUMNS, Row, format_rows, header_line  # noqa: E402
+from traffic_capture.rules import CLASSES  # noqa: E402
+from traffic_capture.web.api import WebApp  # noqa: E402
+from traffic_capture.web.csvfile import CsvFollower  # noqa: E402
+from traffic_capture.web.state import ServiceSums, WebState  # noqa: E402
+
+SAMPLE = REPO / "samples" / "sample.pcap"
+SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
+T0 = 1_700_000_000
+
+
+def window_rows(start: int, clients: dict[tuple[str, str], list[int]], length: int = 5
+                ) -> list[Row]:
+    return [Row(start, start + length, ip, direction, sum(counts), *counts)
+            for (ip, direction), counts in clients.items()]
+
+
+def state_with(windows: list[list[Row]], history: int = 3600) -> WebState:
+    state = WebState(5, history, services=True)
+    for rows in windows:
+        state.load_rows(rows)
+    return state
+
+
+# The state, pure.
+def test_last_seconds_count_back_from_the_newest_window() -> None:
+    state = state_with([
+        window_rows(T0, {("10.0.0.1", "in"): [1, 0, 0, 0, 0]}),
+        window_rows(T0 + 5, {("10.0.0.1", "out"): [0, 2, 0, 0, 0],
+                             ("10.0.0.2", "in"): [0, 0, 30, 0, 0]}),
+        window_rows(T0 + 10, {("10.0.0.2", "in"): [0, 0, 0, 400, 0]}),
+    ])
+    last5 = state.clients(5, 10)
+    assert [c["ip"] for c in last5["clients"]] == ["10.0.0.2"]
+    assert last5["clients"][0]["protocols"]["udp"] == 400
+    everything = state.clients(3600, 10)
+    assert [(c["ip"], c["bytes_in"], c["bytes_out"]) for c in everything["clients"]] == [
+        ("10.0.0.2", 430, 0), ("10.0.0.1", 1, 2)]
+    assert state.clients(3600, 10, "out")["clients"][0]["ip"] == "10.0.0.1"
+    assert state.clients(3600, 1)["clients_active"] == 2
+    protocols = {p["protocol"]: p["total"] for p in state.protocols(10)["protocols"]}
+    assert protocols == {"http": 0, "ftp": 2, "tcp": 30, "udp": 400, "other": 0}
+
+
+def test_drill_down_and_unknown_client() -> None:
+    state = state_with([window_rows(T0, {("2001:db8::7", "in"): [5, 0, 0, 0, 1]}),
+                        window_rows(T0 + 5, {("2001:db8::7", "out"): [0, 0, 9, 0, 0]})])
+    client = state.client("2001:db8::7", 3600)
+    assert client is not None
+    assert [(w["start"], w["in"]["http"], w["out"]["tcp"]) for w in client["history"]] == [
+        (T0, 5, 0), (T0 + 5, 0, 9)]
+    assert client["total"] == 15
+    assert state.client("2001:db8::8", 3600) is None
+
+
+def test_history_is_bounded_by_span_and_rows() -> None:
+    state = WebState(5, 60, max_rows=50)
+    for k in range(100):
+        state.load_rows(window_rows(T0 + 5 * k, {(f"10.0.{k}.{i}", "in"): [1, 0, 0, 0, 0]
+                                                  for i in range(3)}))
+    summary = state.summary()
+    assert summary["history_windows"] == 12  # 60 s of 5-s windows
+    assert summary["history_from"] == T0 + 5 * 88
+    small = WebState(5, 3600, max_rows=10)
+    for k in range(20):
+        small.load_rows(window_rows(T0 + 5 * k, {(f"10.1.{k}.{i}", "in"): [1, 0, 0, 0, 0]
+                                                  for i in range(3)}))
+    assert small.summary()["history_rows"] <= 12
+    # Clients no held window names are forgotten (a scan must not grow memory forever).
+    many = WebState(5, 10)
+    for k in range(40):
+        many.load_rows(window_rows(T0 + 5 * k, {(f"10.2.{k}.{i}", "in"): [1, 0, 0, 0, 0]
+                                                 for i in range(500)}))
+    assert len(many._names) < 5000
+    assert many.clients(10, 5000)["clients_active"] == 1000
+    assert not many.knows("10.2.0.0") and many.knows("10.2.39.499")
+
+
+def test_services_sum_per_name() -> None:
+    state = WebState(5, 3600, services=True)
+    state.add_window(T0, T0 + 5, ["10.0.0.1"], np.array([True]), np.array([[0, 0, 100, 0, 0]]),
+                     ServiceSums(["10.0.0.1", "10.0.0.1"], np.array([True, False]),
+                                 np.array([1, 1], dtype=np.int16), np.array([60, 40])))
+    services = state.services(60)["services"]
+    assert services == [{"service": "https", "bytes_in": 60, "bytes_out": 40, "total": 100}]
+
+
+# The API, in process.
+def test_api_status_codes_and_token() -> None:
+    state = state_with([window_rows(T0, {("10.0.0.1", "in"): [1, 2, 3, 4, 5]})])
+    client = TestClient(WebApp(state, lambda: {"mode": "test"}).app)
+    assert client.get("/api/clients", params={"seconds": 0}).status_code == 422
+    assert client.get("/api/clients", params={"direction": "sideways"}).status_code == 422
+    assert client.get("/api/windows", params={"limit": "many"}).status_code == 422
+    assert client.get("/api/clients/not-an-ip").status_code == 422
+    assert client.get("/api/clients/10.9.9.9").status_code == 404
+    assert client.get("/api/clients/10.0.0.1").json()["total"] == 15
+    assert client.get("/api/windows").json()["windows"][0]["rows"][0]["total_bytes"] == 15
+    assert client.post("/api/debug/inject", json={}).status_code in (404, 405)  # not enabled
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="back"' in page.text
+    assert client.get("/static/plotly.min.js").status_code == 200
+
+    secured = TestClient(WebApp(state, lambda: {}, token="s3cret").app)
+    assert secured.get("/api/status").status_code == 401
+    assert secured.get("/").status_code == 401
+    assert secured.get("/api/status", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert secured.get("/api/status",
+                       headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    link = secured.get("/?token=s3cret", follow_redirects=False)
+    assert link.status_code == 303 and link.headers["location"] == "/"
+    assert secured.get("/api/status").status_code == 200  # the cookie the link set
+
+
+def test_metrics_label_only_the_top_clients() -> None:
+    state = state_with([window_rows(T0, {(f"10.0.{i // 250}.{i % 250}", "in"): [i + 1, 0, 0, 0, 0]
+                                         for i in range(500)})])
+    text = TestClient(WebApp(state, lambda: {"packets_seen": 7}).app).get("/metrics").text
+    assert 'traffic_capture_bytes_total{class="http",direction="in"} 125250' in text
+    assert "traffic_capture_packets_seen_total 7" in text
+    assert text.count("traffic_capture_client_bytes{") == 2 * 20
+
+
+# The daemon, fed from a capture file and injected packets.
+def api_equals_csv(url: str, csv: Path) -> bool:
+    rows = read_rows(csv)
+    if rows.empty:
+        return False
+    status, answer = get(url + "api/clients?seconds=36000000&limit=1000")
+    assert status == 200
+    from_csv = rows.groupby(["client_ip", "direction"])[
+        [f"{c}_bytes" for c in CLASSES]].sum()
+    from_api = {}
+    for client in answer["clients"]:
+        for direction in ("in", "out"):
+            numbers = [client[direction][c] for c in CLASSES]
+            if any(numbers):
+                from_api[(client["ip"], direction)] = numbers
+    expected = {key: [int(v) for v in values] for key, values in
+                zip(from_csv.index, from_csv.to_numpy().tolist(), strict=True)}
+    return from_api == expected
+
+
+def test_daemon_from_a_capture_file_and_injected_packets(tmp_path: Path) -> None:
+    csv = tmp_path / "traffic.csv"
+    web = WebProcess(["--read", str(SAMPLE), *SERVERS, "--out", str(csv), "--window", "1",
+                      "--web", "127.0.0.1:0", "--debug-inject", "--web-history", "999999999"],
+                     TZ="UTC")
+    try:
+        web.wait_for("the dashboard stays at")
+        assert api_equals_csv(web.url, csv)
+        status, answer = get(web.url + "api/status")
+        assert (status, answer["packets_counted"], answer["rows_pending"]) == (200, 157, 0)
+        windows = get(web.url + "api/windows?limit=100")[1]["windows"]
+        assert sum(len(w["rows"]) for w in windows) == len(read_rows(csv))
+        services = {s["service"] for s in get(web.url + "api/services?seconds=3600")[1][
+            "services"]}
+        assert {"http", "ftp", "dns"} <= services
+        # Injected packets: classified and windowed like captured ones, into the CSV too.
+        for client, direction, protocol, size in (("198.51.100.9", "in", "http", 1000),
+                                                  ("198.51.100.9", "out", "udp", 200),
+                                                  ("2001:db8::99", "in", "other", 80)):
+            assert post(web.url + "api/debug/inject", {
+                "client": client, "direction": direction, "protocol": protocol,
+                "bytes": size, "count": 3})[0] == 200
+        assert post(web.url + "api/debug/inject", {"client": "x", "direction": "in",
+                                                   "protocol": "tcp", "bytes": 100})[0] == 422
+        eventually(lambda: len(read_rows(csv).query("client_ip == '2001:db8::99'")) > 0)
+        eventually(lambda: api_equals_csv(web.url, csv))
+        client = get(web.url + "api/clients/198.51.100.9?seconds=60")[1]
+        assert (client["in"]["http"], client["out"]["udp"]) == (3000, 600)
+        assert get(web.url + "api/clients/203.0.113.1")[0] == 404
+    finally:
+        code = web.stop()
+    assert code == 0, web.stderr
+    assert "Traceback" not in web.stderr
+
+
+def test_stream_resumes_after_last_event_id(tmp_path: Path) -> None:
+    csv = tmp_path / "traffic.csv"
+    web = WebProcess(["--read", str(SAMPLE), *SERVERS, "--out", str(csv), "--window", "1",
+                      "--web", "127.0.0.1:0"])
+    try:
+        web.wait_for("the dashboard stays at")
+        import httpx
+
+        def events(headers: dict[str, str]) -> list[str]:
+            ids = []
+            with httpx.stream("GET", web.url + "api/stream?seconds=36000000", headers=headers,
+                              timeout=20) as response:
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    if line.startswith("id: "):
+                        ids.append(line[4:])
+                    if line.startswith("event: current"):
+                        break
+            return ids
+
+        every = events({})
+        starts = sorted({int(start) for start in read_rows(csv)["window_start"].map(
+            lambda t: pd.Timestamp(t).timestamp())})
+        assert len(every) == len(starts) >= 3
+        assert events({"Last-Event-ID": every[1]}) == every[2:]
+    finally:
+        assert web.stop(15) == 0  # SIGTERM also ends it cleanly
+
+
+def test_web_without_the_extra_says_the_fix(tmp_path: Path) -> None:
+    hide = ("import sys; sys.modules['fastapi'] = None; from traffic_capture.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    for args in (["--read", str(SAMPLE), *SERVERS, "--out", str(tmp_path / "t.csv"),
+                  "--web", "8000"], ["serve", "--csv", str(tmp_path / "t.csv")]):
+        result = subprocess.run([sys.executable, "-c", hide, *args], capture_output=True,
+                                text=True, env=child_env(), timeout=60)
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pip install 'traffic-capture[web]'" in lines[0], lines
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_web_usage_errors(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*DAEMON, *args], capture_output=True, text=True,
+                              env=child_env(TRAFFIC_WEB_TOKEN=""), timeout=60)
+
+    for args in (["--web", "0.0.0.0:8000"], ["--web", "nope"], ["--web", "127.0.0.1:99999"],
+                 ["--debug-inject"], ["--web", "192.0.2.1:8000", "--web-token", "t",
+                                      "--debug-inject"]):
+        result = run("--read", str(SAMPLE), *SERVERS, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    result = run("serve", "--csv", str(tmp_path / "x.csv"), "--web", "0.0.0.0:0")
+    assert result.returncode == 2 and "--web-token" in result.stderr
+
+
+# `serve`, following a CSV.
+def append(path: Path, rows: list[Row]) -> None:
+    with path.open("a", encoding="utf-8", newline="") as out:
+        if out.tell() == 0:
+            out.write(header_line(";"))
+        out.write(format_rows(rows, ";"))
+
+
+def test_follower_reads_appends_and_rotations(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.csv"
+    follower = CsvFollower(path)
+    assert follower.poll() == []  # not there yet
+    append(path, window_rows(T0, {("10.0.0.1", "in"): [1, 0, 0, 0, 0]}))
+    assert [r.client_ip for r in follower.poll()] == ["10.0.0.1"]
+    with path.open("a") as out:
+        out.write("2023-11-14 22:13:25;2023-11-14 22:13:30;10.0.0.2;in;5;5;0")  # torn row
+    assert follower.poll() == []
+    with path.open("a") as out:
+        out.write(";0;0;0\n")
+    assert [r.client_ip for r in follower.poll()] == ["10.0.0.2"]
+    append(path, window_rows(T0 + 5, {("10.0.0.3", "in"): [1, 0, 0, 0, 0]}))
+    path.rename(tmp_path / "traffic.csv.1")  # rotation: the old file's last rows, then the new
+    append(path, window_rows(T0 + 10, {("10.0.0.4", "out"): [0, 0, 0, 0, 7]}))
+    assert [r.client_ip for r in follower.poll()] == ["10.0.0.3", "10.0.0.4"]
+    assert follower.reopened == 1
+    follower.close()
+
+
+def test_serve_follows_an_appended_and_rotated_csv(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.csv"
+    old = [window_rows(T0 - 7200, {("10.9.9.9", "in"): [1, 0, 0, 0, 0]})]  # beyond the history
+    append(path, old[0] + window_rows(T0, {("10.0.0.1", "in"): [100, 0, 0, 0, 0]}))
+    web = WebProcess(["serve", "--csv", str(path), "--web", "127.0.0.1:0"])
+    try:
+        def total(ip: str) -> int | None:
+            status, answer = get(web.url + f"api/clients/{ip}?seconds=36000000")
+            return answer["total"] if status == 200 else None
+
+        assert total("10.0.0.1") == 100
+        assert total("10.9.9.9") is None  # older than --web-history before the newest row
+        append(path, window_rows(T0 + 5, {("10.0.0.1", "out"): [0, 0, 0, 50, 0]}))
+        eventually(lambda: total("10.0.0.1") == 150)
+        path.rename(tmp_path / "traffic.csv.1")
+        append(path, window_rows(T0 + 10, {("10.0.0.2", "in"): [0, 0, 0, 0, 9]}))
+        eventually(lambda: total("10.0.0.2") == 9)
+        status = get(web.url + "api/status")[1]
+        assert (status["mode"], status["file_reopened"], status["services_known"]) == (
+            "serve", 1, False)
+        assert get(web.url + "api/services")[1]["available"] is False
+        last = get(web.url + "api/clients?seconds=5")[1]["clients"]
+        assert [c["ip"] for c in last] == ["10.0.0.2"]  # counted back from the newest window
+    finally:
+        assert web.stop() == 0
+
+
+# The token off loopback, in a network namespace of the test's own.
+def test_token_required_off_loopback(netns: str, tmp_path: Path) -> None:
+    needs_tools("curl")
+    subprocess.run(in_netns(netns, ["ip", "link", "add", "tcweb0", "type", "veth", "peer",
+                                    "name", "tcweb1"]), check=True, timeout=10)
+    for command in (["ip", "addr", "add", "192.0.2.80/24", "dev", "tcweb0"],
+                    ["ip", "link", "set", "tcweb0", "up"], ["ip", "link", "set", "tcweb1", "up"]):
+        subprocess.run(in_netns(netns, command), check=True, timeout=10)
+    csv = tmp_path / "traffic.csv"
+    append(csv, window_rows(T0, {("10.0.0.1", "in"): [1, 0, 0, 0, 0]}))
+    refused = subprocess.run(in_netns(netns, [*DAEMON, "serve", "--csv", str(csv), "--web",
+                                              "192.0.2.80:8000"]), capture_output=True,
+                             text=True, env=child_env(TRAFFIC_WEB_TOKEN=""), timeout=60)
+    assert refused.returncode == 2 and "--web-token" in refused.stderr
+    web = WebProcess(["serve", "--csv", str(csv), "--web", "192.0.2.80:0"],
+                     prefix=in_netns(netns, []), TRAFFIC_WEB_TOKEN="tok-123")
+    try:
+        assert web.url.startswith("http://192.0.2.80:")
+
+        def curl(*args: str) -> str:
+            return subprocess.run(in_netns(netns, ["curl", "-s", "-o", "/dev/null", "-w",
+                                                   "%{http_code}", *args]),
+                                  capture_output=True, text=True, timeout=30).stdout
+
+        assert curl(web.url + "api/status") == "401"
+        assert curl(web.url) == "401"
+        assert curl("-H", "Authorization: Bearer wrong", web.url + "api/status") == "401"
+        assert curl("-H", "Authorization: Bearer tok-123", web.url + "api/status") == "200"
+        assert curl(web.url + "?token=tok-123") == "303"
+    finally:
+        assert web.stop() == 0
+
+
+def test_core_does_not_need_the_web_extra() -> None:
+    """The core modules import without FastAPI, uvicorn or plotly."""
+    code = ("import sys\n"
+            "for name in ('fastapi', 'uvicorn', 'plotly', 'starlette'): sys.modules[name] = None\n"
+            "import traffic_capture.app, traffic_capture.cli, traffic_capture.web, "
+            "traffic_capture.web.state, traffic_capture.web.sink, traffic_capture.web.csvfile\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=child_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert os.path.exists(REPO / "traffic_capture" / "web" / "static" / "app.js")
+    assert COLUMNS[0] == "window_start"

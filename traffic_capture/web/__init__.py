@@ -1,0 +1,119 @@
+"""The web dashboard, REST API and event stream (the optional `web` extra).
+
+This package's modules import FastAPI, uvicorn and plotly only when the web is asked for
+(`--web`, `serve`): the core install runs without them. What is here needs nothing beyond the
+standard library: the listen address, the exposure rules, and the one-line error when the
+extra is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import os
+from collections.abc import Callable
+from typing import Any
+
+from traffic_capture.errors import TrafficCaptureError, UsageError
+from traffic_capture.rules import WEB_DEFAULT_HOST, WEB_HISTORY_SECONDS
+
+WEB_TOKEN_ENV = "TRAFFIC_WEB_TOKEN"
+
+INSTALL_HINT = "pip install 'traffic-capture[web]'"
+WEB_MODULES = ("fastapi", "uvicorn", "plotly")
+
+
+class WebUnavailable(TrafficCaptureError):
+    """The `web` extra is not installed; the message gives the one command that fixes it."""
+
+
+def require_web() -> None:
+    """Raise WebUnavailable, naming the fix, when a module of the extra is missing."""
+    missing = []
+    for name in WEB_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise WebUnavailable(f"the web dashboard needs {', '.join(missing)}, which are not "
+                             f"installed: {INSTALL_HINT}")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'[HOST:]PORT' -> (host, port); IPv6 hosts in brackets ('[::1]:8000'). ValueError says why."""
+    value = text.strip()
+    host, port_text = WEB_DEFAULT_HOST, value
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or value[end + 1:end + 2] != ":":
+            raise ValueError(f"{text!r}: an IPv6 host goes in brackets, e.g. [::1]:8000")
+        host, port_text = value[1:end], value[end + 2:]
+    elif ":" in value:
+        host, _, port_text = value.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"{text!r}: put an IPv6 host in brackets, e.g. [::1]:8000")
+    if not host:
+        raise ValueError(f"{text!r}: the host before ':' is empty")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected [HOST:]PORT, e.g. 8000 or 0.0.0.0:8000") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r}: port must be 0-65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def check_exposure(host: str, token: str | None, debug_inject: bool) -> None:
+    """Refuse an address other hosts can reach without a token, and injection off loopback."""
+    if debug_inject and not is_loopback(host):
+        raise UsageError(f"--debug-inject works only on a loopback address (127.0.0.1, ::1), "
+                         f"not {host}")
+    if not is_loopback(host) and not token:
+        raise UsageError(f"--web {host} is reachable from other hosts: give --web-token (or "
+                         "$TRAFFIC_WEB_TOKEN), which every request must then carry")
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
+    return value
+
+
+def add_web_options(add: Callable[..., Any]) -> None:
+    """The web options, shared by the capture run and `serve` (the extra is not needed to
+    parse them: --web without it is refused when the run starts, naming the fix)."""
+    add("--web", type=_listen, metavar="[HOST:]PORT",
+        help=f"serve the live dashboard, JSON API and event stream ({INSTALL_HINT}); HOST "
+             f"defaults to {WEB_DEFAULT_HOST} (loopback); any other address needs --web-token")
+    add("--web-token", metavar="TOKEN",
+        help=f"token every web request must then carry (Authorization: Bearer, or open the "
+             f"page once with ?token=TOKEN); default ${WEB_TOKEN_ENV}; required off loopback")
+    add("--web-history", type=_seconds, default=WEB_HISTORY_SECONDS, metavar="SECONDS",
+        help=f"closed windows the web keeps in memory, loaded from the CSV at start "
+             f"(default {WEB_HISTORY_SECONDS})")
+
+
+def web_token(value: str | None) -> str | None:
+    return value or os.environ.get(WEB_TOKEN_ENV) or None

@@ -1,0 +1,289 @@
+"""The FastAPI application: the page, the JSON API, the event stream and /metrics, all read-only
+views of a WebState (plus, with --debug-inject, one endpoint that feeds synthetic packets to the
+capture through the same pipeline).
+
+Bad parameters get 422 with a message, an unknown client 404; queries are plain numpy over the
+state, so nothing here should raise: a 500 is a bug (the schemathesis test looks for one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from pydantic import BaseModel, Field
+
+from traffic_capture.version import __version__
+from traffic_capture.rules import (
+    CLASSES,
+    IN,
+    OUT,
+    WEB_CURRENT_EVENT_SECONDS,
+    WEB_METRICS_SECONDS,
+    WEB_METRICS_TOP,
+)
+from traffic_capture.web.state import WebState, canonical_ip
+
+TOKEN_COOKIE = "traffic_web_token"
+Status = Callable[[], dict[str, Any]]
+MAX_SECONDS = 10 * 366 * 86400  # ten years: any real history fits
+Seconds = Annotated[int, Query(ge=1, le=MAX_SECONDS,
+                               description="the last S seconds, counted back from the newest "
+                                           "window held")]
+STATIC = resources.files("traffic_capture.web") / "static"
+
+
+class InjectRequest(BaseModel):
+    """Synthetic packets (--debug-inject): `count` packets of `bytes` IP bytes each between the
+    server and `client`, classified and windowed like captured ones."""
+
+    client: str = Field(description="the client's IPv4 or IPv6 address")
+    direction: Literal["in", "out"] = Field(description="in: client to server")
+    protocol: Literal["http", "ftp", "tcp", "udp", "other"]
+    bytes: int = Field(ge=40, le=65535, description="IP bytes per packet (header included)")
+    count: int = Field(default=1, ge=1, le=10000)
+
+
+Inject = Callable[[InjectRequest], int]
+
+
+def plotly_js() -> Path:
+    """plotly.min.js from the installed plotly package (never a CDN, never in this repo)."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def _ip(text: str) -> str:
+    try:
+        return canonical_ip(text)
+    except ValueError:
+        raise HTTPException(422, f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+class WebApp:
+    """The app and what its handlers share; `closing` ends the event streams at shutdown."""
+
+    def __init__(self, state: WebState, status: Status, token: str | None = None,
+                 inject: Inject | None = None) -> None:
+        self.state, self.status, self.token, self.inject = state, status, token, inject
+        self.closing = threading.Event()
+        self.started = time.time()
+        self.app = self._build()
+
+    def _authorised(self, request: Request) -> bool:
+        assert self.token is not None
+        expected = self.token.encode()
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected):
+            return True
+        cookie = request.cookies.get(TOKEN_COOKIE, "")
+        return hmac.compare_digest(cookie.encode(), expected)
+
+    def _build(self) -> FastAPI:
+        app = FastAPI(title="traffic-capture", version=__version__,
+                      description="Per-client bytes of the server, by window, class and "
+                                  "direction: the same numbers as traffic.csv.")
+        state = self.state
+
+        if self.token is not None:
+            @app.middleware("http")
+            async def require_token(request: Request, call_next: Any) -> Response:
+                link_token = request.query_params.get("token")
+                if link_token is not None and self.token is not None and hmac.compare_digest(
+                        link_token.encode(), self.token.encode()):
+                    # The one-time link: set the cookie, and drop the token from the address.
+                    rest = [(k, v) for k, v in request.query_params.multi_items()
+                            if k != "token"]
+                    target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+                    redirect = RedirectResponse(target, status_code=303)
+                    redirect.set_cookie(TOKEN_COOKIE, self.token, httponly=True,
+                                        samesite="strict")
+                    return redirect
+                if not self._authorised(request):
+                    return JSONResponse({"detail": "a token is required: an 'Authorization: "
+                                                   "Bearer <token>' header, or open the "
+                                                   "dashboard once with ?token=<token>"},
+                                        status_code=401,
+                                        headers={"WWW-Authenticate": "Bearer"})
+                response: Response = await call_next(request)
+                return response
+
+        @app.get("/", include_in_schema=False)
+        def page() -> Response:
+            return Response((STATIC / "index.html").read_bytes(), media_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+        @app.get("/static/{name}", include_in_schema=False)
+        def static(name: str) -> Response:
+            if name == "plotly.min.js":
+                return FileResponse(plotly_js(), media_type="text/javascript",
+                                    headers={"Cache-Control": "max-age=86400"})
+            if name not in ("app.js", "app.css"):
+                raise HTTPException(404, "no such file")
+            kind = "text/javascript" if name.endswith(".js") else "text/css"
+            return Response((STATIC / name).read_bytes(), media_type=kind,
+                            headers={"Cache-Control": "no-cache"})
+
+        @app.get("/api/status", summary="What is captured, counted and written")
+        def status() -> dict[str, Any]:
+            return {**self.status(), **state.summary(),
+                    "web_uptime_seconds": round(time.time() - self.started, 1)}
+
+        @app.get("/api/windows", summary="The last closed windows with their rows")
+        def windows(limit: Annotated[int, Query(ge=1, le=100_000)] = 12) -> dict[str, Any]:
+            return {"windows": state.windows(limit)}
+
+        @app.get("/api/windows/current", summary="The window in progress so far")
+        def current() -> dict[str, Any]:
+            return {"window": state.current()}
+
+        @app.get("/api/clients", summary="Top clients over the last S seconds")
+        def clients(seconds: Seconds = 300,
+                    limit: Annotated[int, Query(ge=1, le=100_000)] = 20,
+                    direction: Literal["in", "out"] | None = None) -> dict[str, Any]:
+            return state.clients(seconds, limit, direction)
+
+        @app.get("/api/clients/{ip}", summary="One client's per-window history (drill-down)",
+                 responses={404: {"description": "no held window names this client"}})
+        def client(ip: Annotated[str, PathParam(description="IPv4 or IPv6 address")],
+                   seconds: Seconds = 300) -> dict[str, Any]:
+            address = _ip(ip)
+            found = state.client(address, seconds)
+            if found is None:
+                raise HTTPException(404, f"no window held names client {address}")
+            return found
+
+        @app.get("/api/protocols", summary="Bytes per class over the last S seconds")
+        def protocols(seconds: Seconds = 300) -> dict[str, Any]:
+            return state.protocols(seconds)
+
+        @app.get("/api/services", summary="Bytes per service (server-side port) over the "
+                                          "last S seconds")
+        def services(seconds: Seconds = 300) -> dict[str, Any]:
+            return state.services(seconds)
+
+        @app.get("/api/stream", summary="Server-sent events: `window` (with an id) per closed "
+                                        "window, `current` every second",
+                 response_class=StreamingResponse)
+        async def stream(request: Request, seconds: Seconds = 300,
+                         last_event_id: Annotated[str | None, Header()] = None
+                         ) -> StreamingResponse:
+            after: int | None = None
+            if last_event_id is not None and last_event_id.strip():
+                try:
+                    after = int(last_event_id)
+                except ValueError:
+                    raise HTTPException(422, "Last-Event-ID must be a window start as sent "
+                                             "(whole seconds)") from None
+            return StreamingResponse(self._events(request, after, seconds),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache",
+                                              "X-Accel-Buffering": "no"})
+
+        @app.get("/metrics", response_class=PlainTextResponse,
+                 summary="Prometheus text format")
+        def metrics() -> str:
+            return self._metrics()
+
+        if self.inject is not None:
+            inject = self.inject
+
+            @app.post("/api/debug/inject", summary="Synthetic packets through the pipeline "
+                                                   "(--debug-inject, loopback only)")
+            def debug_inject(request: InjectRequest) -> dict[str, Any]:
+                try:
+                    address = canonical_ip(request.client)
+                except ValueError:
+                    raise HTTPException(422, f"{request.client!r} is not an IPv4 or IPv6 "
+                                             "address") from None
+                try:
+                    packets = inject(request.model_copy(update={"client": address}))
+                except ValueError as error:
+                    raise HTTPException(422, str(error)) from None
+                return {"injected": packets}
+
+        return app
+
+    async def _events(self, request: Request, after: int | None, seconds: int
+                      ) -> AsyncIterator[str]:
+        state = self.state
+        yield "retry: 2000\n\n"
+        last_current: str | None = None
+        while not self.closing.is_set():
+            # Off the event loop: a new stream's backlog of windows takes a while to build.
+            windows = await asyncio.to_thread(state.windows_after, after, seconds)
+            for window in windows:
+                after = window["start"]
+                yield f"id: {window['start']}\nevent: window\ndata: {json.dumps(window)}\n\n"
+            current = json.dumps(state.current())
+            if current != last_current:
+                last_current = current
+                yield f"event: current\ndata: {current}\n\n"
+            else:
+                yield ": idle\n\n"
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(WEB_CURRENT_EVENT_SECONDS)
+
+    def _metrics(self) -> str:
+        status = self.status()
+        state = self.state
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str,
+                   samples: list[tuple[dict[str, str], float | int | None]]) -> None:
+            lines.append(f"# HELP traffic_capture_{name} {help_text}")
+            lines.append(f"# TYPE traffic_capture_{name} {kind}")
+            for labels, value in samples:
+                if value is None:
+                    continue
+                text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+                lines.append(f"traffic_capture_{name}{{{text}}} {value}" if text
+                             else f"traffic_capture_{name} {value}")
+
+        totals = state.totals
+        metric("bytes_total", "counter", "IP bytes in closed windows, by class and direction",
+               [({"class": name, "direction": direction}, int(totals[d, c]))
+                for d, direction in enumerate((IN, OUT)) for c, name in enumerate(CLASSES)])
+        for key, kind, help_text in (
+                ("packets_seen", "counter", "packets read from the capture"),
+                ("packets_counted", "counter", "packets to or from a server"),
+                ("kernel_drops", "counter", "packets the kernel dropped before capture"),
+                ("rows_written", "counter", "CSV rows written"),
+                ("rows_pending", "gauge", "CSV rows waiting to be written")):
+            value = status.get(key)
+            metric(key if kind == "gauge" else f"{key}_total", kind, help_text,
+                   [({}, value)] if isinstance(value, int) else [])
+        metric("windows_total", "counter", "closed windows held or seen by the web",
+               [({}, state.windows_added)])
+        top = state.clients(WEB_METRICS_SECONDS, WEB_METRICS_TOP)["clients"]
+        metric("client_bytes", "gauge",
+               f"IP bytes over the last {WEB_METRICS_SECONDS} s of the top "
+               f"{WEB_METRICS_TOP} clients only (bounded label cardinality)",
+               [({"client": c["ip"], "direction": direction}, c[f"bytes_{direction}"])
+                for c in top for direction in (IN, OUT)])
+        return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

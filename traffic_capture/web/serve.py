@@ -1,0 +1,111 @@
+"""`traffic-capture serve --csv traffic.csv --web [HOST:]PORT`: the dashboard of a CSV alone.
+
+No capture and no privilege: the CSV's recent history is loaded, then what the daemon appends
+is followed (through renames and rotations). Ctrl+C or SIGTERM stops it (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from traffic_capture.errors import EXIT_OK, EXIT_USAGE, PROG, TrafficCaptureError, UsageError
+from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
+
+POLL_SECONDS = 1.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} serve --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from traffic_capture.web import add_web_options
+
+    parser = _Parser(prog=f"{PROG} serve",
+                     description="Serve the web dashboard, JSON API and event stream of a "
+                                 "traffic-capture CSV, following what the daemon appends to it "
+                                 "(no capture, no privilege).")
+    parser.add_argument("--csv", type=Path, default=Path(DEFAULT_OUT), metavar="PATH",
+                        help=f"the CSV the daemon writes (default {DEFAULT_OUT}); it may not "
+                             "exist yet")
+    add_web_options(parser.add_argument)
+    parser.add_argument("--quiet", action="store_true", help="no start-up message")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from traffic_capture.rules import WEB_DEFAULT_HOST
+    from traffic_capture.web import check_exposure, web_token
+
+    args = build_parser().parse_args(argv)
+    host, port = args.web or (WEB_DEFAULT_HOST, 8000)
+    token = web_token(args.web_token)
+    try:
+        check_exposure(host, token, False)
+        return _serve(args.csv, host, port, token, args.web_history, args.quiet)
+    except TrafficCaptureError as error:
+        prefix = f"{PROG}: error: "
+        sys.stderr.write(f"{prefix}{error}\n")
+        return EXIT_USAGE if isinstance(error, UsageError) else error.exit_code
+
+
+def _serve(path: Path, host: str, port: int, token: str | None, history: int,
+           quiet: bool) -> int:
+    from traffic_capture.web import require_web
+
+    require_web()
+    from traffic_capture.web.api import WebApp
+    from traffic_capture.web.csvfile import CsvFollower
+    from traffic_capture.web.server import WebServer
+    from traffic_capture.web.state import WebState
+
+    follower = CsvFollower(path)
+    rows = follower.poll(history)
+    window = rows[-1].window_end - rows[-1].window_start if rows else DEFAULT_WINDOW_SECONDS
+    state = WebState(max(window, 1), history)
+    state.load_rows(rows)
+    started = time.time()
+
+    def status() -> dict[str, Any]:
+        return {"mode": "serve", "live": False, "source": str(path), "csv": str(path),
+                "started": int(started), "uptime_seconds": round(time.time() - started, 1),
+                "rows_read": follower.rows_read, "lines_skipped": follower.skipped,
+                "file_reopened": follower.reopened, "servers": None, "packets_seen": None,
+                "packets_counted": None, "kernel_drops": None, "rows_written": None,
+                "rows_pending": None}
+
+    stop = threading.Event()
+    previous = {}
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, lambda *_: stop.set())
+    server = WebServer(WebApp(state, status, token), host, port)
+    try:
+        server.start()
+        if not quiet:
+            sys.stderr.write(f"{PROG}: serving {path} at {server.url}"
+                             + (" (token required)" if token else "") + "; Ctrl+C to stop\n")
+            sys.stderr.flush()
+        while not stop.wait(POLL_SECONDS):
+            try:
+                new = follower.poll()
+            except TrafficCaptureError as error:  # a file replaced by a foreign one
+                sys.stderr.write(f"{PROG}: warning: {error}\n")
+                continue
+            if new:
+                state.load_rows(new)
+    finally:
+        server.stop()
+        follower.close()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return EXIT_OK
