@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from traffic_capture.version import __version__
 from traffic_capture.config import SERVER_IP_ENV, Config
 from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.status import DEFAULT_STATUS_INTERVAL
+from traffic_capture.version import __version__
 from traffic_capture.web import add_web_options, check_exposure, web_token
 
 SUBCOMMANDS = {
@@ -97,7 +97,9 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--list-interfaces", action="store_true",
         help="print the interfaces with their addresses and exit")
     add("--read", action="append", default=[], type=Path, metavar="FILE",
-        help="read a pcap/pcapng file instead of capturing; repeat to merge several by time")
+        help="read a pcap/pcapng file (also gzip) instead of capturing; repeat to merge several "
+             "by time. '-' reads standard input as a stream (tcpdump -w - | ...), as does a "
+             "named pipe: rows are written as the packets' time passes")
     add("--window", type=_positive_int, default=default_window, metavar="SECONDS",
         help=f"window length in whole seconds (default {default_window})")
     add("--out", type=Path, default=Path(DEFAULT_OUT), metavar="PATH",

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from traffic_capture.errors import UsageError
 from traffic_capture.frames import Batch
 from traffic_capture.sources.bpf import check_filter
 from traffic_capture.sources.files import (
+    STDIN,
     merged_batches,
     open_capture_files,
     prefilter,
@@ -27,6 +29,11 @@ class FileSource:
 
     def __init__(self, paths: list[Path], bpf_filter: str | None = None) -> None:
         self.description = ", ".join(map(str, paths))
+        if paths.count(STDIN) > 1:
+            raise UsageError("--read - (standard input) can be given once")
+        if bpf_filter and STDIN in paths:
+            raise UsageError("--filter does not apply to --read - (standard input): filter in "
+                             "the command that writes it, e.g. tcpdump -w - 'not port 22'")
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._cut_short: set[Path] = set()
         if not bpf_filter:
@@ -57,7 +64,10 @@ class FileSource:
     def kernel_drops(self) -> None:
         return None
 
-    def progress(self) -> tuple[int, int]:
+    def progress(self) -> tuple[int, int] | None:
+        """None for a stream (standard input, a named pipe): its size is not known."""
+        if any(capture.is_stream for capture in self.files):
+            return None
         return read_position(self.files), total_size(self.files)
 
     def close(self) -> None:

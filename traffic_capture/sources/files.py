@@ -14,9 +14,10 @@ import gzip
 import io
 import mmap
 import struct
+import sys
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Queue
@@ -73,13 +74,8 @@ def _open_bytes(path: Path, compressed: bool) -> io.BufferedIOBase | io.RawIOBas
     return path.open("rb", buffering=0)
 
 
-def _file_format(path: Path, compressed: bool) -> _ClassicPcap | str | None:
-    """A classic pcap's header, "pcapng", or None for anything else."""
-    try:
-        with _open_bytes(path, compressed) as capture:
-            head = capture.read(PCAP_HEADER_BYTES + 4)
-    except (OSError, EOFError, zlib.error):
-        return None
+def _file_format(head: bytes) -> _ClassicPcap | str | None:
+    """A classic pcap's header, "pcapng", or None for anything else, from the first bytes."""
     kind = _CLASSIC_MAGIC.get(head[:4])
     if kind is not None and len(head) >= PCAP_HEADER_BYTES:
         endian, nano = kind
@@ -93,12 +89,100 @@ def _file_format(path: Path, compressed: bool) -> _ClassicPcap | str | None:
     return None
 
 
+def _head(opened: io.BufferedIOBase | io.RawIOBase) -> bytes:
+    try:
+        with opened as capture:
+            return capture.read(PCAP_HEADER_BYTES + 4) or b""
+    except (OSError, EOFError, zlib.error):
+        return b""
+
+
+STDIN = Path("-")
+_PEEK_BYTES = 64 * 1024
+
+
+class _Stream(io.RawIOBase):
+    """A pipe (standard input, a named pipe) read once, its first bytes peeked: the format is
+    told from them, then the reader gets them again before the rest."""
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        self._raw = raw
+        self._prefix = b""
+        while len(self._prefix) < PCAP_HEADER_BYTES + 4:
+            more = raw.read(_PEEK_BYTES)
+            if not more:
+                break
+            self._prefix += more
+
+    def peeked(self) -> bytes:
+        return self._prefix
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._prefix:
+            count = min(len(view), len(self._prefix))
+            view[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._raw.readinto(view) or 0
+
+
+def _decompressed_head(data: bytes) -> bytes:
+    """The first bytes a gzip stream's peeked start decompresses to."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, PCAP_HEADER_BYTES + 4)
+    except zlib.error:
+        return b""
+
+
 class CaptureFile:
     """One open capture file: its packets, where reading has got to, whether it was cut short."""
 
     def __init__(self, path: Path, shown_as: Path | None = None) -> None:
         self.path = path
         self.shown_as = shown_as or path  # the user's file, when `path` is a filtered copy
+        self.truncated = False  # ends in the middle of a packet
+        self.damaged: str | None = None  # why reading stopped before the end
+        self._chunks: _ChunkReader | None = None
+        self._stream: _Stream | None = None  # a pipe: read once, as it comes
+        if path == STDIN:
+            self.shown_as = Path("standard input")
+            # Unbuffered: a read returns what the pipe holds, so windows close as packets come.
+            stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
+            self._stream = _Stream(stdin)  # closed with the stream
+        else:
+            self._check_path(path)
+        if self._stream is not None:
+            self.size = 0
+            head = self._stream.peeked()
+            self.compressed = head[:2] == _GZIP_MAGIC
+            if self.compressed:
+                head = _decompressed_head(head)
+            if not head:
+                raise CaptureFileError(f"{self.shown_as} is empty: nothing was written to it")
+        else:
+            head = _head(_open_bytes(path, self.compressed))
+        kind = _file_format(head)
+        if kind is None:
+            raise CaptureFileError(
+                f"{self.shown_as} is not a pcap or pcapng capture file (or it is damaged)")
+        self.is_pcapng = kind == "pcapng"
+        self._pcap = None if isinstance(kind, str) else kind
+        if self._pcap is not None and self._pcap.linktype not in LINK_TYPES:
+            raise CaptureFileError(
+                f"{self.shown_as}: {link_type_name(self._pcap.linktype)} is not a link type "
+                f"this tool reads ({supported_names()})"
+            )
+
+    def _check_path(self, path: Path) -> None:
+        """A file (size, gzip or not), or a named pipe to read as a stream."""
         try:
             exists, is_dir = path.exists(), path.is_dir()
         except OSError as error:  # a folder on the way that this user may not enter
@@ -108,6 +192,11 @@ class CaptureFile:
         if is_dir:
             raise CaptureFileError(f"{path} is a folder, not a capture file")
         try:
+            if not path.is_file():  # a named pipe, a device: what comes, once
+                raw = path.open("rb", buffering=0)
+                assert isinstance(raw, io.RawIOBase)
+                self._stream = _Stream(raw)
+                return
             self.size = path.stat().st_size
             with path.open("rb") as capture:
                 self.compressed = capture.read(2) == _GZIP_MAGIC
@@ -115,20 +204,21 @@ class CaptureFile:
             raise CaptureFileError(f"cannot read {path}: {error.strerror}") from None
         if self.size == 0:
             raise CaptureFileError(f"capture file {path} is empty")
-        self.truncated = False  # ends in the middle of a packet
-        self.damaged: str | None = None  # why reading stopped before the end
-        self._chunks: _ChunkReader | None = None
-        kind = _file_format(path, self.compressed)
-        if kind is None:
-            raise CaptureFileError(
-                f"{path} is not a pcap or pcapng capture file (or it is damaged)")
-        self.is_pcapng = kind == "pcapng"
-        self._pcap = None if isinstance(kind, str) else kind
-        if self._pcap is not None and self._pcap.linktype not in LINK_TYPES:
-            raise CaptureFileError(
-                f"{path}: {link_type_name(self._pcap.linktype)} is not a link type this tool "
-                f"reads ({supported_names()})"
-            )
+
+    @property
+    def is_stream(self) -> bool:
+        return self._stream is not None
+
+    def _open(self) -> io.BufferedIOBase | io.RawIOBase:
+        """The file's bytes (decompressed), from the start; a stream's only once."""
+        if self._stream is None:
+            return _open_bytes(self.path, self.compressed)
+        stream, self._stream = self._stream, None
+        if stream is None:
+            raise CaptureFileError(f"{self.shown_as} can be read only once")
+        if self.compressed:
+            return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        return stream
 
     def position(self) -> int:
         """Bytes of the file read so far, for the progress bar (of a compressed file: of its
@@ -158,7 +248,7 @@ class CaptureFile:
         big_endian = header.endian == ">"
         word = np.dtype(np.uint32).newbyteorder(">" if big_endian else "<")
         scale = 1 if header.nano else 1000
-        self._chunks = chunks = _ChunkReader(self.path, self.compressed, PCAP_HEADER_BYTES,
+        self._chunks = chunks = _ChunkReader(self._open, self.compressed, PCAP_HEADER_BYTES,
                                              _PCAP_ROW, slots)
         for slot, end in chunks:
             count, chunks.consumed = record_walk.walk(slot.data, 0, end, slot.offsets,
@@ -184,7 +274,7 @@ class CaptureFile:
 
     def _pcapng_batches(self, slots: int) -> Iterator[list[Batch]]:
         """pcapng: the batches of each chunk's packets."""
-        self._chunks = chunks = _ChunkReader(self.path, self.compressed, 0, _PCAPNG_ROW, slots)
+        self._chunks = chunks = _ChunkReader(self._open, self.compressed, 0, _PCAPNG_ROW, slots)
         section = _Section()
         for slot, end in chunks:
             batches: list[Batch] = []
@@ -340,9 +430,10 @@ class _ChunkReader:
     A buffer full of one unfinished record ends the reading (a damaged file).
     """
 
-    def __init__(self, path: Path, compressed: bool, start: int, row_width: int,
+    def __init__(self, opener: Callable[[], io.BufferedIOBase | io.RawIOBase], compressed: bool,
+                 start: int, row_width: int,
                  slots: int) -> None:
-        self.path, self.compressed, self.start = path, compressed, start
+        self.opener, self.compressed, self.start = opener, compressed, start
         size = MAX_RECORD_BYTES + CHUNK_BYTES
         # Records a walk takes at most: a chunk of smaller records takes several walks. (Not
         # sized for 16-byte records: Windows charges the whole table to its commit limit.)
@@ -394,7 +485,7 @@ class _ChunkReader:
 
     def _chunks(self) -> Iterator[tuple[_Slot, int]]:
         kept, previous, number, first, ended = 0, memoryview(b""), 0, True, False
-        with _open_bytes(self.path, self.compressed) as capture:
+        with self.opener() as capture:
             self._raw = getattr(capture, "fileobj", None)
             capture.read(self.start)  # skip the file header (seek is slow on gzip)
             while True:
