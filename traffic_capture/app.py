@@ -66,7 +66,8 @@ def print_interfaces() -> int:
 def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = None
                ) -> list[Sink]:
     """The outputs a configuration asks for (the CSV always; the web's with --web)."""
-    sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info)]
+    sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info,
+                                 config.rotate, config.keep, config.max_disk)]
     if web_state is not None:
         from traffic_capture.web.sink import WebSink
 

@@ -17,6 +17,7 @@ from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
+from traffic_capture.sinks.csv_rotation import ROTATIONS, parse_size
 from traffic_capture.status import DEFAULT_STATUS_INTERVAL
 from traffic_capture.version import __version__
 from traffic_capture.web import add_web_options, check_exposure, web_token
@@ -53,6 +54,26 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 
@@ -109,6 +130,16 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--delimiter", type=_delimiter, default=",", metavar="CHAR",
         help="field separator: ',' (default) or ';' for Excel set to pt-BR, de-DE...; "
              "also 'tab', '|'")
+    add("--rotate", choices=ROTATIONS, default="none",
+        help="hourly or daily: rows go to traffic-YYYY-MM-DD[-HH].csv beside --out, by the "
+             "window's start, each file with its header (default none). Any file that would "
+             "pass an Excel sheet's 1,048,576 rows goes on in the next, traffic-2.csv...")
+    add("--keep", type=_count, metavar="N",
+        help="keep at most N files of the series besides the current one; older ones are "
+             "removed")
+    add("--max-disk", type=_size, metavar="SIZE",
+        help="the CSV files together take at most SIZE (e.g. 500M, 2G): the oldest are removed "
+             "first, never the current one")
     add("--duration", type=_positive_float, metavar="SECONDS",
         help="stop by itself after this long (live capture)")
     add("--no-reopen", dest="reopen", action="store_false",
@@ -189,6 +220,9 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         quiet=args.quiet,
         backend=args.backend,
         status_interval=args.status_interval,
+        rotate=args.rotate,
+        keep=args.keep,
+        max_disk=args.max_disk,
         reopen=args.reopen,
         web=args.web,
         web_token=token,

@@ -24,6 +24,9 @@ class Config:
     duration: float | None
     quiet: bool
     backend: str
+    rotate: str = "none"  # none, hourly, daily
+    keep: int | None = None  # rotated files kept besides the current one
+    max_disk: int | None = None  # bytes the CSV series may take
     reopen: bool = True  # resume on an interface that went away and came back
     status_interval: float = 60.0  # seconds between status lines when stderr is no terminal
     web: tuple[str, int] | None = None  # (host, port) of the dashboard, None: no web

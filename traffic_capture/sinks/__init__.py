@@ -78,6 +78,7 @@ class Sink:
             queue.SimpleQueue() if self.max_queue is None else queue.Queue(self.max_queue))
         self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
         self._reopen_wanted = threading.Event()
+        self._in_hand = 0  # items taken off the queue, not yet handled
 
     # The hooks.
     def check(self) -> None:
@@ -105,7 +106,7 @@ class Sink:
         """At stop, after every item was handled."""
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + self._in_hand
 
     def side_files(self) -> tuple[Path, ...]:
         return ()
@@ -160,11 +161,15 @@ class Sink:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._in_hand = sum(1 for item in items
+                                if item is not None and item is not _STOP and item is not _REOPEN)
             for item in items:
                 if item is _STOP:
                     stopping = True
                 elif item is not None:
                     self._handle(item)
+                    if item is not _REOPEN:
+                        self._in_hand -= 1
             if self._reopen_wanted.is_set():
                 self._reopen_wanted.clear()
                 self._guarded(self.handle_reopen)

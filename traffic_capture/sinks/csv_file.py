@@ -19,8 +19,15 @@ from pathlib import Path
 
 from traffic_capture.csvformat import header_line, local_time_text, row_template
 from traffic_capture.errors import TrafficCaptureError
-from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
+from traffic_capture.rules import EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
 from traffic_capture.sinks import Say, Sink
+from traffic_capture.sinks.csv_rotation import (
+    SeriesFile,
+    numbered,
+    rotated_path,
+    series_pattern,
+    to_remove,
+)
 from traffic_capture.windows import ClosedWindow
 
 
@@ -78,11 +85,7 @@ def check_output(path: Path, delimiter: str) -> None:
         )
 
 
-def create_output(path: Path, delimiter: str) -> None:
-    """Once capture can start: the folder, and the header in a new or empty file.
-
-    A file that exists but cannot be written now (Excel holds it) is not refused: rows wait for it.
-    """
+def make_folder(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         try:
@@ -90,6 +93,14 @@ def create_output(path: Path, delimiter: str) -> None:
         except OSError as error:
             raise OutputError(
                 f"cannot create the folder of {path}: {error.strerror or error}") from None
+
+
+def create_output(path: Path, delimiter: str) -> None:
+    """Once capture can start: the folder, and the header in a new or empty file.
+
+    A file that exists but cannot be written now (Excel holds it) is not refused: rows wait for it.
+    """
+    make_folder(path)
     if not path.exists() or path.stat().st_size == 0:
         # The header at once: Excel and the dashboard can load the columns before any row.
         try:
@@ -175,35 +186,65 @@ def write_side_file(path: Path, text: str, delimiter: str) -> Path:
     return side
 
 
+def count_rows(path: Path) -> int:
+    """Data rows of an existing CSV (its lines but the header); 0 for none."""
+    try:
+        with path.open("rb") as existing:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: existing.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+    return max(lines - 1, 0)
+
+
 class CsvSink(Sink):
-    """traffic.csv: every closed window's rows, appended in order, nothing lost."""
+    """traffic.csv: every closed window's rows, appended in order, nothing lost.
+
+    With rotation, each window goes to the file of its hour or day; any file that would pass
+    an Excel sheet's rows goes on in the next of its series (traffic-2.csv...); after each
+    write, the oldest files of the series go when --keep or --max-disk asks.
+    """
 
     name = "csv"
     unit = "rows"
 
-    def __init__(self, path: Path, delimiter: str, warn: Say, info: Say) -> None:
+    def __init__(self, path: Path, delimiter: str, warn: Say, info: Say, rotate: str = "none",
+                 keep: int | None = None, max_bytes: int | None = None,
+                 max_rows: int = EXCEL_MAX_ROWS - 1) -> None:
         super().__init__(warn, info)
         self.path = path
         self.delimiter = delimiter
-        self._waiting: deque[tuple[str, int]] = deque()  # (CSV text, rows) per window
+        self.rotate, self.keep, self.max_bytes, self.max_rows = rotate, keep, max_bytes, max_rows
+        # (file, CSV text, rows) per window, in order
+        self._waiting: deque[tuple[Path, str, int]] = deque()
         self._blocked_since: float | None = None
         self.rows_queued = 0  # put by the capture, not yet written
-        self.side_file: Path | None = None
+        self.side_files_made: list[Path] = []
+        # Per file a window may go to (its rotation's name): the number of its series' file in
+        # use (numbered()), and the rows that file holds with those queued for it.
+        self._files: dict[Path, tuple[int, int]] = {}
+        self._over_cap_said = False
+        self._newest: Path | None = None  # the rotation name of the newest window's file
 
     def check(self) -> None:
         check_output(self.path, self.delimiter)
 
     def open(self) -> None:
-        create_output(self.path, self.delimiter)
+        if self.rotate == "none":
+            create_output(self.path, self.delimiter)
+            self._repair(self.path)
+            create_output(self.path, self.delimiter)  # the header, if that was all it held
+        else:  # files come with their hours or days; only the folder now
+            make_folder(self.path)
+
+    def _repair(self, path: Path) -> None:
         try:
-            torn = repair_torn_end(self.path)
+            torn = repair_torn_end(path)
         except OSError as error:
-            raise OutputError(f"cannot repair {self.path}: {error.strerror or error}") from None
+            raise OutputError(f"cannot repair {path}: {error.strerror or error}") from None
         if torn:
             shown = torn[:100].decode("utf-8", "replace")
-            self.warn(f"{self.path} ended in a partial line (a crash or power loss while it was "
+            self.warn(f"{path} ended in a partial line (a crash or power loss while it was "
                       f"written); removed it so that no row is glued to it: {shown!r}")
-            create_output(self.path, self.delimiter)  # the header, if that was all it held
 
     def window(self, window: ClosedWindow) -> None:
         """Never blocks, and leaves building the rows to the sink's thread."""
@@ -215,32 +256,94 @@ class CsvSink(Sink):
         return self.rows_queued - self.written
 
     def side_files(self) -> tuple[Path, ...]:
-        return (self.side_file,) if self.side_file else ()
+        return tuple(self.side_files_made)
 
     def handle_window(self, window: ClosedWindow) -> None:
-        self._waiting.append((format_window(window, self.delimiter), len(window)))
+        target = rotated_path(self.path, self.rotate, window.start_s)
+        if self._newest is None or target.name >= self._newest.name:  # names sort by time
+            self._newest = target
+        self._waiting.append((self._file_for(target, len(window)),
+                              format_window(window, self.delimiter), len(window)))
+
+    def _file_for(self, target: Path, rows: int) -> Path:
+        """The file of target's series that takes `rows` more without passing a sheet."""
+        if target not in self._files:
+            self._files[target] = self._current_of(target)
+        number, held = self._files[target]
+        if held and held + rows > self.max_rows:
+            full = numbered(target, number)
+            number, held = number + 1, count_rows(numbered(target, number + 1))
+            self.info(f"{full} holds the {self.max_rows:,} rows an Excel sheet takes: the next "
+                      f"rows go to {numbered(target, number)}")
+        self._files[target] = (number, held + rows)
+        return numbered(target, number)
+
+    def _current_of(self, target: Path) -> tuple[int, int]:
+        """On first use (a restart appends): the last existing file of the series."""
+        number = 1
+        while numbered(target, number + 1).exists():
+            number += 1
+        path = numbered(target, number)
+        if path.exists() and path != self.path:  # --out itself was repaired at open
+            self._repair(path)
+        return number, count_rows(path)
 
     def poll_seconds(self) -> float | None:
         return RETRY_INTERVAL_SECONDS if self._waiting else None
 
     def flush(self) -> None:
-        if not self._waiting:
-            return
-        text, rows = self._all_waiting()
-        try:
-            append_text(self.path, text, self.delimiter)
-        except OSError as error:
-            if self._blocked_since is None:
-                self._blocked_since = time.monotonic()
-                self.warn(blocked_advice(self.path, error))
-            return
-        self._waiting.clear()
-        self.written += rows
+        written = 0
+        while self._waiting:
+            path = self._waiting[0][0]
+            group = []
+            while self._waiting and self._waiting[0][0] == path:
+                group.append(self._waiting.popleft())
+            text, rows = "".join(t for _, t, _ in group), sum(r for _, _, r in group)
+            try:
+                append_text(path, text, self.delimiter)
+            except OSError as error:
+                self._waiting.extendleft(reversed(group))  # in order, for the next try
+                if self._blocked_since is None:
+                    self._blocked_since = time.monotonic()
+                    self.warn(blocked_advice(path, error))
+                return
+            self.written += rows
+            written += rows
         if self._blocked_since is not None:
             waited = time.monotonic() - self._blocked_since
             self._blocked_since = None
-            self.info(f"{self.path} is writable again: wrote {rows} waiting rows "
+            self.info(f"{self.path} is writable again: wrote {written} waiting rows "
                       f"after {waited:.0f} s")
+        if written and (self.keep is not None or self.max_bytes is not None):
+            self._apply_caps()
+
+    def _apply_caps(self) -> None:
+        """Remove the series' oldest files past --keep / --max-disk, never a current one."""
+        pattern = series_pattern(self.path)
+        files = []
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.path.parent if str(self.path.parent) else "."):
+                if pattern.fullmatch(entry.name) and entry.is_file():
+                    stat = entry.stat()
+                    files.append(SeriesFile(Path(entry.path), stat.st_size, stat.st_mtime))
+        # The file the newest rows go to; older hours' and days' files, and the full sheets
+        # before it, may go.
+        assert self._newest is not None
+        number, _ = self._files[self._newest]
+        current = {f.path for f in files if f.path.name == numbered(self._newest, number).name}
+        for path in to_remove(files, current, self.keep, self.max_bytes):
+            try:
+                path.unlink()
+            except OSError as error:
+                self.warn(f"cannot remove {path} (--keep/--max-disk): {error.strerror}")
+            else:
+                self.info(f"removed {path} (--keep/--max-disk)")
+        kept = sum(f.size for f in files if f.path.exists())
+        if self.max_bytes is not None and kept > self.max_bytes and not self._over_cap_said:
+            self._over_cap_said = True
+            self.warn(f"the current file alone takes more than --max-disk "
+                      f"({kept:,} > {self.max_bytes:,} bytes): rotate more often "
+                      "(--rotate hourly) or raise the cap")
 
     def finish(self) -> None:
         deadline = time.monotonic() + STOP_RETRY_SECONDS
@@ -249,29 +352,31 @@ class CsvSink(Sink):
                 break
             self.flush()
         if self._waiting:
-            self._save_to_side_file()
+            self._save_to_side_files()
 
-    def _all_waiting(self) -> tuple[str, int]:
-        """The text and row count of every waiting window (only this thread touches them)."""
-        return ("".join(text for text, _ in self._waiting),
-                sum(rows for _, rows in self._waiting))
+    def _save_to_side_files(self) -> None:
+        """What each file still refuses, to a side file beside it (or in the temp folder)."""
+        while self._waiting:
+            path = self._waiting[0][0]
+            group = []
+            while self._waiting and self._waiting[0][0] == path:
+                group.append(self._waiting.popleft())
+            text, rows = "".join(t for _, t, _ in group), sum(r for _, _, r in group)
+            self._save_group(path, text, rows)
 
-    def _save_to_side_file(self) -> None:
-        text, rows = self._all_waiting()
-        candidates = [self.path, Path(tempfile.gettempdir()) / self.path.name]
-        for base in candidates:
+    def _save_group(self, path: Path, text: str, rows: int) -> None:
+        for base in (path, Path(tempfile.gettempdir()) / path.name):
             try:
-                self.side_file = write_side_file(base, text, self.delimiter)
+                side = write_side_file(base, text, self.delimiter)
             except OSError:
                 continue
-            self._waiting.clear()
+            self.side_files_made.append(side)
             self.written += rows
-            self.warn(f"{self.path} still cannot be written: its {rows} waiting rows were "
-                      f"saved to {self.side_file}; append them to it once it is free")
+            self.warn(f"{path} still cannot be written: its {rows} waiting rows were "
+                      f"saved to {side}; append them to it once it is free")
             return
         # Nowhere on disk takes them: the terminal is the last place they are not lost.
-        self.warn(f"{self.path} and its side files cannot be written: printing the "
+        self.warn(f"{path} and its side files cannot be written: printing the "
                   f"{rows} waiting rows here")
         sys.stderr.write(text)
         sys.stderr.flush()
-        self._waiting.clear()
