@@ -71,7 +71,7 @@ def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = 
     if web_state is not None:
         from traffic_capture.web.sink import WebSink
 
-        sinks.append(WebSink(web_state, reporter.warn, reporter.info))
+        sinks.append(WebSink(web_state, reporter.warn, reporter.info, config.max_clients))
     return sinks
 
 
@@ -180,7 +180,7 @@ class Run:
                  ) -> None:
         self.config, self.source, self.sinks, self.reporter = config, source, sinks, reporter
         self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
-                                 sinks.packet_tap, sinks.packet_frames)
+                                 sinks.packet_tap, sinks.packet_frames, config.max_clients)
         self.stop = threading.Event()
         self.error: str | None = None
         self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)

@@ -15,7 +15,7 @@ from typing import NoReturn
 from traffic_capture.config import SERVER_IP_ENV, Config
 from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
-from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
+from traffic_capture.rules import DEFAULT_MAX_CLIENTS, DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.sinks.csv_rotation import ROTATIONS, parse_size
 from traffic_capture.status import DEFAULT_STATUS_INTERVAL
@@ -130,6 +130,11 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--delimiter", type=_delimiter, default=",", metavar="CHAR",
         help="field separator: ',' (default) or ';' for Excel set to pt-BR, de-DE...; "
              "also 'tab', '|'")
+    add("--max-clients", type=_count, default=DEFAULT_MAX_CLIENTS, metavar="N",
+        help=f"clients per window and direction (default {DEFAULT_MAX_CLIENTS:,}); under a "
+             "flood of spoofed sources the rest are folded into one row per direction with "
+             "client_ip 'other', bytes conserved, and a client with 1/N of the window's bytes "
+             "always keeps its own row. 0: no limit")
     add("--rotate", choices=ROTATIONS, default="none",
         help="hourly or daily: rows go to traffic-YYYY-MM-DD[-HH].csv beside --out, by the "
              "window's start, each file with its header (default none). Any file that would "
@@ -220,6 +225,7 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         quiet=args.quiet,
         backend=args.backend,
         status_interval=args.status_interval,
+        max_clients=args.max_clients or None,
         rotate=args.rotate,
         keep=args.keep,
         max_disk=args.max_disk,

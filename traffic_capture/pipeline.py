@@ -84,9 +84,9 @@ class Pipeline:
     def __init__(self, servers: ServerSet, window_seconds: int,
                  emit_window: Callable[[ClosedWindow], None],
                  emit_packets: Callable[[CountedPackets], None] | None = None,
-                 packet_frames: bool = False) -> None:
+                 packet_frames: bool = False, max_clients: int | None = None) -> None:
         self.servers = servers
-        self.windows = WindowAggregator(window_seconds)
+        self.windows = WindowAggregator(window_seconds, max_clients)
         self.ftp = FtpDataTracker()
         self.counters = Counters()
         self._emit = emit_window

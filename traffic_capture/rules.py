@@ -27,6 +27,10 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 
 DEFAULT_WINDOW_SECONDS = 5
+# Clients per window and direction before the rest are folded into an `other` row: a spoofed
+# source flood makes a client per packet, and memory, CPU per window and rows must stay
+# bounded. Far above a busy server's real clients per 5 s; a heavy client always keeps its row.
+DEFAULT_MAX_CLIENTS = 10_000
 DEFAULT_OUT = "traffic.csv"
 
 # A live window is written this long after its end by the wall clock, so packets still in kernel

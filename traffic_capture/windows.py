@@ -24,6 +24,11 @@ _CLASS_COUNT = len(CLASSES)
 # Packets kept per window before they are summed: small enough that one sum (a sort) never
 # holds the capture thread for long (a few ms), while a busy live server fills its ring.
 COMPACT_PACKETS = 1 << 16
+# The client of the rows that hold what --max-clients folds, one per direction: the all-ones
+# IPv6 address (in ff00::/8, multicast: never a packet's source, never a unicast peer). It
+# sorts after every real client, so the `other` rows come last in their window.
+OTHER_CLIENT = "other"
+_OTHER_HALF = np.uint64(2**64 - 1)
 
 
 class Sums(NamedTuple):
@@ -57,10 +62,11 @@ class Packets(NamedTuple):
 class WindowAggregator:
     """Sums IP bytes per (window, client, direction, class) until a window is closed."""
 
-    def __init__(self, window_seconds: int) -> None:
+    def __init__(self, window_seconds: int, max_clients: int | None = None) -> None:
         if window_seconds <= 0:
             raise ValueError("window must be a positive number of seconds")
         self.window_ns = window_seconds * NS
+        self.max_clients = max_clients  # per window and direction; None: no cap
         self._packets: dict[int, list[Packets]] = {}  # window start -> packets of batches
         self._pending: dict[int, int] = {}  # window start -> how many packets those hold
         self._sums: dict[int, Sums] = {}  # window start -> sum of its packets so far
@@ -95,8 +101,14 @@ class WindowAggregator:
         kept.append(packets)
         self._pending[start] = pending = self._pending.get(start, 0) + len(packets)
         if pending > COMPACT_PACKETS:
-            self._sums[start] = _merged(self._sums_of(start), kept)
+            self._sums[start] = self._summed(self._sums_of(start), kept)
             del self._packets[start], self._pending[start]
+
+    def _summed(self, sums: list[Sums], packets: list[Packets]) -> Sums:
+        merged = _merged(sums, packets)
+        if self.max_clients is not None:
+            merged = capped(merged, self.max_clients)
+        return merged
 
     def _sums_of(self, start: int) -> list[Sums]:
         return [self._sums[start]] if start in self._sums else []
@@ -121,7 +133,7 @@ class WindowAggregator:
             packets = self._packets.pop(start, [])
             self._pending.pop(start, None)
             if packets:
-                self._sums[start] = _merged(self._sums_of(start), packets)
+                self._sums[start] = self._summed(self._sums_of(start), packets)
             opened.append(ClosedWindow(start // NS, (start + self.window_ns) // NS,
                                        self._sums[start]))
         return opened
@@ -137,7 +149,7 @@ class WindowAggregator:
         packets = self._packets.pop(start, [])
         self._pending.pop(start, None)
         # A window summed once already is in row order; anything else is summed now.
-        merged = sums[0] if len(sums) == 1 and not packets else _merged(sums, packets)
+        merged = sums[0] if len(sums) == 1 and not packets else self._summed(sums, packets)
         return ClosedWindow(start // NS, (start + self.window_ns) // NS, merged)
 
 
@@ -191,6 +203,65 @@ def _merged(sums: list[Sums], packets: list[Packets]) -> Sums:
     return Sums(is6[first], hi[first], lo[first], inbound[first], counts)
 
 
+def capped(sums: Sums, max_clients: int) -> Sums:
+    """At most `max_clients` rows per direction, plus one `other` row holding the rest, with
+    every class's bytes conserved exactly.
+
+    A weighted Misra-Gries summary per direction: when more clients than the cap hold bytes,
+    the (cap+1)-th largest total c is taken from every client, those left with nothing are
+    folded, and all that was taken goes to `other`. Summaries merge (each compaction of a
+    window's packets, each close), and after any merging a client's row falls short of its
+    true bytes by at most the direction's bytes / (cap + 1): a client carrying at least
+    1/cap of the window's bytes always keeps its own row, whatever the order packets came in.
+    Space-Saving would count heavy clients no better and add bytes they never sent.
+    """
+    other = (sums.is6 & (sums.hi == _OTHER_HALF) & (sums.lo == _OTHER_HALF))
+    parts_is6, parts_hi, parts_lo, parts_in, parts_counts = [], [], [], [], []
+    changed = False
+    for inbound in (True, False):
+        side = sums.inbound == inbound
+        clients = np.flatnonzero(side & ~other)
+        folded = sums.counts[side & other].sum(axis=0)
+        counts = sums.counts[clients]
+        if len(clients) > max_clients:
+            changed = True
+            totals = counts.sum(axis=1)
+            c = np.partition(totals, len(totals) - max_clients - 1)[len(totals) - max_clients - 1]
+            taken = _take(counts, np.minimum(totals, c))
+            folded = folded + taken.sum(axis=0)
+            counts = counts - taken
+            left = counts.sum(axis=1) > 0
+            clients, counts = clients[left], counts[left]
+        parts_is6.append(sums.is6[clients])
+        parts_hi.append(sums.hi[clients])
+        parts_lo.append(sums.lo[clients])
+        parts_in.append(np.full(len(clients), inbound))
+        parts_counts.append(counts)
+        if folded.any():
+            parts_is6.append(np.array([True]))
+            parts_hi.append(np.array([_OTHER_HALF]))
+            parts_lo.append(np.array([_OTHER_HALF]))
+            parts_in.append(np.array([inbound]))
+            parts_counts.append(folded.reshape(1, -1))
+    if not changed:
+        return sums
+    return _merged([Sums(np.concatenate(parts_is6), np.concatenate(parts_hi),
+                         np.concatenate(parts_lo), np.concatenate(parts_in),
+                         np.concatenate(parts_counts).astype(np.int64))], [])
+
+
+def _take(counts: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+    """Per row, `amounts` bytes (at most its total) taken from its classes, largest class
+    first: exact integers (a proportional split would multiply bytes by bytes, past int64 on a
+    busy link), and the row keeps its main classes' shape."""
+    order = np.argsort(-counts, axis=1, kind="stable")
+    largest_first = np.take_along_axis(counts, order, axis=1)
+    taken_so_far = np.minimum(np.cumsum(largest_first, axis=1), amounts[:, None])
+    taken = np.empty_like(counts)
+    np.put_along_axis(taken, order, np.diff(taken_so_far, axis=1, prepend=0), axis=1)
+    return taken
+
+
 _TEXT_CACHE: dict[tuple[bool, int, int], str] = {}
 
 
@@ -201,7 +272,9 @@ def _client_text(is6: bool, hi: int, lo: int) -> str:
     if text is None:
         if len(_TEXT_CACHE) > 1_000_000:  # a scan of a /8 must not grow memory forever
             _TEXT_CACHE.clear()
-        text = _TEXT_CACHE[key] = address_text(join_address(is6, hi, lo))
+        folded = is6 and hi == lo == int(_OTHER_HALF)
+        text = _TEXT_CACHE[key] = OTHER_CLIENT if folded else address_text(
+            join_address(is6, hi, lo))
     return text
 
 

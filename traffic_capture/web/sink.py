@@ -51,11 +51,13 @@ class WebSink(Sink):
     unit = "windows"
     wants_packets = True
 
-    def __init__(self, state: WebState, warn: Say, info: Say) -> None:
+    def __init__(self, state: WebState, warn: Say, info: Say,
+                 max_clients: int | None = None) -> None:
         super().__init__(warn, info)
         self.state = state
         self.window_ns = state.window_seconds * NS
-        self._live = WindowAggregator(state.window_seconds)
+        # Capped as the pipeline's windows are: a flood must not grow the window in progress.
+        self._live = WindowAggregator(state.window_seconds, max_clients)
         self._services: dict[int, _ServiceParts] = {}  # window start (ns) -> its packets
         self._tcp_services, self._udp_services = service_tables()
         self._current_at = 0.0
