@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.excel_data import CLIENTS, traffic_rows, write_traffic_csv
-from tests.excel_ooxml import convert, package_problems, read_parts
+from tests.excel_ooxml import audit_problems, convert, package_problems, read_parts
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import report
 from traffic_capture.excel.read import read_traffic
@@ -85,6 +85,11 @@ def test_numbers_equal_pandas_in_openpyxl(built) -> None:
 def test_numbers_equal_pandas_after_libreoffice(built, lo_book) -> None:
     _, df = built
     check_numbers(lo_book, df)
+
+
+def test_openxml_audit_passes(built) -> None:
+    out, _ = built
+    assert audit_problems(out) == []
 
 
 def test_time_charts_are_stacked_with_text_axes(built) -> None:
