@@ -23,10 +23,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.excel_data import traffic_rows, write_traffic_csv
+from tests.excel_data import day_rows, traffic_rows, write_traffic_csv
 from tests.excel_ooxml import audit_problems, convert_all, package_problems, read_parts, rels
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import command, dashboard
+from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.ooxml import pivot as px
 from traffic_capture.excel.read import read_traffic
 from traffic_capture.rules import CLASSES
@@ -38,6 +39,7 @@ GRAND_TOTAL = ("Total Result", "Grand Total")  # LibreOffice's label, Excel's la
 # openpyxl cannot keep slicers and says so; reading is all these tests ask of it.
 pytestmark = pytest.mark.filterwarnings("ignore:Slicer List extension:UserWarning")
 REPO = Path(__file__).resolve().parents[1]
+DATA_COLUMNS = [*COLUMNS, *tg.DERIVED]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def test_opens_in_openpyxl_with_typed_data(built) -> None:
     wb = openpyxl.load_workbook(out)
     assert wb.sheetnames == ["Dashboard", "Protocols", "Data"]
     data = wb["Data"]
-    assert [c.value for c in data[1]] == list(COLUMNS)
+    assert [c.value for c in data[1]] == DATA_COLUMNS
     assert data.max_row == len(df) + 1
     first = data["A2"]
     assert isinstance(first.value, datetime)
@@ -115,7 +117,13 @@ def test_opens_in_openpyxl_with_typed_data(built) -> None:
     assert isinstance(data["E2"].value, int) and data["E2"].value == df["total_bytes"].iloc[0]
     assert isinstance(data["C2"].value, str)
     table = data.tables["Traffic"]
-    assert table.ref == f"A1:J{len(df) + 1}"
+    assert table.ref == f"A1:M{len(df) + 1}"
+    for row in data.iter_rows(min_row=2, max_row=len(df) + 1):
+        start = pd.Timestamp(row[0].value)
+        assert [pd.Timestamp(c.value) for c in row[10:13]] == \
+            [start.floor("D"), start.floor("h"), start.floor("min")]
+    assert [data.cell(2, c).number_format for c in (11, 12, 13)] == \
+        ["yyyy-mm-dd", "yyyy-mm-dd hh:00", "yyyy-mm-dd hh:mm"]
 
 
 def _xml(parts: dict[str, bytes], name: str) -> ET.Element:
@@ -133,7 +141,7 @@ def test_pivots_share_one_cache_sourced_from_the_table(built) -> None:
     assert cache.find(f"{M}cacheSource/{M}worksheetSource").get("name") == "Traffic"
     assert cache.find(f"{M}cacheSource/{M}worksheetSource").get("sheet") is None
     fields = cache.findall(f"{M}cacheFields/{M}cacheField")
-    assert [f.get("name") for f in fields] == list(COLUMNS)
+    assert [f.get("name") for f in fields] == DATA_COLUMNS
     windows = fields[0].find(f"{M}sharedItems")
     assert int(windows.get("count")) == df["window_start"].nunique()
     clients = [s.get("v") for s in fields[2].find(f"{M}sharedItems")]
@@ -170,7 +178,8 @@ def test_stacked_pivot_chart_on_the_protocol_pivot(built) -> None:
     assert chart.find(f"{C}chart/{C}pivotFmts") is not None
 
 
-def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
+def test_slicers_on_who_and_when_each_with_its_own_cache_on_both_pivots(built) -> None:
+    """Clients and directions, and the time range: a date slicer and an hour slicer."""
     out, df = built
     parts = read_parts(out)
     workbook = _xml(parts, "xl/workbook.xml")
@@ -180,7 +189,7 @@ def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
     wb_rels = rels(parts, "xl/workbook.xml")
     listed = [wb_rels[e.get("{http://schemas.openxmlformats.org/officeDocument/2006/"
                             "relationships}id")][1] for e in workbook.iter(f"{X14}slicerCache")]
-    assert len(listed) == 2
+    assert len(listed) == 4
     sources = {}
     for part in listed:
         cache = _xml(parts, part)
@@ -188,9 +197,10 @@ def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
         assert cache.find(f"{X14}data/{X14}tabular").get("pivotCacheId") == cache_id
         assert {(p.get("tabId"), p.get("name")) for p in cache.iter(f"{X14}pivotTable")} == {
             (sheet_ids["Dashboard"], "ByClient"), (sheet_ids["Protocols"], "ByProtocol")}
-    assert set(sources) == {"client_ip", "direction"}
-    assert len(list(sources["client_ip"].iter(f"{X14}i"))) == df["client_ip"].nunique()
-    assert len(list(sources["direction"].iter(f"{X14}i"))) == df["direction"].nunique()
+    assert set(sources) == {"client_ip", "direction", "date", "hour"}
+    data = tg.with_derived(df)
+    for field, cache in sources.items():
+        assert len(list(cache.iter(f"{X14}i"))) == data[field].nunique()
     names = {d.get("name") for d in workbook.iter(f"{M}definedName")}
     assert {c.get("name") for c in sources.values()} <= names
 
@@ -200,7 +210,7 @@ def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
     dashboard_rels = rels(parts, "xl/worksheets/sheet1.xml")
     assert ("slicer", "xl/slicers/slicer1.xml") in dashboard_rels.values()
     drawing = next(t for k, t in dashboard_rels.values() if k == "drawing")
-    assert parts[drawing].count(b"<sle:slicer ") == 2
+    assert parts[drawing].count(b"<sle:slicer ") == 4
 
 
 @pytest.mark.parametrize("which", ["built", "linked"])
@@ -277,9 +287,12 @@ def test_link_binds_a_named_range_not_a_table(linked) -> None:
     names = {(d.get("name"), d.get("localSheetId")): d.text
              for d in workbook.iter(f"{M}definedName")}
     key = (query.get("name"), str(sheets.index("Data")))
-    assert names[key] == f"Data!$A$1:$J${len(df) + 1}"
+    assert names[key] == f"Data!$A$1:$M${len(df) + 1}"
     fields = query.findall(f"{M}queryTableRefresh/{M}queryTableFields/{M}queryTableField")
-    assert [f.get("name") for f in fields] == list(COLUMNS)
+    assert [f.get("name") for f in fields] == DATA_COLUMNS
+    # The CSV's columns come from the file; date, hour, minute are formulas filled down.
+    assert [f.get("dataBound", "1") for f in fields] == ["1"] * 10 + ["0"] * 3
+    assert query.get("fillFormulas") == "1"
     source = _xml(parts, "xl/pivotCache/pivotCacheDefinition1.xml").find(
         f"{M}cacheSource/{M}worksheetSource")
     assert (source.get("name"), source.get("sheet")) == (query.get("name"), "Data")
@@ -291,7 +304,9 @@ def test_link_binds_a_named_range_not_a_table(linked) -> None:
         == ("1", "0", "0", "65001")
     assert len(text.findall(f"{M}textFields/{M}textField")) == len(COLUMNS)
     data = openpyxl.load_workbook(out)["Data"]
-    assert [c.value for c in data[1]] == list(COLUMNS) and data.max_row == len(df) + 1
+    assert [c.value for c in data[1]] == DATA_COLUMNS and data.max_row == len(df) + 1
+    assert [data.cell(3, c).value for c in (11, 12, 13)] == \
+        ["=INT(A3)", "=INT(A3)+HOUR(A3)/24", "=INT(A3)+(HOUR(A3)*60+MINUTE(A3))/1440"]
 
 
 def _pivot_area(ws, ref: str) -> list[tuple]:
@@ -470,3 +485,71 @@ def test_the_connection_splits_on_the_csvs_own_delimiter(delimiter: str, flags: 
     xml = px.connection_xml("C:\\t.csv", delimiter, "traffic_csv")
     assert flags + ">" in xml
     ET.fromstring(xml)
+
+
+
+@pytest.fixture(scope="module")
+def a_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 24-hour CSV (17,280 windows) and its dashboard, as LibreOffice recomputed it."""
+    folder = tmp_path_factory.mktemp("day")
+    csv = write_traffic_csv(folder / "traffic.csv", day_rows(hours=24))
+    out = folder / "day.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out)]) == 0
+    return csv, convert_all([out], "xlsx", folder / "lo")[0]
+
+
+def test_a_day_reads_in_hours(a_day) -> None:
+    """Issue 10: LibreOffice's recomputed pivot of a day has a few hundred rows at most (auto
+    groups by hour: 24) and the CSV's grand total."""
+    csv, lo = a_day
+    df = read_traffic(csv)
+    # read_only: openpyxl then skips parsing the pivot cache's 17,280 records (a minute).
+    book = openpyxl.load_workbook(lo, data_only=True, read_only=True)
+    rows = list(book["Dashboard"].iter_rows(min_row=dashboard.CLIENT_PIVOT_TOP,
+                                            values_only=True))
+    header = rows[1]
+    assert header[0] == "hour"
+    body = rows[2:rows.index(next(r for r in rows if r[0] in GRAND_TOTAL))]
+    assert len(body) == 24 <= 300
+    total = next(r for r in rows if r[0] in GRAND_TOTAL)
+    assert total[header.index(next(h for h in header if h in GRAND_TOTAL))] == \
+        df["total_bytes"].sum()
+    protocols = list(book["Protocols"].iter_rows(values_only=True))
+    assert next(r for r in protocols if r[0] in GRAND_TOTAL)[1:6] == \
+        tuple(int(df[f"{c}_bytes"].sum()) for c in CLASSES)
+
+
+@pytest.mark.parametrize(("hours", "group", "field", "bars"), [
+    (24, "auto", "hour", 24), (2, "auto", "minute", 120), (0.25, "auto", "window_start", 180),
+    (24, "day", "date", 1), (2, "hour", "hour", 2), (1, "5s", "window_start", 720),
+    (1, "minute", "minute", 60),
+])
+def test_group_picks_the_rows_unit(hours: float, group: str, field: str, bars: int) -> None:
+    """--group: auto takes the finest unit that keeps the chart under 200 bars."""
+    rows = day_rows(hours=1)[:int(hours * 720)] if hours < 1 else day_rows(hours=int(hours))
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df["window_start"] = pd.to_datetime(df["window_start"])
+    df["window_end"] = pd.to_datetime(df["window_end"])
+    for col in COLUMNS[4:]:
+        df[col] = df[col].astype("int64")
+    plan = dashboard.plan(df, group)
+    assert plan.row_field == field
+    assert len(plan.items.items(field)) == bars == plan.lay.protocol.n_rows
+    assert bars <= tg.MAX_BARS or group != "auto"
+
+
+def test_group_option_regroups_pivots_and_chart(tmp_path: Path) -> None:
+    csv = write_traffic_csv(tmp_path / "traffic.csv", traffic_rows(windows=30))
+    out = tmp_path / "d.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--group", "minute"]) == 0
+    parts = read_parts(out)
+    for part in ("xl/pivotTables/pivotTable1.xml", "xl/pivotTables/pivotTable2.xml"):
+        rows = _xml(parts, part).find(f"{M}rowFields")
+        assert [f.get("x") for f in rows] == [str(DATA_COLUMNS.index("minute"))]
+    chart = _xml(parts, "xl/charts/chart1.xml")
+    labels = [v.text for v in chart.find(f".//{C}cat").iter(f"{C}v")]
+    assert labels == sorted({(pd.Timestamp("2026-03-02 23:59:40") + pd.Timedelta(seconds=5 * w))
+                             .strftime("%Y-%m-%d %H:%M") for w in range(30)})
+    assert "per minute" in chart.find(f"{C}chart/{C}title").findtext(".//{*}t")
+    assert audit_problems(out) == []
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--group", "week"]) == 2

@@ -20,13 +20,13 @@ from xml.sax.saxutils import escape
 import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
+from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
 from traffic_capture.excel.ooxml import pivot as px
 from traffic_capture.excel.ooxml.package import Package, insert_before
 from traffic_capture.excel.read import TrafficCsvError, csv_delimiter
 from traffic_capture.rules import CLASSES
 
-DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 BYTES_FORMAT = "#,##0"
 TABLE_NAME = "Traffic"
 QUERY_NAME = "traffic_csv"  # the --link query table, its connection and its range's name
@@ -36,7 +36,11 @@ CLIENT_PIVOT_TOP = 24  # below the chart and slicers
 PROTOCOL_PIVOT_TOP = 3
 CHART_SCALE = (2.0, 1.3)
 X14_NS = px.X14_NS
-SLICER_FIELDS = ("client_ip", "direction")
+# client and direction pick who; date and hour pick when (the time-range picker).
+SLICER_FIELDS = ("client_ip", "direction", "date", "hour")
+# Where each slicer sits on the dashboard: (column, row) of its top-left and bottom-right cells.
+SLICER_ANCHORS = {"client_ip": ((0, 2), (3, 10)), "direction": ((0, 10), (3, 13)),
+                  "date": ((0, 13), (3, 17)), "hour": ((0, 17), (3, 21))}
 # Excel keeps a text connection's file name in 255 characters at most.
 EXCEL_MAX_PATH = 255
 WINDOWS_PATH_FORBIDDEN = set('<>"|?*') | {chr(c) for c in range(32)}
@@ -68,16 +72,16 @@ def layouts(items: px.CacheItems, row_field: str) -> Layouts:
     )
 
 
-def plan(df: pd.DataFrame) -> Plan:
-    data = df.loc[:, list(COLUMNS)]
-    row_field = "window_start"
-    items = px.cache_items(data, (row_field, *SLICER_FIELDS))
+def plan(df: pd.DataFrame, group: str = "auto") -> Plan:
+    """The Data sheet (the CSV's columns, then date, hour, minute) and the unit pivots group by."""
+    data = tg.with_derived(df.loc[:, list(COLUMNS)])
+    row_field = tg.group_field(data, group)
+    items = px.cache_items(data, tuple(dict.fromkeys((row_field, *SLICER_FIELDS))))
     return Plan(data, row_field, items, layouts(items, row_field))
 
 
-def excel_serial(times: pd.Series) -> pd.Series:
-    """Date-times as Excel serial days (1900 system), so cells are real dates, not text."""
-    return (times - pd.Timestamp("1899-12-30")) / pd.Timedelta(days=1)
+def unit(p: Plan) -> str:
+    return tg.UNIT_NAMES[p.row_field]
 
 
 def client_cells(p: Plan) -> pd.DataFrame:
@@ -106,7 +110,7 @@ def write_pivot_cells(ws, layout: px.PivotLayout, table: pd.DataFrame, corner: s
     ws.write(top + 1, 0, row_caption, formats["head"])
     for col, name in enumerate(table.columns, start=1):
         ws.write_string(top + 1, col, str(name), formats["head"])
-    serials = excel_serial(pd.Series(table.index))
+    serials = tg.excel_serials(pd.Series(table.index))
     for row, (serial, values) in enumerate(zip(serials, table.to_numpy(), strict=True),
                                            start=top + 2):
         ws.write_number(row, 0, float(serial), formats["label"])
@@ -125,13 +129,12 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     import xlsxwriter
 
     wb = xlsxwriter.Workbook(str(path))
-    date_fmt = wb.add_format({"num_format": DATE_FORMAT})
     int_fmt = wb.add_format({"num_format": BYTES_FORMAT})
     title_fmt = wb.add_format({"bold": True, "font_size": 14})
     note_fmt = wb.add_format({"italic": True, "font_color": "#595959"})
     pivot_formats = {
         "head": wb.add_format({"bold": True, "bg_color": "#DCE6F1"}),
-        "label": wb.add_format({"num_format": DATE_FORMAT, "align": "left"}),
+        "label": wb.add_format({"num_format": tg.EXCEL_FORMATS[p.row_field], "align": "left"}),
         "bytes": int_fmt,
         "total": wb.add_format({"bold": True, "top": 1}),
         "total_bytes": wb.add_format({"bold": True, "top": 1, "num_format": BYTES_FORMAT}),
@@ -144,8 +147,8 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
 
     dash.write(0, 0, "Traffic per client and protocol", title_fmt)
     dash.write(1, 0, title_note, note_fmt)
-    dash.write(CLIENT_PIVOT_TOP - 2, 0, "Bytes per window and client (slicers filter both pivots)",
-               note_fmt)
+    dash.write(CLIENT_PIVOT_TOP - 2, 0, f"Bytes per {unit(p)} and client (slicers filter both "
+               "pivots; to regroup, drag date, hour, minute or window_start into Rows)", note_fmt)
     dash.set_column(0, 0, 21)
     dash.set_column(1, 1 + lay.client.n_cols, 16)
     dash.set_landscape()
@@ -153,7 +156,7 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     dash.hide_gridlines(2)
     write_pivot_cells(dash, lay.client, client_cells(p), px.CLIENT_VALUES, "client_ip",
                       p.row_field, pivot_formats)
-    protocols.write(0, 0, "Bytes per window and protocol (the chart's source)", note_fmt)
+    protocols.write(0, 0, f"Bytes per {unit(p)} and protocol (the chart's source)", note_fmt)
     protocols.set_column(0, 0, 21)
     protocols.set_column(1, len(CLASSES), 12)
     write_pivot_cells(protocols, lay.protocol, protocol_cells(p), "", px.VALUES_CAPTION,
@@ -161,7 +164,8 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
 
     frame = p.data
     n, width = len(frame), frame.shape[1]
-    formats = [date_fmt if pd.api.types.is_datetime64_any_dtype(frame[c]) else
+    date_fmts = {c: wb.add_format({"num_format": f}) for c, f in tg.EXCEL_FORMATS.items()}
+    formats = [date_fmts[c] if c in date_fmts else
                int_fmt if c.endswith("_bytes") else None for c in frame.columns]
     if linked:
         # A text import lands in a plain range (Excel never binds one to a Table); the range's
@@ -183,12 +187,16 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     data.set_column(2, 2, 26)
     data.set_column(3, 3, 9)
     data.set_column(4, width - 1, 12)
-    columns = [excel_serial(frame[c]).to_numpy() if f is date_fmt else frame[c].to_numpy()
-               for c, f in zip(frame.columns, formats, strict=True)]
-    kinds = ["date" if f is date_fmt else
+    data.set_column(len(COLUMNS), width - 1, 17)
+    columns = [tg.excel_serials(frame[c]) if c in date_fmts else frame[c].to_numpy()
+               for c in frame.columns]
+    # Linked, the derived columns are formulas the query table fills down on each refresh.
+    kinds = ["formula" if linked and c in tg.FORMULAS else "date" if c in date_fmts else
              "int" if pd.api.types.is_integer_dtype(frame[c]) else "text"
-             for c, f in zip(frame.columns, formats, strict=True)]
+             for c in frame.columns]
+    formulas = [tg.FORMULAS.get(c, "") for c in frame.columns]
     write_number, write_string = data.write_number, data.write_string
+    write_formula = data.write_formula
     for row, values in enumerate(zip(*columns, strict=True), start=1):
         for col, value in enumerate(values):
             kind = kinds[col]
@@ -196,6 +204,9 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
                 write_string(row, col, value)
             elif kind == "date":
                 write_number(row, col, float(value), formats[col])
+            elif kind == "formula":
+                write_formula(row, col, formulas[col].format(row=row + 1), formats[col],
+                              float(value))
             else:
                 write_number(row, col, int(value), formats[col])
 
@@ -209,7 +220,7 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
             "values": f"={PROTOCOLS}!${letter}${pl.first_data_row}:${letter}${pl.last_data_row}",
             "gap": 30,
         })
-    chart.set_title({"name": "Bytes per window, by protocol"})
+    chart.set_title({"name": f"Bytes per {unit(p)}, by protocol"})
     chart.set_x_axis({"text_axis": True, "num_font": {"rotation": -45}})
     chart.set_y_axis({"num_format": BYTES_FORMAT, "major_gridlines": {"visible": True}})
     chart.set_legend({"position": "bottom"})
@@ -227,14 +238,14 @@ def numfmt_id(styles_xml: str, code: str, default: int) -> int:
 
 def category_labels(p: Plan) -> list[str]:
     """The chart's category texts, as the pivot's row labels read."""
-    return [pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S") for v in p.items.items(p.row_field)]
+    return [pd.Timestamp(v).strftime(tg.TEXT_FORMATS[p.row_field])
+            for v in p.items.items(p.row_field)]
 
 
 def add_pivots(pkg: Package, p: Plan, workbook_file: str, source: str) -> None:
     """Pivot cache and records, both pivots, the PivotChart link and the slicers."""
     styles = pkg.text("xl/styles.xml")
-    date_id = numfmt_id(styles, DATE_FORMAT, 22)
-    numfmts = {c: date_id for c in p.items.date_ranges}
+    numfmts = {c: numfmt_id(styles, tg.EXCEL_FORMATS[c], 22) for c in p.items.date_ranges}
     value_id = numfmt_id(styles, BYTES_FORMAT, 3)
     items, lay = p.items, p.lay
     cache_part = "xl/pivotCache/pivotCacheDefinition1.xml"
@@ -294,8 +305,8 @@ def add_pivots(pkg: Package, p: Plan, workbook_file: str, source: str) -> None:
     )
     pkg.set_text(sheet, sheet_xml)
     drawing = next(t for t in pkg.rels_of(sheet).values() if "/drawings/" in t)
-    anchors = (px.slicer_anchor_xml("client_ip", 1001, (0, 2), (3, 14))
-               + px.slicer_anchor_xml("direction", 1002, (0, 15), (3, 20)))
+    anchors = "".join(px.slicer_anchor_xml(field, 1001 + i, *SLICER_ANCHORS[field])
+                      for i, field in enumerate(SLICER_FIELDS))
     pkg.set_text(drawing, pkg.text(drawing).replace("</xdr:wsDr>", anchors + "</xdr:wsDr>"))
 
     # The chart becomes a PivotChart of the protocol pivot.
@@ -329,16 +340,15 @@ def add_link(pkg: Package, p: Plan, csv_path: str, delimiter: str) -> None:
 
 
 def build_dashboard(df: pd.DataFrame, out: Path, link: str | None = None,
-                    delimiter: str = ",") -> None:
+                    delimiter: str = ",", group: str = "auto") -> None:
     """Write the dashboard workbook for a typed traffic DataFrame to `out` (atomically).
 
     `link` is the CSV's path as Excel will see it: the Data sheet becomes a query on it.
     """
-    p = plan(df)
-    note = ("Pick clients and directions in the slicers; Data > Refresh All re-reads "
-            f"{link_name(link)}." if link else
-            "Pick clients and directions in the slicers. Rebuild with traffic-capture excel "
-            "for newer rows.")
+    p = plan(df, group)
+    pick = "Pick clients, directions, days and hours in the slicers"
+    note = (f"{pick}; Data > Refresh All re-reads {link_name(link)}." if link else
+            f"{pick}. Rebuild with traffic-capture excel for newer rows.")
     with replacing(out) as tmp:
         write_base(p, tmp, note, linked=link is not None)
         pkg = Package.read(tmp)
@@ -378,6 +388,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "it; PATH is the CSV as Excel will see it (e.g. "
                              "'\\\\server\\share\\traffic.csv' or 'C:\\logs\\traffic.csv'; "
                              "default: the --csv file's absolute path here)")
+    parser.add_argument("--group", choices=tg.GROUP_CHOICES, default="auto",
+                        help="time unit of the pivots' rows and the chart's bars: 5s windows, "
+                             f"minute, hour or day (default auto: under {tg.MAX_BARS} bars)")
     return parser.parse_args(argv)
 
 
@@ -401,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def build(df: pd.DataFrame) -> None:
         delimiter = csv_delimiter(args.csv) if link is not None else ","
-        build_dashboard(df, args.out, link, delimiter)
+        build_dashboard(df, args.out, link, delimiter, args.group)
 
     return run_workbook_command(prog, args.csv, args.out, build)
 
