@@ -553,3 +553,23 @@ def test_group_option_regroups_pivots_and_chart(tmp_path: Path) -> None:
     assert "per minute" in chart.find(f"{C}chart/{C}title").findtext(".//{*}t")
     assert audit_problems(out) == []
     assert dashboard.main(["--csv", str(csv), "--out", str(out), "--group", "week"]) == 2
+
+
+def test_bytes_read_in_kb_mb_gb_on_titled_axes(built) -> None:
+    """Pivot values and the chart's value axis in KB/MB/GB; both axes carry a title."""
+    from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT
+
+    out, _ = built
+    parts = read_parts(out)
+    codes = {f.get("numFmtId"): f.get("formatCode")
+             for f in _xml(parts, "xl/styles.xml").iter(f"{M}numFmt")}
+    for part in ("xl/pivotTables/pivotTable1.xml", "xl/pivotTables/pivotTable2.xml"):
+        for field in _xml(parts, part).iter(f"{M}dataField"):
+            assert codes[field.get("numFmtId")] == BYTES_FORMAT
+    chart = _xml(parts, "xl/charts/chart1.xml")
+    val_ax, cat_ax = chart.find(f".//{C}valAx"), chart.find(f".//{C}catAx")
+    assert val_ax.find(f"{C}numFmt").get("formatCode") == BYTES_FORMAT
+    assert val_ax.find(f"{C}title").findtext(".//{*}t") == BYTES_AXIS
+    assert cat_ax.find(f"{C}title").findtext(".//{*}t") == "window"
+    assert openpyxl.load_workbook(out)["Dashboard"].cell(
+        dashboard.CLIENT_PIVOT_TOP + 2, 2).number_format == BYTES_FORMAT

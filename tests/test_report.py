@@ -111,6 +111,10 @@ def test_time_charts_are_stacked_with_text_axes(built) -> None:
         assert chart.find(f".//{C}grouping").get("val") == "stacked"
         assert chart.find(f".//{C}dateAx") is None
         cat_ax = chart.find(f".//{C}catAx")
+        val_ax = chart.find(f".//{C}valAx")
+        assert val_ax.find(f"{C}numFmt").get("formatCode") == report.BYTES_FORMAT
+        assert val_ax.find(f"{C}title").findtext(".//{*}t") == report.BYTES_AXIS
+        assert cat_ax.find(f"{C}title").findtext(".//{*}t") == "window"
         # A text axis (no auto date detection): one column per window in Excel and LibreOffice.
         auto = cat_ax.find(f"{C}auto")
         assert auto is None or auto.get("val") == "0"

@@ -22,12 +22,12 @@ import pandas as pd
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
 from traffic_capture.excel.ooxml import pivot as px
 from traffic_capture.excel.ooxml.package import Package, insert_before
 from traffic_capture.excel.read import TrafficCsvError, csv_delimiter
 from traffic_capture.rules import CLASSES
 
-BYTES_FORMAT = "#,##0"
 TABLE_NAME = "Traffic"
 QUERY_NAME = "traffic_csv"  # the --link query table, its connection and its range's name
 DASHBOARD, PROTOCOLS, DATA = "Dashboard", "Protocols", "Data"
@@ -129,13 +129,14 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     import xlsxwriter
 
     wb = xlsxwriter.Workbook(str(path))
-    int_fmt = wb.add_format({"num_format": BYTES_FORMAT})
+    int_fmt = wb.add_format({"num_format": COUNT_FORMAT})
+    size_fmt = wb.add_format({"num_format": BYTES_FORMAT})
     title_fmt = wb.add_format({"bold": True, "font_size": 14})
     note_fmt = wb.add_format({"italic": True, "font_color": "#595959"})
     pivot_formats = {
         "head": wb.add_format({"bold": True, "bg_color": "#DCE6F1"}),
         "label": wb.add_format({"num_format": tg.EXCEL_FORMATS[p.row_field], "align": "left"}),
-        "bytes": int_fmt,
+        "bytes": size_fmt,
         "total": wb.add_format({"bold": True, "top": 1}),
         "total_bytes": wb.add_format({"bold": True, "top": 1, "num_format": BYTES_FORMAT}),
     }
@@ -221,8 +222,9 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
             "gap": 30,
         })
     chart.set_title({"name": f"Bytes per {unit(p)}, by protocol"})
-    chart.set_x_axis({"text_axis": True, "num_font": {"rotation": -45}})
-    chart.set_y_axis({"num_format": BYTES_FORMAT, "major_gridlines": {"visible": True}})
+    chart.set_x_axis({"text_axis": True, "num_font": {"rotation": -45}, "name": unit(p)})
+    chart.set_y_axis({"num_format": BYTES_FORMAT, "name": BYTES_AXIS,
+                      "major_gridlines": {"visible": True}})
     chart.set_legend({"position": "bottom"})
     dash.insert_chart("D3", chart, {"x_scale": CHART_SCALE[0], "y_scale": CHART_SCALE[1]})
     dash.activate()
