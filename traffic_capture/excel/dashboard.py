@@ -222,7 +222,9 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
             "gap": 30,
         })
     chart.set_title({"name": f"Bytes per {unit(p)}, by protocol"})
-    chart.set_x_axis({"text_axis": True, "num_font": {"rotation": -45}, "name": unit(p)})
+    # The format draws numeric labels (LibreOffice's recomputed pivot) as dates too.
+    chart.set_x_axis({"text_axis": True, "num_font": {"rotation": -45}, "name": unit(p),
+                      "num_format": tg.EXCEL_FORMATS[p.row_field]})
     chart.set_y_axis({"num_format": BYTES_FORMAT, "name": BYTES_AXIS,
                       "major_gridlines": {"visible": True}})
     chart.set_legend({"position": "bottom"})
