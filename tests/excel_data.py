@@ -43,3 +43,18 @@ def write_traffic_csv(
     lines = [delimiter.join(COLUMNS)] + [delimiter.join(r) for r in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def day_rows(hours: int = 24, seed: int = 11) -> list[list[str]]:
+    """A row per 5-second window for `hours` hours (one client at a time, in turn): a day's span
+    at a size that builds and converts in seconds."""
+    rng = random.Random(seed)
+    start = datetime(2026, 3, 2, 0, 0, 0)
+    rows = []
+    for w in range(hours * 720):
+        ws = start + timedelta(seconds=5 * w)
+        per_class = [rng.randint(0, 50_000) for _ in CLASSES]
+        rows.append([ws.strftime(TIME_FORMAT), (ws + timedelta(seconds=5)).strftime(TIME_FORMAT),
+                     CLIENTS[w % 3], ("in", "out")[w % 2], str(sum(per_class)),
+                     *map(str, per_class)])
+    return rows

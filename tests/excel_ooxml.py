@@ -1,4 +1,5 @@
-"""Checks on an .xlsx as a zip package, and a LibreOffice headless converter for the tests."""
+"""Checks on an .xlsx as a zip package, openxml-audit's verdict, and a LibreOffice headless
+converter for the tests."""
 
 from __future__ import annotations
 
@@ -66,6 +67,21 @@ def package_problems(path: Path) -> list[str]:
     return problems
 
 
+def audit_problems(path: Path) -> list[str]:
+    """What openxml-audit (the Open XML SDK's validation rules: schemas of Office 2007 to
+    Microsoft 365 with their extensions, semantic and package rules) finds wrong, errors and
+    warnings alike, under its strict policy."""
+    from openxml_audit import FileFormat, OpenXmlValidator
+
+    validator = OpenXmlValidator(file_format=FileFormat.MICROSOFT_365, max_errors=0, strict=True)
+    result = validator.validate(str(path))
+    found = [f"{e.severity.value}: {e.part_uri or ''} {e.path or ''}: {e.description}"
+             for e in result.errors]
+    if not result.is_valid and not found:
+        found.append("invalid, with no finding listed")
+    return found
+
+
 def rels(parts: dict[str, bytes], part: str) -> dict[str, tuple[str, str]]:
     """r:id -> (type, absolute target) of `part`'s relationships."""
     folder, base = posixpath.split(part)
@@ -94,15 +110,21 @@ def soffice() -> str:
 
 def convert(src: Path, fmt: str, outdir: Path) -> Path:
     """Convert with LibreOffice headless in a private profile, so parallel runs don't collide."""
+    return convert_all([src], fmt, outdir)[0]
+
+
+def convert_all(sources: list[Path], fmt: str, outdir: Path) -> list[Path]:
+    """Convert several files in one LibreOffice start (each start costs seconds)."""
     binary = soffice()
     profile = outdir / f"lo-profile-{uuid.uuid4().hex}"
     outdir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [binary, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
-         "--convert-to", fmt, "--outdir", str(outdir), str(src)],
-        capture_output=True, text=True, timeout=180,
+         "--convert-to", fmt, "--outdir", str(outdir), *map(str, sources)],
+        capture_output=True, text=True, timeout=300,
     )
     shutil.rmtree(profile, ignore_errors=True)
-    out = outdir / (src.stem + "." + fmt.split(":")[0])
-    assert out.exists(), f"LibreOffice did not convert {src}: {result.stdout} {result.stderr}"
-    return out
+    outs = [outdir / (src.stem + "." + fmt.split(":")[0]) for src in sources]
+    for src, out in zip(sources, outs, strict=True):
+        assert out.exists(), f"LibreOffice did not convert {src}: {result.stdout} {result.stderr}"
+    return outs

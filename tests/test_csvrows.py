@@ -122,3 +122,38 @@ def test_round_trip(tmp_path: Path, rows, delimiter: str) -> None:
     assert df["total_bytes"].tolist() == [sum(r[3]) for r in rows]
     assert df["client_ip"].tolist() == [r[1] for r in rows]
     assert df["window_start"].tolist() == [base + timedelta(seconds=5 * r[0]) for r in rows]
+
+
+REPO_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("pcap", "that is a capture file (pcap)"), ("pcapng", "that is a capture file (pcapng)"),
+    ("gzip", "that is a capture file (gzip"), ("binary", "binary file"),
+    ("latin1", "binary file"),
+])
+@pytest.mark.parametrize("command", ["excel", "report"])
+def test_a_capture_or_binary_file_as_csv_is_one_plain_line(tmp_path: Path, capsys, kind: str,
+                                                          says: str, command: str) -> None:
+    """`report --csv capture.pcap` says to use --read, and no raw byte reaches the terminal."""
+    import gzip
+
+    from traffic_capture.excel import dashboard, report
+
+    pcap = (REPO_SAMPLES / "sample.pcap").read_bytes()
+    content = {
+        "pcap": pcap,
+        "pcapng": b"\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a" + bytes(range(256)),
+        "gzip": gzip.compress(pcap),
+        "binary": b"window_start\x00\x07\x1b[31m" + bytes(range(256)),
+        "latin1": ",".join(COLUMNS).encode() + b"\n\xe9\xe8\xff\xfe" * 10,
+    }[kind]
+    path = tmp_path / f"capture.{kind}"
+    path.write_bytes(content)
+    main = dashboard.main if command == "excel" else report.main
+    assert main(["--csv", str(path), "--out", str(tmp_path / "x.xlsx")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and says in err
+    if kind != "binary" and "capture file" in says:
+        assert "--read" in err
+    assert err.isascii() and all(c.isprintable() for c in err.strip())

@@ -1,7 +1,9 @@
-"""The pivot dashboard: a consistent package, real pivots/slicers/PivotChart, LibreOffice's totals.
+"""The pivot dashboard: a consistent package that openxml-audit passes, real pivots, slicers and
+PivotChart, LibreOffice's totals.
 
-LibreOffice recomputes pivots from the Data table when it loads the file (the cache holds no
-records), so its output cells are an independent check of what the pivots are wired to.
+LibreOffice recomputes pivots from the Data sheet when it loads the file (the cache asks for a
+refresh on load), so its output cells are an independent check of what the pivots are wired to,
+and of the cells the dashboard renders for a file opened where nothing refreshes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from datetime import datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -20,10 +23,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.excel_data import traffic_rows, write_traffic_csv
-from tests.excel_ooxml import convert, package_problems, read_parts, rels
+from tests.excel_data import day_rows, traffic_rows, write_traffic_csv
+from tests.excel_ooxml import audit_problems, convert_all, package_problems, read_parts, rels
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import command, dashboard
+from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.ooxml import pivot as px
 from traffic_capture.excel.read import read_traffic
 from traffic_capture.rules import CLASSES
@@ -35,6 +39,7 @@ GRAND_TOTAL = ("Total Result", "Grand Total")  # LibreOffice's label, Excel's la
 # openpyxl cannot keep slicers and says so; reading is all these tests ask of it.
 pytestmark = pytest.mark.filterwarnings("ignore:Slicer List extension:UserWarning")
 REPO = Path(__file__).resolve().parents[1]
+DATA_COLUMNS = [*COLUMNS, *tg.DERIVED]
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +52,26 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
 
 
 @pytest.fixture(scope="module")
-def lo_values(built, tmp_path_factory: pytest.TempPathFactory) -> openpyxl.Workbook:
-    """The workbook as LibreOffice computed and saved it (one conversion for the module)."""
-    out, _ = built
-    converted = convert(out, "xlsx", tmp_path_factory.mktemp("lo"))
-    return openpyxl.load_workbook(converted, data_only=True)
+def linked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, Path]:
+    folder = tmp_path_factory.mktemp("linked")
+    csv = write_traffic_csv(folder / "traffic.csv", traffic_rows(windows=9, seed=5), ";")
+    out = folder / "live.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--link"]) == 0
+    return out, read_traffic(csv), csv
+
+
+@pytest.fixture(scope="module")
+def lo_books(built, linked,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, openpyxl.Workbook]:
+    """Both workbooks as LibreOffice computed and saved them (one LibreOffice run)."""
+    plain, live = convert_all([built[0], linked[0]], "xlsx", tmp_path_factory.mktemp("lo"))
+    return {"plain": openpyxl.load_workbook(plain, data_only=True),
+            "linked": openpyxl.load_workbook(live, data_only=True)}
+
+
+@pytest.fixture(scope="module")
+def lo_values(lo_books) -> openpyxl.Workbook:
+    return lo_books["plain"]
 
 
 def test_package_is_consistent(built) -> None:
@@ -59,12 +79,36 @@ def test_package_is_consistent(built) -> None:
     assert package_problems(out) == []
 
 
+@pytest.mark.parametrize("which", ["built", "linked"])
+def test_openxml_audit_passes(which: str, request: pytest.FixtureRequest) -> None:
+    out = request.getfixturevalue(which)[0]
+    assert audit_problems(out) == []
+
+
+@pytest.mark.parametrize(("part", "old", "new"), [
+    ("xl/pivotCache/pivotCacheDefinition1.xml", b'refreshOnLoad="1"', b'refreshOnLoad="1" x="1"'),
+    ("xl/pivotCache/pivotCacheRecords1.xml", b"<r>", b"<r><q/>"),
+    ("xl/queryTables/queryTable1.xml", b"<queryTableRefresh", b"<q/><queryTableRefresh"),
+    ("xl/slicerCaches/slicerCache1.xml", b"<pivotTables>", b"<pivotTables><q/>"),
+])
+def test_openxml_audit_reads_the_parts_we_add(linked, tmp_path: Path, part: str, old: bytes,
+                                              new: bytes) -> None:
+    """A planted schema error in each hand-written part is found: the audit is not vacuous."""
+    parts = read_parts(linked[0])
+    parts[part] = parts[part].replace(old, new, 1)
+    broken = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(broken, "w") as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    assert any(part in problem for problem in audit_problems(broken))
+
+
 def test_opens_in_openpyxl_with_typed_data(built) -> None:
     out, df = built
     wb = openpyxl.load_workbook(out)
     assert wb.sheetnames == ["Dashboard", "Protocols", "Data"]
     data = wb["Data"]
-    assert [c.value for c in data[1]] == list(COLUMNS)
+    assert [c.value for c in data[1]] == DATA_COLUMNS
     assert data.max_row == len(df) + 1
     first = data["A2"]
     assert isinstance(first.value, datetime)
@@ -73,7 +117,13 @@ def test_opens_in_openpyxl_with_typed_data(built) -> None:
     assert isinstance(data["E2"].value, int) and data["E2"].value == df["total_bytes"].iloc[0]
     assert isinstance(data["C2"].value, str)
     table = data.tables["Traffic"]
-    assert table.ref == f"A1:J{len(df) + 1}"
+    assert table.ref == f"A1:M{len(df) + 1}"
+    for row in data.iter_rows(min_row=2, max_row=len(df) + 1):
+        start = pd.Timestamp(row[0].value)
+        assert [pd.Timestamp(c.value) for c in row[10:13]] == \
+            [start.floor("D"), start.floor("h"), start.floor("min")]
+    assert [data.cell(2, c).number_format for c in (11, 12, 13)] == \
+        ["yyyy-mm-dd", "yyyy-mm-dd hh:00", "yyyy-mm-dd hh:mm"]
 
 
 def _xml(parts: dict[str, bytes], name: str) -> ET.Element:
@@ -89,8 +139,9 @@ def test_pivots_share_one_cache_sourced_from_the_table(built) -> None:
     cache = _xml(parts, caches[0])
     assert cache.get("refreshOnLoad") == "1"
     assert cache.find(f"{M}cacheSource/{M}worksheetSource").get("name") == "Traffic"
+    assert cache.find(f"{M}cacheSource/{M}worksheetSource").get("sheet") is None
     fields = cache.findall(f"{M}cacheFields/{M}cacheField")
-    assert [f.get("name") for f in fields] == list(COLUMNS)
+    assert [f.get("name") for f in fields] == DATA_COLUMNS
     windows = fields[0].find(f"{M}sharedItems")
     assert int(windows.get("count")) == df["window_start"].nunique()
     clients = [s.get("v") for s in fields[2].find(f"{M}sharedItems")]
@@ -127,7 +178,8 @@ def test_stacked_pivot_chart_on_the_protocol_pivot(built) -> None:
     assert chart.find(f"{C}chart/{C}pivotFmts") is not None
 
 
-def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
+def test_slicers_on_who_and_when_each_with_its_own_cache_on_both_pivots(built) -> None:
+    """Clients and directions, and the time range: a date slicer and an hour slicer."""
     out, df = built
     parts = read_parts(out)
     workbook = _xml(parts, "xl/workbook.xml")
@@ -137,7 +189,7 @@ def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
     wb_rels = rels(parts, "xl/workbook.xml")
     listed = [wb_rels[e.get("{http://schemas.openxmlformats.org/officeDocument/2006/"
                             "relationships}id")][1] for e in workbook.iter(f"{X14}slicerCache")]
-    assert len(listed) == 2
+    assert len(listed) == 4
     sources = {}
     for part in listed:
         cache = _xml(parts, part)
@@ -145,9 +197,10 @@ def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
         assert cache.find(f"{X14}data/{X14}tabular").get("pivotCacheId") == cache_id
         assert {(p.get("tabId"), p.get("name")) for p in cache.iter(f"{X14}pivotTable")} == {
             (sheet_ids["Dashboard"], "ByClient"), (sheet_ids["Protocols"], "ByProtocol")}
-    assert set(sources) == {"client_ip", "direction"}
-    assert len(list(sources["client_ip"].iter(f"{X14}i"))) == df["client_ip"].nunique()
-    assert len(list(sources["direction"].iter(f"{X14}i"))) == df["direction"].nunique()
+    assert set(sources) == {"client_ip", "direction", "date", "hour"}
+    data = tg.with_derived(df)
+    for field, cache in sources.items():
+        assert len(list(cache.iter(f"{X14}i"))) == data[field].nunique()
     names = {d.get("name") for d in workbook.iter(f"{M}definedName")}
     assert {c.get("name") for c in sources.values()} <= names
 
@@ -157,11 +210,14 @@ def test_two_slicers_each_with_its_own_cache_on_both_pivots(built) -> None:
     dashboard_rels = rels(parts, "xl/worksheets/sheet1.xml")
     assert ("slicer", "xl/slicers/slicer1.xml") in dashboard_rels.values()
     drawing = next(t for k, t in dashboard_rels.values() if k == "drawing")
-    assert parts[drawing].count(b"<sle:slicer ") == 2
+    assert parts[drawing].count(b"<sle:slicer ") == 4
 
 
-def test_libreoffice_pivot_totals_equal_pandas(built, lo_values) -> None:
-    _, df = built
+@pytest.mark.parametrize("which", ["built", "linked"])
+def test_libreoffice_pivot_totals_equal_pandas(which: str, lo_books,
+                                               request: pytest.FixtureRequest) -> None:
+    df = request.getfixturevalue(which)[1]
+    lo_values = lo_books["plain" if which == "built" else "linked"]
     ws = lo_values["Dashboard"]
     rows = list(ws.iter_rows(values_only=True))
     header = next(r for r in rows if r[0] == "window_start")
@@ -179,22 +235,149 @@ def test_libreoffice_pivot_totals_equal_pandas(built, lo_values) -> None:
     assert list(prot_total[1:6]) == [int(df[f"{c}_bytes"].sum()) for c in CLASSES]
 
 
-def test_link_makes_the_table_a_query_on_the_csv(tmp_path: Path) -> None:
-    csv = write_traffic_csv(tmp_path / "traffic.csv", traffic_rows(windows=3), ";")
-    out = tmp_path / "live.xlsx"
-    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--link"]) == 0
-    assert package_problems(out) == []
+def decoded_records(parts: dict[str, bytes]) -> pd.DataFrame:
+    """The pivot cache's records as a DataFrame, shared-item indexes resolved."""
+    cache_part = "xl/pivotCache/pivotCacheDefinition1.xml"
+    cache = _xml(parts, cache_part)
+    fields = cache.findall(f"{M}cacheFields/{M}cacheField")
+    shared = [[item.get("v") for item in f.find(f"{M}sharedItems")] for f in fields]
+    rid = cache.get("{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id")
+    kind, records_part = rels(parts, cache_part)[rid]
+    assert kind == "pivotCacheRecords"
+    records = _xml(parts, records_part)
+    assert int(records.get("count")) == int(cache.get("recordCount")) == len(records)
+    rows = []
+    for record in records:
+        assert len(record) == len(fields)
+        rows.append([shared[i][int(v.get("v"))] if v.tag == f"{M}x" else v.get("v")
+                     for i, v in enumerate(record)])
+    return pd.DataFrame(rows, columns=[f.get("name") for f in fields])
+
+
+@pytest.mark.parametrize("which", ["built", "linked"])
+def test_the_cache_has_its_records_and_refreshes_on_open(which: str,
+                                                         request: pytest.FixtureRequest) -> None:
+    """Issue 10 (3): slicers need a cache with a records part; refresh on open is kept."""
+    out, df = request.getfixturevalue(which)[:2]
     parts = read_parts(out)
-    text = _xml(parts, "xl/connections.xml").find(f"{M}connection/{M}textPr")
+    cache = _xml(parts, "xl/pivotCache/pivotCacheDefinition1.xml")
+    assert cache.get("saveData", "1") == "1" and cache.get("refreshOnLoad") == "1"
+    records = decoded_records(parts)
+    assert len(records) == len(df)
+    assert records["client_ip"].tolist() == df["client_ip"].tolist()
+    assert records["window_start"].tolist() == \
+        df["window_start"].dt.strftime("%Y-%m-%dT%H:%M:%S").tolist()
+    for col in COLUMNS[4:]:
+        assert records[col].astype(int).tolist() == df[col].tolist()
+
+
+def test_link_binds_a_named_range_not_a_table(linked) -> None:
+    """Issue 10 (1, 2): the text import lands in a plain range with the query table's defined
+    name, related from the Data sheet; the pivot cache reads through that name."""
+    out, df, csv = linked
+    parts = read_parts(out)
+    assert not [n for n in parts if n.startswith("xl/tables/")]
+    workbook = _xml(parts, "xl/workbook.xml")
+    sheets = [s.get("name") for s in workbook.iter(f"{M}sheet")]
+    data_part = next(t for k, t in rels(parts, "xl/workbook.xml").values()
+                     if k == "worksheet" and t.endswith(f"sheet{sheets.index('Data') + 1}.xml"))
+    (kind, query_part), = rels(parts, data_part).values()
+    assert kind == "queryTable"
+    query = _xml(parts, query_part)
+    names = {(d.get("name"), d.get("localSheetId")): d.text
+             for d in workbook.iter(f"{M}definedName")}
+    key = (query.get("name"), str(sheets.index("Data")))
+    assert names[key] == f"Data!$A$1:$M${len(df) + 1}"
+    fields = query.findall(f"{M}queryTableRefresh/{M}queryTableFields/{M}queryTableField")
+    assert [f.get("name") for f in fields] == DATA_COLUMNS
+    # The CSV's columns come from the file; date, hour, minute are formulas filled down.
+    assert [f.get("dataBound", "1") for f in fields] == ["1"] * 10 + ["0"] * 3
+    assert query.get("fillFormulas") == "1"
+    source = _xml(parts, "xl/pivotCache/pivotCacheDefinition1.xml").find(
+        f"{M}cacheSource/{M}worksheetSource")
+    assert (source.get("name"), source.get("sheet")) == (query.get("name"), "Data")
+    connection = _xml(parts, "xl/connections.xml").find(f"{M}connection")
+    assert connection.get("id") == query.get("connectionId") and connection.get("type") == "6"
+    text = connection.find(f"{M}textPr")
     assert text.get("sourceFile") == str(csv.resolve())
-    assert (text.get("semicolon"), text.get("comma"), text.get("codePage")) == ("1", "0", "65001")
+    assert (text.get("semicolon"), text.get("comma"), text.get("tab"), text.get("codePage")) \
+        == ("1", "0", "0", "65001")
     assert len(text.findall(f"{M}textFields/{M}textField")) == len(COLUMNS)
-    table = _xml(parts, "xl/tables/table1.xml")
-    assert table.get("tableType") == "queryTable"
-    assert [t for t, _ in rels(parts, "xl/tables/table1.xml").values()] == ["queryTable"]
-    query = _xml(parts, "xl/queryTables/queryTable1.xml")
-    assert query.get("connectionId") == "1"
-    openpyxl.load_workbook(out)
+    data = openpyxl.load_workbook(out)["Data"]
+    assert [c.value for c in data[1]] == DATA_COLUMNS and data.max_row == len(df) + 1
+    assert [data.cell(3, c).value for c in (11, 12, 13)] == \
+        ["=INT(A3)", "=INT(A3)+HOUR(A3)/24", "=INT(A3)+(HOUR(A3)*60+MINUTE(A3))/1440"]
+
+
+def _pivot_area(ws, ref: str) -> list[tuple]:
+    return [tuple(c.value for c in row) for row in ws[ref]]
+
+
+def test_rendered_pivots_equal_libreoffices_recomputed_ones(built, lo_values) -> None:
+    """Issue 10 (4): the file holds the pivots' cells (what Protected View shows before any
+    refresh): every number and row label equals what LibreOffice computes from the Data sheet."""
+    out, df = built
+    raw = openpyxl.load_workbook(out)
+    parts = read_parts(out)
+    for sheet, part in (("Dashboard", "xl/pivotTables/pivotTable1.xml"),
+                        ("Protocols", "xl/pivotTables/pivotTable2.xml")):
+        ref = _xml(parts, part).find(f"{M}location").get("ref")
+        mine, theirs = _pivot_area(raw[sheet], ref), _pivot_area(lo_values[sheet], ref)
+        assert len(mine) == len(theirs) == df["window_start"].nunique() + 3
+        for a, b in zip(mine[1:], theirs[1:], strict=True):  # row 0: captions differ by app
+            keep = [(x, y) for x, y in zip(a, b, strict=True)
+                    if not isinstance(x, str) and not isinstance(y, str)]
+            assert [x for x, _ in keep] == [y for _, y in keep]
+
+
+def test_the_chart_caches_its_points(built) -> None:
+    """Issue 10 (4): the PivotChart draws before any refresh: labels and values are cached."""
+    out, df = built
+    parts = read_parts(out)
+    chart = _xml(parts, "xl/charts/chart1.xml")
+    sums = df.groupby("window_start")[[f"{c}_bytes" for c in CLASSES]].sum()
+    labels = [t.strftime("%Y-%m-%d %H:%M:%S") for t in sums.index]
+    for ser, column in zip(chart.iter(f"{C}ser"), sums.columns, strict=True):
+        cat = ser.find(f"{C}cat/{C}strRef/{C}strCache")
+        assert [pt.find(f"{C}v").text for pt in cat.findall(f"{C}pt")] == labels
+        values = ser.find(f"{C}val/{C}numRef/{C}numCache")
+        assert [int(float(pt.find(f"{C}v").text)) for pt in values.findall(f"{C}pt")] == \
+            sums[column].tolist()
+        name = ser.find(f"{C}tx/{C}strRef/{C}strCache/{C}pt/{C}v").text
+        assert name == px.CLASS_LABELS[column.removesuffix("_bytes")]
+
+
+@pytest.mark.parametrize("path", [r"\\fileserver\logs\traffic.csv", r"C:\capture\traffic.csv"])
+def test_link_path_is_stored_as_excel_will_see_it(tmp_path: Path, capsys, path: str) -> None:
+    """Issue 10 (5): built on the server, refreshed on the desktop from the path it sees."""
+    csv = write_traffic_csv(tmp_path / "traffic.csv", traffic_rows(windows=2))
+    out = tmp_path / "live.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--link", path]) == 0
+    assert "note:" not in capsys.readouterr().err
+    text = _xml(read_parts(out), "xl/connections.xml").find(f"{M}connection/{M}textPr")
+    assert text.get("sourceFile") == path
+    assert (text.get("comma"), text.get("semicolon")) == ("1", "0")
+
+
+@pytest.mark.parametrize(("path", "says"), [
+    ("\\\\srv\\" + "d" * 250 + "\\traffic.csv", "Excel keeps at most 255"),
+    (r"C:\logs\tra|ffic.csv", "cannot hold"),
+])
+def test_a_link_path_excel_cannot_use_is_one_line(tmp_path: Path, capsys, path: str,
+                                                  says: str) -> None:
+    csv = write_traffic_csv(tmp_path / "traffic.csv", traffic_rows(windows=2))
+    out = tmp_path / "live.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--link", path]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err
+    assert not out.exists()
+
+
+def test_a_posix_link_path_says_how_to_give_the_windows_one(tmp_path: Path, capsys) -> None:
+    csv = write_traffic_csv(tmp_path / "traffic.csv", traffic_rows(windows=2))
+    assert dashboard.main(["--csv", str(csv), "--out", str(tmp_path / "d.xlsx"), "--link"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("note:") and "--link" in err[0]
 
 
 def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -273,16 +456,120 @@ def test_pivot_parts_are_well_formed_and_counted(clients: list[str], windows: in
          "ftp_bytes": 0, "tcp_bytes": 2, "udp_bytes": 0, "other_bytes": 0}
         for w in range(windows) for c in clients
     ])
-    items = px.cache_items(df)
-    lay = dashboard.layouts(items)
-    cache = ET.fromstring(px.pivot_cache_xml(items, "Traffic", 164))
+    plan = dashboard.plan(df)
+    items, lay, row = plan.items, plan.lay, plan.row_field
+    fmts = {"window_start": 164}
+    cache = ET.fromstring(px.pivot_cache_xml(items, px.worksheet_source("Traffic"), fmts, "rId1"))
     shared = cache.findall(f"{M}cacheFields/{M}cacheField")[2].find(f"{M}sharedItems")
     assert [s.get("v") for s in shared] == sorted(clients)
-    client = ET.fromstring(px.client_pivot_xml(lay.client, items, 164))
+    records = ET.fromstring(px.pivot_records_xml(plan.data, items))
+    assert len(records) == len(df) and all(len(r) == len(items.fields) for r in records)
+    assert {r[2].get("v") for r in records} == {str(i) for i in range(len(clients))}
+    client = ET.fromstring(px.client_pivot_xml(lay.client, items, row, fmts, 3))
     assert int(client.find(f"{M}rowItems").get("count")) == windows + 1
     assert int(client.find(f"{M}colItems").get("count")) == len(clients) + 1
     assert client.find(f"{M}location").get("ref").endswith(str(dashboard.CLIENT_PIVOT_TOP
                                                                + windows + 2))
-    ET.fromstring(px.protocol_pivot_xml(lay.protocol, items, 164))
+    ET.fromstring(px.protocol_pivot_xml(lay.protocol, items, row, fmts, 3))
     slicer = ET.fromstring(px.slicer_cache_xml("client_ip", items, [(1, "ByClient")]))
     assert len(list(slicer.iter(f"{X14}i"))) == len(clients)
+
+
+@pytest.mark.parametrize(("delimiter", "flags"), [
+    (",", ' tab="0" comma="1" semicolon="0"'), (";", ' tab="0" comma="0" semicolon="1"'),
+    ("\t", ' tab="1" comma="0" semicolon="0"'),
+    ("|", ' tab="0" comma="0" semicolon="0" delimiter="|"'),
+])
+def test_the_connection_splits_on_the_csvs_own_delimiter(delimiter: str, flags: str) -> None:
+    """Every delimiter the daemon writes (tab and '|' were read as ';' before)."""
+    xml = px.connection_xml("C:\\t.csv", delimiter, "traffic_csv")
+    assert flags + ">" in xml
+    ET.fromstring(xml)
+
+
+
+@pytest.fixture(scope="module")
+def a_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 24-hour CSV (17,280 windows) and its dashboard, as LibreOffice recomputed it."""
+    folder = tmp_path_factory.mktemp("day")
+    csv = write_traffic_csv(folder / "traffic.csv", day_rows(hours=24))
+    out = folder / "day.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out)]) == 0
+    return csv, convert_all([out], "xlsx", folder / "lo")[0]
+
+
+def test_a_day_reads_in_hours(a_day) -> None:
+    """Issue 10: LibreOffice's recomputed pivot of a day has a few hundred rows at most (auto
+    groups by hour: 24) and the CSV's grand total."""
+    csv, lo = a_day
+    df = read_traffic(csv)
+    # read_only: openpyxl then skips parsing the pivot cache's 17,280 records (a minute).
+    book = openpyxl.load_workbook(lo, data_only=True, read_only=True)
+    rows = list(book["Dashboard"].iter_rows(min_row=dashboard.CLIENT_PIVOT_TOP,
+                                            values_only=True))
+    header = rows[1]
+    assert header[0] == "hour"
+    body = rows[2:rows.index(next(r for r in rows if r[0] in GRAND_TOTAL))]
+    assert len(body) == 24 <= 300
+    total = next(r for r in rows if r[0] in GRAND_TOTAL)
+    assert total[header.index(next(h for h in header if h in GRAND_TOTAL))] == \
+        df["total_bytes"].sum()
+    protocols = list(book["Protocols"].iter_rows(values_only=True))
+    assert next(r for r in protocols if r[0] in GRAND_TOTAL)[1:6] == \
+        tuple(int(df[f"{c}_bytes"].sum()) for c in CLASSES)
+
+
+@pytest.mark.parametrize(("hours", "group", "field", "bars"), [
+    (24, "auto", "hour", 24), (2, "auto", "minute", 120), (0.25, "auto", "window_start", 180),
+    (24, "day", "date", 1), (2, "hour", "hour", 2), (1, "5s", "window_start", 720),
+    (1, "minute", "minute", 60),
+])
+def test_group_picks_the_rows_unit(hours: float, group: str, field: str, bars: int) -> None:
+    """--group: auto takes the finest unit that keeps the chart under 200 bars."""
+    rows = day_rows(hours=1)[:int(hours * 720)] if hours < 1 else day_rows(hours=int(hours))
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df["window_start"] = pd.to_datetime(df["window_start"])
+    df["window_end"] = pd.to_datetime(df["window_end"])
+    for col in COLUMNS[4:]:
+        df[col] = df[col].astype("int64")
+    plan = dashboard.plan(df, group)
+    assert plan.row_field == field
+    assert len(plan.items.items(field)) == bars == plan.lay.protocol.n_rows
+    assert bars <= tg.MAX_BARS or group != "auto"
+
+
+def test_group_option_regroups_pivots_and_chart(tmp_path: Path) -> None:
+    csv = write_traffic_csv(tmp_path / "traffic.csv", traffic_rows(windows=30))
+    out = tmp_path / "d.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--group", "minute"]) == 0
+    parts = read_parts(out)
+    for part in ("xl/pivotTables/pivotTable1.xml", "xl/pivotTables/pivotTable2.xml"):
+        rows = _xml(parts, part).find(f"{M}rowFields")
+        assert [f.get("x") for f in rows] == [str(DATA_COLUMNS.index("minute"))]
+    chart = _xml(parts, "xl/charts/chart1.xml")
+    labels = [v.text for v in chart.find(f".//{C}cat").iter(f"{C}v")]
+    assert labels == sorted({(pd.Timestamp("2026-03-02 23:59:40") + pd.Timedelta(seconds=5 * w))
+                             .strftime("%Y-%m-%d %H:%M") for w in range(30)})
+    assert "per minute" in chart.find(f"{C}chart/{C}title").findtext(".//{*}t")
+    assert audit_problems(out) == []
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--group", "week"]) == 2
+
+
+def test_bytes_read_in_kb_mb_gb_on_titled_axes(built) -> None:
+    """Pivot values and the chart's value axis in KB/MB/GB; both axes carry a title."""
+    from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT
+
+    out, _ = built
+    parts = read_parts(out)
+    codes = {f.get("numFmtId"): f.get("formatCode")
+             for f in _xml(parts, "xl/styles.xml").iter(f"{M}numFmt")}
+    for part in ("xl/pivotTables/pivotTable1.xml", "xl/pivotTables/pivotTable2.xml"):
+        for field in _xml(parts, part).iter(f"{M}dataField"):
+            assert codes[field.get("numFmtId")] == BYTES_FORMAT
+    chart = _xml(parts, "xl/charts/chart1.xml")
+    val_ax, cat_ax = chart.find(f".//{C}valAx"), chart.find(f".//{C}catAx")
+    assert val_ax.find(f"{C}numFmt").get("formatCode") == BYTES_FORMAT
+    assert val_ax.find(f"{C}title").findtext(".//{*}t") == BYTES_AXIS
+    assert cat_ax.find(f"{C}title").findtext(".//{*}t") == "window"
+    assert openpyxl.load_workbook(out)["Dashboard"].cell(
+        dashboard.CLIENT_PIVOT_TOP + 2, 2).number_format == BYTES_FORMAT

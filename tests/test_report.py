@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -11,8 +13,8 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from tests.excel_data import CLIENTS, traffic_rows, write_traffic_csv
-from tests.excel_ooxml import convert, package_problems, read_parts
+from tests.excel_data import CLIENTS, day_rows, traffic_rows, write_traffic_csv
+from tests.excel_ooxml import audit_problems, convert, convert_all, package_problems, read_parts
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import report
 from traffic_capture.excel.read import read_traffic
@@ -40,9 +42,9 @@ def lo_book(built, tmp_path_factory: pytest.TempPathFactory) -> openpyxl.Workboo
 
 def check_numbers(wb: openpyxl.Workbook, df: pd.DataFrame) -> None:
     """The workbook's tables hold pandas' sums, wherever they were opened."""
-    summary = list(wb["Summary"].iter_rows(min_row=4, values_only=True))
+    summary = list(wb["Summary"].iter_rows(values_only=True))
     top = {}
-    for row in summary:
+    for row in summary[summary.index(next(r for r in summary if r[0] == "client_ip")) + 1:]:
         if row[0] is None:
             break
         top[row[0]] = row[1:4]
@@ -53,13 +55,15 @@ def check_numbers(wb: openpyxl.Workbook, df: pd.DataFrame) -> None:
     totals = [t[2] for t in top.values()]
     assert totals == sorted(totals, reverse=True)
 
-    per_protocol = list(wb["Per protocol"].iter_rows(values_only=True))
+    per_protocol = list(wb["Per protocol"].iter_rows(min_row=report.TABLE_ROW + 1,
+                                                     values_only=True))
     assert list(per_protocol[0][:6]) == ["window", *LABELS]
     expected = df.groupby("window_start")[[f"{c}_bytes" for c in CLASSES]].sum()
     got = [(datetime.strptime(r[0], "%Y-%m-%d %H:%M:%S"), *r[1:6]) for r in per_protocol[1:]]
     assert got == [(t.to_pydatetime(), *map(int, v)) for t, v in expected.iterrows()]
 
-    per_client = list(wb["Per client"].iter_rows(values_only=True))
+    per_client = list(wb["Per client"].iter_rows(min_row=report.TABLE_ROW + 1,
+                                                 values_only=True))
     header = per_client[0]
     for col, name in enumerate(header[1:], start=1):
         if name is None:
@@ -80,11 +84,19 @@ def test_numbers_equal_pandas_in_openpyxl(built) -> None:
     assert wb["Data"].auto_filter.ref == f"A1:J{len(df) + 1}"
     assert isinstance(wb["Data"]["A2"].value, datetime)
     assert [c.value for c in wb["Data"][1]] == list(COLUMNS)
+    for ws in wb.worksheets:
+        assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToHeight == 0
+        assert ws.sheet_properties.pageSetUpPr.fitToPage  # one page wide (fitToWidth 1)
 
 
 def test_numbers_equal_pandas_after_libreoffice(built, lo_book) -> None:
     _, df = built
     check_numbers(lo_book, df)
+
+
+def test_openxml_audit_passes(built) -> None:
+    out, _ = built
+    assert audit_problems(out) == []
 
 
 def test_time_charts_are_stacked_with_text_axes(built) -> None:
@@ -99,6 +111,10 @@ def test_time_charts_are_stacked_with_text_axes(built) -> None:
         assert chart.find(f".//{C}grouping").get("val") == "stacked"
         assert chart.find(f".//{C}dateAx") is None
         cat_ax = chart.find(f".//{C}catAx")
+        val_ax = chart.find(f".//{C}valAx")
+        assert val_ax.find(f"{C}numFmt").get("formatCode") == report.BYTES_FORMAT
+        assert val_ax.find(f"{C}title").findtext(".//{*}t") == report.BYTES_AXIS
+        assert cat_ax.find(f"{C}title").findtext(".//{*}t") == "window"
         # A text axis (no auto date detection): one column per window in Excel and LibreOffice.
         auto = cat_ax.find(f"{C}auto")
         assert auto is None or auto.get("val") == "0"
@@ -127,3 +143,48 @@ def test_bad_header_is_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a traffic-capture CSV" in err
     assert not (tmp_path / "r.xlsx").exists()
+
+
+
+@pytest.fixture(scope="module")
+def pdf_pages(built, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The report as LibreOffice prints it, one text per page (pdftotext, poppler-utils)."""
+    out, _ = built
+    pdf = convert_all([out], "pdf", tmp_path_factory.mktemp("pdf"))[0]
+    if not shutil.which("pdftotext"):
+        pytest.fail("pdftotext (Debian package poppler-utils) is not installed")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True, timeout=60).stdout
+    return text.split("\f")[:-1]
+
+
+def test_first_printed_page_has_the_totals_that_matter(pdf_pages, built) -> None:
+    _, df = built
+    first = pdf_pages[0]
+    for text in ("Traffic report", "All traffic", "direction in", "direction out",
+                 "Bytes per protocol", "Top clients", "In/out per client", *LABELS,
+                 *df["client_ip"].unique()):
+        assert text in first, text
+
+
+def test_charts_print_whole_each_on_one_page(pdf_pages) -> None:
+    """A chart cut by a page break leaves its title on one page and its axis or legend on the
+    next: each chart's title, axis titles and legend are on one page, landscape."""
+    for title, legend in (("Bytes per window, by client", CLIENTS[:2]),
+                          ("Bytes per window, by protocol", LABELS)):
+        pages = [p for p in pdf_pages if title in p]
+        assert len(pages) == 1, title
+        page = pages[0]
+        assert page.count(title) == 2  # the sheet's heading and the chart's title
+        for text in (report.BYTES_AXIS, "window", *legend):
+            assert text in page, (title, text)
+
+
+def test_a_day_groups_the_report_by_hour(tmp_path: Path) -> None:
+    csv = write_traffic_csv(tmp_path / "day.csv", day_rows(hours=24))
+    frames = report.report_frames(read_traffic(csv))
+    assert frames.unit == "hour"
+    assert len(frames.per_protocol) == len(frames.per_client) == 24
+    assert list(frames.per_protocol.columns) == ["hour", *LABELS]
+    assert frames.per_protocol.iloc[:, 1:].to_numpy().sum() == read_traffic(csv)[
+        [f"{c}_bytes" for c in CLASSES]].to_numpy().sum()

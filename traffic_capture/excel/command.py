@@ -82,8 +82,8 @@ def run_workbook_command(prog: str, csv: Path, out: Path,
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:
-        print(f"{prog}: {exc.name} is missing: pip install 'traffic-capture[excel]'",
-              file=sys.stderr)
+        print(f"{prog}: {exc.name} is missing: reinstall with pip install traffic-capture "
+              "(from a checkout: pip install -e .)", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"{prog}: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)

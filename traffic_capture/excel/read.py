@@ -32,17 +32,50 @@ def detect_delimiter(header_line: str) -> str:
         raise TrafficCsvError(str(error)) from None
 
 
+# The first bytes of the capture files `traffic-capture --read` takes (the excel wing imports no
+# capture code, so it keeps its own copy): pcap in both byte orders, micro- and nanosecond,
+# pcapng's section header, and gzip (a compressed capture).
+CAPTURE_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": "pcap", b"\xa1\xb2\xc3\xd4": "pcap",
+    b"\x4d\x3c\xb2\xa1": "pcap", b"\xa1\xb2\x3c\x4d": "pcap",
+    b"\x0a\x0d\x0d\x0a": "pcapng", b"\x1f\x8b": "gzip-compressed capture",
+}
+HEAD_BYTES = 4096
+
+
+def refuse_binary(path: Path, head: bytes) -> None:
+    """A capture file, or any binary file, is one line saying what it is; never its bytes."""
+    for magic, kind in CAPTURE_MAGIC.items():
+        if head.startswith(magic):
+            raise TrafficCsvError(
+                f"{path}: that is a capture file ({kind}), not a CSV: count it into one with "
+                f"`traffic-capture --read {path} --server-ip ...`, then use that CSV")
+    binary = b"\x00" in head
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A character cut by the end of the sample is not a fault; a bad byte before it is.
+        binary = binary or exc.start < len(head) - 3 or len(head) < HEAD_BYTES
+    if binary:
+        raise TrafficCsvError(f"{path}: binary file, not a traffic-capture CSV (UTF-8 text)")
+
+
 def read_header(path: Path) -> str:
     """Return the file's first line, turning I/O problems into one-line errors."""
     try:
+        with path.open("rb") as raw:
+            head = raw.read(HEAD_BYTES)
+        refuse_binary(path, head)
         with path.open(encoding="utf-8-sig", newline="") as fh:
             first = fh.readline()
     except FileNotFoundError:
         raise TrafficCsvError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise TrafficCsvError(f"{path}: is a directory, not a CSV file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrafficCsvError(f"{path}: cannot read: {exc}") from None
+    except UnicodeDecodeError:
+        raise TrafficCsvError(f"{path}: not UTF-8 text, not a traffic-capture CSV") from None
+    except OSError as exc:
+        raise TrafficCsvError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not first.strip():
         raise TrafficCsvError(f"{path}: empty file (no header line)")
     return first

@@ -13,15 +13,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from traffic_capture.csvformat import COLUMNS, TIME_FORMAT
+from traffic_capture.csvformat import COLUMNS
+from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
 from traffic_capture.rules import CLASSES
 
 TOP_CLIENTS = 10  # series in the per-client chart; the rest become one "other clients" series
 OTHER_CLIENTS = "other clients"
-CHART_WINDOWS = 500  # newest windows charted; a column per window stops being readable past it
+CHART_WINDOWS = 500  # newest rows charted; a column per row stops being readable past it
 CLASS_LABELS = {"http": "HTTP", "ftp": "FTP", "tcp": "TCP", "udp": "UDP", "other": "Other"}
 DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
+# The time sheets: the chart fills the first printed page, the table starts on the next.
+CHART_SIZE = (1000, 460)
+TABLE_ROW = 25
+SPLIT_CLIENTS = 15  # clients in the summary's in/out chart
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,11 @@ class ReportFrames:
     """The report's tables, each ready to write as is."""
 
     top_clients: pd.DataFrame  # client_ip, in, out, total, share
-    per_client: pd.DataFrame  # window (text), one column per top client (+ other clients)
-    per_protocol: pd.DataFrame  # window (text), HTTP..Other
+    per_client: pd.DataFrame  # time label (text), one column per top client (+ other clients)
+    per_protocol: pd.DataFrame  # time label (text), HTTP..Other
     directions: pd.DataFrame  # direction, total and one column per class
     data: pd.DataFrame  # the rows
+    unit: str = "window"  # what one row of the time tables is: window, minute, hour, day
 
 
 def top_clients(df: pd.DataFrame) -> pd.DataFrame:
@@ -49,31 +56,40 @@ def top_clients(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def time_labels(times: pd.Series, field: str = "window_start") -> pd.Series:
+    """Times as text, so the charts' category axis is a text axis with one column per row."""
+    return times.dt.strftime(tg.TEXT_FORMATS[field])
+
+
 def window_labels(windows: pd.Series) -> pd.Series:
-    """Windows as text, so the charts' category axis is a text axis with one column per window."""
-    return windows.dt.strftime(TIME_FORMAT)
+    return time_labels(windows)
 
 
-def per_client(df: pd.DataFrame, top: pd.DataFrame, limit: int = TOP_CLIENTS) -> pd.DataFrame:
-    """Bytes per window for the `limit` biggest clients, the others summed in one column."""
+def _by_time(df: pd.DataFrame, field: str) -> pd.Series:
+    return tg.with_derived(df)[field] if field in tg.DERIVED else df[field]
+
+
+def per_client(df: pd.DataFrame, top: pd.DataFrame, limit: int = TOP_CLIENTS,
+               field: str = "window_start") -> pd.DataFrame:
+    """Bytes per time unit for the `limit` biggest clients, the others summed in one column."""
     keep = list(top["client_ip"].head(limit))
     client = df["client_ip"].where(df["client_ip"].isin(keep), OTHER_CLIENTS)
-    table = (df.assign(client=client)
-             .pivot_table(index="window_start", columns="client", values="total_bytes",
+    table = (df.assign(client=client, when=_by_time(df, field))
+             .pivot_table(index="when", columns="client", values="total_bytes",
                           aggfunc="sum", fill_value=0))
     order = keep + ([OTHER_CLIENTS] if OTHER_CLIENTS in table.columns else [])
     table = table.reindex(columns=order, fill_value=0).sort_index()
-    table.insert(0, "window", window_labels(table.index.to_series()).to_numpy())
+    table.insert(0, tg.UNIT_NAMES[field], time_labels(table.index.to_series(), field).to_numpy())
     table.columns.name = None
     return table.reset_index(drop=True)
 
 
-def per_protocol(df: pd.DataFrame) -> pd.DataFrame:
-    """Bytes per window and protocol class."""
+def per_protocol(df: pd.DataFrame, field: str = "window_start") -> pd.DataFrame:
+    """Bytes per time unit and protocol class."""
     cols = [f"{c}_bytes" for c in CLASSES]
-    table = df.groupby("window_start")[cols].sum().sort_index()
+    table = df.assign(when=_by_time(df, field)).groupby("when")[cols].sum().sort_index()
     table.columns = [CLASS_LABELS[c] for c in CLASSES]
-    table.insert(0, "window", window_labels(table.index.to_series()).to_numpy())
+    table.insert(0, tg.UNIT_NAMES[field], time_labels(table.index.to_series(), field).to_numpy())
     return table.reset_index(drop=True)
 
 
@@ -84,16 +100,18 @@ def directions(df: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis("direction").reset_index()
 
 
-def report_frames(df: pd.DataFrame) -> ReportFrames:
+def report_frames(df: pd.DataFrame, group: str = "auto") -> ReportFrames:
+    field = tg.group_field(df, group)
     top = top_clients(df)
-    return ReportFrames(top, per_client(df, top), per_protocol(df), directions(df),
-                        df.loc[:, list(COLUMNS)])
+    return ReportFrames(top, per_client(df, top, field=field), per_protocol(df, field),
+                        directions(df), df.loc[:, list(COLUMNS)], tg.UNIT_NAMES[field])
 
 
 def _stacked_chart(wb, sheet: str, frame: pd.DataFrame, title: str, first_row: int = 0):
-    """A stacked column chart of `frame` (column 0: window text, the rest: series)."""
+    """A stacked column chart of `frame` (column 0: time text, the rest: series), whose header
+    row is `first_row`."""
     n = len(frame)
-    first = max(n - CHART_WINDOWS, 0) + first_row + 1  # newest windows only
+    first = max(n - CHART_WINDOWS, 0) + first_row + 1  # newest rows only
     last = first_row + n
     chart = wb.add_chart({"type": "column", "subtype": "stacked"})
     for col in range(1, frame.shape[1]):
@@ -103,12 +121,14 @@ def _stacked_chart(wb, sheet: str, frame: pd.DataFrame, title: str, first_row: i
             "values": [sheet, first, col, last, col],
             "gap": 30,
         })
-    shown = f" (newest {CHART_WINDOWS} windows)" if n > CHART_WINDOWS else ""
+    shown = f" (newest {CHART_WINDOWS})" if n > CHART_WINDOWS else ""
     chart.set_title({"name": title + shown})
-    chart.set_x_axis({"text_axis": True, "num_font": {"rotation": -45}})
-    chart.set_y_axis({"num_format": "#,##0", "name": "bytes"})
+    chart.set_x_axis({"text_axis": True, "num_font": {"rotation": -45},
+                      "name": frame.columns[0]})
+    chart.set_y_axis({"num_format": BYTES_FORMAT, "name": BYTES_AXIS,
+                      "major_gridlines": {"visible": True}})
     chart.set_legend({"position": "bottom"})
-    chart.set_size({"width": 960, "height": 420})
+    chart.set_size({"width": CHART_SIZE[0], "height": CHART_SIZE[1]})
     return chart
 
 
@@ -118,51 +138,102 @@ def write_report(frames: ReportFrames, out: Path) -> None:
         _write(frames, tmp)
 
 
+def _print_setup(ws, header_row: int | None = None) -> None:
+    """Landscape, one page wide, the table's header repeated on every printed page."""
+    ws.set_landscape()
+    ws.set_paper(9)  # A4; Letter users' printers scale it
+    ws.fit_to_pages(1, 0)
+    ws.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
+    if header_row is not None:
+        ws.repeat_rows(header_row)
+
+
 def _write(frames: ReportFrames, path: Path) -> None:
     with pd.ExcelWriter(path, engine="xlsxwriter", datetime_format=DATE_FORMAT) as writer:
         wb = writer.book
-        bold = wb.add_format({"bold": True, "font_size": 14})
-        ints = wb.add_format({"num_format": "#,##0"})
+        title = wb.add_format({"bold": True, "font_size": 16})
+        heading = wb.add_format({"bold": True, "font_size": 12})
+        note = wb.add_format({"italic": True, "font_color": "#595959"})
+        head = wb.add_format({"bold": True, "bottom": 1, "bg_color": "#DCE6F1"})
+        label = wb.add_format({"bold": True})
+        sizes = wb.add_format({"num_format": BYTES_FORMAT})
+        big = wb.add_format({"num_format": BYTES_FORMAT, "bold": True, "font_size": 12})
+        ints = wb.add_format({"num_format": COUNT_FORMAT})
         pct = wb.add_format({"num_format": "0.0%"})
 
-        frames.top_clients.to_excel(writer, sheet_name="Summary", startrow=2, index=False)
-        summary = writer.sheets["Summary"]
-        summary.write(0, 0, "Top clients (bytes in + out)", bold)
-        summary.set_column(0, 0, 26)
-        summary.set_column(1, len(CLASSES) + 1, 14, ints)
-        n_top = len(frames.top_clients)
-        for i, share in enumerate(frames.top_clients["share"]):
-            summary.write_number(3 + i, 4, float(share), pct)
-        split = wb.add_chart({"type": "bar", "subtype": "stacked"})
-        shown = min(n_top, 20)
-        for col, name in ((1, "in"), (2, "out")):
-            split.add_series({"name": name, "categories": ["Summary", 3, 0, 2 + shown, 0],
-                              "values": ["Summary", 3, col, 2 + shown, col], "gap": 40})
-        split.set_title({"name": "In/out split per client"})
-        split.set_y_axis({"reverse": True})
-        split.set_x_axis({"num_format": "#,##0"})
-        split.set_legend({"position": "bottom"})
-        split.set_size({"width": 620, "height": 120 + 24 * shown})
-        summary.insert_chart(2, len(CLASSES) + 3, split)
-
-        dir_row = 4 + n_top
-        summary.write(dir_row, 0, "In/out split per protocol", bold)
-        frames.directions.to_excel(writer, sheet_name="Summary", startrow=dir_row + 1,
-                                   index=False)
-
-        for sheet, frame, title in (
-            ("Per client", frames.per_client, "Bytes per window, by client"),
-            ("Per protocol", frames.per_protocol, "Bytes per window, by protocol"),
-        ):
-            frame.to_excel(writer, sheet_name=sheet, index=False)
-            ws = writer.sheets[sheet]
-            ws.set_column(0, 0, 20)
-            ws.set_column(1, frame.shape[1] - 1, 15, ints)
-            ws.freeze_panes(1, 1)
-            ws.set_landscape()
-            ws.insert_chart(1, frame.shape[1] + 1, _stacked_chart(wb, sheet, frame, title))
-
+        # Summary: the first printed page, the totals that matter without scrolling.
+        summary = wb.add_worksheet("Summary")
+        writer.sheets["Summary"] = summary
         data = frames.data
+        span = (f"{data['window_start'].min():%Y-%m-%d %H:%M:%S} to "
+                f"{data['window_end'].max():%Y-%m-%d %H:%M:%S}")
+        summary.write(0, 0, "Traffic report", title)
+        summary.write(1, 0, f"{span}; {data['window_start'].nunique():,} windows, "
+                            f"{data['client_ip'].nunique():,} clients; time sheets per "
+                            f"{frames.unit}", note)
+        dirs = frames.directions.set_index("direction")
+        summary.write(3, 0, "All traffic", label)
+        summary.write_number(3, 1, int(dirs["total_bytes"].sum()), big)
+        for i, direction in enumerate(("in", "out"), start=4):
+            summary.write(i, 0, f"direction {direction}")
+            summary.write_number(i, 1, int(dirs.loc[direction, "total_bytes"]), sizes)
+
+        summary.write(7, 0, "Bytes per protocol", heading)
+        for col, name in enumerate(("protocol", "in", "out", "total")):
+            summary.write(8, col, name, head)
+        for i, cls in enumerate(CLASSES, start=9):
+            column = f"{cls}_bytes"
+            summary.write(i, 0, CLASS_LABELS[cls])
+            values = [int(dirs.loc["in", column]), int(dirs.loc["out", column])]
+            for col, value in enumerate((*values, sum(values)), start=1):
+                summary.write_number(i, col, value, sizes)
+
+        top_row = 10 + len(CLASSES)
+        summary.write(top_row, 0, "Top clients (bytes in + out)", heading)
+        top = frames.top_clients
+        for col, name in enumerate(top.columns):
+            summary.write(top_row + 1, col, name, head)
+        for i, row in enumerate(top.itertuples(index=False), start=top_row + 2):
+            summary.write_string(i, 0, row.client_ip)
+            for col, value in enumerate(row[1:4], start=1):
+                summary.write_number(i, col, int(value), sizes)
+            summary.write_number(i, 4, float(row.share), pct)
+        summary.set_column(0, 0, 28)
+        summary.set_column(1, 4, 14)
+
+        split = wb.add_chart({"type": "bar", "subtype": "stacked"})
+        shown = min(len(top), SPLIT_CLIENTS)
+        first = top_row + 2
+        for col, name in ((1, "in"), (2, "out")):
+            split.add_series({"name": name,
+                              "categories": ["Summary", first, 0, first + shown - 1, 0],
+                              "values": ["Summary", first, col, first + shown - 1, col],
+                              "gap": 40})
+        more = f" (top {shown})" if len(top) > shown else ""
+        split.set_title({"name": f"In/out per client{more}"})
+        split.set_y_axis({"reverse": True, "name": "client"})
+        split.set_x_axis({"num_format": BYTES_FORMAT, "name": BYTES_AXIS,
+                          "num_font": {"rotation": -45}})
+        split.set_legend({"position": "bottom"})
+        split.set_size({"width": 640, "height": 170 + 22 * shown})
+        summary.insert_chart(3, 6, split)
+        _print_setup(summary)
+        summary.activate()
+
+        for sheet, frame, chart_title in (
+            ("Per client", frames.per_client, f"Bytes per {frames.unit}, by client"),
+            ("Per protocol", frames.per_protocol, f"Bytes per {frames.unit}, by protocol"),
+        ):
+            frame.to_excel(writer, sheet_name=sheet, index=False, startrow=TABLE_ROW)
+            ws = writer.sheets[sheet]
+            ws.write(0, 0, chart_title, heading)
+            ws.set_column(0, 0, 20)
+            ws.set_column(1, frame.shape[1] - 1, 15, sizes)
+            ws.insert_chart(1, 0, _stacked_chart(wb, sheet, frame, chart_title, TABLE_ROW))
+            ws.freeze_panes(TABLE_ROW + 1, 1)
+            ws.set_h_pagebreaks([TABLE_ROW])  # the chart alone on the first page
+            _print_setup(ws, TABLE_ROW)
+
         data.to_excel(writer, sheet_name="Data", index=False)
         ws = writer.sheets["Data"]
         ws.autofilter(0, 0, len(data), len(COLUMNS) - 1)
@@ -170,17 +241,19 @@ def _write(frames: ReportFrames, path: Path) -> None:
         ws.set_column(0, 1, 20)
         ws.set_column(2, 2, 26)
         ws.set_column(4, len(COLUMNS) - 1, 12, ints)
-        summary.set_landscape()
-        summary.fit_to_pages(1, 0)
-        summary.activate()
+        _print_setup(ws, 0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return workbook_parser(
+    parser = workbook_parser(
         "traffic-capture report",
-        "Build a static Excel report (top clients, stacked charts per client and per protocol, "
-        "in/out split, filterable data) from traffic.csv.",
-        "traffic_report.xlsx").parse_args(argv)
+        "Build a static Excel report (totals, top clients, stacked charts per client and per "
+        "protocol, in/out split, filterable data) from traffic.csv.",
+        "traffic_report.xlsx")
+    parser.add_argument("--group", choices=tg.GROUP_CHOICES, default="auto",
+                        help="time unit of the per-client and per-protocol sheets: 5s windows, "
+                             f"minute, hour or day (default auto: under {tg.MAX_BARS} bars)")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exc:  # usage error (2) or --help (0): argparse already printed
         return int(exc.code or 0)
-    return run_workbook_command("traffic-capture report", args.csv, args.out,
-                                lambda df: write_report(report_frames(df), args.out))
+    return run_workbook_command(
+        "traffic-capture report", args.csv, args.out,
+        lambda df: write_report(report_frames(df, args.group), args.out))
 
 
 if __name__ == "__main__":

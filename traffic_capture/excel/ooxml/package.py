@@ -14,6 +14,7 @@ from xml.sax.saxutils import quoteattr
 CT_PREFIX = "application/vnd.openxmlformats-officedocument.spreadsheetml."
 CT = {
     "pivotCacheDefinition": CT_PREFIX + "pivotCacheDefinition+xml",
+    "pivotCacheRecords": CT_PREFIX + "pivotCacheRecords+xml",
     "pivotTable": CT_PREFIX + "pivotTable+xml",
     "connections": CT_PREFIX + "connections+xml",
     "queryTable": CT_PREFIX + "queryTable+xml",
@@ -23,6 +24,7 @@ CT = {
 REL_PREFIX = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
 REL = {
     "pivotCacheDefinition": REL_PREFIX + "pivotCacheDefinition",
+    "pivotCacheRecords": REL_PREFIX + "pivotCacheRecords",
     "pivotTable": REL_PREFIX + "pivotTable",
     "connections": REL_PREFIX + "connections",
     "queryTable": REL_PREFIX + "queryTable",

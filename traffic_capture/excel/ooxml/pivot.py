@@ -1,8 +1,9 @@
-"""Pivot cache, PivotTables, slicers and the PivotChart's pivot link, as XML strings.
+"""Pivot cache, its records, PivotTables, slicers and the PivotChart's pivot link, as XML strings.
 
-The cache holds no records and asks for a refresh on load: Excel then recomputes both pivots from
-the Data table when the file opens, so the file never shows stale numbers. The shared items are
-written anyway so the slicers and pivot fields have their item lists before that refresh.
+The cache carries its records (as every workbook Excel saves with slicers does) and still asks for
+a refresh on load, so Excel recomputes both pivots from the Data sheet when the file opens. The
+pivots' cells are written by the dashboard too, so a file opened where nothing refreshes
+(Protected View) shows the same numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
+import numpy as np
 import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
@@ -23,38 +25,44 @@ MC_NS = "http://schemas.openxmlformats.org/markup-compatibility/2006"
 XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 
 PIVOT_CACHE_ID = 1  # the x14 id slicer caches use to name the pivot cache
-FIELD = {name: i for i, name in enumerate(COLUMNS)}
 CLASS_COLUMNS = tuple(f"{c}_bytes" for c in CLASSES)
 # Legend names of the protocol pivot's values; they must differ from every field name.
 CLASS_LABELS = {"http": "HTTP", "ftp": "FTP", "tcp": "TCP", "udp": "UDP", "other": "Other"}
-NUMFMT_THOUSANDS = 3  # built-in "#,##0"
-SLICER_FIELDS = ("client_ip", "direction")
+TEXT_FIELDS = ("client_ip", "direction")
+GRAND_TOTAL = "Grand Total"
+CLIENT_VALUES = "Total bytes"  # the client pivot's data field caption
+VALUES_CAPTION = "Values"
 
 
 @dataclass(frozen=True)
 class CacheItems:
-    """What the pivot cache must list: the distinct values of the fields pivots and slicers use."""
+    """What the pivot cache must say about each field of the Data sheet.
 
-    windows: tuple[pd.Timestamp, ...]
-    clients: tuple[str, ...]
-    directions: tuple[str, ...]
-    end_range: tuple[pd.Timestamp, pd.Timestamp]
-    max_bytes: dict[str, int]
+    `listed` holds the sorted distinct values of the fields that pivots put on an axis or that
+    slicers filter (their shared items are written out); the others are described by range only.
+    """
+
+    fields: tuple[str, ...]
+    listed: dict[str, tuple[object, ...]]
+    date_ranges: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+    max_numbers: dict[str, int]
     rows: int
 
-    def items(self, field: str) -> Sequence[object]:
-        return {"window_start": self.windows, "client_ip": self.clients,
-                "direction": self.directions}[field]
+    def items(self, field: str) -> tuple[object, ...]:
+        return self.listed[field]
+
+    def index(self, field: str) -> int:
+        return self.fields.index(field)
 
 
 @dataclass(frozen=True)
 class PivotLayout:
-    """Where a pivot sits and which cells its chart reads (before Excel's own refresh)."""
+    """Where a pivot sits and which cells its chart reads."""
 
     name: str
     sheet: str
     top: int  # 1-based row of the pivot's first row
-    n_rows: int  # row items (windows), grand total excluded
+    n_rows: int  # row items, grand total excluded
     n_cols: int  # data columns (clients or classes), grand total excluded
     grand_total_col: bool
 
@@ -82,14 +90,16 @@ def col_letter(index: int) -> str:
     return letters
 
 
-def cache_items(df: pd.DataFrame) -> CacheItems:
-    """Distinct sorted values of the pivot and slicer fields of a typed traffic DataFrame."""
+def cache_items(df: pd.DataFrame, listed: Sequence[str]) -> CacheItems:
+    """The cache's description of `df` (the Data sheet's columns, typed), listing `listed`."""
+    dates = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
+    numbers = [c for c in df.columns if pd.api.types.is_integer_dtype(df[c])]
     return CacheItems(
-        windows=tuple(pd.Timestamp(t) for t in sorted(df["window_start"].unique())),
-        clients=tuple(sorted(df["client_ip"].unique())),
-        directions=tuple(sorted(df["direction"].unique())),
-        end_range=(pd.Timestamp(df["window_end"].min()), pd.Timestamp(df["window_end"].max())),
-        max_bytes={c: int(df[c].max()) for c in COLUMNS[4:]},
+        fields=tuple(df.columns),
+        listed={f: tuple(pd.Timestamp(v) if f in dates else v
+                         for v in sorted(df[f].unique())) for f in listed},
+        date_ranges={c: (pd.Timestamp(df[c].min()), pd.Timestamp(df[c].max())) for c in dates},
+        max_numbers={c: int(df[c].max()) for c in numbers},
         rows=len(df),
     )
 
@@ -98,62 +108,90 @@ def _iso(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _date_shared_items(values: Sequence[pd.Timestamp], lo: pd.Timestamp, hi: pd.Timestamp,
+def _date_shared_items(values: Sequence[object], lo: pd.Timestamp, hi: pd.Timestamp,
                        listed: bool) -> str:
     attrs = (f'containsSemiMixedTypes="0" containsNonDate="0" containsDate="1" '
              f'containsString="0" minDate="{_iso(lo)}" maxDate="{_iso(hi)}"')
     if not listed:
         return f"<sharedItems {attrs}/>"
-    body = "".join(f'<d v="{_iso(v)}"/>' for v in values)
+    body = "".join(f'<d v="{_iso(pd.Timestamp(v))}"/>' for v in values)
     return f'<sharedItems {attrs} count="{len(values)}">{body}</sharedItems>'
 
 
-def pivot_cache_xml(items: CacheItems, table_name: str, date_numfmt: int) -> str:
-    """The pivot cache definition: sourced from the Data Table by name so it follows its growth."""
+def worksheet_source(name: str, sheet: str | None = None) -> str:
+    """The cache source: a Table's name, or a defined name local to `sheet`."""
+    where = f" sheet={quoteattr(sheet)}" if sheet else ""
+    return f'<cacheSource type="worksheet"><worksheetSource name={quoteattr(name)}{where}/>' \
+           "</cacheSource>"
+
+
+def pivot_cache_xml(items: CacheItems, source: str, numfmts: dict[str, int],
+                    records_rid: str) -> str:
+    """The pivot cache definition, with its records part (`records_rid`) and refresh on load.
+
+    `source` is worksheet_source()'s element; `numfmts` the number format of each date field.
+    """
     fields = []
-    for name in COLUMNS:
-        if name == "window_start":
-            shared = _date_shared_items(items.windows, items.windows[0], items.windows[-1], True)
-            fmt = date_numfmt
-        elif name == "window_end":
-            shared = _date_shared_items((), *items.end_range, listed=False)
-            fmt = date_numfmt
-        elif name in ("client_ip", "direction"):
+    for name in items.fields:
+        if name in items.date_ranges:
+            shared = _date_shared_items(items.listed.get(name, ()), *items.date_ranges[name],
+                                        listed=name in items.listed)
+        elif name in TEXT_FIELDS:
             values = items.items(name)
             body = "".join(f"<s v={quoteattr(str(v))}/>" for v in values)
             shared = f'<sharedItems count="{len(values)}">{body}</sharedItems>'
-            fmt = 0
         else:
             shared = ('<sharedItems containsSemiMixedTypes="0" containsString="0" '
                       f'containsNumber="1" containsInteger="1" minValue="0" '
-                      f'maxValue="{items.max_bytes[name]}"/>')
-            fmt = 0
-        fields.append(f'<cacheField name="{name}" numFmtId="{fmt}">{shared}</cacheField>')
+                      f'maxValue="{items.max_numbers[name]}"/>')
+        fields.append(f'<cacheField name={quoteattr(name)} numFmtId="{numfmts.get(name, 0)}">'
+                      f"{shared}</cacheField>")
     return (
-        f'{XML_DECL}<pivotCacheDefinition xmlns="{MAIN_NS}" xmlns:r="{R_NS}" saveData="0" '
+        f'{XML_DECL}<pivotCacheDefinition xmlns="{MAIN_NS}" xmlns:r="{R_NS}" r:id="{records_rid}" '
         f'refreshOnLoad="1" createdVersion="6" refreshedVersion="6" minRefreshableVersion="3" '
-        f'recordCount="{items.rows}">'
-        f'<cacheSource type="worksheet"><worksheetSource name={quoteattr(table_name)}/>'
-        f'</cacheSource><cacheFields count="{len(fields)}">{"".join(fields)}</cacheFields>'
+        f'recordCount="{items.rows}">{source}'
+        f'<cacheFields count="{len(fields)}">{"".join(fields)}</cacheFields>'
         f'<extLst><ext uri="{{725AE2AE-9491-48be-B2B4-4EB974FC3084}}" xmlns:x14="{X14_NS}">'
         f'<x14:pivotCacheDefinition pivotCacheId="{PIVOT_CACHE_ID}"/></ext></extLst>'
         "</pivotCacheDefinition>"
     )
 
 
+def pivot_records_xml(df: pd.DataFrame, items: CacheItems) -> str:
+    """One record per Data row: listed fields as indexes into their shared items, the others as
+    values. Built column by column with pandas: a million rows take seconds, not minutes."""
+    parts: list[pd.Series] = []
+    for name in items.fields:
+        column = df[name]
+        if name in items.listed:
+            listed = items.listed[name]
+            codes = pd.Categorical(column, categories=list(listed)).codes
+            parts.append('<x v="' + pd.Series(codes, index=df.index).astype(str) + '"/>')
+        elif name in items.date_ranges:
+            parts.append('<d v="' + column.dt.strftime("%Y-%m-%dT%H:%M:%S") + '"/>')
+        elif name in TEXT_FIELDS:
+            parts.append("<s v=" + column.map(quoteattr) + "/>")
+        else:
+            parts.append('<n v="' + column.astype(np.int64).astype(str) + '"/>')
+    rows = parts[0].str.cat(parts[1:]) if len(parts) > 1 else parts[0]
+    body = "<r>" + rows + "</r>"
+    return (f'{XML_DECL}<pivotCacheRecords xmlns="{MAIN_NS}" xmlns:r="{R_NS}" '
+            f'count="{len(df)}">' + "".join(body.tolist()) + "</pivotCacheRecords>")
+
+
 def _pivot_field(name: str, items: CacheItems, axis: str | None, data: bool,
-                 date_numfmt: int) -> str:
+                 numfmts: dict[str, int]) -> str:
     attrs = []
     if axis:
         attrs.append(f'axis="{axis}"')
     if data:
         attrs.append('dataField="1"')
     attrs.append('compact="0" outline="0" showAll="0"')
-    if name in ("window_start", "window_end"):
-        attrs.append(f'numFmtId="{date_numfmt}"')
+    if name in numfmts:
+        attrs.append(f'numFmtId="{numfmts[name]}"')
     attrs.append('defaultSubtotal="0"')
     head = f"<pivotField {' '.join(attrs)}"
-    if name in ("window_start", "client_ip", "direction"):
+    if name in items.listed:
         n = len(items.items(name))
         listed = "".join(f'<item x="{i}"/>' for i in range(n))
         return f'{head}><items count="{n}">{listed}</items></pivotField>'
@@ -180,7 +218,7 @@ def _definition_open(layout: PivotLayout, chart_formats: int) -> str:
         f'{XML_DECL}<pivotTableDefinition xmlns="{MAIN_NS}" name={quoteattr(layout.name)} '
         f'cacheId="{PIVOT_CACHE_ID}" applyNumberFormats="0" applyBorderFormats="0" '
         f'applyFontFormats="0" applyPatternFormats="0" applyAlignmentFormats="0" '
-        f'applyWidthHeightFormats="1" dataCaption="Values" updatedVersion="6" '
+        f'applyWidthHeightFormats="1" dataCaption="{VALUES_CAPTION}" updatedVersion="6" '
         f'minRefreshableVersion="3" useAutoFormatting="1" itemPrintTitles="1" '
         f'createdVersion="6" indent="0" compact="0" compactData="0" outline="1" '
         f'outlineData="1" multipleFieldFilters="0"{chart}>'
@@ -188,41 +226,44 @@ def _definition_open(layout: PivotLayout, chart_formats: int) -> str:
     )
 
 
-def client_pivot_xml(layout: PivotLayout, items: CacheItems, date_numfmt: int) -> str:
-    """Rows window_start, columns client_ip, values sum of total_bytes."""
+def client_pivot_xml(layout: PivotLayout, items: CacheItems, row_field: str,
+                     numfmts: dict[str, int], value_numfmt: int) -> str:
+    """Rows `row_field` (a time unit), columns client_ip, values sum of total_bytes."""
     fields = "".join(
         _pivot_field(name, items,
-                     {"window_start": "axisRow", "client_ip": "axisCol"}.get(name),
-                     name == "total_bytes", date_numfmt)
-        for name in COLUMNS
+                     {row_field: "axisRow", "client_ip": "axisCol"}.get(name),
+                     name == "total_bytes", numfmts)
+        for name in items.fields
     )
     return (
         _definition_open(layout, 0)
-        + f'<pivotFields count="{len(COLUMNS)}">{fields}</pivotFields>'
-        + f'<rowFields count="1"><field x="{FIELD["window_start"]}"/></rowFields>'
-        + _axis_items("rowItems", len(items.windows), True)
-        + f'<colFields count="1"><field x="{FIELD["client_ip"]}"/></colFields>'
-        + _axis_items("colItems", len(items.clients), True)
-        + f'<dataFields count="1"><dataField name="Total bytes" fld="{FIELD["total_bytes"]}" '
-        f'baseField="0" baseItem="0" numFmtId="{NUMFMT_THOUSANDS}"/></dataFields>'
+        + f'<pivotFields count="{len(items.fields)}">{fields}</pivotFields>'
+        + f'<rowFields count="1"><field x="{items.index(row_field)}"/></rowFields>'
+        + _axis_items("rowItems", len(items.items(row_field)), True)
+        + f'<colFields count="1"><field x="{items.index("client_ip")}"/></colFields>'
+        + _axis_items("colItems", len(items.items("client_ip")), True)
+        + f'<dataFields count="1"><dataField name="{CLIENT_VALUES}" '
+        f'fld="{items.index("total_bytes")}" baseField="0" baseItem="0" '
+        f'numFmtId="{value_numfmt}"/></dataFields>'
         + _style()
         + "</pivotTableDefinition>"
     )
 
 
-def protocol_pivot_xml(layout: PivotLayout, items: CacheItems, date_numfmt: int) -> str:
-    """Rows window_start, one value column per protocol class; the PivotChart's source."""
+def protocol_pivot_xml(layout: PivotLayout, items: CacheItems, row_field: str,
+                       numfmts: dict[str, int], value_numfmt: int) -> str:
+    """Rows `row_field`, one value column per protocol class; the PivotChart's source."""
     fields = "".join(
-        _pivot_field(name, items, "axisRow" if name == "window_start" else None,
-                     name in CLASS_COLUMNS, date_numfmt)
-        for name in COLUMNS
+        _pivot_field(name, items, "axisRow" if name == row_field else None,
+                     name in CLASS_COLUMNS, numfmts)
+        for name in items.fields
     )
     col_items = "<i><x/></i>" + "".join(
         f'<i i="{i}"><x v="{i}"/></i>' for i in range(1, len(CLASSES))
     )
     data_fields = "".join(
-        f'<dataField name="{CLASS_LABELS[c]}" fld="{FIELD[f"{c}_bytes"]}" baseField="0" '
-        f'baseItem="0" numFmtId="{NUMFMT_THOUSANDS}"/>'
+        f'<dataField name="{CLASS_LABELS[c]}" fld="{items.index(f"{c}_bytes")}" baseField="0" '
+        f'baseItem="0" numFmtId="{value_numfmt}"/>'
         for c in CLASSES
     )
     # One chartFormat per series ties chart 0 (the PivotChart's fmtId) to each value field.
@@ -234,9 +275,9 @@ def protocol_pivot_xml(layout: PivotLayout, items: CacheItems, date_numfmt: int)
     )
     return (
         _definition_open(layout, 1)
-        + f'<pivotFields count="{len(COLUMNS)}">{fields}</pivotFields>'
-        + f'<rowFields count="1"><field x="{FIELD["window_start"]}"/></rowFields>'
-        + _axis_items("rowItems", len(items.windows), True)
+        + f'<pivotFields count="{len(items.fields)}">{fields}</pivotFields>'
+        + f'<rowFields count="1"><field x="{items.index(row_field)}"/></rowFields>'
+        + _axis_items("rowItems", len(items.items(row_field)), True)
         + '<colFields count="1"><field x="-2"/></colFields>'
         + f'<colItems count="{len(CLASSES)}">{col_items}</colItems>'
         + f'<dataFields count="{len(CLASSES)}">{data_fields}</dataFields>'
@@ -315,39 +356,46 @@ def pivot_source_xml(workbook_file: str, sheet: str, pivot_name: str) -> str:
     return f'<c:pivotSource><c:name>{name}</c:name><c:fmtId val="0"/></c:pivotSource>'
 
 
-def connection_xml(csv_path: str, delimiter: str) -> str:
-    """A legacy text connection to traffic.csv: Refresh All re-reads it into the Data table.
+def connection_xml(csv_path: str, delimiter: str, name: str) -> str:
+    """A text connection to traffic.csv: Refresh All re-reads it into the Data sheet's range.
 
-    UTF-8, header skipped by the query table, dates typed YMD so they stay date-times, client_ip
-    and direction as text so Excel never guesses a number out of an address.
+    UTF-8, the CSV's own delimiter, dates typed YMD so they stay date-times, client_ip and
+    direction as text so Excel never guesses a number out of an address.
     """
     types = {"window_start": "YMD", "window_end": "YMD", "client_ip": "text",
              "direction": "text"}
     fields = "".join(
         f'<textField type="{types[c]}"/>' if c in types else "<textField/>" for c in COLUMNS
     )
-    comma, semicolon = ("1", "0") if delimiter == "," else ("0", "1")
+    flags = {"tab": "\t", "comma": ",", "semicolon": ";"}
+    attrs = " ".join(f'{flag}="{int(delimiter == char)}"' for flag, char in flags.items())
+    if delimiter not in flags.values():
+        attrs += f" delimiter={quoteattr(delimiter)}"
     return (
-        f'{XML_DECL}<connections xmlns="{MAIN_NS}"><connection id="1" name="traffic_csv" '
+        f'{XML_DECL}<connections xmlns="{MAIN_NS}"><connection id="1" name={quoteattr(name)} '
         f'type="6" refreshedVersion="6" background="0" saveData="1">'
         f'<textPr prompt="0" codePage="65001" sourceFile={quoteattr(csv_path)} delimited="1" '
-        f'tab="0" comma="{comma}" semicolon="{semicolon}">'
-        f'<textFields count="{len(COLUMNS)}">{fields}</textFields></textPr></connection>'
+        f'{attrs}><textFields count="{len(COLUMNS)}">{fields}</textFields></textPr></connection>'
         "</connections>"
     )
 
 
-def query_table_xml() -> str:
-    """The query table that lands the connection's rows in the Data Table, keeping its formats."""
-    fields = "".join(
-        f'<queryTableField id="{i}" name="{c}" tableColumnId="{i}"/>'
-        for i, c in enumerate(COLUMNS, start=1)
+def query_table_xml(name: str, fields: Sequence[str]) -> str:
+    """The query table that lands the connection's rows in a worksheet range (Excel binds text
+    imports to ranges, never to Tables). Its name is also the defined name of that range. Fields
+    past the CSV's columns are formulas the refresh fills down (dataBound="0")."""
+    body = "".join(
+        f'<queryTableField id="{i}" name={quoteattr(c)}/>' if c in COLUMNS else
+        f'<queryTableField id="{i}" name={quoteattr(c)} dataBound="0" fillFormulas="1"/>'
+        for i, c in enumerate(fields, start=1)
     )
+    formulas = ' fillFormulas="1"' if len(fields) > len(COLUMNS) else ""
     return (
-        f'{XML_DECL}<queryTable xmlns="{MAIN_NS}" name="traffic_csv" connectionId="1" '
-        'autoFormatId="16" applyNumberFormats="0" applyBorderFormats="0" applyFontFormats="0" '
-        'applyPatternFormats="0" applyAlignmentFormats="0" applyWidthHeightFormats="0" '
-        f'adjustColumnWidth="0"><queryTableRefresh nextId="{len(COLUMNS) + 1}">'
-        f'<queryTableFields count="{len(COLUMNS)}">{fields}</queryTableFields>'
+        f'{XML_DECL}<queryTable xmlns="{MAIN_NS}" name={quoteattr(name)} connectionId="1" '
+        f'backgroundRefresh="0" adjustColumnWidth="0"{formulas} autoFormatId="16" '
+        'applyNumberFormats="0" applyBorderFormats="0" applyFontFormats="0" '
+        'applyPatternFormats="0" applyAlignmentFormats="0" applyWidthHeightFormats="0">'
+        f'<queryTableRefresh nextId="{len(fields) + 1}">'
+        f'<queryTableFields count="{len(fields)}">{body}</queryTableFields>'
         "</queryTableRefresh></queryTable>"
     )
