@@ -17,6 +17,17 @@ if __name__ == "__main__":
     if not os.path.isdir(os.path.join(here, "traffic_capture")):
         sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
 
-    from traffic_capture.cli import main
+    try:
+        from traffic_capture.cli import main
 
-    sys.exit(main(default_server_ip=SERVER_IP, default_window=WINDOW_SIZE, script=True))
+        code = main(default_server_ip=SERVER_IP, default_window=WINDOW_SIZE, script=True)
+    except ModuleNotFoundError as error:  # run by a Python without the project's packages
+        if error.name is None or error.name.startswith("traffic_capture"):
+            raise
+        sys.stderr.write(
+            f"traffic-capture: error: {error.name.split('.')[0]} is not installed for "
+            f"{sys.executable}: install what it needs with `{sys.executable} -m pip install "
+            f"-e .` in this folder, or run it with the venv's Python "
+            "(.venv/bin/python traffic_capture.py)\n")
+        code = 1
+    sys.exit(code)

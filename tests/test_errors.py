@@ -326,3 +326,24 @@ def test_an_output_in_a_folder_this_user_cannot_enter_is_one_line(tmp_path: Path
                              "--out", "/tmp/never-written.csv"],
                             capture_output=True, text=True, timeout=60, env=child_env())
     assert "cannot read" in one_line_error(result, RUNTIME)
+
+
+def test_the_script_form_outside_its_venv_says_what_to_install(tmp_path: Path) -> None:
+    """A Python without the project's packages (a fresh venv here) runs traffic_capture.py."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True,
+                   timeout=120)
+    python = bare / "bin" / "python"
+    result = subprocess.run([str(python), str(REPO / "traffic_capture.py"), "--read",
+                             "x.pcap", "--server-ip", SERVER4], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    line = one_line_error(result, RUNTIME)
+    assert "is not installed for" in line and f"{python} -m pip install -e ." in line
+
+
+def test_a_binary_file_as_out_is_named_not_printed(tmp_path: Path, good_pcap: Path) -> None:
+    out = tmp_path / "capture.pcap.csv"
+    out.write_bytes(good_pcap.read_bytes())
+    line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                   "--out", str(out)]), RUNTIME)
+    assert "holds binary data" in line and "\\x" not in line and "\ufffd" not in line

@@ -29,6 +29,7 @@ from traffic_capture.interfaces import (
 from traffic_capture.interfaces import resolve_interfaces as resolve_names
 from traffic_capture.linktypes import DLT_EN10MB
 from traffic_capture.pipeline import Pipeline
+from traffic_capture.rules import HTTP_PORTS
 from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import FanOut, Sink, wait_for
 from traffic_capture.sinks.csv_file import CsvSink
@@ -67,7 +68,7 @@ def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = 
                ) -> list[Sink]:
     """The outputs a configuration asks for (the CSV always; the web's with --web)."""
     sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info,
-                                 config.rotate, config.keep, config.max_disk)]
+                                 config.rotate, config.keep, config.max_disk, utc=config.utc)]
     if web_state is not None:
         from traffic_capture.web.sink import WebSink
 
@@ -84,7 +85,7 @@ def _web_state(config: Config) -> WebState:
     require_web()
     state = WebState(config.window_seconds, config.web_history, services=True)
     if not config.out.is_dir():
-        state.load_rows(read_history(config.out, config.web_history))
+        state.load_rows(read_history(config.out, config.web_history, config.utc))
     return state
 
 
@@ -113,10 +114,18 @@ def run(config: Config) -> int:
         except TrafficCaptureError as error:
             source.close()
             return fail(error)
+    if config.http_ports != HTTP_PORTS:
+        reporter.info(f"counting as http: TCP ports {ports_text(config.http_ports)} "
+                      "(--http-ports)")
     if source.live:
+        zone = "UTC" if config.utc else "local time"
         reporter.info(f"capturing on {source.description}; rows every {config.window_seconds} s "
-                      f"to {config.out}; Ctrl+C to stop")
+                      f"({zone}) to {config.out}; Ctrl+C to stop")
     return capture.run()
+
+
+def ports_text(ports: frozenset[int]) -> str:
+    return ", ".join(map(str, sorted(ports)))
 
 
 def _open_live(config: Config, reporter: Reporter) -> Source:
@@ -156,6 +165,10 @@ def _open_live(config: Config, reporter: Reporter) -> Source:
 
 
 def _capture_unavailable(error: BaseException) -> str:
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        return (f"packet capture needs {error.name.split('.')[0]}, which is not installed for "
+                f"{sys.executable}: {sys.executable} -m pip install -e . (in the project's "
+                "folder), or run .venv/bin/traffic-capture")
     if sys.platform.startswith("win"):
         return npcap_missing_message()
     return f"packet capture is not available: {error}"
@@ -180,7 +193,8 @@ class Run:
                  ) -> None:
         self.config, self.source, self.sinks, self.reporter = config, source, sinks, reporter
         self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
-                                 sinks.packet_tap, sinks.packet_frames, config.max_clients)
+                                 sinks.packet_tap, sinks.packet_frames, config.max_clients,
+                                 config.http_ports)
         self.stop = threading.Event()
         self.error: str | None = None
         self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)

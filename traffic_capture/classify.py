@@ -7,6 +7,7 @@ packet-by-packet statement they are checked against lives in tests/reference.py.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,15 @@ from traffic_capture.rules import (
 from traffic_capture.servers import ServerSet
 
 _FTP_FLAG, _HTTP_FLAG = 1, 2
-_PORT_FLAGS = np.zeros(65536 + 1, dtype=np.int64)  # indexed by port + 1: NO_PORT is -1
-_PORT_FLAGS[[port + 1 for port in HTTP_PORTS]] |= _HTTP_FLAG
-_PORT_FLAGS[[port + 1 for port in FTP_PORTS]] |= _FTP_FLAG
+
+
+@functools.lru_cache(maxsize=8)
+def port_flags(http_ports: frozenset[int] = HTTP_PORTS) -> np.ndarray:
+    """Per port + 1 (NO_PORT is -1): whether it is an FTP port, an http one (--http-ports)."""
+    flags = np.zeros(65536 + 1, dtype=np.int64)
+    flags[[port + 1 for port in http_ports]] |= _HTTP_FLAG
+    flags[[port + 1 for port in FTP_PORTS]] |= _FTP_FLAG
+    return flags
 # Class by (TCP port flags 0-3, or 4 for UDP, 5 for anything else): FTP ports win over HTTP.
 _CLASS_BY_CODE = np.array([TCP, FTP, HTTP, FTP, UDP, OTHER], dtype=np.int64)
 
@@ -66,7 +73,7 @@ class Classified:
 
 
 def classify_batch(batch: Batch, parsed: Parsed, servers: ServerSet,
-                   ftp: FtpDataTracker) -> Classified:
+                   ftp: FtpDataTracker, http_ports: frozenset[int] = HTTP_PORTS) -> Classified:
     p = parsed
     dst_server = p.is_ip & _member(servers, p.is6, p.dst_hi, p.dst_lo)
     src_server = p.is_ip & _member(servers, p.is6, p.src_hi, p.src_lo)
@@ -75,7 +82,8 @@ def classify_batch(batch: Batch, parsed: Parsed, servers: ServerSet,
     client_hi = np.where(inbound, p.src_hi, p.dst_hi)
     client_lo = np.where(inbound, p.src_lo, p.dst_lo)
     tcp = p.proto == PROTO_TCP
-    flags = _PORT_FLAGS[p.sport + 1] | _PORT_FLAGS[p.dport + 1]
+    table = port_flags(http_ports)
+    flags = table[p.sport + 1] | table[p.dport + 1]
     ftp_port = tcp & ((flags & _FTP_FLAG) != 0)
     protocol_class = _CLASS_BY_CODE[np.where(tcp, flags, np.where(p.proto == PROTO_UDP, 4, 5))]
     _follow_ftp(batch, p, counted, tcp, ftp_port, protocol_class, ftp)

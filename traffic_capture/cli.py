@@ -15,7 +15,12 @@ from typing import NoReturn
 from traffic_capture.config import SERVER_IP_ENV, Config
 from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
-from traffic_capture.rules import DEFAULT_MAX_CLIENTS, DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
+from traffic_capture.rules import (
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_OUT,
+    DEFAULT_WINDOW_SECONDS,
+    HTTP_PORTS,
+)
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.sinks.csv_rotation import ROTATIONS, parse_size
 from traffic_capture.status import DEFAULT_STATUS_INTERVAL
@@ -55,6 +60,16 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return value
+
+
+def _ports(text: str) -> frozenset[int]:
+    ports = set()
+    for part in text.replace(" ", "").split(","):
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a TCP port (1-65535); give a list such as 80,443,8080")
+        ports.add(int(part))
+    return frozenset(ports)
 
 
 def _count(text: str) -> int:
@@ -130,6 +145,13 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--delimiter", type=_delimiter, default=",", metavar="CHAR",
         help="field separator: ',' (default) or ';' for Excel set to pt-BR, de-DE...; "
              "also 'tab', '|'")
+    add("--http-ports", type=_ports, default=HTTP_PORTS, metavar="LIST",
+        help="TCP ports whose bytes count as http, comma-separated (default "
+             f"{','.join(map(str, sorted(HTTP_PORTS)))}); e.g. 80,443,8080 to count TLS web "
+             "traffic as http too. FTP's 20 and 21 still win")
+    add("--utc", action="store_true",
+        help="write window times in UTC instead of local time (no repeated hour when the "
+             "clocks go back; for servers in several time zones)")
     add("--max-clients", type=_count, default=DEFAULT_MAX_CLIENTS, metavar="N",
         help=f"clients per window and direction (default {DEFAULT_MAX_CLIENTS:,}); under a "
              "flood of spoofed sources the rest are folded into one row per direction with "
@@ -226,6 +248,8 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         backend=args.backend,
         status_interval=args.status_interval,
         max_clients=args.max_clients or None,
+        http_ports=args.http_ports,
+        utc=args.utc,
         rotate=args.rotate,
         keep=args.keep,
         max_disk=args.max_disk,

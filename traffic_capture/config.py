@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from traffic_capture.rules import DEFAULT_MAX_CLIENTS, WEB_HISTORY_SECONDS
+from traffic_capture.rules import DEFAULT_MAX_CLIENTS, HTTP_PORTS, WEB_HISTORY_SECONDS
 from traffic_capture.servers import ServerSet
 
 SERVER_IP_ENV = "TRAFFIC_SERVER_IP"
@@ -25,6 +25,8 @@ class Config:
     quiet: bool
     backend: str
     max_clients: int | None = DEFAULT_MAX_CLIENTS  # per window and direction
+    http_ports: frozenset[int] = HTTP_PORTS  # TCP ports whose bytes count as http
+    utc: bool = False  # window times in UTC instead of local time
     rotate: str = "none"  # none, hourly, daily
     keep: int | None = None  # rotated files kept besides the current one
     max_disk: int | None = None  # bytes the CSV series may take

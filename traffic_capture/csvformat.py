@@ -6,6 +6,7 @@ the web's `serve` read with it, so a delimiter the daemon writes is always one t
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -67,9 +68,18 @@ def detect_delimiter(header: str) -> str:
     )
 
 
-def local_time_text(epoch_seconds: int) -> str:
-    """Local time (TZ honoured) without zone: the form every Excel locale reads as a date-time."""
-    return time.strftime(TIME_FORMAT, time.localtime(epoch_seconds))
+def local_time_text(epoch_seconds: int, utc: bool = False) -> str:
+    """Local time (TZ honoured), or UTC with --utc, without zone: the form every Excel locale
+    reads as a date-time."""
+    moment = time.gmtime(epoch_seconds) if utc else time.localtime(epoch_seconds)
+    return time.strftime(TIME_FORMAT, moment)
+
+
+def epoch_of(text: str, utc: bool = False) -> int:
+    """A window time as the CSV writes it -> epoch seconds; ValueError for anything else.
+    (Local times in the autumn's repeated hour are ambiguous: the reason for --utc.)"""
+    moment = time.strptime(text, TIME_FORMAT)
+    return calendar.timegm(moment) if utc else int(time.mktime(moment))
 
 
 def row_template(start: str, end: str, delimiter: str) -> str:
@@ -80,7 +90,7 @@ def row_template(start: str, end: str, delimiter: str) -> str:
     return delimiter.join((start, end, "%s", "%s", *("%d",) * (len(COLUMNS) - 4))) + "\n"
 
 
-def format_rows(rows: Iterable[Row], delimiter: str) -> str:
+def format_rows(rows: Iterable[Row], delimiter: str, utc: bool = False) -> str:
     """CSV text of rows."""
     templates: dict[tuple[int, int], str] = {}
     lines = []
@@ -88,6 +98,7 @@ def format_rows(rows: Iterable[Row], delimiter: str) -> str:
         template = templates.get(row[:2])
         if template is None:
             template = templates[row[:2]] = row_template(
-                local_time_text(row.window_start), local_time_text(row.window_end), delimiter)
+                local_time_text(row.window_start, utc), local_time_text(row.window_end, utc),
+                delimiter)
         lines.append(template % row[2:])
     return "".join(lines)

@@ -18,7 +18,7 @@ from traffic_capture.classify import Classified, classify_batch
 from traffic_capture.frames import Batch, gather_frames
 from traffic_capture.ftp import FtpDataTracker
 from traffic_capture.parse import Parsed, parse_batch
-from traffic_capture.rules import CLOSE_DELAY_SECONDS
+from traffic_capture.rules import CLOSE_DELAY_SECONDS, HTTP_PORTS
 from traffic_capture.servers import ServerSet
 from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
 
@@ -84,9 +84,11 @@ class Pipeline:
     def __init__(self, servers: ServerSet, window_seconds: int,
                  emit_window: Callable[[ClosedWindow], None],
                  emit_packets: Callable[[CountedPackets], None] | None = None,
-                 packet_frames: bool = False, max_clients: int | None = None) -> None:
+                 packet_frames: bool = False, max_clients: int | None = None,
+                 http_ports: frozenset[int] = HTTP_PORTS) -> None:
         self.servers = servers
         self.windows = WindowAggregator(window_seconds, max_clients)
+        self.http_ports = http_ports
         self.ftp = FtpDataTracker()
         self.counters = Counters()
         self._emit = emit_window
@@ -102,7 +104,7 @@ class Pipeline:
         windows, so that even packets more than the close delay out of order land alike.
         """
         parsed = parse_batch(batch)
-        packets = classify_batch(batch, parsed, self.servers, self.ftp)
+        packets = classify_batch(batch, parsed, self.servers, self.ftp, self.http_ports)
         self.counters.packets_seen += len(batch)
         ts_ns = batch.ts_ns
         counted = np.flatnonzero(packets.counted)

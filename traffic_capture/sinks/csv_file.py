@@ -35,11 +35,11 @@ class OutputError(TrafficCaptureError):
     """The output cannot be used at all (a directory, a foreign header...); the message says why."""
 
 
-def format_window(window: ClosedWindow, delimiter: str) -> str:
+def format_window(window: ClosedWindow, delimiter: str, utc: bool = False) -> str:
     """CSV text of a closed window, straight from its sums: the rows of format_rows, without
     building Row objects first (twice as fast, for windows of 100,000 clients)."""
-    template = row_template(local_time_text(window.start_s), local_time_text(window.end_s),
-                            delimiter)
+    template = row_template(local_time_text(window.start_s, utc),
+                            local_time_text(window.end_s, utc), delimiter)
     return "".join([template % (client, direction, *numbers)
                     for client, direction, numbers in zip(
                         window.client_texts(), window.directions(),
@@ -75,6 +75,9 @@ def check_output(path: Path, delimiter: str) -> None:
     except OSError:
         return  # absent (created later), or locked now: the writer will wait for it
     header = header_line(delimiter)
+    if any(c == "\ufffd" or (c < " " and c not in "\t\r\n") for c in first_line):
+        raise OutputError(f"{path} is not a traffic-capture CSV (it holds binary data: a capture "
+                          "file?); refusing to append to it: choose another --out")
     if not first_line.endswith("\n") and header.startswith(first_line):
         return  # a header torn by a crash: repair_torn_end() starts the file afresh
     if first_line and first_line.rstrip("\r\n") != header.rstrip("\n"):
@@ -209,11 +212,12 @@ class CsvSink(Sink):
 
     def __init__(self, path: Path, delimiter: str, warn: Say, info: Say, rotate: str = "none",
                  keep: int | None = None, max_bytes: int | None = None,
-                 max_rows: int = EXCEL_MAX_ROWS - 1) -> None:
+                 max_rows: int = EXCEL_MAX_ROWS - 1, utc: bool = False) -> None:
         super().__init__(warn, info)
         self.path = path
         self.delimiter = delimiter
         self.rotate, self.keep, self.max_bytes, self.max_rows = rotate, keep, max_bytes, max_rows
+        self.utc = utc
         # (file, CSV text, rows) per window, in order
         self._waiting: deque[tuple[Path, str, int]] = deque()
         self._blocked_since: float | None = None
@@ -259,11 +263,11 @@ class CsvSink(Sink):
         return tuple(self.side_files_made)
 
     def handle_window(self, window: ClosedWindow) -> None:
-        target = rotated_path(self.path, self.rotate, window.start_s)
+        target = rotated_path(self.path, self.rotate, window.start_s, self.utc)
         if self._newest is None or target.name >= self._newest.name:  # names sort by time
             self._newest = target
         self._waiting.append((self._file_for(target, len(window)),
-                              format_window(window, self.delimiter), len(window)))
+                              format_window(window, self.delimiter, self.utc), len(window)))
 
     def _file_for(self, target: Path, rows: int) -> Path:
         """The file of target's series that takes `rows` more without passing a sheet."""

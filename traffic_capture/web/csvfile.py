@@ -7,10 +7,9 @@ delimiter the daemon writes.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-from traffic_capture.csvformat import COLUMNS, TIME_FORMAT, Row, detect_delimiter
+from traffic_capture.csvformat import COLUMNS, Row, detect_delimiter, epoch_of
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.rules import IN, OUT
 
@@ -24,8 +23,9 @@ class CsvReadError(TrafficCaptureError):
 class RowParser:
     """CSV lines -> Rows; the local times of each window are parsed once."""
 
-    def __init__(self, delimiter: str) -> None:
+    def __init__(self, delimiter: str, utc: bool = False) -> None:
         self.delimiter = delimiter
+        self.utc = utc
         self._times: dict[str, int] = {}
         self.skipped = 0  # lines that are not rows (a torn or foreign line)
 
@@ -34,7 +34,7 @@ class RowParser:
         if value is None:
             if len(self._times) > 100_000:
                 self._times.clear()
-            value = self._times[text] = int(time.mktime(time.strptime(text, TIME_FORMAT)))
+            value = self._times[text] = epoch_of(text, self.utc)
         return value
 
     def parse(self, line: str) -> Row | None:
@@ -64,7 +64,8 @@ def _read_at(fd: int, size: int, offset: int) -> bytes:
 class CsvFollower:
     """Reads complete lines as they are appended to `path`; `poll()` returns the new Rows."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, utc: bool = False) -> None:
+        self.utc = utc  # the CSV's times are UTC (written with --utc), not local
         self.path = path
         self._file: int | None = None
         self._identity: tuple[int, int] | None = None
@@ -142,7 +143,7 @@ class CsvFollower:
                 if not line.strip():
                     continue
                 try:
-                    self._parser = RowParser(detect_delimiter(line))
+                    self._parser = RowParser(detect_delimiter(line), self.utc)
                 except TrafficCaptureError as error:
                     raise CsvReadError(f"{self.path}: {error}") from None
                 continue
@@ -165,7 +166,8 @@ class CsvFollower:
         if not newline:
             return None
         try:
-            parser = RowParser(detect_delimiter(header.decode("utf-8", errors="replace")))
+            parser = RowParser(detect_delimiter(header.decode("utf-8", errors="replace")),
+                               self.utc)
         except TrafficCaptureError as error:
             raise CsvReadError(f"{self.path}: {error}") from None
         tail = _read_at(self._file, 4096, max(0, size - 4096)).rstrip(b"\r\n")
@@ -191,9 +193,9 @@ class CsvFollower:
         return since
 
 
-def read_history(path: Path, history_seconds: int) -> list[Row]:
+def read_history(path: Path, history_seconds: int, utc: bool = False) -> list[Row]:
     """The rows of a CSV's last `history_seconds` before its newest (none if it is absent)."""
-    follower = CsvFollower(path)
+    follower = CsvFollower(path, utc)
     try:
         return follower.poll(history_seconds)
     finally:

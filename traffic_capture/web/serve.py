@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "exist yet")
     add_web_options(parser.add_argument)
     parser.add_argument("--quiet", action="store_true", help="no start-up message")
+    parser.add_argument("--utc", action="store_true",
+                        help="the CSV's times are UTC (the daemon ran with --utc)")
     return parser
 
 
@@ -50,7 +52,7 @@ def main(argv: list[str]) -> int:
     token = web_token(args.web_token)
     try:
         check_exposure(host, token, False)
-        return _serve(args.csv, host, port, token, args.web_history, args.quiet)
+        return _serve(args.csv, host, port, token, args.web_history, args.quiet, args.utc)
     except TrafficCaptureError as error:
         prefix = f"{PROG}: error: "
         sys.stderr.write(f"{prefix}{error}\n")
@@ -58,7 +60,7 @@ def main(argv: list[str]) -> int:
 
 
 def _serve(path: Path, host: str, port: int, token: str | None, history: int,
-           quiet: bool) -> int:
+           quiet: bool, utc: bool = False) -> int:
     from traffic_capture.web import require_web
 
     require_web()
@@ -67,7 +69,7 @@ def _serve(path: Path, host: str, port: int, token: str | None, history: int,
     from traffic_capture.web.server import WebServer
     from traffic_capture.web.state import WebState
 
-    follower = CsvFollower(path)
+    follower = CsvFollower(path, utc)
     rows = follower.poll(history)
     window = rows[-1].window_end - rows[-1].window_start if rows else DEFAULT_WINDOW_SECONDS
     state = WebState(max(window, 1), history)
