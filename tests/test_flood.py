@@ -136,3 +136,19 @@ def test_a_million_spoofed_sources_are_counted_in_bounded_memory(tmp_path: Path)
     heavy = rows[rows["client_ip"] == "198.51.100.7"]
     assert heavy["window_start"].nunique() == rows["window_start"].nunique()
     assert (rows["client_ip"] == OTHER_CLIENT).sum() == rows["window_start"].nunique()
+
+
+def test_no_real_address_is_taken_for_the_other_row() -> None:
+    """Found by the window property test: the all-ones IPv6 address is a client like any."""
+    aggregator = WindowAggregator(5, max_clients=1)
+    ones = np.uint64(2**64 - 1)
+    aggregator.add_batch(np.zeros(4, dtype=np.int64), np.array([True, True, False, False]),
+                         np.array([ones, ones, 0, 0], dtype=np.uint64),
+                         np.array([ones, ones, 0xC6336401, 0], dtype=np.uint64),
+                         np.ones(4, dtype=bool), np.zeros(4, dtype=np.int64),
+                         np.array([500, 500, 10, 20], dtype=np.int64))
+    (window,) = aggregator.close_all()
+    # Misra-Gries with a cap of 1 takes the second largest total (20) from every client:
+    # the heavy one keeps 980, the 50 taken are `other`, and the row sorts last.
+    assert [(row.client_ip, row.total_bytes) for row in window.rows()] == [
+        ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 980), ("other", 50)]

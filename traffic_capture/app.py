@@ -293,8 +293,12 @@ class Run:
             pipeline.finish()
         self._source_done.set()
         if self.web is not None and not self.stop.is_set() and self.error is None:
-            # A file read with --web: its rows are written; the dashboard stays up (and
-            # injected packets are counted by the wall clock) until Ctrl+C or SIGTERM.
+            # A file read with --web: once its rows are written (the CSV and the dashboard
+            # agree), the dashboard stays up (injected packets counted by the wall clock) until
+            # Ctrl+C or SIGTERM.
+            while any(f.pending for f in self.sinks.figures() if not f.failed) \
+                    and not self.stop.wait(0.05):
+                pass
             self.reporter.info(f"{source.description} read; the dashboard stays at "
                                f"{self.web.url} until Ctrl+C")
             while not self.stop.wait(0.2):

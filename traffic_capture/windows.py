@@ -24,11 +24,11 @@ _CLASS_COUNT = len(CLASSES)
 # Packets kept per window before they are summed: small enough that one sum (a sort) never
 # holds the capture thread for long (a few ms), while a busy live server fills its ring.
 COMPACT_PACKETS = 1 << 16
-# The client of the rows that hold what --max-clients folds, one per direction: the all-ones
-# IPv6 address (in ff00::/8, multicast: never a packet's source, never a unicast peer). It
-# sorts after every real client, so the `other` rows come last in their window.
+# The client of the rows that hold what --max-clients folds, one per direction: an IPv4 client
+# with a high half, which no address has (IPv4 lives in the low half), so no packet can ever
+# be mistaken for it. Its row key sorts after every real client: `other` comes last.
 OTHER_CLIENT = "other"
-_OTHER_HALF = np.uint64(2**64 - 1)
+_OTHER_HI = np.uint64(1)
 
 
 class Sums(NamedTuple):
@@ -172,10 +172,14 @@ def _row_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, inbound: np.ndarr
         rank = np.empty(len(v6), dtype=np.uint64)
         rank[order] = np.cumsum(new) - 1
         keys[v6] = _IPV6_KEYS + ((rank << np.uint64(1)) | (keys[v6] & np.uint64(1)))
+    other = np.flatnonzero(_is_other(is6, hi))
+    if len(other):  # after every client: IPv6 ranks stay far below 2**62
+        keys[other] = _OTHER_KEYS | (~inbound[other]).astype(np.uint64)
     return keys
 
 
 _IPV6_KEYS = np.uint64(1 << 40)  # above every IPv4 key (2**33)
+_OTHER_KEYS = np.uint64(1 << 62)  # above every IPv6 key
 
 
 def _merged(sums: list[Sums], packets: list[Packets]) -> Sums:
@@ -215,7 +219,7 @@ def capped(sums: Sums, max_clients: int) -> Sums:
     1/cap of the window's bytes always keeps its own row, whatever the order packets came in.
     Space-Saving would count heavy clients no better and add bytes they never sent.
     """
-    other = (sums.is6 & (sums.hi == _OTHER_HALF) & (sums.lo == _OTHER_HALF))
+    other = _is_other(sums.is6, sums.hi)
     parts_is6, parts_hi, parts_lo, parts_in, parts_counts = [], [], [], [], []
     changed = False
     for inbound in (True, False):
@@ -238,9 +242,9 @@ def capped(sums: Sums, max_clients: int) -> Sums:
         parts_in.append(np.full(len(clients), inbound))
         parts_counts.append(counts)
         if folded.any():
-            parts_is6.append(np.array([True]))
-            parts_hi.append(np.array([_OTHER_HALF]))
-            parts_lo.append(np.array([_OTHER_HALF]))
+            parts_is6.append(np.array([False]))
+            parts_hi.append(np.array([_OTHER_HI]))
+            parts_lo.append(np.array([0], dtype=np.uint64))
             parts_in.append(np.array([inbound]))
             parts_counts.append(folded.reshape(1, -1))
     if not changed:
@@ -248,6 +252,10 @@ def capped(sums: Sums, max_clients: int) -> Sums:
     return _merged([Sums(np.concatenate(parts_is6), np.concatenate(parts_hi),
                          np.concatenate(parts_lo), np.concatenate(parts_in),
                          np.concatenate(parts_counts).astype(np.int64))], [])
+
+
+def _is_other(is6: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return ~is6 & (hi != 0)
 
 
 def _take(counts: np.ndarray, amounts: np.ndarray) -> np.ndarray:
@@ -272,7 +280,7 @@ def _client_text(is6: bool, hi: int, lo: int) -> str:
     if text is None:
         if len(_TEXT_CACHE) > 1_000_000:  # a scan of a /8 must not grow memory forever
             _TEXT_CACHE.clear()
-        folded = is6 and hi == lo == int(_OTHER_HALF)
+        folded = not is6 and hi != 0
         text = _TEXT_CACHE[key] = OTHER_CLIENT if folded else address_text(
             join_address(is6, hi, lo))
     return text
