@@ -59,7 +59,16 @@ def print_interfaces() -> int:
 
 def make_sinks(config: Config, reporter: Reporter) -> list[Sink]:
     """The outputs a configuration asks for (the CSV always)."""
-    return [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info)]
+    sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info)]
+    # Reading files, the capture may wait for the packet log: nothing is lost.
+    lossless = bool(config.read)
+    if config.packet_log:
+        from traffic_capture.sinks.packet_log import PacketLogSink
+
+        sinks.append(PacketLogSink(config.packet_log, config.packet_log_payload,
+                                   config.packet_log_max_bytes, config.packet_log_keep,
+                                   lossless, reporter.warn, reporter.info))
+    return sinks
 
 
 def run(config: Config) -> int:
@@ -76,6 +85,10 @@ def run(config: Config) -> int:
     except TrafficCaptureError as error:
         source.close()
         return fail(error)
+    if config.packet_log:
+        reporter.info(f"packet log: {config.packet_log} (readable by its owner only; it holds "
+                      "payload previews" + (" and payloads" if config.packet_log_payload else "")
+                      + ")")
     if source.live:
         reporter.info(f"capturing on {source.description}; rows every {config.window_seconds} s "
                       f"to {config.out}; Ctrl+C to stop")
@@ -103,7 +116,8 @@ def _open_live(config: Config, reporter: Reporter) -> Source:
     bpf = _kernel_filter(config, reporter)
     devices = [i.device for i in chosen]
     try:
-        source = open_live(config.backend, devices, ", ".join(i.name for i in chosen), bpf)
+        source = open_live(config.backend, devices, ", ".join(i.name for i in chosen), bpf,
+                           config.live_snaplen())
     except PermissionError:
         raise CaptureUnavailable(privilege_message(sys.platform)) from None
     except ImportError as error:
@@ -142,7 +156,8 @@ class Run:
                  ) -> None:
         self.config, self.source, self.sinks, self.reporter = config, source, sinks, reporter
         self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
-                                 sinks.packet_tap, sinks.packet_frames)
+                                 sinks.packet_tap, sinks.packet_frames,
+                                 config.live_snaplen() if source.live else None)
         self.stop = threading.Event()
         self.error: str | None = None
         self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
@@ -165,6 +180,7 @@ class Run:
                 timer.start()
             self._capture.start()
             wait_for(self._capture)
+            self.stop.set()  # the capture is over: a Ctrl+C now hurries the outputs
             self.sinks.stop()
         finally:
             if timer is not None:
@@ -193,7 +209,8 @@ class Run:
     def _summarise(self) -> None:
         reporter, c = self.reporter, self.pipeline.counters
         figures = self.sinks.figures()
-        where = ", ".join(str(self.config.out) if f.name == "csv" else f.name for f in figures)
+        names = {"csv": str(self.config.out), "log": str(self.config.packet_log)}
+        where = ", ".join(names.get(f.name, f.name) for f in figures)
         side = [str(path) for f in figures for path in f.side_files]
         if side:
             where += f" (and {', '.join(side)})"
@@ -202,6 +219,11 @@ class Run:
                       f"{plural(c.windows_closed, 'window')}, written to {where}")
         for line in self.source.warnings():
             reporter.warn(line)
+        for f in figures:
+            if f.dropped and f.name == "log":
+                reporter.warn(f"packet log: {f.dropped:,} of {f.written + f.dropped:,} lines "
+                              "were dropped (the log could not keep up, or the disk refused "
+                              "them); the CSV counts every packet")
         drops = self.source.kernel_drops()
         if drops:
             reporter.warn(f"kernel drops: {drops:,} packets were dropped by the kernel before "

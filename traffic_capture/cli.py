@@ -16,7 +16,14 @@ from traffic_capture import __version__
 from traffic_capture.config import SERVER_IP_ENV, Config
 from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG
-from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
+from traffic_capture.rules import (
+    DEFAULT_OUT,
+    DEFAULT_WINDOW_SECONDS,
+    SNAPLEN_COUNTING,
+    SNAPLEN_MAX,
+    SNAPLEN_MIN,
+    SNAPLEN_PACKETS,
+)
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 
 SUBCOMMANDS = {
@@ -50,6 +57,39 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _megabytes(text: str) -> int:
+    """--packet-log-max-mb -> bytes (0: no rotation)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no rotation) or more, got {text}")
+    return int(value * 1024 * 1024)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _snaplen(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if not SNAPLEN_MIN <= value <= SNAPLEN_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be {SNAPLEN_MIN} to {SNAPLEN_MAX} bytes (counting needs {SNAPLEN_MIN}), "
+            f"got {text}")
     return value
 
 
@@ -98,6 +138,23 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--backend", choices=("auto", "linux", "pcap"), default="auto",
         help="live capture back end: 'linux' packet sockets (fast, Linux only), 'pcap' "
              "libpcap/Npcap (portable); auto picks linux on Linux")
+    log = parser.add_argument_group(
+        "packet log", "every counted packet, with a preview and MD5 of its payload: "
+        "payloads can hold passwords and personal data; the log is created readable by its "
+        "owner only")
+    log.add_argument("--packet-log", type=Path, metavar="PATH",
+                     help="also write one JSON object per counted packet to PATH (NDJSON)")
+    log.add_argument("--packet-log-payload", action="store_true",
+                     help="add each packet's captured payload in hex (payload_hex)")
+    log.add_argument("--packet-log-max-mb", type=_megabytes, default=0, metavar="MB",
+                     help="rotate the log when it would pass MB megabytes: PATH becomes PATH.1, "
+                          "PATH.1 PATH.2... (default: no rotation)")
+    log.add_argument("--packet-log-keep", type=_count, default=5, metavar="N",
+                     help="rotated files kept besides PATH (default 5)")
+    log.add_argument("--snaplen", type=_snaplen, metavar="BYTES",
+                     help=f"bytes kept of each live packet: {SNAPLEN_COUNTING} for counting, "
+                          f"{SNAPLEN_PACKETS} (a full Ethernet packet) with --packet-log; "
+                          f"{SNAPLEN_MIN}-{SNAPLEN_MAX}")
     add("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -132,6 +189,14 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         parser.error("--read and --iface exclude each other: read files or capture live")
     if args.read and args.duration:
         parser.error("--duration applies to live capture, not to --read")
+    if args.read and args.snaplen:
+        parser.error("--snaplen applies to live capture; a capture file keeps what it holds")
+    if not args.packet_log:
+        for flag, given in (("--packet-log-payload", args.packet_log_payload),
+                            ("--packet-log-max-mb", args.packet_log_max_mb),
+                            ("--packet-log-keep", args.packet_log_keep != 5)):
+            if given:
+                parser.error(f"{flag} needs --packet-log PATH")
     try:
         servers, origin = servers_from_sources(args.server_ip, default_server_ip,
                                                os.environ.get(SERVER_IP_ENV))
@@ -152,6 +217,11 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         duration=args.duration,
         quiet=args.quiet,
         backend=args.backend,
+        packet_log=args.packet_log,
+        packet_log_payload=args.packet_log_payload,
+        packet_log_max_bytes=args.packet_log_max_mb,
+        packet_log_keep=args.packet_log_keep,
+        snaplen=args.snaplen,
     )
 
 

@@ -78,10 +78,13 @@ def rows_at(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     return rows
 
 
-def gather_frames(batch: Batch, chosen: np.ndarray) -> Batch:
+def gather_frames(batch: Batch, chosen: np.ndarray, limit: int | None = None) -> Batch:
     """The chosen frames (indexes) copied into a buffer of their own, in one vectorised copy:
-    for consumers that keep frames after the source reuses its buffer."""
+    for consumers that keep frames after the source reuses its buffer. With `limit`, only each
+    frame's first `limit` bytes (a snap length)."""
     starts, lengths = batch.starts[chosen], batch.lengths[chosen]
+    if limit is not None:
+        lengths = np.minimum(lengths, limit)
     new_starts = np.zeros(len(chosen), dtype=np.int64)
     if len(chosen) > 1:
         np.cumsum(lengths[:-1], out=new_starts[1:])
@@ -89,4 +92,5 @@ def gather_frames(batch: Batch, chosen: np.ndarray) -> Batch:
     # Byte k of the new buffer comes from its frame's start plus its place in that frame.
     source = np.repeat(starts - new_starts, lengths) + np.arange(total, dtype=np.int64)
     data = batch.data[source] if total else np.zeros(1, dtype=np.uint8)
-    return Batch(data, new_starts, lengths.copy(), batch.ts_ns[chosen], batch.linktype)
+    return Batch(data, new_starts, np.array(lengths, copy=True), batch.ts_ns[chosen],
+                 batch.linktype)

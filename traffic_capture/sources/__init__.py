@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from traffic_capture.frames import Batch
+from traffic_capture.rules import SNAPLEN_COUNTING
 
 BACKENDS = ("linux", "pcap")
 
@@ -52,9 +53,10 @@ def default_backend() -> str:
     return "linux" if sys.platform.startswith("linux") else "pcap"
 
 
-def open_live(backend: str, devices: list[str], description: str, bpf_filter: str | None
-              ) -> Source:
-    """The live source of a back end ('auto', 'linux' or 'pcap') on capture devices.
+def open_live(backend: str, devices: list[str], description: str, bpf_filter: str | None,
+              snaplen: int = SNAPLEN_COUNTING) -> Source:
+    """The live source of a back end ('auto', 'linux' or 'pcap') on capture devices, keeping
+    at most `snaplen` bytes of each frame.
 
     Raises PermissionError without the right to capture, ImportError when the back end cannot
     run here (no Npcap, not Linux), OSError for the rest.
@@ -64,7 +66,7 @@ def open_live(backend: str, devices: list[str], description: str, bpf_filter: st
     if backend == "linux":
         from traffic_capture.sources.live_linux import LinuxLiveSource
 
-        return LinuxLiveSource(devices, description, bpf_filter)
+        return LinuxLiveSource(devices, description, bpf_filter, snaplen)
     from traffic_capture.sources.live_pcap import PcapLiveSource
 
-    return PcapLiveSource(devices, description, bpf_filter)
+    return PcapLiveSource(devices, description, bpf_filter, snaplen)

@@ -26,6 +26,7 @@ from traffic_capture.frames import Batch
 if sys.platform != "linux":  # packet sockets and their ring exist on Linux only
     raise ImportError("the packet-socket back end needs Linux; use --backend pcap")
 from traffic_capture.linktypes import LINK_TYPE_BY_ARPHRD
+from traffic_capture.rules import SNAPLEN_COUNTING
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -45,9 +46,9 @@ BLOCK_BYTES = 2 * 1024 * 1024
 BLOCK_COUNT = 32
 FRAME_BYTES = 2048  # only a unit of the ring's bookkeeping in V3; packets are packed
 BLOCK_TIMEOUT_MS = 50
-# Keep the headers and enough TCP payload to read an FTP 227/229/PORT/EPRT line; the byte
-# counts come from the IP length fields, so they stay exact.
-SNAPLEN = 384
+# The ring holds whole frames, read in place at no cost per byte: `snaplen` is not applied to
+# them (counting reads the IP length fields), the per-packet tap cuts what outputs keep.
+SNAPLEN = SNAPLEN_COUNTING
 IDLE_SECONDS = 0.2
 
 # struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status,
@@ -68,7 +69,8 @@ class LinuxLiveSource:
 
     live = True
 
-    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None) -> None:
+    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None,
+                 snaplen: int = SNAPLEN) -> None:
         self.interfaces = interfaces
         self.description = description
         self._rings: list[_Ring] = []
@@ -78,7 +80,7 @@ class LinuxLiveSource:
         self._drops_lock = threading.Lock()
         try:
             for name in interfaces:
-                self._rings.append(_Ring(name, bpf_filter))
+                self._rings.append(_Ring(name, bpf_filter, snaplen))
         except BaseException:
             self.close()
             raise
@@ -129,7 +131,8 @@ class LinuxLiveSource:
 
 
 class _Ring:
-    def __init__(self, interface: str, bpf_filter: str | None) -> None:
+    def __init__(self, interface: str, bpf_filter: str | None, snaplen: int = SNAPLEN) -> None:
+        self.snaplen = snaplen  # what the caller asked for; see SNAPLEN
         # Protocol 0 receives nothing until bind: the filter is in place before the first packet.
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
