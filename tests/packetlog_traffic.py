@@ -23,6 +23,7 @@ from tests.conftest import in_netns, start_tcpdump, stop_tcpdump
 
 SERVER = "127.0.0.1"
 CLIENT = "127.0.0.2"
+OTHER_CLIENT = "127.0.0.3"  # only pings, when asked for (the viewer's filter)
 HTTP_PORT = 8000
 UDP_PORT = 9999
 BINARY_BODY = bytes(range(256)) * 8 + b"end"
@@ -88,7 +89,7 @@ def start_servers(ns: str, www: Path) -> list[subprocess.Popen[bytes]]:
         time.sleep(0.1)
 
 
-def make_traffic(ns: str, work: Path) -> None:
+def make_traffic(ns: str, work: Path, other_client: bool = False) -> None:
     """The clients: every exchange is checked, so a lost packet fails here."""
     for name, body in (("page.bin", BINARY_BODY), ("text.txt", TEXT_BODY)):
         got = work / f"got-{name}"
@@ -98,9 +99,10 @@ def make_traffic(ns: str, work: Path) -> None:
                        check=True, timeout=20)
         assert got.read_bytes() == body
     subprocess.run(in_netns(ns, [sys.executable, "-c", _UDP_CLIENT]), check=True, timeout=20)
-    subprocess.run(in_netns(ns, ["ping", "-n", "-q", "-c", str(PING_COUNT), "-i", "0.2",
-                                 "-I", CLIENT, SERVER]), check=True, capture_output=True,
-                   timeout=20)
+    for client in (CLIENT, OTHER_CLIENT) if other_client else (CLIENT,):
+        subprocess.run(in_netns(ns, ["ping", "-n", "-q", "-c", str(PING_COUNT), "-i", "0.2",
+                                     "-I", client, SERVER]), check=True, capture_output=True,
+                       timeout=20)
 
 
 @dataclass
@@ -109,7 +111,7 @@ class Recorded:
     cut: Path  # tcpdump -s 120
 
 
-def record(dest: Path) -> Recorded:
+def record(dest: Path, other_client: bool = False) -> Recorded:
     whole, cut = dest / "whole.pcap", dest / "cut.pcap"
     with namespace() as ns:
         servers = start_servers(ns, dest / "www")
@@ -117,7 +119,7 @@ def record(dest: Path) -> Recorded:
             dumps = [start_tcpdump(ns, ["-i", "lo", "-n", "-w", str(whole)]),
                      start_tcpdump(ns, ["-i", "lo", "-n", "-s", str(CUT_SNAPLEN), "-w",
                                         str(cut)])]
-            make_traffic(ns, dest)
+            make_traffic(ns, dest, other_client)
             time.sleep(0.3)
             for dump in dumps:
                 stop_tcpdump(dump)

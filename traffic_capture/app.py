@@ -60,7 +60,7 @@ def print_interfaces() -> int:
 def make_sinks(config: Config, reporter: Reporter) -> list[Sink]:
     """The outputs a configuration asks for (the CSV always)."""
     sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info)]
-    # Reading files, the capture may wait for the packet log: nothing is lost.
+    # Reading files, the capture may wait for the packet log and the window: nothing is lost.
     lossless = bool(config.read)
     if config.packet_log:
         from traffic_capture.sinks.packet_log import PacketLogSink
@@ -68,6 +68,10 @@ def make_sinks(config: Config, reporter: Reporter) -> list[Sink]:
         sinks.append(PacketLogSink(config.packet_log, config.packet_log_payload,
                                    config.packet_log_max_bytes, config.packet_log_keep,
                                    lossless, reporter.warn, reporter.info))
+    if config.view:
+        from traffic_capture.sinks.viewer import ViewerSink
+
+        sinks.append(ViewerSink(config.window_seconds, lossless, reporter.warn, reporter.info))
     return sinks
 
 
@@ -224,6 +228,9 @@ class Run:
                 reporter.warn(f"packet log: {f.dropped:,} of {f.written + f.dropped:,} lines "
                               "were dropped (the log could not keep up, or the disk refused "
                               "them); the CSV counts every packet")
+            elif f.dropped and f.name == "view":
+                reporter.info(f"viewer: {f.dropped:,} packets were not shown (the window "
+                              "fell behind); the CSV and the log have them")
         drops = self.source.kernel_drops()
         if drops:
             reporter.warn(f"kernel drops: {drops:,} packets were dropped by the kernel before "

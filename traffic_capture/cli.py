@@ -29,6 +29,7 @@ from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_serve
 SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
     "report": "traffic_capture.excel.report",
+    "view": "traffic_capture.viewer.command",  # with --log; without, a capture with --view
 }
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"
 
@@ -108,7 +109,8 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         description="Count the traffic of one or more servers per client, direction and protocol "
                     "in tumbling windows, appending rows to a CSV that Excel reads.",
         epilog=f"Other commands: '{PROG} excel --help' (ready-made pivot dashboard), "
-               f"'{PROG} report --help' (static report). Exit status: 0 done (Ctrl+C, SIGTERM "
+               f"'{PROG} report --help' (static report), '{PROG} view --help' (the packet "
+               "viewer window). Exit status: 0 done (Ctrl+C, SIGTERM "
                "and --duration are normal ends), 1 runtime error, 2 usage error.",
     )
     add = parser.add_argument
@@ -139,7 +141,7 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         help="live capture back end: 'linux' packet sockets (fast, Linux only), 'pcap' "
              "libpcap/Npcap (portable); auto picks linux on Linux")
     log = parser.add_argument_group(
-        "packet log", "every counted packet, with a preview and MD5 of its payload: "
+        "packet log and viewer", "every counted packet, with a preview and MD5 of its payload: "
         "payloads can hold passwords and personal data; the log is created readable by its "
         "owner only")
     log.add_argument("--packet-log", type=Path, metavar="PATH",
@@ -153,8 +155,11 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
                      help="rotated files kept besides PATH (default 5)")
     log.add_argument("--snaplen", type=_snaplen, metavar="BYTES",
                      help=f"bytes kept of each live packet: {SNAPLEN_COUNTING} for counting, "
-                          f"{SNAPLEN_PACKETS} (a full Ethernet packet) with --packet-log; "
-                          f"{SNAPLEN_MIN}-{SNAPLEN_MAX}")
+                          f"{SNAPLEN_PACKETS} (a full Ethernet packet) with --packet-log or "
+                          f"--view; {SNAPLEN_MIN}-{SNAPLEN_MAX}")
+    log.add_argument("--view", action="store_true",
+                     help="show the packets live in a desktop window (tkinter, its own process); "
+                          f"'{PROG} view --log PATH' follows a packet log instead")
     add("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -222,7 +227,12 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         packet_log_max_bytes=args.packet_log_max_mb,
         packet_log_keep=args.packet_log_keep,
         snaplen=args.snaplen,
+        view=args.view,
     )
+
+
+def _follows_a_log(argv: list[str]) -> bool:
+    return any(a == "--log" or a.startswith("--log=") or a in ("-h", "--help") for a in argv)
 
 
 def main(argv: list[str] | None = None, default_server_ip: str = "",
@@ -230,6 +240,8 @@ def main(argv: list[str] | None = None, default_server_ip: str = "",
     """The console script, `python -m traffic_capture` and (with script=True and the file's
     constants) `python traffic_capture.py`."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "view" and not _follows_a_log(argv[1:]):
+        argv = [*argv[1:], "--view"]  # `view` without --log: a capture run with its window
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

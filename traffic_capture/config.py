@@ -24,15 +24,16 @@ class Config:
     duration: float | None
     quiet: bool
     backend: str
-    # The packet log (--packet-log...): off by default.
+    # The packet log (--packet-log...) and the viewer window (--view): off by default.
     packet_log: Path | None = None
     packet_log_payload: bool = False
     packet_log_max_bytes: int = 0  # 0: no rotation
     packet_log_keep: int = 5
     snaplen: int | None = None  # live capture; None: SNAPLEN_COUNTING, or SNAPLEN_PACKETS
+    view: bool = False
 
     def live_snaplen(self) -> int:
         """Bytes kept of each live packet: what the outputs show (see rules.py)."""
         if self.snaplen is not None:
             return self.snaplen
-        return SNAPLEN_PACKETS if self.packet_log else SNAPLEN_COUNTING
+        return SNAPLEN_PACKETS if self.packet_log or self.view else SNAPLEN_COUNTING
