@@ -248,3 +248,24 @@ def test_a_log_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
                       "--packet-log", str(tmp_path)])
     assert result.returncode == 1
     assert "is a directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_the_log_no_packet_is_copied_and_with_it_the_status_line_counts_drops(
+        tmp_path: Path) -> None:
+    from traffic_capture.app import make_sinks
+    from traffic_capture.cli import parse_config
+    from traffic_capture.pipeline import Counters
+    from traffic_capture.sinks import FanOut, SinkFigures
+    from traffic_capture.status import Reporter, Snapshot, describe
+
+    base = ["--server-ip", "192.0.2.1", "--out", str(tmp_path / "t.csv")]
+    config = parse_config(base)
+    assert config is not None and config.live_snaplen() == 384
+    plain = FanOut(make_sinks(config, Reporter(quiet=True)))
+    assert plain.packet_tap is None and not plain.packet_frames  # the tap is not even built
+    config = parse_config([*base, "--packet-log", str(tmp_path / "p.jsonl")])
+    assert config is not None and config.live_snaplen() == 1536
+    logged = FanOut(make_sinks(config, Reporter(quiet=True)))
+    assert logged.packet_tap is not None and logged.packet_frames
+    line = describe(Snapshot(Counters(), 0, [SinkFigures("log", "lines", 10, 2, 5)], None))
+    assert "log lines 10 written, 2 pending, 5 dropped" in line

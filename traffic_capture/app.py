@@ -214,7 +214,7 @@ class Run:
         reporter, c = self.reporter, self.pipeline.counters
         figures = self.sinks.figures()
         names = {"csv": str(self.config.out), "log": str(self.config.packet_log)}
-        where = ", ".join(names.get(f.name, f.name) for f in figures)
+        where = ", ".join(names.get(f.name, f.name) for f in figures if f.name != "view")
         side = [str(path) for f in figures for path in f.side_files]
         if side:
             where += f" (and {', '.join(side)})"
