@@ -66,13 +66,26 @@ def print_interfaces() -> int:
 
 def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = None
                ) -> list[Sink]:
-    """The outputs a configuration asks for (the CSV always; the web's with --web)."""
+    """The outputs a configuration asks for (the CSV always; the web's with --web, the packet
+    log with --packet-log, the viewer window with --view)."""
     sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info,
                                  config.rotate, config.keep, config.max_disk, utc=config.utc)]
     if web_state is not None:
         from traffic_capture.web.sink import WebSink
 
         sinks.append(WebSink(web_state, reporter.warn, reporter.info, config.max_clients))
+    # Reading files, the capture may wait for the packet log and the window: nothing is lost.
+    lossless = bool(config.read)
+    if config.packet_log:
+        from traffic_capture.sinks.packet_log import PacketLogSink
+
+        sinks.append(PacketLogSink(config.packet_log, config.packet_log_payload,
+                                   config.packet_log_max_bytes, config.packet_log_keep,
+                                   lossless, reporter.warn, reporter.info))
+    if config.view:
+        from traffic_capture.sinks.viewer import ViewerSink
+
+        sinks.append(ViewerSink(config.window_seconds, lossless, reporter.warn, reporter.info))
     return sinks
 
 
@@ -117,6 +130,10 @@ def run(config: Config) -> int:
     if config.http_ports != HTTP_PORTS:
         reporter.info(f"counting as http: TCP ports {ports_text(config.http_ports)} "
                       "(--http-ports)")
+    if config.packet_log:
+        reporter.info(f"packet log: {config.packet_log} (readable by its owner only; it holds "
+                      "payload previews" + (" and payloads" if config.packet_log_payload else "")
+                      + ")")
     if source.live:
         zone = "UTC" if config.utc else "local time"
         reporter.info(f"capturing on {source.description}; rows every {config.window_seconds} s "
@@ -150,7 +167,7 @@ def _open_live(config: Config, reporter: Reporter) -> Source:
     devices = [i.device for i in chosen]
     try:
         source = open_live(config.backend, devices, ", ".join(i.name for i in chosen), bpf,
-                           reporter.warn, config.reopen)
+                           reporter.warn, config.reopen, config.live_snaplen())
     except PermissionError:
         raise CaptureUnavailable(privilege_message(sys.platform)) from None
     except ImportError as error:
@@ -194,7 +211,8 @@ class Run:
         self.config, self.source, self.sinks, self.reporter = config, source, sinks, reporter
         self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
                                  sinks.packet_tap, sinks.packet_frames, config.max_clients,
-                                 config.http_ports)
+                                 config.http_ports,
+                                 frames_limit=config.live_snaplen() if source.live else None)
         self.stop = threading.Event()
         self.error: str | None = None
         self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
@@ -261,6 +279,7 @@ class Run:
             wait_for(self._capture)
             if self.web is not None:
                 self.web.stop()
+            self.stop.set()  # the capture is over: a Ctrl+C now hurries the outputs
             self.sinks.stop()
         finally:
             if timer is not None:
@@ -315,7 +334,8 @@ class Run:
     def _summarise(self) -> None:
         reporter, c = self.reporter, self.pipeline.counters
         figures = self.sinks.figures()
-        where = ", ".join(str(self.config.out) if f.name == "csv" else f.name for f in figures)
+        names = {"csv": str(self.config.out), "log": str(self.config.packet_log)}
+        where = ", ".join(names.get(f.name, f.name) for f in figures if f.name != "view")
         side = [str(path) for f in figures for path in f.side_files]
         if side:
             where += f" (and {', '.join(side)})"
@@ -324,6 +344,14 @@ class Run:
                       f"{plural(c.windows_closed, 'window')}, written to {where}")
         for line in self.source.warnings():
             reporter.warn(line)
+        for f in figures:
+            if f.dropped and f.name == "log":
+                reporter.warn(f"packet log: {f.dropped:,} of {f.written + f.dropped:,} lines "
+                              "were dropped (the log could not keep up, or the disk refused "
+                              "them); the CSV counts every packet")
+            elif f.dropped and f.name == "view":
+                reporter.info(f"viewer: {f.dropped:,} packets were not shown (the window "
+                              "fell behind); the CSV and the log have them")
         drops = self.source.kernel_drops()
         if drops:
             reporter.warn(f"kernel drops: {drops:,} packets were dropped by the kernel before "

@@ -20,6 +20,10 @@ from traffic_capture.rules import (
     DEFAULT_OUT,
     DEFAULT_WINDOW_SECONDS,
     HTTP_PORTS,
+    SNAPLEN_COUNTING,
+    SNAPLEN_MAX,
+    SNAPLEN_MIN,
+    SNAPLEN_PACKETS,
 )
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.sinks.csv_rotation import ROTATIONS, parse_size
@@ -31,6 +35,7 @@ SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
     "report": "traffic_capture.excel.report",
     "serve": "traffic_capture.web.serve",
+    "view": "traffic_capture.viewer.command",  # with --log; without, a capture with --view
 }
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"
 
@@ -72,6 +77,17 @@ def _ports(text: str) -> frozenset[int]:
     return frozenset(ports)
 
 
+def _megabytes(text: str) -> int:
+    """--packet-log-max-mb -> bytes (0: no rotation)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no rotation) or more, got {text}")
+    return int(value * 1024 * 1024)
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -102,6 +118,18 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _snaplen(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if not SNAPLEN_MIN <= value <= SNAPLEN_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be {SNAPLEN_MIN} to {SNAPLEN_MAX} bytes (counting needs {SNAPLEN_MIN}), "
+            f"got {text}")
+    return value
+
+
 def _delimiter(text: str) -> str:
     try:
         return DELIMITER_NAMES[text]
@@ -118,8 +146,8 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
                     "in tumbling windows, appending rows to a CSV that Excel reads.",
         epilog=f"Other commands: '{PROG} excel --help' (ready-made pivot dashboard), "
                f"'{PROG} report --help' (static report), '{PROG} serve --help' (the web dashboard "
-               f"of a CSV), '{PROG} service-unit --help' (a systemd unit). Exit status: 0 done "
-               "(Ctrl+C, SIGTERM "
+               f"of a CSV), '{PROG} view --help' (the packet viewer window), '{PROG} service-unit "
+               "--help' (a systemd unit). Exit status: 0 done (Ctrl+C, SIGTERM "
                "and --duration are normal ends), 1 runtime error, 2 usage error.",
     )
     add = parser.add_argument
@@ -184,6 +212,26 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--debug-inject", action="store_true",
         help="with --web on loopback: POST /api/debug/inject feeds synthetic packets through "
              "the pipeline (for tests)")
+    log = parser.add_argument_group(
+        "packet log and viewer", "every counted packet, with a preview and MD5 of its payload: "
+        "payloads can hold passwords and personal data; the log is created readable by its "
+        "owner only")
+    log.add_argument("--packet-log", type=Path, metavar="PATH",
+                     help="also write one JSON object per counted packet to PATH (NDJSON)")
+    log.add_argument("--packet-log-payload", action="store_true",
+                     help="add each packet's captured payload in hex (payload_hex)")
+    log.add_argument("--packet-log-max-mb", type=_megabytes, default=0, metavar="MB",
+                     help="rotate the log when it would pass MB megabytes: PATH becomes PATH.1, "
+                          "PATH.1 PATH.2... (default: no rotation)")
+    log.add_argument("--packet-log-keep", type=_count, default=5, metavar="N",
+                     help="rotated files kept besides PATH (default 5)")
+    log.add_argument("--snaplen", type=_snaplen, metavar="BYTES",
+                     help=f"bytes kept of each live packet: {SNAPLEN_COUNTING} for counting, "
+                          f"{SNAPLEN_PACKETS} (a full Ethernet packet) with --packet-log or "
+                          f"--view; {SNAPLEN_MIN}-{SNAPLEN_MAX}")
+    log.add_argument("--view", action="store_true",
+                     help="show the packets live in a desktop window (tkinter, its own process); "
+                          f"'{PROG} view --log PATH' follows a packet log instead")
     add("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -218,6 +266,14 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         parser.error("--read and --iface exclude each other: read files or capture live")
     if args.read and args.duration:
         parser.error("--duration applies to live capture, not to --read")
+    if args.read and args.snaplen:
+        parser.error("--snaplen applies to live capture; a capture file keeps what it holds")
+    if not args.packet_log:
+        for flag, given in (("--packet-log-payload", args.packet_log_payload),
+                            ("--packet-log-max-mb", args.packet_log_max_mb),
+                            ("--packet-log-keep", args.packet_log_keep != 5)):
+            if given:
+                parser.error(f"{flag} needs --packet-log PATH")
     try:
         servers, origin = servers_from_sources(args.server_ip, default_server_ip,
                                                os.environ.get(SERVER_IP_ENV))
@@ -258,6 +314,12 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         web_token=token,
         web_history=args.web_history,
         debug_inject=args.debug_inject,
+        packet_log=args.packet_log,
+        packet_log_payload=args.packet_log_payload,
+        packet_log_max_bytes=args.packet_log_max_mb,
+        packet_log_keep=args.packet_log_keep,
+        snaplen=args.snaplen,
+        view=args.view,
     )
 
 
@@ -294,6 +356,10 @@ def _without_option(argv: list[str], name: str) -> list[str]:
     return kept
 
 
+def _follows_a_log(argv: list[str]) -> bool:
+    return any(a == "--log" or a.startswith("--log=") or a in ("-h", "--help") for a in argv)
+
+
 def main(argv: list[str] | None = None, default_server_ip: str = "",
          default_window: int = DEFAULT_WINDOW_SECONDS, script: bool = False) -> int:
     """The console script, `python -m traffic_capture` and (with script=True and the file's
@@ -301,6 +367,8 @@ def main(argv: list[str] | None = None, default_server_ip: str = "",
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "service-unit":
         return service_unit(argv[1:])
+    if argv and argv[0] == "view" and not _follows_a_log(argv[1:]):
+        argv = [*argv[1:], "--view"]  # `view` without --log: a capture run with its window
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from traffic_capture.rules import DEFAULT_MAX_CLIENTS, HTTP_PORTS, WEB_HISTORY_SECONDS
+from traffic_capture.rules import (
+    DEFAULT_MAX_CLIENTS,
+    HTTP_PORTS,
+    SNAPLEN_COUNTING,
+    SNAPLEN_PACKETS,
+    WEB_HISTORY_SECONDS,
+)
 from traffic_capture.servers import ServerSet
 
 SERVER_IP_ENV = "TRAFFIC_SERVER_IP"
@@ -36,3 +42,16 @@ class Config:
     web_token: str | None = None
     web_history: int = WEB_HISTORY_SECONDS
     debug_inject: bool = False
+    # The packet log (--packet-log...) and the viewer window (--view): off by default.
+    packet_log: Path | None = None
+    packet_log_payload: bool = False
+    packet_log_max_bytes: int = 0  # 0: no rotation
+    packet_log_keep: int = 5
+    snaplen: int | None = None  # live capture; None: SNAPLEN_COUNTING, or SNAPLEN_PACKETS
+    view: bool = False
+
+    def live_snaplen(self) -> int:
+        """Bytes kept of each live packet: what the outputs show (see rules.py)."""
+        if self.snaplen is not None:
+            return self.snaplen
+        return SNAPLEN_PACKETS if self.packet_log or self.view else SNAPLEN_COUNTING

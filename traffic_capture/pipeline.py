@@ -66,10 +66,11 @@ class CountedPackets:
 
 
 def counted_packets(batch: Batch, parsed: Parsed, packets: Classified, counted: np.ndarray,
-                    with_frames: bool) -> CountedPackets:
+                    with_frames: bool, frames_limit: int | None = None) -> CountedPackets:
     p = parsed
     return CountedPackets(
-        gather_frames(batch, counted) if with_frames else None, batch.ts_ns[counted],
+        gather_frames(batch, counted, frames_limit) if with_frames else None,
+        batch.ts_ns[counted],
         p.is6[counted], p.src_hi[counted], p.src_lo[counted],
         p.dst_hi[counted], p.dst_lo[counted], p.proto[counted], p.sport[counted],
         p.dport[counted], p.payload_at[counted], packets.inbound[counted],
@@ -79,13 +80,14 @@ def counted_packets(batch: Batch, parsed: Parsed, packets: Classified, counted: 
 class Pipeline:
     """Feeds batches through the rules; `emit_window` gets each closed window, and
     `emit_packets`, when given, each batch's counted packets (nothing is copied without it;
-    frame bytes only with `packet_frames`)."""
+    frame bytes only with `packet_frames`, at most `frames_limit` bytes of each)."""
 
     def __init__(self, servers: ServerSet, window_seconds: int,
                  emit_window: Callable[[ClosedWindow], None],
                  emit_packets: Callable[[CountedPackets], None] | None = None,
                  packet_frames: bool = False, max_clients: int | None = None,
-                 http_ports: frozenset[int] = HTTP_PORTS) -> None:
+                 http_ports: frozenset[int] = HTTP_PORTS, frames_limit: int | None = None
+                 ) -> None:
         self.servers = servers
         self.windows = WindowAggregator(window_seconds, max_clients)
         self.http_ports = http_ports
@@ -94,6 +96,7 @@ class Pipeline:
         self._emit = emit_window
         self._emit_packets = emit_packets
         self._packet_frames = packet_frames
+        self._frames_limit = frames_limit
         self._close_due_ns: int | None = None  # earliest clock at which a window must close
 
     def feed_batch(self, batch: Batch) -> None:
@@ -110,7 +113,7 @@ class Pipeline:
         counted = np.flatnonzero(packets.counted)
         if self._emit_packets is not None and len(counted):
             self._emit_packets(counted_packets(batch, parsed, packets, counted,
-                                              self._packet_frames))
+                                              self._packet_frames, self._frames_limit))
         if not len(counted):
             if len(ts_ns):
                 self.advance(int(ts_ns.max()))  # the clock still moves on

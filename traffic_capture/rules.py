@@ -22,6 +22,15 @@ FTP_DATA_ENDPOINTS_MAX = 65_536
 # Plain-text web ports. 443 is deliberately not HTTP: its bytes are TLS and count as tcp.
 HTTP_PORTS = frozenset({80, 8080, 8000})
 
+# Bytes kept of each live packet. Counting needs the headers and an FTP reply or command line
+# (the byte counts come from the IP length fields, so they stay exact); the packet log and the
+# viewer show payloads, so with them on a full 1500-byte Ethernet packet (with VLAN tags) is kept
+# and its MD5 is that of its whole payload. Larger packets (loopback, offloaded segments) are
+# logged as truncated. --snaplen sets it, within these bounds.
+SNAPLEN_COUNTING = 384
+SNAPLEN_PACKETS = 1536
+SNAPLEN_MIN, SNAPLEN_MAX = 384, 262_144
+
 # IP protocol numbers.
 PROTO_TCP = 6
 PROTO_UDP = 17

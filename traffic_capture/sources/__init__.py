@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from traffic_capture.frames import Batch
+from traffic_capture.rules import SNAPLEN_COUNTING
 
 BACKENDS = ("linux", "pcap")
 
@@ -53,9 +54,11 @@ def default_backend() -> str:
 
 
 def open_live(backend: str, devices: list[str], description: str, bpf_filter: str | None,
-              warn: Callable[[str], None] | None = None, reopen: bool = True) -> Source:
-    """The live source of a back end ('auto', 'linux' or 'pcap') on capture devices. `warn`
-    says, and `reopen` decides, what happens when an interface goes away (Linux back end).
+              warn: Callable[[str], None] | None = None, reopen: bool = True,
+              snaplen: int = SNAPLEN_COUNTING) -> Source:
+    """The live source of a back end ('auto', 'linux' or 'pcap') on capture devices, keeping
+    at most `snaplen` bytes of each frame. `warn` says, and `reopen` decides, what happens
+    when an interface goes away (Linux back end).
 
     Raises PermissionError without the right to capture, ImportError when the back end cannot
     run here (no Npcap, not Linux), OSError for the rest.
@@ -65,7 +68,7 @@ def open_live(backend: str, devices: list[str], description: str, bpf_filter: st
     if backend == "linux":
         from traffic_capture.sources.live_linux import LinuxLiveSource
 
-        return LinuxLiveSource(devices, description, bpf_filter, warn, reopen)
+        return LinuxLiveSource(devices, description, bpf_filter, warn, reopen, snaplen)
     from traffic_capture.sources.live_pcap import PcapLiveSource
 
-    return PcapLiveSource(devices, description, bpf_filter)
+    return PcapLiveSource(devices, description, bpf_filter, snaplen)

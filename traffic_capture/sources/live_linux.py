@@ -27,6 +27,7 @@ from traffic_capture.frames import Batch
 if sys.platform != "linux":  # packet sockets and their ring exist on Linux only
     raise ImportError("the packet-socket back end needs Linux; use --backend pcap")
 from traffic_capture.linktypes import LINK_TYPE_BY_ARPHRD
+from traffic_capture.rules import SNAPLEN_COUNTING
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -46,9 +47,9 @@ BLOCK_BYTES = 2 * 1024 * 1024
 BLOCK_COUNT = 32
 FRAME_BYTES = 2048  # only a unit of the ring's bookkeeping in V3; packets are packed
 BLOCK_TIMEOUT_MS = 50
-# Keep the headers and enough TCP payload to read an FTP 227/229/PORT/EPRT line; the byte
-# counts come from the IP length fields, so they stay exact.
-SNAPLEN = 384
+# The ring holds whole frames, read in place at no cost per byte: `snaplen` is not applied to
+# them (counting reads the IP length fields), the per-packet tap cuts what outputs keep.
+SNAPLEN = SNAPLEN_COUNTING
 IDLE_SECONDS = 0.2
 # How a packet socket says its interface went down or away (the kernel sets its error).
 LOST_ERRORS = frozenset({errno.ENETDOWN, errno.ENODEV, errno.ENXIO})
@@ -82,12 +83,14 @@ class LinuxLiveSource:
     live = True
 
     def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None,
-                 warn: Callable[[str], None] | None = None, reopen: bool = True) -> None:
+                 warn: Callable[[str], None] | None = None, reopen: bool = True,
+                 snaplen: int = SNAPLEN) -> None:
         self.interfaces = interfaces
         self.description = description
         self._filter = bpf_filter
         self._warn = warn or (lambda message: None)
         self._reopen = reopen
+        self._snaplen = snaplen
         self._rings: list[_Ring] = []
         self._lost: dict[str, float] = {}  # interface -> when to try it again (monotonic)
         self._drops = 0
@@ -96,7 +99,7 @@ class LinuxLiveSource:
         self._lock = threading.Lock()
         try:
             for name in interfaces:
-                self._rings.append(_Ring(name, bpf_filter))
+                self._rings.append(_Ring(name, bpf_filter, snaplen))
         except BaseException:
             self.close()
             raise
@@ -166,7 +169,7 @@ class LinuxLiveSource:
             if now < due:
                 continue
             try:
-                ring = _Ring(name, self._filter)
+                ring = _Ring(name, self._filter, self._snaplen)
             except OSError:  # not there yet
                 self._lost[name] = now + REOPEN_SECONDS
                 continue
@@ -181,8 +184,9 @@ class LinuxLiveSource:
 
 
 class _Ring:
-    def __init__(self, interface: str, bpf_filter: str | None) -> None:
+    def __init__(self, interface: str, bpf_filter: str | None, snaplen: int = SNAPLEN) -> None:
         self.interface = interface
+        self.snaplen = snaplen  # what the caller asked for; see SNAPLEN
         # Protocol 0 receives nothing until bind: the filter is in place before the first packet.
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:

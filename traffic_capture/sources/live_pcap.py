@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from traffic_capture.frames import Batch, Record, batch_of_frames
+from traffic_capture.rules import SNAPLEN_COUNTING
 
-SNAPLEN = 384  # as the Linux back end: headers plus an FTP command line
+SNAPLEN = SNAPLEN_COUNTING  # by default, as the Linux back end (rules.py says why)
 BATCH = 1024  # packets taken from one handle at a time
 TIMEOUT_MS = 200
 
@@ -31,7 +32,8 @@ class PcapLiveSource:
 
     live = True
 
-    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None) -> None:
+    def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None,
+                 snaplen: int = SNAPLEN) -> None:
         self.interfaces = interfaces
         self.description = description
         self._handles: list[Any] = []
@@ -40,7 +42,7 @@ class PcapLiveSource:
         self._lock = threading.Lock()
         try:
             for name in interfaces:
-                handle = _open_pcap(name, SNAPLEN)
+                handle = _open_pcap(name, snaplen)
                 handle.setnonblock(True)  # select() says when to read; next() must not wait
                 if bpf_filter:
                     handle.setfilter(bpf_filter)

@@ -1,0 +1,191 @@
+"""--view: the packet viewer window, in a process of its own, fed through a multiprocessing
+queue that the capture never waits on.
+
+Per batch of counted packets the window gets the rows of the latest ROWS_PER_BATCH of them
+(time, direction, client, class, bytes, preview) and every packet's share of the per-client
+sums. When the window falls behind (its queue is full), whole updates are dropped: never a
+packet from the CSV or the log; the count is shown in the window and the status line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import multiprocessing
+import multiprocessing.queues
+import os
+import queue
+import sys
+from typing import Any
+
+import numpy as np
+
+from traffic_capture.errors import TrafficCaptureError, UsageError
+from traffic_capture.frames import gather_frames
+from traffic_capture.parse import payload_spans
+from traffic_capture.pipeline import CountedPackets
+from traffic_capture.rules import CLASSES, IN, OUT
+from traffic_capture.sinks import Say, Sink
+from traffic_capture.sinks.packet_log import AddressText, preview
+from traffic_capture.viewer.model import Row, Sum
+
+ROWS_PER_BATCH = 300  # a table of the latest packets needs no more from one batch
+QUEUE_MESSAGES = 50  # updates waiting for the window before they are dropped
+CLOSE_WAIT_SECONDS = 3.0
+
+
+class ViewerError(TrafficCaptureError):
+    """The window cannot open (no desktop, no tkinter); the message says what to do."""
+
+
+def check_display() -> None:
+    """Refuse --view where no window can open, before the capture starts."""
+    if importlib.util.find_spec("tkinter") is None:
+        raise ViewerError("--view needs tkinter, Python's standard window toolkit (Debian: "
+                          "apt install python3-tk)")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError("--view needs a desktop session (no $DISPLAY); use --packet-log and "
+                         "'traffic-capture view --log PATH' where there is one")
+
+
+class _QuietQueue(multiprocessing.queues.Queue):  # type: ignore[type-arg]
+    """A queue whose feeder thread says nothing when the window is gone (closed by the user):
+    the capture goes on without it."""
+
+    @staticmethod
+    def _on_queue_feeder_error(e: Exception, obj: object) -> None:
+        return None
+
+
+def view_rows(packets: CountedPackets, address: AddressText, limit: int) -> list[Row]:
+    """The latest `limit` packets as the window shows them."""
+    n = len(packets)
+    chosen = np.arange(max(0, n - limit), n)
+    frames = packets.frames
+    shown = [""] * len(chosen)
+    if frames is not None and len(chosen):
+        few = gather_frames(frames, chosen)
+        starts, (at, length, _) = few.starts, payload_spans(few)
+        data = few.data.tobytes()
+        for k, (start, size, payload_at, payload_len) in enumerate(zip(
+                starts.tolist(), few.lengths.tolist(), at.tolist(), length.tolist(),
+                strict=True)):
+            if payload_at >= 0:
+                stop = start + min(size, payload_at + payload_len)
+                shown[k] = preview(data[start + payload_at:stop])
+    inbound = packets.inbound[chosen]
+    is6 = packets.is6[chosen]
+    client_hi = np.where(inbound, packets.src_hi[chosen], packets.dst_hi[chosen])
+    client_lo = np.where(inbound, packets.src_lo[chosen], packets.dst_lo[chosen])
+    clients = address(is6, client_hi, client_lo)
+    ts = frames.ts_ns[chosen] / 1e9 if frames is not None else np.zeros(len(chosen))
+    return [(t, IN if i else OUT, client, CLASSES[kind], size, text)
+            for t, i, client, kind, size, text in zip(
+                ts.tolist(), inbound.tolist(), clients,
+                packets.protocol_class[chosen].tolist(), packets.ip_bytes[chosen].tolist(),
+                shown, strict=True)]
+
+
+def view_sums(packets: CountedPackets, ts_ns: np.ndarray, window_seconds: int,
+              address: AddressText) -> list[Sum]:
+    """Every packet's bytes, summed per (window, client)."""
+    inbound = packets.inbound
+    hi = np.where(inbound, packets.src_hi, packets.dst_hi).astype(np.uint64)
+    lo = np.where(inbound, packets.src_lo, packets.dst_lo).astype(np.uint64)
+    window = (ts_ns // (window_seconds * 1_000_000_000) * window_seconds).astype(np.uint64)
+    keys = np.stack([window, packets.is6.astype(np.uint64), hi, lo], axis=1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    size = packets.ip_bytes.astype(np.float64)
+    bytes_in = np.bincount(inverse, weights=np.where(inbound, size, 0), minlength=len(unique))
+    bytes_out = np.bincount(inverse, weights=np.where(inbound, 0, size), minlength=len(unique))
+    count = np.bincount(inverse, minlength=len(unique))
+    texts = address(unique[:, 1].astype(bool), unique[:, 2], unique[:, 3])
+    return [(int(start), text, int(b_in), int(b_out), int(c)) for start, text, b_in, b_out, c
+            in zip(unique[:, 0].tolist(), texts, bytes_in.tolist(), bytes_out.tolist(),
+                   count.tolist(), strict=True)]
+
+
+class ViewerSink(Sink):
+    """--view: feeds the window's process; a closed window is left closed."""
+
+    name = "view"
+    unit = "packets"
+    wants_packets = True
+    wants_frames = True
+    max_queue = 64
+
+    def __init__(self, window_seconds: int, wait_for_close: bool, warn: Say, info: Say) -> None:
+        super().__init__(warn, info)
+        self.window_seconds = window_seconds
+        # Reading files: the window stays open on the result until the user closes it.
+        self.wait_for_close = wait_for_close
+        self.address = AddressText()
+        self._messages: Any = None
+        self._process: Any = None
+        self._closed_said = False
+        self.not_shown = 0
+
+    @staticmethod
+    def size_of(item: object) -> int:
+        return len(item) if isinstance(item, CountedPackets) else 1
+
+    def check(self) -> None:
+        check_display()
+
+    def open(self) -> None:
+        from traffic_capture.viewer.process import run_fed
+
+        context = multiprocessing.get_context("spawn")  # no fork of a capturing process
+        self._messages = _QuietQueue(QUEUE_MESSAGES, ctx=context)
+        self._process = context.Process(target=run_fed, name="traffic-capture-view",
+                                        args=(self._messages, self.window_seconds),
+                                        daemon=True)
+        self._process.start()
+        self.info("viewer window opening (closing it leaves the capture running)")
+
+    def _window_open(self) -> bool:
+        if self._process is not None and self._process.is_alive():
+            return True
+        if not self._closed_said:
+            self._closed_said = True
+            self.info("the viewer window was closed; capture goes on")
+        return False
+
+    def handle_packets(self, packets: CountedPackets) -> None:
+        if not self._window_open():
+            return
+        # The capture's own drops (its queue overflowing) are not shown either.
+        not_shown = self.dropped + max(0, len(packets) - ROWS_PER_BATCH) + self.not_shown
+        ts_ns = packets.frames.ts_ns if packets.frames is not None else np.zeros(
+            len(packets), dtype=np.int64)
+        message = ("packets", view_rows(packets, self.address, ROWS_PER_BATCH),
+                   view_sums(packets, ts_ns, self.window_seconds, self.address), not_shown)
+        try:
+            self._messages.put_nowait(message)
+        except (queue.Full, ValueError, OSError):
+            self.dropped += len(packets)
+            return
+        self.not_shown += max(0, len(packets) - ROWS_PER_BATCH)
+        self.written += len(packets)
+
+    def finish(self) -> None:
+        if self._process is None:
+            return
+        if self._window_open():
+            with contextlib.suppress(queue.Full, ValueError, OSError):
+                self._messages.put(("end", "capture ended"), timeout=1)
+            if self.wait_for_close:
+                self.info("the files are read: close the viewer window to exit")
+                while self._process.is_alive() and not self.hurry.wait(0.2):
+                    pass
+            if self._process.is_alive():
+                with contextlib.suppress(queue.Full, ValueError, OSError):
+                    self._messages.put(("close",), timeout=1)
+                self._process.join(CLOSE_WAIT_SECONDS)
+            if self._process.is_alive():
+                self._process.terminate()
+        self._process.join(CLOSE_WAIT_SECONDS)
+        self._messages.close()
+        self._messages.cancel_join_thread()
