@@ -212,3 +212,51 @@ def test_stopping_a_file_read_midway_writes_every_byte_counted(tmp_path: Path, s
     assert seen and int(seen.group(1).replace(",", "")) < 3_000_000, (
         f"the read was not stopped midway (make the file longer): {text}")
     assert "Traceback" not in text
+
+
+def _windows(count: int) -> list:
+    """`count` real closed windows of three clients each, one a second apart."""
+    from traffic_capture.windows import NS, WindowAggregator
+
+    aggregator = WindowAggregator(1)
+    for second in range(count):
+        aggregator.add_batch(np.full(3, (1_700_000_000 + second) * NS, dtype=np.int64),
+                             np.zeros(3, dtype=bool), np.zeros(3, dtype=np.uint64),
+                             np.array([0xC6336401, 0xC6336402, 0xC6336403], dtype=np.uint64),
+                             np.ones(3, dtype=bool), np.full(3, 3, dtype=np.int64),
+                             np.full(3, 100 + second, dtype=np.int64))
+    return aggregator.close_all()
+
+
+def test_rows_refused_for_long_spill_to_a_side_file_in_order_and_memory_stays_bounded(
+        tmp_path: Path) -> None:
+    needs_root()
+    needs_tools("chattr")
+    from traffic_capture.sinks.csv_file import CsvSink
+
+    said: list[str] = []
+    out = tmp_path / "traffic.csv"
+    # A bound of 700 bytes of rows (in production 64 MiB): about 8 rows of these.
+    sink = CsvSink(out, ",", said.append, said.append, max_waiting_bytes=700)
+    sink.open()
+    sink.start()
+    windows = _windows(20)
+    sink.window(windows[0])
+    wait_until(lambda: data_rows(out) == 3, 10, "the first window")
+    chattr("+i", out)
+    try:
+        for window in windows[1:]:
+            sink.window(window)
+        wait_until(lambda: bool(sink.side_files()), 15, "a spill")
+        assert sink._waiting_bytes <= 700  # memory bounded while the CSV refuses rows
+    finally:
+        chattr("-i", out)
+    sink.stop()
+    (side,) = sink.side_files()
+    spilled, kept = read_rows(side), read_rows(out)
+    assert len(spilled) + len(kept) == 20 * 3  # nothing lost
+    # The side file holds the oldest refused windows, in order; the CSV the first and newest.
+    starts = sorted(set(spilled["window_start"]))
+    assert spilled["window_start"].tolist() == sorted(spilled["window_start"].tolist())
+    assert kept["window_start"].iloc[0] < starts[0] and kept["window_start"].iloc[-1] > starts[-1]
+    assert any("the oldest go to" in line for line in said)

@@ -189,6 +189,11 @@ def write_side_file(path: Path, text: str, delimiter: str) -> Path:
     return side
 
 
+# Rows kept in memory while the CSV refuses them (Excel holding it for hours, a full disk):
+# past this, the oldest go to a side file. About 600,000 rows.
+MAX_WAITING_BYTES = 64 * 2**20
+
+
 def count_rows(path: Path) -> int:
     """Data rows of an existing CSV (its lines but the header); 0 for none."""
     try:
@@ -212,12 +217,16 @@ class CsvSink(Sink):
 
     def __init__(self, path: Path, delimiter: str, warn: Say, info: Say, rotate: str = "none",
                  keep: int | None = None, max_bytes: int | None = None,
-                 max_rows: int = EXCEL_MAX_ROWS - 1, utc: bool = False) -> None:
+                 max_rows: int = EXCEL_MAX_ROWS - 1, utc: bool = False,
+                 max_waiting_bytes: int = MAX_WAITING_BYTES) -> None:
         super().__init__(warn, info)
         self.path = path
         self.delimiter = delimiter
         self.rotate, self.keep, self.max_bytes, self.max_rows = rotate, keep, max_bytes, max_rows
         self.utc = utc
+        self.max_waiting_bytes = max_waiting_bytes
+        self._waiting_bytes = 0  # text held while the CSV refuses it
+        self._spill: dict[Path, Path] = {}  # a refused file -> its side file, this outage
         # (file, CSV text, rows) per window, in order
         self._waiting: deque[tuple[Path, str, int]] = deque()
         self._blocked_since: float | None = None
@@ -266,8 +275,9 @@ class CsvSink(Sink):
         target = rotated_path(self.path, self.rotate, window.start_s, self.utc)
         if self._newest is None or target.name >= self._newest.name:  # names sort by time
             self._newest = target
-        self._waiting.append((self._file_for(target, len(window)),
-                              format_window(window, self.delimiter, self.utc), len(window)))
+        text = format_window(window, self.delimiter, self.utc)
+        self._waiting.append((self._file_for(target, len(window)), text, len(window)))
+        self._waiting_bytes += len(text)
 
     def _file_for(self, target: Path, rows: int) -> Path:
         """The file of target's series that takes `rows` more without passing a sheet."""
@@ -310,16 +320,46 @@ class CsvSink(Sink):
                 if self._blocked_since is None:
                     self._blocked_since = time.monotonic()
                     self.warn(blocked_advice(path, error))
+                if self._waiting_bytes > self.max_waiting_bytes:
+                    self._spill_oldest()
                 return
+            self._waiting_bytes -= len(text)
             self.written += rows
             written += rows
         if self._blocked_since is not None:
             waited = time.monotonic() - self._blocked_since
             self._blocked_since = None
+            self._spill.clear()
             self.info(f"{self.path} is writable again: wrote {written} waiting rows "
                       f"after {waited:.0f} s")
         if written and (self.keep is not None or self.max_bytes is not None):
             self._apply_caps()
+
+    def _spill_oldest(self) -> None:
+        """Memory is bounded while the CSV refuses rows for hours: the oldest half of what
+        waits goes, in order, to a side file beside its file (one per outage, appended to)."""
+        while self._waiting and self._waiting_bytes > self.max_waiting_bytes // 2:
+            path, text, rows = self._waiting[0]
+            side = self._spill.get(path)
+            try:
+                if side is None:
+                    side = self._spill[path] = write_side_file(path, text, self.delimiter)
+                    self.side_files_made.append(side)
+                    self.warn(f"{path} has refused rows for {self._blocked_for():.0f} s and "
+                              f"they pass {self.max_waiting_bytes // 2**20} MiB in memory: the "
+                              f"oldest go to {side} in order; append it to {path} later")
+                else:
+                    append_text(side, text, self.delimiter)
+            except OSError as error:
+                self.warn(f"cannot spill the waiting rows beside {path} either "
+                          f"({error.strerror or error}): they stay in memory")
+                return
+            self._waiting.popleft()
+            self._waiting_bytes -= len(text)
+            self.written += rows
+
+    def _blocked_for(self) -> float:
+        return 0.0 if self._blocked_since is None else time.monotonic() - self._blocked_since
 
     def _apply_caps(self) -> None:
         """Remove the series' oldest files past --keep / --max-disk, never a current one."""
@@ -366,6 +406,7 @@ class CsvSink(Sink):
             while self._waiting and self._waiting[0][0] == path:
                 group.append(self._waiting.popleft())
             text, rows = "".join(t for _, t, _ in group), sum(r for _, _, r in group)
+            self._waiting_bytes -= len(text)
             self._save_group(path, text, rows)
 
     def _save_group(self, path: Path, text: str, rows: int) -> None:
