@@ -208,3 +208,22 @@ def test_a_zero_ip_length_counts_the_wire_bytes_whatever_the_snap_length(tmp_pat
             rows = read_rows(out)
             assert rows.groupby("direction")["total_bytes"].sum().to_dict() == {
                 "out": expected["out"]}, (snaplen, kind)
+
+
+def test_packets_said_to_be_ip_with_unreadable_headers_are_skipped_and_counted(
+        tmp_path: Path) -> None:
+    good = [bytes(p) for p in packets(2)]
+    bad_ihl = bytearray(good[0])
+    bad_ihl[14] = 0x43  # IPv4 with a 12-byte header
+    bad_version = bytearray(good[0])
+    bad_version[14] = 0x75  # version 7 behind an IPv4 ethertype
+    cut = good[0][:14 + 12]  # the IP header cut short
+    path = tmp_path / "malformed.pcap"
+    records = b"".join(struct.pack("<IIII", T0 + k, 0, len(frame), len(frame)) + frame
+                       for k, frame in enumerate([good[0], bytes(bad_ihl), bytes(bad_version),
+                                                  cut, good[1]]))
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535,
+                                 linktypes.DLT_EN10MB) + records)
+    result, rows = count(path, tmp_path)
+    assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in packets(2))
+    assert "3 packets said to be IP had a header that cannot be read" in result.stderr

@@ -344,6 +344,9 @@ class Run:
                       f"{plural(c.windows_closed, 'window')}, written to {where}")
         for line in self.source.warnings():
             reporter.warn(line)
+        if c.packets_malformed:
+            reporter.warn(f"{c.packets_malformed:,} packets said to be IP had a header that "
+                          "cannot be read (damaged, or crafted): skipped, not counted")
         for f in figures:
             if f.dropped and f.name == "log":
                 reporter.warn(f"packet log: {f.dropped:,} of {f.written + f.dropped:,} lines "

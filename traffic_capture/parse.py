@@ -216,6 +216,7 @@ class Parsed:
     dport: np.ndarray
     ip_bytes: np.ndarray
     payload_at: np.ndarray  # frame-relative, -1 if none
+    malformed: np.ndarray  # said to be IP (ethertype, version) but its header cannot be read
 
 
 def _fields(header: np.ndarray, size: int) -> np.ndarray:
@@ -291,8 +292,11 @@ def parse_batch(batch: Batch) -> Parsed:
     src_lo = np.where(v6, quads[:, 2], longs[:, 3].astype(np.uint64))
     dst_hi = np.where(v6, quads[:, 3], zero)
     dst_lo = np.where(v6, quads[:, 4], longs[:, 4].astype(np.uint64))
+    claims_ip = np.ones(n, dtype=bool) if ethertype_at is not None else (
+        (version == 4) | (version == 6))
+    malformed = link_ok & claims_ip & ~(v4 | v6)
     parsed = Parsed(v4 | v6, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
-                    ip_bytes, payload_at)
+                    ip_bytes, payload_at, malformed)
     wire = batch.wire()
     for i in np.flatnonzero(scalar):
         _fill_from_scalar(parsed, int(i), parse_frame(batch.linktype, batch.frame(int(i)),

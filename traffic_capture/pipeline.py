@@ -30,6 +30,7 @@ class Counters:
     """What the status line and the exit summary report. Written by the producer only."""
 
     packets_seen: int = 0
+    packets_malformed: int = 0  # said to be IP, but the header cannot be read: skipped
     packets_counted: int = 0
     bytes_counted: int = 0
     windows_closed: int = 0
@@ -109,6 +110,7 @@ class Pipeline:
         parsed = parse_batch(batch)
         packets = classify_batch(batch, parsed, self.servers, self.ftp, self.http_ports)
         self.counters.packets_seen += len(batch)
+        self.counters.packets_malformed += int(parsed.malformed.sum())
         ts_ns = batch.ts_ns
         counted = np.flatnonzero(packets.counted)
         if self._emit_packets is not None and len(counted):

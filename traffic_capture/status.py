@@ -39,8 +39,10 @@ class Snapshot:
 def describe(snapshot: Snapshot) -> str:
     """The status line's text."""
     c = snapshot.counters
-    parts = [f"packets {c.packets_seen:,} seen, {c.packets_counted:,} counted",
-             f"windows {c.windows_closed:,}"]
+    packets = f"packets {c.packets_seen:,} seen, {c.packets_counted:,} counted"
+    if c.packets_malformed:
+        packets += f", {c.packets_malformed:,} malformed"
+    parts = [packets, f"windows {c.windows_closed:,}"]
     for sink in snapshot.sinks:
         label = sink.unit if sink.name == "csv" else f"{sink.name} {sink.unit}"
         text = f"{label} {sink.written:,} written, {sink.pending:,} pending"
