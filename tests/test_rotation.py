@@ -12,12 +12,13 @@ from scapy.utils import wrpcap
 
 from tests.conftest import REPO, read_rows, run_cli
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from traffic_capture.argtypes import parse_size
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.pipeline import Pipeline
 from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import FanOut
 from traffic_capture.sinks.csv_file import CsvSink
-from traffic_capture.sinks.csv_rotation import SeriesFile, parse_size, to_remove
+from traffic_capture.sinks.csv_rotation import SeriesFile, to_remove
 from traffic_capture.sources.file_source import FileSource
 
 T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from traffic_capture import argtypes
 from traffic_capture.config import SERVER_IP_ENV, Config
 from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
@@ -26,7 +27,7 @@ from traffic_capture.rules import (
     SNAPLEN_PACKETS,
 )
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
-from traffic_capture.sinks.csv_rotation import ROTATIONS, parse_size
+from traffic_capture.sinks.csv_rotation import ROTATIONS
 from traffic_capture.status import DEFAULT_STATUS_INTERVAL
 from traffic_capture.version import __version__
 from traffic_capture.web import add_web_options, check_exposure, web_token
@@ -44,90 +45,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
         sys.exit(EXIT_USAGE)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
-
-
-def _ports(text: str) -> frozenset[int]:
-    ports = set()
-    for part in text.replace(" ", "").split(","):
-        if not part.isdigit() or not 0 < int(part) < 65536:
-            raise argparse.ArgumentTypeError(
-                f"{part!r} is not a TCP port (1-65535); give a list such as 80,443,8080")
-        ports.add(int(part))
-    return frozenset(ports)
-
-
-def _megabytes(text: str) -> int:
-    """--packet-log-max-mb -> bytes (0: no rotation)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no rotation) or more, got {text}")
-    return int(value * 1024 * 1024)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        value = parse_size(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
-    return value
-
-
-def _snaplen(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
-    if not SNAPLEN_MIN <= value <= SNAPLEN_MAX:
-        raise argparse.ArgumentTypeError(
-            f"must be {SNAPLEN_MIN} to {SNAPLEN_MAX} bytes (counting needs {SNAPLEN_MIN}), "
-            f"got {text}")
-    return value
 
 
 def _delimiter(text: str) -> str:
@@ -164,7 +81,7 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         help="read a pcap/pcapng file (also gzip) instead of capturing; repeat to merge several "
              "by time. '-' reads standard input as a stream (tcpdump -w - | ...), as does a "
              "named pipe: rows are written as the packets' time passes")
-    add("--window", type=_positive_int, default=default_window, metavar="SECONDS",
+    add("--window", type=argtypes.seconds, default=default_window, metavar="SECONDS",
         help=f"window length in whole seconds (default {default_window})")
     add("--out", type=Path, default=Path(DEFAULT_OUT), metavar="PATH",
         help=f"CSV to append to (default {DEFAULT_OUT})")
@@ -173,14 +90,14 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--delimiter", type=_delimiter, default=",", metavar="CHAR",
         help="field separator: ',' (default) or ';' for Excel set to pt-BR, de-DE...; "
              "also 'tab', '|'")
-    add("--http-ports", type=_ports, default=HTTP_PORTS, metavar="LIST",
+    add("--http-ports", type=argtypes.ports, default=HTTP_PORTS, metavar="LIST",
         help="TCP ports whose bytes count as http, comma-separated (default "
              f"{','.join(map(str, sorted(HTTP_PORTS)))}); e.g. 80,443,8080 to count TLS web "
              "traffic as http too. FTP's 20 and 21 still win")
     add("--utc", action="store_true",
         help="write window times in UTC instead of local time (no repeated hour when the "
              "clocks go back; for servers in several time zones)")
-    add("--max-clients", type=_count, default=DEFAULT_MAX_CLIENTS, metavar="N",
+    add("--max-clients", type=argtypes.count, default=DEFAULT_MAX_CLIENTS, metavar="N",
         help=f"clients per window and direction (default {DEFAULT_MAX_CLIENTS:,}); under a "
              "flood of spoofed sources the rest are folded into one row per direction with "
              "client_ip 'other', bytes conserved, and a client with 1/N of the window's bytes "
@@ -189,19 +106,19 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         help="hourly or daily: rows go to traffic-YYYY-MM-DD[-HH].csv beside --out, by the "
              "window's start, each file with its header (default none). Any file that would "
              "pass an Excel sheet's 1,048,576 rows goes on in the next, traffic-2.csv...")
-    add("--keep", type=_count, metavar="N",
+    add("--keep", type=argtypes.count, metavar="N",
         help="keep at most N files of the series besides the current one; older ones are "
              "removed")
-    add("--max-disk", type=_size, metavar="SIZE",
+    add("--max-disk", type=argtypes.size, metavar="SIZE",
         help="the CSV files together take at most SIZE (e.g. 500M, 2G): the oldest are removed "
              "first, never the current one")
-    add("--duration", type=_positive_float, metavar="SECONDS",
+    add("--duration", type=argtypes.positive_seconds, metavar="SECONDS",
         help="stop by itself after this long (live capture)")
     add("--no-reopen", dest="reopen", action="store_false",
         help="stop (exit 1) when a capture interface goes down or away, instead of resuming "
              "on it when it is back")
     add("--quiet", action="store_true", help="no status line nor start-up messages")
-    add("--status-interval", type=_non_negative_float, default=DEFAULT_STATUS_INTERVAL,
+    add("--status-interval", type=argtypes.seconds_or_zero, default=DEFAULT_STATUS_INTERVAL,
         metavar="SECONDS",
         help="when stderr is not a terminal (a service, a log file): one status line every "
              f"SECONDS (default {DEFAULT_STATUS_INTERVAL:g}; 0: none)")
@@ -220,12 +137,12 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
                      help="also write one JSON object per counted packet to PATH (NDJSON)")
     log.add_argument("--packet-log-payload", action="store_true",
                      help="add each packet's captured payload in hex (payload_hex)")
-    log.add_argument("--packet-log-max-mb", type=_megabytes, default=0, metavar="MB",
+    log.add_argument("--packet-log-max-mb", type=argtypes.megabytes, default=0, metavar="MB",
                      help="rotate the log when it would pass MB megabytes: PATH becomes PATH.1, "
                           "PATH.1 PATH.2... (default: no rotation)")
-    log.add_argument("--packet-log-keep", type=_count, default=5, metavar="N",
+    log.add_argument("--packet-log-keep", type=argtypes.count, default=5, metavar="N",
                      help="rotated files kept besides PATH (default 5)")
-    log.add_argument("--snaplen", type=_snaplen, metavar="BYTES",
+    log.add_argument("--snaplen", type=argtypes.snaplen, metavar="BYTES",
                      help=f"bytes kept of each live packet: {SNAPLEN_COUNTING} for counting, "
                           f"{SNAPLEN_PACKETS} (a full Ethernet packet) with --packet-log or "
                           f"--view; {SNAPLEN_MIN}-{SNAPLEN_MAX}")

@@ -114,25 +114,38 @@ def _parse_ipv6(frame: bytes, at: int, after_link: int) -> Fields | None:
     # else (BIG TCP, offload) what follows the link header on the wire is the count.
     ip_bytes = payload_len + 40 if payload_len else (
         _jumbo_length(frame, at) or after_link)
+    next_header, l4, later_fragment, whole = ipv6_upper_layer(frame, at)
+    if not whole:
+        # Cut short by the snaplen: the protocol is known, the ports are not.
+        return (src, dst, next_header, NO_PORT, NO_PORT, ip_bytes, -1)
+    if later_fragment or (next_header != PROTO_TCP and next_header != PROTO_UDP):
+        return (src, dst, next_header, NO_PORT, NO_PORT, ip_bytes, -1)
+    return _with_ports(frame, src, dst, next_header, l4, ip_bytes)
+
+
+def ipv6_upper_layer(frame: bytes, at: int) -> tuple[int, int, bool, bool]:
+    """Past an IPv6 header's extension headers: (the next protocol, where it starts, whether
+    this is a later fragment (no upper-layer header in it), whether the walk got there before
+    the captured bytes ended)."""
+    next_header = frame[at + 6]
     l4 = at + 40
-    fragment_without_ports = False
+    later_fragment = False
     while next_header in IPV6_EXTENSIONS:
         if len(frame) < l4 + 8:
-            # Cut short by the snaplen: the protocol is known, the ports are not.
-            return (src, dst, next_header, NO_PORT, NO_PORT, ip_bytes, -1)
+            return next_header, l4, later_fragment, False
         following = frame[l4]
         if next_header == IPV6_EXT_FRAGMENT:
-            if ((frame[l4 + 2] << 8) | frame[l4 + 3]) & 0xFFF8:
-                fragment_without_ports = True
             l4 += 8
+            if ((frame[l4 - 6] << 8) | frame[l4 - 5]) & 0xFFF8:
+                # A later fragment: what follows is the fragmented packet's data, whose
+                # first header type the fragment header names.
+                return following, l4, True, True
         elif next_header == IPV6_EXT_AH:
             l4 += (frame[l4 + 1] + 2) * 4
         else:
             l4 += (frame[l4 + 1] + 1) * 8
         next_header = following
-    if fragment_without_ports or (next_header != PROTO_TCP and next_header != PROTO_UDP):
-        return (src, dst, next_header, NO_PORT, NO_PORT, ip_bytes, -1)
-    return _with_ports(frame, src, dst, next_header, l4, ip_bytes)
+    return next_header, l4, later_fragment, True
 
 
 def _jumbo_length(frame: bytes, at: int) -> int | None:
@@ -357,22 +370,10 @@ def payload_span(linktype: int, frame: bytes) -> PayloadSpan:
         return NO_PAYLOAD_SPAN
     payload_len = (frame[at + 4] << 8) | frame[at + 5]
     end = at + 40 + payload_len if payload_len else len(frame)
-    next_header = frame[at + 6]
-    l4 = at + 40
-    while next_header in IPV6_EXTENSIONS:
-        if len(frame) < l4 + 8:
-            return NO_PAYLOAD_SPAN
-        following = frame[l4]
-        if next_header == IPV6_EXT_FRAGMENT:
-            if ((frame[l4 + 2] << 8) | frame[l4 + 3]) & 0xFFF8:
-                following = -1  # a later fragment: no upper-layer header in it
-            l4 += 8
-        elif next_header == IPV6_EXT_AH:
-            l4 += (frame[l4 + 1] + 2) * 4
-        else:
-            l4 += (frame[l4 + 1] + 1) * 8
-        next_header = following
-    return _l4_span(frame, next_header, l4, end)
+    next_header, l4, later_fragment, whole = ipv6_upper_layer(frame, at)
+    if not whole:
+        return NO_PAYLOAD_SPAN
+    return _l4_span(frame, -1 if later_fragment else next_header, l4, end)
 
 
 def _l4_span(frame: bytes, proto: int, l4: int, end: int) -> PayloadSpan:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from traffic_capture.pipeline import CountedPackets
+from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
 from traffic_capture.windows import ClosedWindow
 
 Say = Callable[[str], None]  # one line for the user (a warning, or information)
@@ -107,6 +109,15 @@ class Sink:
 
     def pending(self) -> int:
         return self._queue.qsize() + self._in_hand
+
+    def retry_until_given_up(self, waiting: Callable[[], bool]) -> None:
+        """For finish(): flush every retry interval while `waiting()`, for at most
+        STOP_RETRY_SECONDS, and not at all once `hurry` is set (a second Ctrl+C)."""
+        deadline = time.monotonic() + STOP_RETRY_SECONDS
+        while waiting() and time.monotonic() < deadline:
+            if self.hurry.wait(RETRY_INTERVAL_SECONDS):
+                return
+            self.flush()
 
     def side_files(self) -> tuple[Path, ...]:
         return ()

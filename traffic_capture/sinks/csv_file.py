@@ -19,7 +19,7 @@ from pathlib import Path
 
 from traffic_capture.csvformat import header_line, local_time_text, row_template
 from traffic_capture.errors import TrafficCaptureError
-from traffic_capture.rules import EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
+from traffic_capture.rules import EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS
 from traffic_capture.sinks import Say, Sink
 from traffic_capture.sinks.csv_rotation import (
     SeriesFile,
@@ -308,11 +308,7 @@ class CsvSink(Sink):
     def flush(self) -> None:
         written = 0
         while self._waiting:
-            path = self._waiting[0][0]
-            group = []
-            while self._waiting and self._waiting[0][0] == path:
-                group.append(self._waiting.popleft())
-            text, rows = "".join(t for _, t, _ in group), sum(r for _, _, r in group)
+            path, group, text, rows = self._next_group()
             try:
                 append_text(path, text, self.delimiter)
             except OSError as error:
@@ -390,22 +386,23 @@ class CsvSink(Sink):
                       "(--rotate hourly) or raise the cap")
 
     def finish(self) -> None:
-        deadline = time.monotonic() + STOP_RETRY_SECONDS
-        while self._waiting and time.monotonic() < deadline:
-            if self.hurry.wait(RETRY_INTERVAL_SECONDS):
-                break
-            self.flush()
+        self.retry_until_given_up(lambda: bool(self._waiting))
         if self._waiting:
             self._save_to_side_files()
+
+    def _next_group(self) -> tuple[Path, list[tuple[Path, str, int]], str, int]:
+        """The waiting windows at the front that go to one file: taken off, with their text
+        and row count (put them back in front, in order, if the write fails)."""
+        path = self._waiting[0][0]
+        group = []
+        while self._waiting and self._waiting[0][0] == path:
+            group.append(self._waiting.popleft())
+        return path, group, "".join(t for _, t, _ in group), sum(r for _, _, r in group)
 
     def _save_to_side_files(self) -> None:
         """What each file still refuses, to a side file beside it (or in the temp folder)."""
         while self._waiting:
-            path = self._waiting[0][0]
-            group = []
-            while self._waiting and self._waiting[0][0] == path:
-                group.append(self._waiting.popleft())
-            text, rows = "".join(t for _, t, _ in group), sum(r for _, _, r in group)
+            path, _, text, rows = self._next_group()
             self._waiting_bytes -= len(text)
             self._save_group(path, text, rows)
 

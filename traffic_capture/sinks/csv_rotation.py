@@ -64,15 +64,3 @@ def to_remove(files: list[SeriesFile], current: set[Path], keep: int | None,
         removed.append(file.path)
         total -= file.size
     return removed
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """'500M', '2G', '1.5GiB', '100000' -> bytes (powers of 1024); ValueError otherwise."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a size; e.g. 500M, 2G")
-    number, unit = match.groups()
-    return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))

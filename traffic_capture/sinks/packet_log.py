@@ -28,7 +28,7 @@ import numpy as np
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.parse import address_text, payload_spans, tcp_flags_text
 from traffic_capture.pipeline import CountedPackets
-from traffic_capture.rules import CLASSES, IN, OUT, RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
+from traffic_capture.rules import CLASSES, IN, OUT, RETRY_INTERVAL_SECONDS
 from traffic_capture.sinks import Say, Sink
 
 # The stable keys, in the order every line has them.
@@ -464,11 +464,7 @@ class PacketLogSink(Sink):
                 "from the log")
 
     def finish(self) -> None:
-        deadline = time.monotonic() + STOP_RETRY_SECONDS
-        while self._waiting and time.monotonic() < deadline:
-            if self.hurry.wait(RETRY_INTERVAL_SECONDS):
-                break
-            self.flush()
+        self.retry_until_given_up(lambda: bool(self._waiting))
         if self._waiting:
             lost = len(self._waiting)
             self._waiting.clear()

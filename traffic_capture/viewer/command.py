@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
+from traffic_capture import argtypes
 from traffic_capture.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, PROG
 from traffic_capture.viewer.model import Row, ViewModel
 
@@ -84,16 +85,6 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def _seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=f"{PROG} view",
@@ -103,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                     f"--view: '{PROG} view --server-ip ADDR [other capture options]'.")
     parser.add_argument("--log", type=Path, required=True, metavar="PATH",
                         help="the packet log to follow (written by --packet-log)")
-    parser.add_argument("--window", type=_seconds, default=5, metavar="SECONDS",
+    parser.add_argument("--window", type=argtypes.seconds, default=5, metavar="SECONDS",
                         help="length of the per-client window shown (default 5)")
     return parser
 

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from traffic_capture import argtypes
 from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.rules import WEB_DEFAULT_HOST, WEB_HISTORY_SECONDS
 
@@ -91,16 +92,6 @@ def _listen(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
-    return value
-
-
 def add_web_options(add: Callable[..., Any]) -> None:
     """The web options, shared by the capture run and `serve` (the extra is not needed to
     parse them: --web without it is refused when the run starts, naming the fix)."""
@@ -110,7 +101,7 @@ def add_web_options(add: Callable[..., Any]) -> None:
     add("--web-token", metavar="TOKEN",
         help=f"token every web request must then carry (Authorization: Bearer, or open the "
              f"page once with ?token=TOKEN); default ${WEB_TOKEN_ENV}; required off loopback")
-    add("--web-history", type=_seconds, default=WEB_HISTORY_SECONDS, metavar="SECONDS",
+    add("--web-history", type=argtypes.seconds, default=WEB_HISTORY_SECONDS, metavar="SECONDS",
         help=f"closed windows the web keeps in memory, loaded from the CSV at start "
              f"(default {WEB_HISTORY_SECONDS})")
 
