@@ -196,6 +196,9 @@ def sh(cmd: list[str], timeout: float = 20) -> str:
     return r.stdout
 
 
+LIVE_EXTRA: list[str] = []  # --daemon-args: options added to the live rounds' daemon
+
+
 def daemon_cmd(*args: str) -> list[str]:
     servers = [a for s in SERVERS for a in ("--server-ip", s)]
     return [sys.executable, "-m", "traffic_capture", *args, *servers, "--quiet"]
@@ -544,7 +547,7 @@ def live_round(tool: str, rate: int, seconds: float, pcap: Path, meta: dict, cli
     res: dict = {"tool": tool, "rate": rate, "mode": mode}
     try:
         if tool == "traffic-capture":
-            cmd = daemon_cmd("--iface", ns.rx_if, "--out", str(csv))
+            cmd = daemon_cmd("--iface", ns.rx_if, "--out", str(csv), *LIVE_EXTRA)
             kw: dict = {"cwd": REPO, "env": daemon_env()}
         else:  # tcpdump as the reference capture; on lo only the incoming copy.
             cmd = ["tcpdump", "-i", ns.rx_if, "-n", "-w", "/dev/null"]
@@ -693,7 +696,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
     ap.add_argument("--profile", action="store_true",
                     help="also print the daemon's top-15 cProfile lines on the offline trace")
+    ap.add_argument("--daemon-args", default="", metavar="ARGS",
+                    help="options added to the daemon in the live rounds, e.g. "
+                         "'--web 127.0.0.1:0' or '--packet-log /tmp/p.jsonl'")
     args = ap.parse_args(argv)
+    LIVE_EXTRA.extend(args.daemon_args.split())
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     if args.packets < 1 or not rates or min(rates) < 1 or not 1 <= args.repeat <= 10:
         ap.error("--packets, --rates and --repeat (1-10) must be positive")
