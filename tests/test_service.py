@@ -4,8 +4,10 @@ the unit's capabilities, captures and writes rows; without them it says how to g
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -55,6 +57,21 @@ def test_service_unit_refuses_what_a_service_cannot_do() -> None:
     assert result.returncode == 2 and "invalid server address" in result.stderr
 
 
+def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 60) -> str:
+    """stderr read until a line holds `text` (what was read is returned)."""
+    assert process.stderr is not None
+    seen, deadline = "", time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        if ready:
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen += line
+    assert text in seen, seen
+    return seen
+
+
 def as_the_service_user(namespace: str, command: list[str], caps: bool) -> subprocess.Popen:
     """The unit's command as a plain user (nobody) holding the unit's capabilities, or none."""
     keep = "+net_raw,+net_admin" if caps else ""
@@ -81,14 +98,17 @@ def test_the_units_command_captures_with_only_its_capabilities(netns: str, tmp_p
 
 def run_as_service(netns: str, tmp_path: Path, folder: Path, caps: bool) -> None:
     out = folder / "traffic.csv"
-    keys = settings(unit(tmp_path, "--server-ip", "127.0.0.1", "--out", str(out),
-                         "--duration", "4"))
+    keys = settings(unit(tmp_path, "--server-ip", "127.0.0.1", "--out", str(out)))
     daemon = as_the_service_user(netns, shlex.split(keys["ExecStart"]), caps)
     if caps:
-        time.sleep(1.5)  # past start-up
+        said = wait_for_line(daemon, "capturing on")  # start-up can be slow on a busy machine
+        time.sleep(0.3)  # the socket is bound just before the message
         subprocess.run(in_netns(netns, ["ping", "-c", "3", "-i", "0.2", "127.0.0.1"]),
                        capture_output=True, timeout=30, check=True)
-    _, stderr = daemon.communicate(timeout=60)
+        time.sleep(0.5)
+        daemon.send_signal(signal.SIGTERM)  # what systemctl stop sends
+    _, rest = daemon.communicate(timeout=60)
+    stderr = (said if caps else "") + rest
     if not caps:
         assert daemon.returncode == 1 and "no permission to capture" in stderr, stderr
         return
