@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from traffic_capture.version import __version__
 from traffic_capture.config import SERVER_IP_ENV, Config
 from traffic_capture.csvformat import DELIMITER_NAMES
 from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.status import DEFAULT_STATUS_INTERVAL
+from traffic_capture.version import __version__
 from traffic_capture.web import add_web_options, check_exposure, web_token
 
 SUBCOMMANDS = {

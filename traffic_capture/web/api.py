@@ -31,7 +31,6 @@ from fastapi.responses import (
 )
 from pydantic import BaseModel, Field
 
-from traffic_capture.version import __version__
 from traffic_capture.rules import (
     CLASSES,
     IN,
@@ -40,6 +39,7 @@ from traffic_capture.rules import (
     WEB_METRICS_SECONDS,
     WEB_METRICS_TOP,
 )
+from traffic_capture.version import __version__
 from traffic_capture.web.state import WebState, canonical_ip
 
 TOKEN_COOKIE = "traffic_web_token"
