@@ -108,6 +108,45 @@ def test_services_sum_per_name() -> None:
     assert services == [{"service": "https", "bytes_in": 60, "bytes_out": 40, "total": 100}]
 
 
+def test_stream_events_are_the_apis_json_built_once_and_evicted_with_the_history() -> None:
+    state = WebState(5, 30)
+    odd = ["10.0.0.1", "2001:db8::7", 'x"y\\z', "caf\u00e9"]  # the last two need escaping
+    for k in range(4):
+        clients = odd if k == 2 else odd[:2]
+        state.add_window(T0 + 5 * k, T0 + 5 * k + 5, clients,
+                         np.array([True, False, True, False][:len(clients)]),
+                         np.arange(len(clients) * 5).reshape(-1, 5) * 10 ** (5 * k))
+    state.add_window(T0 + 20, T0 + 25, [], np.zeros(0, bool), np.zeros((0, 5)))
+    events = state.window_events(None, 3600)
+    assert [(start, text) for start, text in events] == [
+        (w["start"], f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}\n\n".encode())
+        for w in state.windows(100)]
+    again = state.window_events(T0 + 5, 5)  # after an id: whatever `seconds` says
+    assert [start for start, _ in again] == [T0 + 10, T0 + 15, T0 + 20]
+    assert all(a is b for (_, a), (_, b) in zip(again, events[2:], strict=True))  # built once
+    assert state.current_event() == b"event: current\ndata: null\n\n"
+    state.set_current(Current(T0 + 25, T0 + 30, odd, np.array([True, True, False, False]),
+                              np.arange(20).reshape(4, 5)))
+    current = state.current_event()
+    assert current == f"event: current\ndata: {json.dumps(state.current())}\n\n".encode()
+    assert state.current_event() is current
+    # Evicted with its window; and at most event_cache_bytes of it, the newest kept.
+    for k in range(5, 12):
+        state.add_window(T0 + 5 * k, T0 + 5 * k + 5, odd[:1], np.array([True]),
+                         np.array([[k, 0, 0, 0, 0]]))
+    assert state.summary()["history_from"] == T0 + 30
+    assert not state._events and state._events_size == 0
+    first = state.window_events(None, 3600)
+    assert sorted(state._events) == list(range(6, 12))
+    state._drop_events(12)
+    state.event_cache_bytes = 2 * len(first[-1][1])
+    assert state.window_events(T0 - 1, 5) == first  # built again, the same
+    assert sorted(state._events) == [10, 11]
+    state.window_events(T0 + 30, 5)  # an older window asked again does not push them out
+    assert sorted(state._events) == [10, 11]
+    assert state._events_size == sum(len(text) for text in state._events.values())
+
+
 # The API, in process.
 def test_api_status_codes_and_token() -> None:
     state = state_with([window_rows(T0, {("10.0.0.1", "in"): [1, 2, 3, 4, 5]})])
