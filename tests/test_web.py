@@ -117,16 +117,19 @@ def test_stream_events_are_the_apis_json_built_once_and_evicted_with_the_history
                          np.array([True, False, True, False][:len(clients)]),
                          np.arange(len(clients) * 5).reshape(-1, 5) * 10 ** (5 * k))
     state.add_window(T0 + 20, T0 + 25, [], np.zeros(0, bool), np.zeros((0, 5)))
+    assert state.window_events(None, 3600, build=False) is None  # a quick look: not built
     events = state.window_events(None, 3600)
-    assert [(start, text) for start, text in events] == [
+    assert state.window_events(None, 3600, build=False) == events
+    assert events is not None and [(start, text) for start, text in events] == [
         (w["start"], f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}\n\n".encode())
         for w in state.windows(100)]
     again = state.window_events(T0 + 5, 5)  # after an id: whatever `seconds` says
-    assert [start for start, _ in again] == [T0 + 10, T0 + 15, T0 + 20]
+    assert again is not None and [start for start, _ in again] == [T0 + 10, T0 + 15, T0 + 20]
     assert all(a is b for (_, a), (_, b) in zip(again, events[2:], strict=True))  # built once
     assert state.current_event() == b"event: current\ndata: null\n\n"
     state.set_current(Current(T0 + 25, T0 + 30, odd, np.array([True, True, False, False]),
                               np.arange(20).reshape(4, 5)))
+    assert state.current_event(build=False) is None
     current = state.current_event()
     assert current == f"event: current\ndata: {json.dumps(state.current())}\n\n".encode()
     assert state.current_event() is current
@@ -137,6 +140,7 @@ def test_stream_events_are_the_apis_json_built_once_and_evicted_with_the_history
     assert state.summary()["history_from"] == T0 + 30
     assert not state._events and state._events_size == 0
     first = state.window_events(None, 3600)
+    assert first is not None
     assert sorted(state._events) == list(range(6, 12))
     state._drop_events(12)
     state.event_cache_bytes = 2 * len(first[-1][1])

@@ -227,16 +227,27 @@ class WebApp:
                       ) -> AsyncIterator[bytes]:
         state = self.state
 
-        def poll(after: int | None) -> tuple[list[tuple[int, bytes]], bytes]:
-            return state.window_events(after, seconds), state.current_event()
+        def cached(after: int | None) -> tuple[list[tuple[int, bytes]], bytes] | None:
+            windows = state.window_events(after, seconds, build=False)
+            current = state.current_event(build=False)
+            return None if windows is None or current is None else (windows, current)
+
+        def built(after: int | None) -> tuple[list[tuple[int, bytes]], bytes]:
+            windows, current = state.window_events(after, seconds), state.current_event()
+            assert windows is not None and current is not None
+            return windows, current
 
         yield b"retry: 2000\n\n"
         last_current: bytes | None = None
         while not self.closing.is_set():
-            # Off the event loop. The events' text is built once for all streams (a window's
-            # by the first stream that needs it, the current one once per update) and cached:
-            # streams opening together, or resuming, send the same bytes without building them.
-            windows, current = await asyncio.to_thread(poll, after)
+            # The events' text is built once for all streams (a window's by the first stream
+            # that needs it, the current one once per update) and cached: streams opening
+            # together, or resuming, send the same bytes without building them. A look at the
+            # cache is quick (no thread hop, 20 streams); a build goes off the event loop.
+            found = cached(after)
+            if found is None:
+                found = await asyncio.to_thread(built, after)
+            windows, current = found
             for start, text in windows:
                 after = start
                 yield text
