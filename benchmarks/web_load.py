@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--streams", type=int, default=20)
+    parser.add_argument("--stream-seconds", type=int, default=60,
+                        help="each new stream's backlog: its last S seconds")
     parser.add_argument("--listeners-in-process", action="store_true",
                         help="read the streams from threads of this process (the server's)")
     args = parser.parse_args()
@@ -106,7 +108,7 @@ def main() -> None:
     for warm_up in ("api/clients?seconds=3600&limit=20", "api/stream?seconds=1"):
         with urllib.request.urlopen(server.url + warm_up, timeout=30) as response:
             response.readline()
-    stream_url = server.url + "api/stream?seconds=60"
+    stream_url = server.url + f"api/stream?seconds={args.stream_seconds}"
     child = None
     if args.listeners_in_process:
         for i in range(args.streams):
