@@ -386,24 +386,31 @@ class WebState:
         """For the event stream: (start, `window` event text) of the windows starting after
         `start_s` (a resumed stream), or, for a new one, of the last `newest_seconds`; oldest
         first. Each window's text is built once, by whichever stream asks first, and shared.
-        With build=False, None when some text is not built yet (a quick look, for the event
-        loop: the build goes to a thread)."""
-        with self._lock:
-            spans = list(self._spans)
-            if start_s is None:
-                newest_end = max((span.end_s for span in spans[-8:]), default=0)
-                spans = [span for span in spans if span.end_s > newest_end - newest_seconds]
-            else:
-                spans = [span for span in spans if span.start_s > start_s]
-            if not build:
+        With build=False, None when some text is not built yet or the writer holds the lock
+        (a quick look that never waits, for the event loop: the rest goes to a thread)."""
+        if not build:
+            if not self._lock.acquire(blocking=False):
+                return None
+            try:
+                spans = self._stream_spans(start_s, newest_seconds)
                 cached = [self._events.get(span.number) for span in spans]
-                return [(span.start_s, text) for span, text in zip(spans, cached, strict=True)
-                        if text is not None] if all(cached) else None
+            finally:
+                self._lock.release()
+            return [(span.start_s, text) for span, text in zip(spans, cached, strict=True)
+                    if text is not None] if all(cached) else None
+        with self._lock:
+            spans = self._stream_spans(start_s, newest_seconds)
             found: list[bytes | tuple[dict[str, np.ndarray], list[str]]] = [
                 self._events.get(span.number) or (self._rows.view(*span.rows), self._names)
                 for span in spans]
         return [(span.start_s, text if isinstance(text, bytes) else self._window_event(
             span, *text)) for span, text in zip(spans, found, strict=True)]
+
+    def _stream_spans(self, start_s: int | None, newest_seconds: int) -> list[Span]:
+        if start_s is not None:
+            return [span for span in self._spans if span.start_s > start_s]
+        newest_end = max((span.end_s for span in self._spans[-8:]), default=0)
+        return [span for span in self._spans if span.end_s > newest_end - newest_seconds]
 
     def _window_event(self, span: Span, view: dict[str, np.ndarray], names: list[str]
                       ) -> bytes:
@@ -438,10 +445,14 @@ class WebState:
     def current_event(self, build: bool = True) -> bytes | None:
         """The `current` event's text (the window in progress as JSON, or null), built once
         per update of the window in progress, for all streams (build=False: None when not
-        built yet)."""
-        with self._lock:
+        built yet or the writer holds the lock)."""
+        if not self._lock.acquire(blocking=build):
+            return None
+        try:
             current = self._current
             cached_for, text = self._current_event
+        finally:
+            self._lock.release()
         if current is cached_for:
             return text
         if not build:
