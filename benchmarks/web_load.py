@@ -2,6 +2,12 @@
 every window of an hour of 5-second windows, while 20 event-stream clients listen and 50 API
 requests/s arrive; and the history's memory. Prints figures; not a test.
 
+The 20 streams open at once (each gets its last 60 s: 12 windows of 2,000 rows) from a child
+process, as browsers would: not from this one, whose GIL the server's threads would then share
+with 20 Python readers of 4 MB each (--listeners-in-process measures it that way). The API
+requests are made from this process (a thread each), so their latency includes that client.
+One request of each kind first warms up what the server loads lazily on its first request.
+
     .venv/bin/python benchmarks/web_load.py [--clients 1000] [--seconds 10]
 """
 
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -23,6 +30,24 @@ from traffic_capture.web.api import WebApp  # noqa: E402
 from traffic_capture.web.server import WebServer  # noqa: E402
 from traffic_capture.web.state import WebState  # noqa: E402
 
+# The stream clients' process: prints "ready" before it opens them, and the events received
+# once its standard input is closed.
+LISTENER = r"""
+import sys, threading, urllib.request
+url, streams = sys.argv[1], int(sys.argv[2])
+events = [0] * streams
+def listen(i):
+    with urllib.request.urlopen(url, timeout=60) as stream:
+        for line in stream:
+            if line.startswith(b"event:"):
+                events[i] += 1
+print("ready", flush=True)
+for i in range(streams):
+    threading.Thread(target=listen, args=(i,), daemon=True).start()
+sys.stdin.read()
+print(sum(events), flush=True)
+"""
+
 
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -34,6 +59,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--streams", type=int, default=20)
+    parser.add_argument("--stream-seconds", type=int, default=60,
+                        help="each new stream's backlog: its last S seconds")
+    parser.add_argument("--listeners-in-process", action="store_true",
+                        help="read the streams from threads of this process (the server's)")
     args = parser.parse_args()
 
     before = rss_mib()
@@ -66,7 +95,7 @@ def main() -> None:
     events = [0] * args.streams
 
     def listen(i: int) -> None:
-        with urllib.request.urlopen(server.url + "api/stream?seconds=60", timeout=60) as stream:
+        with urllib.request.urlopen(stream_url, timeout=60) as stream:
             while not stop.is_set():
                 line = stream.readline()
                 if not line:
@@ -74,8 +103,21 @@ def main() -> None:
                 if line.startswith(b"event:"):
                     events[i] += 1
 
-    for i in range(args.streams):
-        threading.Thread(target=listen, args=(i,), daemon=True).start()
+    # Warm-up: the first request of each kind imports and sets up what FastAPI, anyio and
+    # uvicorn load lazily (~0.1 s of the event loop, once per process), not measured.
+    for warm_up in ("api/clients?seconds=3600&limit=20", "api/stream?seconds=1"):
+        with urllib.request.urlopen(server.url + warm_up, timeout=30) as response:
+            response.readline()
+    stream_url = server.url + f"api/stream?seconds={args.stream_seconds}"
+    child = None
+    if args.listeners_in_process:
+        for i in range(args.streams):
+            threading.Thread(target=listen, args=(i,), daemon=True).start()
+    elif args.streams:
+        child = subprocess.Popen([sys.executable, "-c", LISTENER, stream_url, str(args.streams)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert child.stdin is not None and child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -99,12 +141,19 @@ def main() -> None:
     for worker in workers:
         worker.join(60)
     stop.set()
+    if child is not None:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.close()
+        events[0] = int(child.stdout.readline())
+        child.wait(30)
+    cached = state._events_size / 2**20  # noqa: SLF001 - a benchmark's look inside
     server.stop()
     ms = np.array(latencies) * 1000
     print(f"{len(ms)} requests of /api/clients?seconds=3600 at {args.rate:g}/s with "
           f"{args.streams} event streams open ({sum(events)} events received): "
           f"p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
-          f"max {ms.max():.1f} ms; peak RSS {rss_mib():.0f} MiB")
+          f"max {ms.max():.1f} ms; peak RSS {rss_mib():.0f} MiB (stream text cached: "
+          f"{cached:.1f} MiB)")
 
 
 if __name__ == "__main__":

@@ -18,17 +18,19 @@ from tests.test_pcapng import mixed_file
 TARGETS = REPO / "tests" / "fuzz_targets.py"
 
 
-def fuzz(target: str, *args: str) -> None:
+def fuzz(target: str, *args: str, folder: Path) -> None:
     pytest.importorskip("atheris", reason="atheris is in the test extra (pip install -e "
                                           "'.[test]'); CI installs it")
+    # In a folder of its own: a failing input is saved there as crash-..., not in the repo.
     result = subprocess.run([sys.executable, str(TARGETS), target, *args],
-                            capture_output=True, text=True, timeout=600, env=child_env())
+                            capture_output=True, text=True, timeout=600, env=child_env(),
+                            cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done" in result.stderr, result.stderr[-2000:]
 
 
-def test_the_parsers_agree_on_fuzzed_frames() -> None:
-    fuzz("parser", "-runs=30000", "-seed=1")
+def test_the_parsers_agree_on_fuzzed_frames(tmp_path: Path) -> None:
+    fuzz("parser", "-runs=30000", "-seed=1", folder=tmp_path)
 
 
 def test_the_readers_survive_fuzzed_capture_files(tmp_path: Path) -> None:
@@ -42,4 +44,4 @@ def test_the_readers_survive_fuzzed_capture_files(tmp_path: Path) -> None:
     pcapng = mixed_file(seed=3, packets=30)
     (corpus / "mixed.pcapng").write_bytes(pcapng)
     (corpus / "mixed.pcapng.gz").write_bytes(gzip.compress(pcapng))
-    fuzz("reader", "-runs=3000", "-seed=1", "-max_len=20000", str(corpus))
+    fuzz("reader", "-runs=3000", "-seed=1", "-max_len=20000", str(corpus), folder=tmp_path)

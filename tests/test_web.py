@@ -3,9 +3,12 @@ following a CSV that grows and rotates, the token, and --web without the extra."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,8 @@ from traffic_capture.csvformat import COLUMNS, Row, format_rows, header_line  # 
 from traffic_capture.rules import CLASSES  # noqa: E402
 from traffic_capture.web.api import WebApp  # noqa: E402
 from traffic_capture.web.csvfile import CsvFollower  # noqa: E402
-from traffic_capture.web.state import ServiceSums, WebState  # noqa: E402
+from traffic_capture.web.server import WebServer  # noqa: E402
+from traffic_capture.web.state import Current, ServiceSums, WebState  # noqa: E402
 
 SAMPLE = REPO / "samples" / "sample.pcap"
 SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
@@ -104,6 +108,49 @@ def test_services_sum_per_name() -> None:
     assert services == [{"service": "https", "bytes_in": 60, "bytes_out": 40, "total": 100}]
 
 
+def test_stream_events_are_the_apis_json_built_once_and_evicted_with_the_history() -> None:
+    state = WebState(5, 30)
+    odd = ["10.0.0.1", "2001:db8::7", 'x"y\\z', "caf\u00e9"]  # the last two need escaping
+    for k in range(4):
+        clients = odd if k == 2 else odd[:2]
+        state.add_window(T0 + 5 * k, T0 + 5 * k + 5, clients,
+                         np.array([True, False, True, False][:len(clients)]),
+                         np.arange(len(clients) * 5).reshape(-1, 5) * 10 ** (5 * k))
+    state.add_window(T0 + 20, T0 + 25, [], np.zeros(0, bool), np.zeros((0, 5)))
+    assert state.window_events(None, 3600, build=False) is None  # a quick look: not built
+    events = state.window_events(None, 3600)
+    assert state.window_events(None, 3600, build=False) == events
+    assert events is not None and [(start, text) for start, text in events] == [
+        (w["start"], f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}\n\n".encode())
+        for w in state.windows(100)]
+    again = state.window_events(T0 + 5, 5)  # after an id: whatever `seconds` says
+    assert again is not None and [start for start, _ in again] == [T0 + 10, T0 + 15, T0 + 20]
+    assert all(a is b for (_, a), (_, b) in zip(again, events[2:], strict=True))  # built once
+    assert state.current_event() == b"event: current\ndata: null\n\n"
+    state.set_current(Current(T0 + 25, T0 + 30, odd, np.array([True, True, False, False]),
+                              np.arange(20).reshape(4, 5)))
+    assert state.current_event(build=False) is None
+    current = state.current_event()
+    assert current == f"event: current\ndata: {json.dumps(state.current())}\n\n".encode()
+    assert state.current_event() is current
+    # Evicted with its window; and at most event_cache_bytes of it, the newest kept.
+    for k in range(5, 12):
+        state.add_window(T0 + 5 * k, T0 + 5 * k + 5, odd[:1], np.array([True]),
+                         np.array([[k, 0, 0, 0, 0]]))
+    assert state.summary()["history_from"] == T0 + 30
+    assert not state._events and state._events_size == 0
+    first = state.window_events(None, 3600)
+    assert first is not None
+    assert sorted(state._events) == list(range(6, 12))
+    state._drop_events(12)
+    state.event_cache_bytes = 2 * len(first[-1][1])
+    assert state.window_events(T0 - 1, 5) == first  # built again, the same
+    assert sorted(state._events) == [10, 11]
+    state.window_events(T0 + 30, 5)  # an older window asked again does not push them out
+    assert sorted(state._events) == [10, 11]
+    assert state._events_size == sum(len(text) for text in state._events.values())
+
+
 # The API, in process.
 def test_api_status_codes_and_token() -> None:
     state = state_with([window_rows(T0, {("10.0.0.1", "in"): [1, 2, 3, 4, 5]})])
@@ -138,6 +185,79 @@ def test_metrics_label_only_the_top_clients() -> None:
     assert 'traffic_capture_bytes_total{class="http",direction="in"} 125250' in text
     assert "traffic_capture_packets_seen_total 7" in text
     assert text.count("traffic_capture_client_bytes{") == 2 * 20
+
+
+def read_stream(url: str, headers: dict[str, str], until: bytes,
+                opened: threading.Event | None = None) -> list[bytes]:
+    """The raw events of /api/stream (blocks between blank lines) until one that contains
+    `until` is whole; `opened` is set once the first `current` event is in."""
+    import httpx
+
+    buffer = b""
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            buffer += chunk
+            if opened is not None and b"event: current" in buffer:
+                opened.set()
+            at = buffer.find(until)
+            if at >= 0 and buffer.find(b"\n\n", at) >= 0:
+                break
+    return buffer.split(b"\n\n")[:-1]
+
+
+def window_events(blocks: list[bytes]) -> list[bytes]:
+    return [block for block in blocks if block.startswith(b"id: ")]
+
+
+def test_streams_get_identical_window_events_and_resume_exactly() -> None:
+    state = state_with([window_rows(T0 + 5 * k, {("10.0.0.1", "in"): [k, 1, 2, 3, 4],
+                                                 ("2001:db8::7", "out"): [0, 0, 5 * k, 0, 9]})
+                        for k in range(6)])
+    state.add_window(T0 + 30, T0 + 35, [], np.zeros(0, bool), np.zeros((0, len(CLASSES))))
+    expected = [f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}".encode()
+                for w in state.windows(100)]
+    assert len(expected) == 7
+    server = WebServer(WebApp(state, lambda: {}), "127.0.0.1", 0)
+    server.start()
+    url = server.url + "api/stream?seconds=3600"
+    try:
+        # Two streams opening at once: the same bytes, the windows API's JSON; then a window
+        # closed while they are open reaches both, the same again.
+        live = f"id: {T0 + 40}\n".encode()
+        opened = [threading.Event(), threading.Event()]
+        with ThreadPoolExecutor(2) as pool:
+            streams = [pool.submit(read_stream, url, {}, live, event) for event in opened]
+            for event in opened:
+                assert event.wait(30)
+            state.load_rows(window_rows(T0 + 40, {("10.0.0.9", "out"): [7, 0, 0, 0, 0]}))
+            first, second = (window_events(stream.result(60)) for stream in streams)
+        assert first == second
+        assert first[:-1] == expected
+        assert first[-1] == (f"id: {T0 + 40}\nevent: window\ndata: "
+                             f"{json.dumps(state.windows(1)[0])}").encode()
+        # A new stream's backlog is its last `seconds`; a resumed one gets exactly the windows
+        # after its Last-Event-ID, whatever `seconds` says.
+        recent = window_events(read_stream(server.url + "api/stream?seconds=15", {},
+                                           b"event: current"))
+        assert recent == first[-2:]
+        for k, block in enumerate(first):
+            last_id = block.split(b"\n")[0][4:].decode()
+            resumed = window_events(read_stream(server.url + "api/stream?seconds=5",
+                                                {"Last-Event-ID": last_id},
+                                                b"event: current"))
+            assert resumed == first[k + 1:], last_id
+        # The window in progress: the same `current` event for every stream.
+        state.set_current(Current(T0 + 45, T0 + 50, ["10.0.0.1", "2001:db8::7"],
+                                  np.array([True, False]), np.array([[1, 2, 3, 4, 5],
+                                                                     [0, 0, 0, 0, 6]])))
+        currents = [[block for block in read_stream(url, {"Last-Event-ID": str(T0 + 40)},
+                                                    b"event: current")
+                     if block.startswith(b"event: current")] for _ in range(2)]
+        assert currents[0] == currents[1] == [
+            f"event: current\ndata: {json.dumps(state.current())}".encode()]
+    finally:
+        server.stop()
 
 
 # The daemon, fed from a capture file and injected packets.

@@ -94,3 +94,7 @@ WEB_METRICS_TOP = 20
 WEB_METRICS_SECONDS = 60
 # The event stream's lighter event (the window in progress) at most this often.
 WEB_CURRENT_EVENT_SECONDS = 1.0
+# The event stream sends each closed window's text built once for all streams, kept while the
+# window is held but at most this many bytes of it (the oldest windows' text goes first, and
+# is built again if a stream asks for it): ~190 windows of 1,000 clients, ~16 min of 5-s ones.
+WEB_STREAM_CACHE_BYTES = 64 * 1024 * 1024
