@@ -146,3 +146,33 @@ def test_to_remove_takes_the_oldest_first() -> None:
         Path(f"traffic-{n}.csv") for n in range(1, 4)]
     assert to_remove(files, current, keep=0, max_bytes=10) == [
         Path(f"traffic-{n}.csv") for n in range(1, 5)]  # never the current one
+
+
+def test_fsync_also_syncs_a_new_files_folder(tmp_path: Path) -> None:
+    """With --fsync, each file created (a new hour here) has its folder synced too, so a power
+    loss cannot lose its directory entry; without, only the files' data are synced."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import DAEMON, child_env
+
+    strace = shutil.which("strace")
+    assert strace, "strace is missing (Debian: strace; .ci/run installs it)"
+    pcap = capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR])
+    for flag, folder_syncs in (("--fsync", 3), ("", 0)):
+        out = tmp_path / f"out{flag}" / "traffic.csv"
+        trace = tmp_path / f"trace{flag}.txt"
+        result = subprocess.run([strace, "-f", "-e", "trace=openat,fsync", "-o", str(trace),
+                                 *DAEMON, "--read", str(pcap), "--server-ip", SERVER4,
+                                 "--out", str(out), "--rotate", "hourly", "--quiet",
+                                 *([flag] if flag else [])],
+                                capture_output=True, text=True, timeout=120,
+                                env=child_env(TZ="UTC"))
+        assert result.returncode == 0, result.stderr
+        # The folder opened as a directory, and that descriptor synced next.
+        lines = [line.split(None, 1)[1] for line in trace.read_text().splitlines()]
+        synced = [opened for opened, then in zip(lines, lines[1:])
+                  if f'"{out.parent}", O_RDONLY' in opened and "O_DIRECTORY" in opened
+                  and then.startswith(f"fsync({opened.rsplit('= ', 1)[1].strip()})")]
+        assert len(synced) == folder_syncs, (flag, synced)
+        assert len(list(out.parent.glob("traffic-*.csv"))) == 3

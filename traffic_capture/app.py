@@ -69,7 +69,8 @@ def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = 
     """The outputs a configuration asks for (the CSV always; the web's with --web, the packet
     log with --packet-log, the viewer window with --view)."""
     sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info,
-                                 config.rotate, config.keep, config.max_disk, utc=config.utc)]
+                                 config.rotate, config.keep, config.max_disk, utc=config.utc,
+                                 fsync=config.fsync)]
     if web_state is not None:
         from traffic_capture.web.sink import WebSink
 
@@ -81,7 +82,7 @@ def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = 
 
         sinks.append(PacketLogSink(config.packet_log, config.packet_log_payload,
                                    config.packet_log_max_bytes, config.packet_log_keep,
-                                   lossless, reporter.warn, reporter.info))
+                                   lossless, reporter.warn, reporter.info, fsync=config.fsync))
     if config.view:
         from traffic_capture.sinks.viewer import ViewerSink
 

@@ -97,6 +97,10 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--utc", action="store_true",
         help="write window times in UTC instead of local time (no repeated hour when the "
              "clocks go back; for servers in several time zones)")
+    add("--fsync", action="store_true",
+        help="for those who cannot lose a window on power loss: every window's rows are "
+             "always flushed to the disk; with --fsync a new file's folder entry (a new day, "
+             "a rotation) and each batch of packet-log lines are too")
     add("--max-clients", type=argtypes.count, default=DEFAULT_MAX_CLIENTS, metavar="N",
         help=f"clients per window and direction (default {DEFAULT_MAX_CLIENTS:,}); under a "
              "flood of spoofed sources the rest are folded into one row per direction with "
@@ -223,6 +227,7 @@ def parse_config(argv: list[str], default_server_ip: str = "",
         max_clients=args.max_clients or None,
         http_ports=args.http_ports,
         utc=args.utc,
+        fsync=args.fsync,
         rotate=args.rotate,
         keep=args.keep,
         max_disk=args.max_disk,

@@ -33,6 +33,7 @@ class Config:
     max_clients: int | None = DEFAULT_MAX_CLIENTS  # per window and direction
     http_ports: frozenset[int] = HTTP_PORTS  # TCP ports whose bytes count as http
     utc: bool = False  # window times in UTC instead of local time
+    fsync: bool = False  # also new files' folders, and the packet log, to the disk
     rotate: str = "none"  # none, hourly, daily
     keep: int | None = None  # rotated files kept besides the current one
     max_disk: int | None = None  # bytes the CSV series may take

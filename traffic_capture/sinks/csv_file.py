@@ -146,7 +146,7 @@ def repair_torn_end(path: Path) -> bytes:
         os.close(fd)
 
 
-def append_text(path: Path, text: str, delimiter: str) -> None:
+def append_text(path: Path, text: str, delimiter: str, sync_folder: bool = False) -> None:
     """Append rows (and the header, into a new or empty file) in one open-write-close.
 
     Open-write-close rather than a file kept open: Excel and other readers see complete rows,
@@ -158,7 +158,8 @@ def append_text(path: Path, text: str, delimiter: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     try:
         start = os.lseek(fd, 0, os.SEEK_END)
-        data = ((header_line(delimiter) if start == 0 else "") + text).encode("utf-8")
+        new_file = start == 0
+        data = ((header_line(delimiter) if new_file else "") + text).encode("utf-8")
         try:
             view = memoryview(data)
             while view:
@@ -169,6 +170,20 @@ def append_text(path: Path, text: str, delimiter: str) -> None:
             raise
     finally:
         os.close(fd)
+    if new_file and sync_folder:
+        sync_folder_of(path)
+
+
+def sync_folder_of(path: Path) -> None:
+    """fsync a file's folder, so that a file just created (a new day, a rotation) is still
+    there after a power loss (--fsync). Not on Windows, which has no folder descriptors."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    folder = os.open(path.parent if str(path.parent) else Path("."), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def write_side_file(path: Path, text: str, delimiter: str) -> Path:
@@ -218,13 +233,14 @@ class CsvSink(Sink):
     def __init__(self, path: Path, delimiter: str, warn: Say, info: Say, rotate: str = "none",
                  keep: int | None = None, max_bytes: int | None = None,
                  max_rows: int = EXCEL_MAX_ROWS - 1, utc: bool = False,
-                 max_waiting_bytes: int = MAX_WAITING_BYTES) -> None:
+                 max_waiting_bytes: int = MAX_WAITING_BYTES, fsync: bool = False) -> None:
         super().__init__(warn, info)
         self.path = path
         self.delimiter = delimiter
         self.rotate, self.keep, self.max_bytes, self.max_rows = rotate, keep, max_bytes, max_rows
         self.utc = utc
         self.max_waiting_bytes = max_waiting_bytes
+        self.fsync = fsync  # also the folder when a file is created
         self._waiting_bytes = 0  # text held while the CSV refuses it
         self._spill: dict[Path, Path] = {}  # a refused file -> its side file, this outage
         # (file, CSV text, rows) per window, in order
@@ -310,7 +326,7 @@ class CsvSink(Sink):
         while self._waiting:
             path, group, text, rows = self._next_group()
             try:
-                append_text(path, text, self.delimiter)
+                append_text(path, text, self.delimiter, self.fsync)
             except OSError as error:
                 self._waiting.extendleft(reversed(group))  # in order, for the next try
                 if self._blocked_since is None:

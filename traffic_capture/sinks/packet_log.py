@@ -363,9 +363,10 @@ class PacketLogSink(Sink):
     max_queue = 1024  # batches; MAX_QUEUED_BYTES bounds their frames' bytes too
 
     def __init__(self, path: Path, with_payload: bool, max_bytes: int, keep: int,
-                 lossless: bool, warn: Say, info: Say) -> None:
+                 lossless: bool, warn: Say, info: Say, fsync: bool = False) -> None:
         super().__init__(warn, info)
         self.path = path
+        self.fsync = fsync  # each batch of lines to the disk before the next
         self.file = LogFile(path, max_bytes, keep)
         self.with_payload = with_payload
         self.worker: FormatWorker | None = None
@@ -443,6 +444,11 @@ class PacketLogSink(Sink):
         if not self._waiting:
             return
         done, error = self.file.write_lines(self._waiting)
+        if done and self.fsync:
+            try:
+                self.file.sync()
+            except OSError as failure:
+                error = error or failure
         if done:
             del self._waiting[:done]
             self.written += done
