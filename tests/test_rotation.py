@@ -171,7 +171,7 @@ def test_fsync_also_syncs_a_new_files_folder(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         # The folder opened as a directory, and that descriptor synced next.
         lines = [line.split(None, 1)[1] for line in trace.read_text().splitlines()]
-        synced = [opened for opened, then in zip(lines, lines[1:])
+        synced = [opened for opened, then in zip(lines, lines[1:], strict=False)
                   if f'"{out.parent}", O_RDONLY' in opened and "O_DIRECTORY" in opened
                   and then.startswith(f"fsync({opened.rsplit('= ', 1)[1].strip()})")]
         assert len(synced) == folder_syncs, (flag, synced)
