@@ -42,3 +42,14 @@ def test_a_planted_violation_is_caught(tmp_path: Path, module: str, planted: str
     target.write_text(target.read_text() + f"\n{planted}  # noqa\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout
+
+
+def test_the_command_line_starts_without_the_heavy_libraries() -> None:
+    """`--help`, usage errors and the subcommands' parsing must not pay for numpy, pandas or
+    scapy (a tenth of a second each run): they load when a run needs them."""
+    code = ("import sys, traffic_capture.cli; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'scapy', 'fastapi') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

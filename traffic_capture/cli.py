@@ -19,16 +19,16 @@ from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
 from traffic_capture.rules import (
     DEFAULT_MAX_CLIENTS,
     DEFAULT_OUT,
+    DEFAULT_STATUS_INTERVAL,
     DEFAULT_WINDOW_SECONDS,
     HTTP_PORTS,
+    ROTATIONS,
     SNAPLEN_COUNTING,
     SNAPLEN_MAX,
     SNAPLEN_MIN,
     SNAPLEN_PACKETS,
 )
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
-from traffic_capture.sinks.csv_rotation import ROTATIONS
-from traffic_capture.status import DEFAULT_STATUS_INTERVAL
 from traffic_capture.version import __version__
 from traffic_capture.web import add_web_options, check_exposure, web_token
 

@@ -98,3 +98,9 @@ WEB_CURRENT_EVENT_SECONDS = 1.0
 # window is held but at most this many bytes of it (the oldest windows' text goes first, and
 # is built again if a stream asks for it): ~190 windows of 1,000 clients, ~16 min of 5-s ones.
 WEB_STREAM_CACHE_BYTES = 64 * 1024 * 1024
+
+# Off a terminal (a service's journal, a log file): one plain status line this often, not a
+# line redrawn twice a second (17 MB a day).
+DEFAULT_STATUS_INTERVAL = 60.0
+# --rotate: one CSV per hour or per day, by window start.
+ROTATIONS = ("none", "hourly", "daily")

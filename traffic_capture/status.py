@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 from traffic_capture.errors import PROG
 from traffic_capture.pipeline import Counters
+from traffic_capture.rules import DEFAULT_STATUS_INTERVAL
 from traffic_capture.sinks import SinkFigures
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
 REFRESH_SECONDS = 0.5
-DEFAULT_STATUS_INTERVAL = 60.0  # seconds between plain status lines off a terminal
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROTATIONS = ("none", "hourly", "daily")
 _STAMP = {"hourly": "%Y-%m-%d-%H", "daily": "%Y-%m-%d"}
 
 
