@@ -229,7 +229,7 @@ class Parsed:
     dport: np.ndarray
     ip_bytes: np.ndarray
     payload_at: np.ndarray  # frame-relative, -1 if none
-    malformed: np.ndarray  # said to be IP (ethertype, version) but its header cannot be read
+    malformed: int  # frames said to be IP (ethertype, version) whose header cannot be read
 
 
 def _fields(header: np.ndarray, size: int) -> np.ndarray:
@@ -270,7 +270,8 @@ def parse_batch(batch: Batch) -> Parsed:
     v6 = link_ok & (version == 6) & (lengths >= ip + 40)
 
     # IPv4 (a length of 0: segmentation offload; the bytes on the wire after the link header)
-    after_link = batch.wire() - ip
+    # (A writer may claim a wire length under the captured one: never count less than that.)
+    after_link = np.maximum(batch.wire(), lengths) - ip
     header_len = (first & 0x0F) * 4
     total_len = words[:, 1].astype(np.int64)
     v4_bytes = np.where(total_len < header_len, after_link, total_len)
@@ -305,10 +306,12 @@ def parse_batch(batch: Batch) -> Parsed:
     src_lo = np.where(v6, quads[:, 2], longs[:, 3].astype(np.uint64))
     dst_hi = np.where(v6, quads[:, 3], zero)
     dst_lo = np.where(v6, quads[:, 4], longs[:, 4].astype(np.uint64))
-    claims_ip = np.ones(n, dtype=bool) if ethertype_at is not None else (
-        (version == 4) | (version == 6))
-    malformed = link_ok & claims_ip & ~(v4 | v6)
-    parsed = Parsed(v4 | v6, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
+    is_ip = v4 | v6
+    # Counted, not masked (this runs per batch): a readable header implies a good link header.
+    claims_ip = link_ok if ethertype_at is not None else (
+        link_ok & ((version == 4) | (version == 6)))
+    malformed = int(np.count_nonzero(claims_ip)) - int(np.count_nonzero(is_ip))
+    parsed = Parsed(is_ip, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
                     ip_bytes, payload_at, malformed)
     wire = batch.wire()
     for i in np.flatnonzero(scalar):

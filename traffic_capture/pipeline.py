@@ -110,7 +110,7 @@ class Pipeline:
         parsed = parse_batch(batch)
         packets = classify_batch(batch, parsed, self.servers, self.ftp, self.http_ports)
         self.counters.packets_seen += len(batch)
-        self.counters.packets_malformed += int(parsed.malformed.sum())
+        self.counters.packets_malformed += parsed.malformed
         ts_ns = batch.ts_ns
         counted = np.flatnonzero(packets.counted)
         if self._emit_packets is not None and len(counted):

@@ -259,13 +259,16 @@ class CaptureFile:
                 record = table[:, :16].view(word)  # seconds, fraction, captured, original
                 seconds, fraction, captured, original = (record[:, k].astype(np.int64)
                                                          for k in range(4))
-                bad = (fraction >= NS // scale) | (captured > MAX_CAPTURED_BYTES)
-                usable = int(np.argmax(bad)) if bad.any() else count
+                # Two reductions, and the mask only for a damaged chunk: this runs per chunk.
+                usable = count
+                if fraction.max() >= NS // scale or captured.max() > MAX_CAPTURED_BYTES:
+                    bad = (fraction >= NS // scale) | (captured > MAX_CAPTURED_BYTES)
+                    usable = int(np.argmax(bad))
                 if usable:
                     yield [Batch(slot.data, slot.offsets[:usable] + 16, captured[:usable],
                                  seconds[:usable] * NS + fraction[:usable] * scale,
                                  header.linktype, headers=table[:usable], headers_at=16,
-                                 wire_lengths=np.maximum(original[:usable], captured[:usable]))]
+                                 wire_lengths=original[:usable])]
                 if usable < count:
                     self.damaged = _record_damage(int(fraction[usable]), NS // scale,
                                                   int(captured[usable]))
@@ -361,7 +364,7 @@ class _Section:
         fields = table[:, :28].view(word)  # type, length, interface, high, low, captured, orig.
         index = fields[:, 2].astype(np.int64)
         captured = fields[:, 5].astype(np.int64)
-        wire = np.maximum(fields[:, 6].astype(np.int64), captured)
+        wire = fields[:, 6].astype(np.int64)
         units = (fields[:, 3].astype(np.uint64) << np.uint64(32)) | fields[:, 4]
         ts_ns = np.zeros(count, dtype=np.int64)
         linktype = np.zeros(count, dtype=np.int64)
