@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -471,3 +473,40 @@ def test_core_does_not_need_the_web_extra() -> None:
     assert result.returncode == 0, result.stderr
     assert os.path.exists(REPO / "traffic_capture" / "web" / "static" / "app.js")
     assert COLUMNS[0] == "window_start"
+
+
+def test_a_live_capture_shows_on_the_dashboard(netns: str, tmp_path: Path) -> None:
+    """The done-when's live case: the daemon capturing on lo of a test namespace serves the
+    page, the window in progress and the closed windows, equal to its CSV."""
+    needs_tools("ping", "curl")
+    from tests.conftest import Daemon
+
+    out = tmp_path / "traffic.csv"
+    port = 18999
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(out), "--window", "1",
+                            "--web", f"127.0.0.1:{port}"])
+
+    def api(path: str) -> dict:
+        text = subprocess.run(in_netns(netns, ["curl", "-s", f"http://127.0.0.1:{port}/{path}"]),
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+        return json.loads(text)
+
+    try:
+        pinging = subprocess.Popen(in_netns(netns, ["ping", "-n", "-q", "-c", "10", "-i", "0.2",
+                                                    "127.0.0.1"]), stdout=subprocess.DEVNULL)
+        # While the packets come: the window in progress holds them before it closes.
+        eventually(lambda: bool((api("api/windows/current")["window"] or {}).get("rows")))
+        assert pinging.wait(30) == 0
+        time.sleep(2.5)  # past the windows' close
+        clients = api("api/clients?seconds=3600")["clients"]
+        assert [(c["ip"], c["in"]["other"]) for c in clients] == [("127.0.0.1", 10 * 2 * 84)]
+        assert clients[0]["in"]["tcp"] > 0  # the requests above
+        # The pings, and the API's own requests (TCP to 127.0.0.1, the server here) too.
+        assert api("api/status")["packets_counted"] >= 20
+        page = subprocess.run(in_netns(netns, ["curl", "-s", f"http://127.0.0.1:{port}/"]),
+                              capture_output=True, text=True, timeout=30).stdout
+        assert "plotly" in page
+    finally:
+        code = daemon.stop(signal.SIGINT)
+    assert code == 0, daemon.stderr
+    assert read_rows(out)["other_bytes"].sum() == 10 * 2 * 84
