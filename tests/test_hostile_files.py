@@ -227,3 +227,20 @@ def test_packets_said_to_be_ip_with_unreadable_headers_are_skipped_and_counted(
     result, rows = count(path, tmp_path)
     assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in packets(2))
     assert "3 packets said to be IP had a header that cannot be read" in result.stderr
+
+
+def test_payload_spans_of_a_zero_ip_length_count_the_wire_bytes() -> None:
+    """The packet log's payload length follows the byte count's rule: with the IP length 0
+    and the frame cut by the snap length, the wire length gives it, on both paths."""
+    import numpy as np
+
+    from traffic_capture.frames import batch_of_frames
+    from traffic_capture.parse import payload_span, payload_spans
+
+    tso, big, _ = (bytes(p) for p in _zero_length_packets())
+    cut = [tso[:96], big[:96]]
+    batch = batch_of_frames([(0, linktypes.DLT_EN10MB, frame) for frame in cut])
+    batch.wire_lengths = np.array([len(tso), len(big)], dtype=np.int64)
+    _, lengths, _ = payload_spans(batch)
+    assert lengths.tolist() == [3000, 5000]
+    assert payload_span(linktypes.DLT_EN10MB, cut[0], len(tso))[1] == 3000

@@ -238,30 +238,37 @@ def _fields(header: np.ndarray, size: int) -> np.ndarray:
     return header.view(f">u{size}")
 
 
+def _link_layer(link: LinkType, h: np.ndarray, lengths: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame (h: its first bytes, one row each): whether its link header says IP, and
+    whether it is left to the frame-by-frame parser (VLAN tags)."""
+    n = len(lengths)
+    ip, ethertype_at = link.ip_at, link.ethertype_at
+    scalar = np.zeros(n, dtype=bool)
+    if ethertype_at is None:
+        return (lengths > ip if ip else np.ones(n, dtype=bool)), scalar
+    ethertype = (h[:, ethertype_at].astype(np.int64) << 8) | h[:, ethertype_at + 1]
+    for tag in ETHERTYPE_VLAN_TAGS:
+        scalar |= ethertype == tag
+    scalar &= lengths >= ip
+    link_ok = (lengths >= ip) & ((ethertype == ETHERTYPE_IPV4) | (ethertype == ETHERTYPE_IPV6))
+    return link_ok, scalar
+
+
 def parse_batch(batch: Batch) -> Parsed:
     """Every frame of a batch at once; frames with VLAN tags or IPv6 extension headers go
     through parse_frame and join the same arrays."""
     starts, lengths = batch.starts, batch.lengths
     n = len(starts)
-    link = link_type(batch.linktype)  # raises UnknownLinkType, naming it
-    ip, ethertype_at = link.ip_at, link.ethertype_at
     # Bytes past a frame's end (the next frame's, or zeros) are masked below by its length.
     if batch.headers is None:
         table, base = rows_at(batch.data, starts, HEADER_BYTES), 0
     else:
         table, base = batch.headers, batch.headers_at
     h = table[:, base:base + HEADER_BYTES]
-    scalar = np.zeros(n, dtype=bool)  # frames left to parse_frame
-    if ethertype_at is not None:
-        ethertype = (h[:, ethertype_at].astype(np.int64) << 8) | h[:, ethertype_at + 1]
-        tagged = np.zeros(n, dtype=bool)
-        for tag in ETHERTYPE_VLAN_TAGS:
-            tagged |= ethertype == tag
-        scalar |= tagged & (lengths >= ip)
-        link_ok = (lengths >= ip) & (
-            (ethertype == ETHERTYPE_IPV4) | (ethertype == ETHERTYPE_IPV6))
-    else:
-        link_ok = lengths > ip if ip else np.ones(n, dtype=bool)
+    link = link_type(batch.linktype)  # raises UnknownLinkType, naming it
+    ip, ethertype_at = link.ip_at, link.ethertype_at
+    link_ok, scalar = _link_layer(link, h, lengths)
     header = np.ascontiguousarray(h[:, ip:ip + 40])  # the IPv6 header, or IPv4's and more
     words, longs, quads = _fields(header, 2), _fields(header, 4), _fields(header, 8)
     first = header[:, 0].astype(np.int64)
@@ -347,7 +354,7 @@ PayloadSpan = tuple[int, int, int]
 NO_PAYLOAD_SPAN: PayloadSpan = (-1, -1, -1)
 
 
-def payload_span(linktype: int, frame: bytes) -> PayloadSpan:
+def payload_span(linktype: int, frame: bytes, wire_length: int | None = None) -> PayloadSpan:
     """Where one frame's payload is and how long its headers say it is.
 
     The payload is what follows the TCP or UDP header; for other protocols (ICMP...) and for
@@ -357,14 +364,15 @@ def payload_span(linktype: int, frame: bytes) -> PayloadSpan:
     at = ip_offset(link_type(linktype), frame)
     if at < 0 or len(frame) < at + 20:
         return NO_PAYLOAD_SPAN
+    wire = max(len(frame), wire_length or 0)  # a zero IP length: the bytes on the wire
     version = frame[at] >> 4
     if version == 4:
         header_len = (frame[at] & 0x0F) * 4
         if header_len < 20:
             return NO_PAYLOAD_SPAN
         total_len = (frame[at + 2] << 8) | frame[at + 3]
-        if total_len < header_len:  # offloaded (0): the captured length stands in, as above
-            total_len = len(frame) - at
+        if total_len < header_len:  # offloaded (0): the wire length stands in, as above
+            total_len = wire - at
         proto = frame[at + 9]
         l4 = at + header_len
         first_fragment = not (((frame[at + 6] & 0x1F) << 8) | frame[at + 7])
@@ -372,7 +380,7 @@ def payload_span(linktype: int, frame: bytes) -> PayloadSpan:
     if version != 6 or len(frame) < at + 40:
         return NO_PAYLOAD_SPAN
     payload_len = (frame[at + 4] << 8) | frame[at + 5]
-    end = at + 40 + payload_len if payload_len else len(frame)
+    end = at + 40 + payload_len if payload_len else wire
     next_header, l4, later_fragment, whole = ipv6_upper_layer(frame, at)
     if not whole:
         return NO_PAYLOAD_SPAN
@@ -404,28 +412,21 @@ def payload_spans(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     starts, lengths = batch.starts, batch.lengths
     n = len(starts)
     link = link_type(batch.linktype)
-    ip, ethertype_at = link.ip_at, link.ethertype_at
-    table = rows_at(batch.data, starts, HEADER_BYTES)
-    h = table.astype(np.int64)
-    scalar = np.zeros(n, dtype=bool)
-    if ethertype_at is not None:
-        ethertype = (h[:, ethertype_at] << 8) | h[:, ethertype_at + 1]
-        for tag in ETHERTYPE_VLAN_TAGS:
-            scalar |= (ethertype == tag) & (lengths >= ip)
-        link_ok = (lengths >= ip) & ((ethertype == ETHERTYPE_IPV4) | (ethertype == ETHERTYPE_IPV6))
-    else:
-        link_ok = lengths > ip if ip else np.ones(n, dtype=bool)
+    ip = link.ip_at
+    h = rows_at(batch.data, starts, HEADER_BYTES).astype(np.int64)
+    link_ok, scalar = _link_layer(link, h, lengths)
     first = h[:, ip]
     version, header_len = first >> 4, (first & 0x0F) * 4
     v4 = link_ok & (version == 4) & (lengths >= ip + 20) & (header_len >= 20)
     v6 = link_ok & (version == 6) & (lengths >= ip + 40)
     total_len = (h[:, ip + 2] << 8) | h[:, ip + 3]
-    total_len = np.where(total_len < header_len, lengths - ip, total_len)
+    wire = np.maximum(batch.wire(), lengths)  # a zero IP length: the bytes on the wire
+    total_len = np.where(total_len < header_len, wire - ip, total_len)
     first_fragment = (((h[:, ip + 6] & 0x1F) << 8) | h[:, ip + 7]) == 0
     payload_len6 = (h[:, ip + 4] << 8) | h[:, ip + 5]
     next_header = h[:, ip + 6]
     scalar |= v6 & _IPV6_EXTENSION[next_header]
-    end = np.where(v6, np.where(payload_len6 > 0, ip + 40 + payload_len6, lengths),
+    end = np.where(v6, np.where(payload_len6 > 0, ip + 40 + payload_len6, wire),
                    ip + total_len)
     proto = np.where(v6, next_header, np.where(first_fragment, h[:, ip + 9], -1))
     l4 = np.where(v6, ip + 40, ip + header_len)  # at most 20 + 60: l4 + 13 is in the table
@@ -440,5 +441,6 @@ def payload_spans(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     payload_at = np.where(ok, payload_at, -1)
     flags = np.where(ok, flags, -1)
     for i in np.flatnonzero(scalar).tolist():
-        payload_at[i], payload_len[i], flags[i] = payload_span(batch.linktype, batch.frame(i))
+        payload_at[i], payload_len[i], flags[i] = payload_span(batch.linktype, batch.frame(i),
+                                                               int(wire[i]))
     return payload_at, payload_len, flags
