@@ -27,7 +27,8 @@ from tests.frames import (
 )
 from traffic_capture import linktypes, parse
 from traffic_capture.frames import batch_of_frames
-from traffic_capture.sinks.packet_log import PREVIEW_BYTES, LogFile, TimeText, preview
+from traffic_capture.sinks.log_lines import PREVIEW_BYTES, Lines, TimeText, preview
+from traffic_capture.sinks.packet_log import LogFile
 
 
 @given(st.binary(max_size=300))
@@ -145,7 +146,7 @@ def test_rotation_keeps_lines_whole_in_order_and_within_the_limit(
         lines = [f"{i:06d}" + "x" * size + "\n" for i, size in enumerate(sizes)]
         at = 0
         for size in [*groups, len(lines)]:  # written in groups of several lines
-            done, error = log.write_lines(lines[at:at + size])
+            done, error = log.write_lines(Lines.of(lines[at:at + size]))
             assert error is None and done == len(lines[at:at + size])
             at += size
         log.close()

@@ -413,7 +413,8 @@ def payload_spans(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(starts)
     link = link_type(batch.linktype)
     ip = link.ip_at
-    h = rows_at(batch.data, starts, HEADER_BYTES).astype(np.int64)
+    # int32 (not int64): the table is converted whole, and half the width is half the time.
+    h = rows_at(batch.data, starts, HEADER_BYTES).astype(np.int32)
     link_ok, scalar = _link_layer(link, h, lengths)
     first = h[:, ip]
     version, header_len = first >> 4, (first & 0x0F) * 4
@@ -437,9 +438,9 @@ def payload_spans(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                           np.where(udp, l4 + UDP_HEADER_BYTES, l4))
     flags = np.where(tcp, flat[row + 13], -1)
     ok = (v4 | v6) & ~scalar & ~(tcp & (lengths < l4 + 14))
-    payload_len = np.where(ok, np.maximum(end - payload_at, 0), -1)
-    payload_at = np.where(ok, payload_at, -1)
-    flags = np.where(ok, flags, -1)
+    payload_len = np.where(ok, np.maximum(end - payload_at, 0), -1).astype(np.int64)
+    payload_at = np.where(ok, payload_at, -1).astype(np.int64)
+    flags = np.where(ok, flags, -1).astype(np.int64)
     for i in np.flatnonzero(scalar).tolist():
         payload_at[i], payload_len[i], flags[i] = payload_span(batch.linktype, batch.frame(i),
                                                                int(wire[i]))

@@ -139,6 +139,11 @@ class Sink:
         with contextlib.suppress(queue.Full):  # a full queue: the thread is awake anyway
             self._queue.put_nowait(_REOPEN)
 
+    def wake(self) -> None:
+        """From any thread: have the sink's thread run flush() soon (never blocking)."""
+        with contextlib.suppress(queue.Full):  # a full queue: the thread is awake anyway
+            self._queue.put_nowait(None)
+
     def _put(self, item: object) -> None:
         try:
             self._queue.put_nowait(item)

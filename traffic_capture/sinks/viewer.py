@@ -26,7 +26,7 @@ from traffic_capture.parse import payload_spans
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
 from traffic_capture.sinks import Say, Sink
-from traffic_capture.sinks.packet_log import AddressText, preview
+from traffic_capture.sinks.log_lines import AddressText, preview
 from traffic_capture.viewer.model import Row, Sum
 
 ROWS_PER_BATCH = 300  # a table of the latest packets needs no more from one batch
