@@ -24,6 +24,7 @@ from traffic_capture.sinks.log_lines import (
     LineColumns,
     LineFormatter,
     Lines,
+    distinct,
     render,
     render_python,
 )
@@ -203,3 +204,16 @@ def test_the_compiled_gather_copies_what_python_gather_copies(
         with pytest.raises(ValueError, match="outside"):
             compiled(data, starts, lengths + len(source) + 1, np.zeros(size, dtype=np.uint8),
                      target_starts)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.integers(0, 2**64 - 1)),
+                min_size=1, max_size=60))
+def test_distinct_rows_are_numpys_unique_rows(rows: list[tuple[int, bool, int]]) -> None:
+    keys = (np.array([r[0] for r in rows], dtype=np.int64),
+            np.array([r[1] for r in rows], dtype=bool),
+            np.array([r[2] for r in rows], dtype=np.uint64))
+    chosen, which = distinct(*keys)
+    picked = [tuple(int(k[i]) for k in keys) for i in chosen.tolist()]
+    assert len(set(picked)) == len(picked) == len(set(rows))
+    for i, row in enumerate(rows):  # each row's number leads to a row equal to it
+        assert picked[which[i]] == (row[0], int(row[1]), row[2])

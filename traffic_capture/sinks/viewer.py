@@ -1,10 +1,12 @@
 """--view: the packet viewer window, in a process of its own, fed through a multiprocessing
 queue that the capture never waits on.
 
-Per batch of counted packets the window gets the rows of the latest ROWS_PER_BATCH of them
-(time, direction, client, class, bytes, preview) and every packet's share of the per-client
-sums. When the window falls behind (its queue is full), whole updates are dropped: never a
-packet from the CSV or the log; the count is shown in the window and the status line.
+The window is sent an update at most every UPDATE_SECONDS, for all the batches counted since
+the last one: the rows of the latest ROWS_PER_UPDATE packets (time, direction, client, class,
+bytes, preview) and every packet's share of the per-client sums. A window redrawn more often
+than a person can read costs the capture CPU for nothing. When the window falls behind (its
+queue is full), whole updates are dropped: never a packet from the CSV or the log; the count
+is shown in the window and the status line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import multiprocessing.queues
 import os
 import queue
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -26,10 +29,11 @@ from traffic_capture.parse import payload_spans
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
 from traffic_capture.sinks import Say, Sink
-from traffic_capture.sinks.log_lines import AddressText, preview
+from traffic_capture.sinks.log_lines import AddressText, distinct, preview
 from traffic_capture.viewer.model import Row, Sum
 
-ROWS_PER_BATCH = 300  # a table of the latest packets needs no more from one batch
+ROWS_PER_UPDATE = 300  # a table of the latest packets needs no more from one update
+UPDATE_SECONDS = 0.2  # the window gets at most five updates a second
 QUEUE_MESSAGES = 50  # updates waiting for the window before they are dropped
 CLOSE_WAIT_SECONDS = 3.0
 
@@ -87,23 +91,34 @@ def view_rows(packets: CountedPackets, address: AddressText, limit: int) -> list
                 shown, strict=True)]
 
 
-def view_sums(packets: CountedPackets, ts_ns: np.ndarray, window_seconds: int,
+def latest_rows(batches: list[CountedPackets], address: AddressText, limit: int) -> list[Row]:
+    """The rows of the latest `limit` packets of the batches (oldest first)."""
+    rows: list[Row] = []
+    for packets in reversed(batches):
+        if len(rows) >= limit:
+            break
+        rows[:0] = view_rows(packets, address, limit - len(rows))
+    return rows
+
+
+def view_sums(batches: list[CountedPackets], window_seconds: int,
               address: AddressText) -> list[Sum]:
     """Every packet's bytes, summed per (window, client)."""
-    inbound = packets.inbound
-    hi = np.where(inbound, packets.src_hi, packets.dst_hi).astype(np.uint64)
-    lo = np.where(inbound, packets.src_lo, packets.dst_lo).astype(np.uint64)
-    window = (ts_ns // (window_seconds * 1_000_000_000) * window_seconds).astype(np.uint64)
-    keys = np.stack([window, packets.is6.astype(np.uint64), hi, lo], axis=1)
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    size = packets.ip_bytes.astype(np.float64)
-    bytes_in = np.bincount(inverse, weights=np.where(inbound, size, 0), minlength=len(unique))
-    bytes_out = np.bincount(inverse, weights=np.where(inbound, 0, size), minlength=len(unique))
-    count = np.bincount(inverse, minlength=len(unique))
-    texts = address(unique[:, 1].astype(bool), unique[:, 2], unique[:, 3])
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([getattr(packets, name) for packets in batches])
+
+    inbound, is6 = column("inbound").astype(bool), column("is6").astype(bool)
+    hi = np.where(inbound, column("src_hi"), column("dst_hi")).astype(np.uint64)
+    lo = np.where(inbound, column("src_lo"), column("dst_lo")).astype(np.uint64)
+    window = column("ts_ns") // (window_seconds * 1_000_000_000) * window_seconds
+    chosen, inverse = distinct(window, is6, hi, lo)
+    size = column("ip_bytes").astype(np.float64)
+    bytes_in = np.bincount(inverse, weights=np.where(inbound, size, 0), minlength=len(chosen))
+    bytes_out = np.bincount(inverse, weights=np.where(inbound, 0, size), minlength=len(chosen))
+    count = np.bincount(inverse, minlength=len(chosen))
+    texts = address(is6[chosen], hi[chosen], lo[chosen])
     return [(int(start), text, int(b_in), int(b_out), int(c)) for start, text, b_in, b_out, c
-            in zip(unique[:, 0].tolist(), texts, bytes_in.tolist(), bytes_out.tolist(),
+            in zip(window[chosen].tolist(), texts, bytes_in.tolist(), bytes_out.tolist(),
                    count.tolist(), strict=True)]
 
 
@@ -125,7 +140,8 @@ class ViewerSink(Sink):
         self._messages: Any = None
         self._process: Any = None
         self._closed_said = False
-        self.not_shown = 0
+        self._batches: list[CountedPackets] = []  # counted since the last update
+        self._last_update = 0.0
 
     @staticmethod
     def size_of(item: object) -> int:
@@ -154,25 +170,37 @@ class ViewerSink(Sink):
         return False
 
     def handle_packets(self, packets: CountedPackets) -> None:
-        if not self._window_open():
-            return
-        # The capture's own drops (its queue overflowing) are not shown either.
-        not_shown = self.dropped + max(0, len(packets) - ROWS_PER_BATCH) + self.not_shown
-        ts_ns = packets.frames.ts_ns if packets.frames is not None else np.zeros(
-            len(packets), dtype=np.int64)
-        message = ("packets", view_rows(packets, self.address, ROWS_PER_BATCH),
-                   view_sums(packets, ts_ns, self.window_seconds, self.address), not_shown)
+        if self._window_open():
+            self._batches.append(packets)
+
+    def poll_seconds(self) -> float | None:
+        return UPDATE_SECONDS if self._batches else None
+
+    def flush(self) -> None:
+        if self._batches and time.monotonic() - self._last_update >= UPDATE_SECONDS:
+            self._update()
+
+    def _update(self) -> None:
+        """One message for the batches counted since the last (dropped whole, and counted,
+        when the window's queue is full)."""
+        batches, self._batches = self._batches, []
+        self._last_update = time.monotonic()
+        count = sum(len(packets) for packets in batches)
+        # `dropped` also holds the capture's own drops (this sink's queue overflowing).
+        message = ("packets", latest_rows(batches, self.address, ROWS_PER_UPDATE),
+                   view_sums(batches, self.window_seconds, self.address), self.dropped)
         try:
             self._messages.put_nowait(message)
         except (queue.Full, ValueError, OSError):
-            self.dropped += len(packets)
+            self.dropped += count
             return
-        self.not_shown += max(0, len(packets) - ROWS_PER_BATCH)
-        self.written += len(packets)
+        self.written += count
 
     def finish(self) -> None:
         if self._process is None:
             return
+        if self._batches and self._window_open():
+            self._update()
         if self._window_open():
             with contextlib.suppress(queue.Full, ValueError, OSError):
                 self._messages.put(("end", "capture ended"), timeout=1)
