@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from tests import packetlog_traffic as traffic
 from tests.conftest import (
     Daemon,
+    child_env,
     needs_root,
     needs_tools,
     read_rows,
@@ -111,6 +113,35 @@ def test_payload_hex_and_a_cut_capture(recorded: traffic.Recorded, tmp_path: Pat
     whole = traffic.tshark_packets(recorded.whole)
     assert [line["payload_len"] for line in lines] == [p.payload_len for p in whole]
     assert sum(line["ip_bytes"] for line in lines) == read_rows(csv)["total_bytes"].sum()
+
+
+@pytest.mark.parametrize("capture", ["whole", "cut"])
+def test_without_the_compiled_steps_the_log_and_csv_are_byte_for_byte_the_same(
+        recorded: traffic.Recorded, tmp_path: Path, capture: str) -> None:
+    """TRAFFIC_CAPTURE_PURE_PYTHON=1 runs what a machine without a C compiler runs (Windows
+    without Build Tools): the Python record walk, frame copy and line layout, the last in a
+    process of its own. The log and the CSV must not change by a byte."""
+    pcap = getattr(recorded, capture)
+    outputs = []
+    for pure in ("0", "1"):
+        folder = tmp_path / pure
+        folder.mkdir()
+        log, csv = folder / "p.jsonl", folder / "t.csv"
+        result = run_cli(["--read", str(pcap), "--server-ip", SERVER, "--out", str(csv),
+                          "--packet-log", str(log), "--packet-log-payload", "--quiet"],
+                         TZ="UTC", TRAFFIC_CAPTURE_PURE_PYTHON=pure)
+        assert result.returncode == 0, result.stderr
+        outputs.append((log.read_bytes(), csv.read_bytes()))
+    assert outputs[0][0].count(b"\n") > 20
+    assert outputs[0] == outputs[1]
+    switch = ("from traffic_capture.sinks import log_lines as l; "
+              "from traffic_capture.sources import record_walk as w; "
+              "from traffic_capture import frames as f; "
+              "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is f.python_gather)")
+    for pure, expected in (("0", "True False False"), ("1", "False True True")):
+        said = subprocess.run([sys.executable, "-c", switch], capture_output=True, text=True,
+                              env=child_env(TRAFFIC_CAPTURE_PURE_PYTHON=pure), check=True)
+        assert said.stdout.split() == expected.split()
 
 
 def test_rotation_keeps_the_newest_lines_in_owner_only_files(recorded: traffic.Recorded,

@@ -7,9 +7,14 @@ batch_of_frames.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+# TRAFFIC_CAPTURE_PURE_PYTHON=1: the compiled steps (record walk, frame copy, log lines) are
+# not used, as on a machine without a C compiler; the tests run the Python twins this way.
+PURE_PYTHON = os.environ.get("TRAFFIC_CAPTURE_PURE_PYTHON") == "1"
 
 # (timestamp in integer nanoseconds since the epoch, pcap link type, frame bytes)
 Record = tuple[int, int, bytes]
@@ -99,6 +104,7 @@ try:
 except ImportError:  # no C compiler at install: python_gather
     _compiled_gather = None
 COMPILED_GATHER = _compiled_gather is not None
+_copy_frames = python_gather if PURE_PYTHON or _compiled_gather is None else _compiled_gather
 
 
 def gather_frames(batch: Batch, chosen: np.ndarray, limit: int | None = None) -> Batch:
@@ -118,7 +124,7 @@ def gather_frames(batch: Batch, chosen: np.ndarray, limit: int | None = None) ->
     total = int(lengths.sum())
     data = np.empty(max(total, 1), dtype=np.uint8)
     if total:
-        copy = _compiled_gather or python_gather
-        copy(batch.data, starts.astype(np.int64), lengths.astype(np.int64), data, new_starts)
+        _copy_frames(batch.data, starts.astype(np.int64), lengths.astype(np.int64), data,
+                     new_starts)
     return Batch(data, new_starts, np.array(lengths, copy=True), batch.ts_ns[chosen],
                  batch.linktype, wire_lengths=batch.wire()[chosen])

@@ -16,6 +16,7 @@ from json.encoder import encode_basestring_ascii
 
 import numpy as np
 
+from traffic_capture.frames import PURE_PYTHON
 from traffic_capture.parse import address_text, payload_spans, tcp_flags_text
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
@@ -45,6 +46,7 @@ try:
 except ImportError:  # no C compiler at install: render_python gives the same lines
     _COMPILED_COLUMNS, _compiled_render = (), None
 COMPILED = _compiled_render is not None and tuple(_COMPILED_COLUMNS) == COLUMNS
+USE_COMPILED = COMPILED and not PURE_PYTHON
 
 _PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 
@@ -169,7 +171,7 @@ class LineColumns:
 class LineFormatter:
     """CountedPackets -> Lines. Remembers the texts of seconds and addresses across batches."""
 
-    def __init__(self, with_payload: bool, compiled: bool = COMPILED) -> None:
+    def __init__(self, with_payload: bool, compiled: bool = USE_COMPILED) -> None:
         self.with_payload = with_payload
         self.compiled = compiled
         self.time_text = TimeText()

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import multiprocessing
 import os
 import queue
+import signal
 import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,14 @@ from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS
 from traffic_capture.sinks import Say, Sink
-from traffic_capture.sinks.log_lines import KEYS, LineFormatter, Lines
+from traffic_capture.sinks.log_lines import (
+    KEYS,
+    USE_COMPILED,
+    LineFormatter,
+    Lines,
+    render,
+    render_python,
+)
 
 FILE_MODE = 0o600  # owner only: payloads can hold passwords and personal data
 # Lines held in memory while the disk refuses them; beyond, they are dropped from the log.
@@ -45,10 +55,30 @@ class PacketLogError(TrafficCaptureError):
 
 
 def _lower_priority() -> None:
-    """In the render thread: yield the CPU to the capture (Linux sets a thread's own nice)."""
+    """In a render thread: yield the CPU to the capture (Linux sets a thread's own nice)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RENDER_NICENESS)
+
+
+def _render_process_start(live: bool) -> None:
+    """In the render process: the capture decides when to stop, and in a live capture the CPU
+    goes to it first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if live and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(RENDER_NICENESS)
+
+
+def renderer(lossless: bool) -> tuple[Executor, int, Callable[..., Lines]]:
+    """Where lines are laid out: (the executor, how many parts a batch is cut into, the
+    function to run there)."""
+    if USE_COMPILED:
+        return (ThreadPoolExecutor(RENDER_THREADS, "traffic-capture-log-render",
+                                   None if lossless else _lower_priority), RENDER_THREADS, render)
+    context = multiprocessing.get_context("spawn")  # no fork of a capturing process
+    return (ProcessPoolExecutor(1, context, _render_process_start, (not lossless,)), 1,
+            render_python)
 
 
 def rotated_name(path: Path, number: int) -> Path:
@@ -201,7 +231,9 @@ class PacketLogSink(Sink):
         self.formatter = LineFormatter(with_payload)
         # Lines are laid out (in C, without the GIL) on a thread of their own while this one
         # prepares the next batch's columns: one batch at a time is rendering.
-        self._renderer: ThreadPoolExecutor | None = None
+        self._renderer: Executor | None = None
+        self._parts = 1
+        self._render: Callable[..., Lines] = render_python
         self._rendering: list[Future[Lines]] = []  # the parts of one batch, in order
         self._rendering_lines = 0
         # Reading files: the capture waits for the log rather than dropping lines, as long as
@@ -230,8 +262,7 @@ class PacketLogSink(Sink):
         except OSError as error:
             raise PacketLogError(f"cannot create the packet log {self.path}: "
                                  f"{error.strerror or error}") from None
-        self._renderer = ThreadPoolExecutor(RENDER_THREADS, "traffic-capture-log-render",
-                                            None if self.lossless else _lower_priority)
+        self._renderer, self._parts, self._render = renderer(self.lossless)
 
     def pending(self) -> int:
         return self.accepted - self.settled
@@ -273,8 +304,8 @@ class PacketLogSink(Sink):
         assert self._renderer is not None, "handle_packets before open"
         prepared = self.formatter.columns(packets)
         self._collect(wait=True)
-        self._rendering = [self._renderer.submit(self.formatter.render, part)
-                           for part in prepared.parts(RENDER_THREADS)]
+        self._rendering = [self._renderer.submit(self._render, part, self.with_payload)
+                           for part in prepared.parts(self._parts)]
         for part in self._rendering:
             part.add_done_callback(lambda _: self.wake())
         self._rendering_lines = len(packets)
