@@ -7,7 +7,8 @@ packet, the sum of ip_bytes = the CSV's total).
 
 Live (root): the trace replayed by tcpreplay at --rate packets/s into a veth pair between two
 private namespaces, the daemon capturing the other end, as benchmarks/run.py does: without the
-log, with --packet-log, and with --packet-log --view (the window on a private Xvfb display).
+log, with --view alone, with --packet-log, and with --packet-log --view (the window on a
+private Xvfb display).
 For each: the share of the server's bytes in the CSV, the log lines written and dropped, the
 daemon's CPU while packets flowed, kernel drops.
 
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             meta, clients = gen_trace.load_meta(pcap)
             rounds = []
-            for variant, extra in (("no log", []), ("--packet-log", ["--packet-log"]),
+            for variant, extra in (("no log", []), ("--view", ["--view"]),
+                                   ("--packet-log", ["--packet-log"]),
                                    ("--packet-log --view", ["--packet-log", "--view"])):
                 if "--view" in extra:
                     if not shutil.which("Xvfb"):

@@ -31,7 +31,12 @@ def test_the_model_keeps_the_latest_rows_and_sums_the_current_window(
     model = ViewModel(window, max_rows=max_rows)
     packets = as_rows(specs)
     for start in range(0, len(packets), 7):  # in batches, as the capture sends them
+        before = model.version()
         model.add(packets[start:start + 7])
+        assert model.version() != before  # the window redraws for every batch
+    unchanged = model.version()
+    model.add([])
+    assert model.version() == unchanged  # and for nothing new, not
     model.filter_text = wanted
     assert list(model.rows) == packets[-max_rows:]
     assert model.shown_rows() == [r for r in packets[-max_rows:] if wanted in r[2]]

@@ -33,7 +33,7 @@ from traffic_capture.sinks.log_lines import AddressText, distinct, preview
 from traffic_capture.viewer.model import Row, Sum
 
 ROWS_PER_UPDATE = 300  # a table of the latest packets needs no more from one update
-UPDATE_SECONDS = 0.2  # the window gets at most five updates a second
+UPDATE_SECONDS = 0.5  # the window gets at most two updates a second
 QUEUE_MESSAGES = 50  # updates waiting for the window before they are dropped
 CLOSE_WAIT_SECONDS = 3.0
 

@@ -62,6 +62,11 @@ class ViewModel:
             sums_of.packets += packets
             self.received += packets
 
+    def version(self) -> tuple[int, int, str | None, int | None]:
+        """Changes whenever what the window draws changes, but for the filter and pause (which
+        redraw at once): a poll that brought nothing new skips the redraw."""
+        return self.received, self.not_shown, self.ended, self.window_start
+
     def window_of(self, ts: float) -> int:
         return int(ts // self.window_seconds) * self.window_seconds
 

@@ -99,6 +99,8 @@ def run(model: ViewModel, feed: Feed, geometry: str = "1100x650") -> None:
         model.filter_text = wanted.get()
         redraw()
 
+    drawn: list[object] = [None]  # the model's version last drawn
+
     def poll() -> None:
         try:
             going_on = feed(model)
@@ -107,7 +109,9 @@ def run(model: ViewModel, feed: Feed, geometry: str = "1100x650") -> None:
         if not going_on:
             root.destroy()
             return
-        redraw()
+        if model.version() != drawn[0]:  # redrawing 500 rows costs; only when they changed
+            drawn[0] = model.version()
+            redraw()
         root.after(POLL_MS, poll)
 
     pause.configure(command=toggle_pause)
