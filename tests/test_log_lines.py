@@ -217,3 +217,33 @@ def test_distinct_rows_are_numpys_unique_rows(rows: list[tuple[int, bool, int]])
     assert len(set(picked)) == len(picked) == len(set(rows))
     for i, row in enumerate(rows):  # each row's number leads to a row equal to it
         assert picked[which[i]] == (row[0], int(row[1]), row[2])
+
+
+@compiled_only
+def test_line_ends_that_share_memory_with_the_columns_cannot_move_a_checked_span() -> None:
+    """Line 0's end lands in row 1's payload size: the renderer must use the values it
+    checked (its own copy), not what the shared memory holds by then."""
+    from traffic_capture.sinks._log_lines import render as c_render
+
+    text = b"2024-05-01T14:03:07+02:00" + b"x" * 100_000
+    ends = np.array([25, len(text)], dtype=np.int64)
+    cols = np.zeros((2, len(COLUMNS)), dtype=np.int64)
+    cols[0, [SRC, DST, CLIENT]] = 1  # a long text: line 0 ends past 100,000
+    cols[:, PAYLOAD_LEN] = -1
+    expected = render(LineColumns(text, ends, cols.copy(), np.zeros(16, np.uint8)), False)
+    shared = cols.reshape(-1)[len(COLUMNS) + PAYLOAD_SIZE:]
+    data = c_render(text, ends, cols, np.zeros(16, np.uint8), False, shared)
+    assert data == expected.data
+    assert shared[0] == expected.ends[0]
+
+
+@pytest.mark.skipif(not frames_module.COMPILED_GATHER, reason="no C gather here")
+def test_a_gather_target_that_shares_memory_with_the_spans_cannot_move_a_checked_span() -> None:
+    source = np.zeros(64, np.uint8)
+    source[:8] = np.frombuffer(np.int64(1 << 40).tobytes(), np.uint8)
+    starts = np.array([0, 0], np.int64)
+    target = starts.view(np.uint8)  # span 0 writes 2**40 over starts[1]
+    assert frames_module._compiled_gather is not None
+    frames_module._compiled_gather(source, starts, np.array([8, 8], np.int64), target,
+                                   np.array([8, 0], np.int64))
+    assert starts.tolist() == [1 << 40, 1 << 40]  # both spans copied from offset 0

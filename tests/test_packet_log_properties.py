@@ -3,12 +3,15 @@ independent packet library), the batch and frame-by-frame spans agreeing, rotati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
+import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,10 +28,11 @@ from tests.frames import (
     IPv6ExtHdrHopByHop,
     Raw,
 )
+from tests.test_log_lines import SAMPLE, counted_batches
 from traffic_capture import linktypes, parse
-from traffic_capture.frames import batch_of_frames
+from traffic_capture.frames import batch_of_frames, gather_frames
 from traffic_capture.sinks.log_lines import PREVIEW_BYTES, Lines, TimeText, preview
-from traffic_capture.sinks.packet_log import LogFile
+from traffic_capture.sinks.packet_log import LogFile, PacketLogSink
 
 
 @given(st.binary(max_size=300))
@@ -173,3 +177,51 @@ def test_times_are_iso_8601_local_with_microseconds_and_offset(ts_ns: int) -> No
     assert parsed.microsecond == micro
     assert parsed.replace(microsecond=0) == datetime.fromtimestamp(second).astimezone()
     assert len(text.split(".")[1]) == 6 + 6  # microseconds, then +HH:MM
+
+
+def _log_sink(path: Path) -> tuple[PacketLogSink, list[str]]:
+    said: list[str] = []
+    sink = PacketLogSink(path, False, 0, 2, True, said.append, said.append)
+    sink.open()
+    return sink, said
+
+
+def test_a_batch_that_cannot_be_rendered_is_counted_dropped_and_stops_the_log_alone(
+        tmp_path: Path) -> None:
+    """The lines rendered before are written, the failed batch is counted as dropped (not left
+    pending), the warning says why, and the file is closed."""
+    batches = counted_batches(SAMPLE, ["192.0.2.1", "2001:db8::1"])
+    sink, said = _log_sink(tmp_path / "p.jsonl")
+    sink.start()
+    sink.packets(batches[0])
+    sink.wake()
+    deadline = time.monotonic() + 10
+    while sink.written < len(batches[0]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    def fails(*_: object) -> Lines:
+        raise RuntimeError("render failed")
+
+    sink._render = fails
+    sink.packets(batches[1])
+    sink.stop()
+    assert sink.failed == "RuntimeError: render failed"
+    assert (sink.written, sink.dropped) == (len(batches[0]), len(batches[1]))
+    assert sink.pending() == 0
+    assert any("render failed" in line for line in said)
+    assert (tmp_path / "p.jsonl").read_bytes().count(b"\n") == len(batches[0])
+
+
+def test_an_empty_batch_is_no_line_and_no_hang(tmp_path: Path) -> None:
+    batch = counted_batches(SAMPLE, ["192.0.2.1", "2001:db8::1"])[0]
+    none = np.zeros(0, dtype=np.int64)
+    empty = dataclasses.replace(
+        batch, frames=gather_frames(batch.frames, none),
+        **{f.name: getattr(batch, f.name)[:0] for f in dataclasses.fields(batch)
+           if f.name != "frames"})
+    sink, _ = _log_sink(tmp_path / "p.jsonl")
+    sink.start()
+    sink.packets(empty)
+    sink.packets(batch)
+    sink.stop()
+    assert sink.written == len(batch) and sink.pending() == 0

@@ -16,30 +16,44 @@ static PyObject *gather(PyObject *self, PyObject *args)
                           &target_starts))
         return NULL;
     Py_ssize_t n = starts.len / (Py_ssize_t)sizeof(int64_t);
-    const int64_t *from = starts.buf, *size = lengths.buf, *to = target_starts.buf;
     int bad = starts.len % (Py_ssize_t)sizeof(int64_t) || lengths.len != starts.len ||
               target_starts.len != starts.len;
+    /* The spans are checked, then copied from, in a private copy: a target that shares
+     * memory with them cannot move a checked span while the copy runs. */
+    int64_t *spans = bad ? NULL : PyMem_RawMalloc(3 * (size_t)n * sizeof(int64_t) + 1);
+    if (!bad && spans == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *from = spans, *size = spans + n, *to = spans + 2 * n;
+    if (spans != NULL) {
+        memcpy(from, starts.buf, (size_t)starts.len);
+        memcpy(size, lengths.buf, (size_t)lengths.len);
+        memcpy(to, target_starts.buf, (size_t)target_starts.len);
+    }
     for (Py_ssize_t i = 0; !bad && i < n; i++)
         bad = from[i] < 0 || size[i] < 0 || to[i] < 0 || from[i] > source.len ||
               size[i] > source.len - from[i] || to[i] > target.len ||
               size[i] > target.len - to[i];
-    if (!bad) {
-        const char *in = source.buf;
-        char *out = target.buf;
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++)
-            memcpy(out + to[i], in + from[i], (size_t)size[i]);
-        Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "gather: a span lies outside its buffer");
+        goto done;
     }
+    const char *in = source.buf;
+    char *out = target.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        memmove(out + to[i], in + from[i], (size_t)size[i]); /* the two may overlap */
+    Py_END_ALLOW_THREADS
+done:
+    PyMem_RawFree(spans);
     PyBuffer_Release(&source);
     PyBuffer_Release(&starts);
     PyBuffer_Release(&lengths);
     PyBuffer_Release(&target);
     PyBuffer_Release(&target_starts);
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "gather: a span lies outside its buffer");
+    if (PyErr_Occurred())
         return NULL;
-    }
     Py_RETURN_NONE;
 }
 

@@ -269,7 +269,8 @@ static char *put_line(char *o, const int64_t *c, const table_t *t, const unsigne
     o = put_count(o, c[C_PAYLOAD_LEN]);
     int64_t size = c[C_PAYLOAD_SIZE];
     int has_payload = c[C_PAYLOAD_LEN] >= 0;
-    const unsigned char *payload = frames + c[C_PAYLOAD_AT];
+    /* the offset is checked only for a payload that is there (size > 0) */
+    const unsigned char *payload = size ? frames + c[C_PAYLOAD_AT] : frames;
     o = PUT(o, ",\"md5\":");
     if (size) {
         *o++ = '"';
@@ -311,6 +312,18 @@ static char *put_line(char *o, const int64_t *c, const table_t *t, const unsigne
     return PUT(o, "}\n");
 }
 
+/* A private copy of a buffer's bytes (the checks and the rendering then read the same values,
+ * whatever the caller's buffers share or another thread changes); NULL with MemoryError. */
+static void *private_copy(const Py_buffer *from)
+{
+    void *copy = PyMem_RawMalloc((size_t)from->len + 1);
+    if (copy == NULL)
+        PyErr_NoMemory();
+    else
+        memcpy(copy, from->buf, (size_t)from->len);
+    return copy;
+}
+
 static PyObject *render(PyObject *self, PyObject *args)
 {
     Py_buffer text, ends, columns, frames, line_ends;
@@ -320,14 +333,27 @@ static PyObject *render(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     char *out = NULL;
-    table_t table = {(const char *)text.buf, (const int64_t *)ends.buf,
-                     ends.len / (Py_ssize_t)sizeof(int64_t)};
-    const int64_t *cols = (const int64_t *)columns.buf;
+    int64_t *table_ends = NULL, *cols = NULL, *line_end = NULL;
     Py_ssize_t n = columns.len / (Py_ssize_t)(sizeof(int64_t) * N_COLUMNS);
-    int64_t *line_end = (int64_t *)line_ends.buf;
-    int bad = columns.len % (Py_ssize_t)(sizeof(int64_t) * N_COLUMNS) != 0 ||
-              line_ends.len < n * (Py_ssize_t)sizeof(int64_t) ||
-              ends.len % (Py_ssize_t)sizeof(int64_t) != 0;
+    if (columns.len % (Py_ssize_t)(sizeof(int64_t) * N_COLUMNS) != 0 ||
+        line_ends.len < n * (Py_ssize_t)sizeof(int64_t) ||
+        ends.len % (Py_ssize_t)sizeof(int64_t) != 0) {
+        PyErr_SetString(PyExc_ValueError, "render: the columns or line ends have a wrong size");
+        goto done;
+    }
+    /* The indexes and spans are checked on private copies: a caller whose line ends share
+     * memory with the columns, or a thread changing them, cannot move a checked value. The
+     * texts and frames are only read, at checked offsets of their fixed lengths. */
+    table_ends = private_copy(&ends);
+    cols = private_copy(&columns);
+    line_end = PyMem_RawMalloc((size_t)n * sizeof(int64_t) + 1);
+    if (table_ends == NULL || cols == NULL || line_end == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto done;
+    }
+    table_t table = {(const char *)text.buf, table_ends, ends.len / (Py_ssize_t)sizeof(int64_t)};
+    int bad = 0;
     for (Py_ssize_t i = 1; !bad && i < table.count; i++)
         bad = table.ends[i] < table.ends[i - 1];
     if (!bad && table.count)
@@ -335,8 +361,9 @@ static PyObject *render(PyObject *self, PyObject *args)
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; !bad && i < n; i++) {
         Py_ssize_t bound = line_bound(cols + i * N_COLUMNS, &table, frames.len, with_payload);
-        bad = bound < 0;
-        total += bound;
+        bad = bound < 0 || bound > PY_SSIZE_T_MAX - 1 - total;
+        if (!bad)
+            total += bound;
     }
     if (bad) {
         PyErr_SetString(PyExc_ValueError, "render: a column or table entry is out of range");
@@ -355,9 +382,13 @@ static PyObject *render(PyObject *self, PyObject *args)
         line_end[i] = o - out;
     }
     Py_END_ALLOW_THREADS
+    memcpy(line_ends.buf, line_end, (size_t)n * sizeof(int64_t));
     result = PyBytes_FromStringAndSize(out, o - out);
 done:
     PyMem_RawFree(out);
+    PyMem_RawFree(table_ends);
+    PyMem_RawFree(cols);
+    PyMem_RawFree(line_end);
     PyBuffer_Release(&text);
     PyBuffer_Release(&ends);
     PyBuffer_Release(&columns);

@@ -44,7 +44,7 @@ MAX_WAITING_LINES = 200_000
 # Queued frame bytes (the tap's copies) the capture may hand over before it drops batches.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 # Threads laying out lines (C, without the GIL): each takes a part of every batch.
-RENDER_THREADS = 1
+RENDER_THREADS = 2
 # Their niceness in a live capture (Linux: a thread's own): on a busy server the CPU goes to
 # the kernel and the capture first (the log then falls behind and drops lines, counted; the
 # CSV keeps every byte). Reading a file, they run at full speed: nothing can be lost there.
@@ -297,6 +297,8 @@ class PacketLogSink(Sink):
     def handle_packets(self, packets: CountedPackets) -> None:
         with self._bytes_lock:
             self._queued_bytes -= _frame_bytes(packets)
+        if not len(packets):
+            return
         if self._waiting_lines + self._rendering_lines + len(packets) > MAX_WAITING_LINES:
             self.dropped += len(packets)
             self.settled += len(packets)
@@ -311,14 +313,24 @@ class PacketLogSink(Sink):
         self._rendering_lines = len(packets)
 
     def _collect(self, wait: bool) -> None:
-        """The rendered batch into the waiting lines (`wait`: once it is rendered)."""
+        """The rendered batch into the waiting lines (`wait`: once it is rendered). A batch
+        that could not be rendered is counted as dropped, and the error stops the sink."""
         if not wait and not all(part.done() for part in self._rendering):
             return
-        for part in self._rendering:
-            lines = part.result()
+        rendering, lines_in_it = self._rendering, self._rendering_lines
+        self._rendering, self._rendering_lines = [], 0
+        try:
+            parts = [part.result() for part in rendering]
+        except BaseException:
+            self.dropped += lines_in_it
+            self.settled += lines_in_it
+            with contextlib.suppress(Exception):
+                self.flush()  # the lines rendered before
+            self._close(wait=False)
+            raise
+        for lines in parts:
             self._waiting.append(lines)
             self._waiting_lines += len(lines)
-        self._rendering, self._rendering_lines = [], 0
 
     def poll_seconds(self) -> float | None:
         return RETRY_INTERVAL_SECONDS if self._waiting else None
@@ -332,15 +344,15 @@ class PacketLogSink(Sink):
         while self._waiting and error is None:
             block = self._waiting[0]
             done, error = self.file.write_lines(block)
+            if done == len(block):
+                self._waiting.popleft()
+            elif done:
+                self._waiting[0] = block.after(done)
             if done:
                 wrote = True
                 self._waiting_lines -= done
                 self.written += done
                 self.settled += done
-                if done == len(block):
-                    self._waiting.popleft()
-                else:
-                    self._waiting[0] = block.after(done)
         if wrote and self.fsync:
             try:
                 self.file.sync()
@@ -366,6 +378,11 @@ class PacketLogSink(Sink):
         self._collect(wait=True)
         self.flush()
         self.retry_until_given_up(lambda: bool(self._waiting))
+        self._close(wait=True)
+
+    def _close(self, wait: bool) -> None:
+        """At the end (or when the sink stops on an error): lines still waiting are counted as
+        dropped, the file is synced and closed, the renderers are let go."""
         if self._waiting:
             lost = self._waiting_lines
             self._waiting.clear()
@@ -378,7 +395,8 @@ class PacketLogSink(Sink):
             self.file.sync()
         self.file.close()
         if self._renderer is not None:
-            self._renderer.shutdown()
+            self._renderer.shutdown(wait=wait, cancel_futures=True)
+            self._renderer = None
 
 
 __all__ = ["KEYS", "LogFile", "PacketLogSink"]

@@ -12,6 +12,7 @@ is shown in the window and the status line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import multiprocessing
 import multiprocessing.queues
@@ -170,15 +171,31 @@ class ViewerSink(Sink):
         return False
 
     def handle_packets(self, packets: CountedPackets) -> None:
-        if self._window_open():
-            self._batches.append(packets)
+        if not self._window_open():
+            self._batches.clear()  # a closed window is left closed; nothing is counted for it
+            return
+        self._batches.append(packets)
+        # Only the latest ROWS_PER_UPDATE packets are shown as rows: older batches keep their
+        # columns for the sums but let go of their frames' bytes.
+        newer = 0
+        for k in range(len(self._batches) - 1, -1, -1):
+            if newer >= ROWS_PER_UPDATE:
+                if self._batches[k].frames is None:
+                    break
+                self._batches[k] = dataclasses.replace(self._batches[k], frames=None)
+            newer += len(self._batches[k])
 
     def poll_seconds(self) -> float | None:
-        return UPDATE_SECONDS if self._batches else None
+        if not self._batches:
+            return None
+        return max(0.0, self._last_update + UPDATE_SECONDS - time.monotonic())
 
     def flush(self) -> None:
         if self._batches and time.monotonic() - self._last_update >= UPDATE_SECONDS:
-            self._update()
+            if self._window_open():
+                self._update()
+            else:
+                self._batches.clear()
 
     def _update(self) -> None:
         """One message for the batches counted since the last (dropped whole, and counted,
