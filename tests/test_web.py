@@ -122,11 +122,12 @@ def test_stream_events_are_the_apis_json_built_once_and_evicted_with_the_history
     assert state.window_events(None, 3600, build=False) is None  # a quick look: not built
     events = state.window_events(None, 3600)
     assert state.window_events(None, 3600, build=False) == events
-    assert events is not None and [(start, text) for start, text in events] == [
-        (w["start"], f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}\n\n".encode())
+    assert events is not None and [text for _, text in events] == [
+        f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}\n\n".encode()
         for w in state.windows(100)]
-    again = state.window_events(T0 + 5, 5)  # after an id: whatever `seconds` says
-    assert again is not None and [start for start, _ in again] == [T0 + 10, T0 + 15, T0 + 20]
+    assert [number for number, _ in events] == [0, 1, 2, 3, 4]
+    again = state.window_events(state.stream_position(str(T0 + 5)), 5)  # whatever `seconds`
+    assert again is not None and [number for number, _ in again] == [2, 3, 4]
     assert all(a is b for (_, a), (_, b) in zip(again, events[2:], strict=True))  # built once
     assert state.current_event() == b"event: current\ndata: null\n\n"
     state.set_current(Current(T0 + 25, T0 + 30, odd, np.array([True, True, False, False]),
@@ -146,11 +147,36 @@ def test_stream_events_are_the_apis_json_built_once_and_evicted_with_the_history
     assert sorted(state._events) == list(range(6, 12))
     state._drop_events(12)
     state.event_cache_bytes = 2 * len(first[-1][1])
-    assert state.window_events(T0 - 1, 5) == first  # built again, the same
+    assert state.window_events(state.stream_position(str(T0 - 1)), 5) == first  # rebuilt
     assert sorted(state._events) == [10, 11]
-    state.window_events(T0 + 30, 5)  # an older window asked again does not push them out
+    state.window_events(state.stream_position(str(T0 + 30)), 5)  # older ones asked again
     assert sorted(state._events) == [10, 11]
     assert state._events_size == sum(len(text) for text in state._events.values())
+
+
+def test_a_window_closed_again_by_late_packets_gets_its_own_id_and_reaches_every_stream(
+        ) -> None:
+    """Late packets close a window a second time (the CSV gets a second set of rows for it):
+    its event comes after the windows closed in between, with the id start.1, and a stream
+    resuming from any id gets exactly what was sent after that one."""
+    state = WebState(5, 3600)
+    for start in (T0, T0 + 5, T0 + 10, T0, T0 + 15, T0 + 5):
+        state.add_window(start, start + 5, ["10.0.0.1"], np.array([True]),
+                         np.array([[start - T0 + 1, 0, 0, 0, 0]]))
+    events = state.window_events(None, 3600)
+    assert events is not None
+    ids = [text.split(b"\n")[0].decode() for _, text in events]
+    assert ids == [f"id: {T0}", f"id: {T0 + 5}", f"id: {T0 + 10}", f"id: {T0}.1",
+                   f"id: {T0 + 15}", f"id: {T0 + 5}.1"]
+    for k, line in enumerate(ids):
+        resumed = state.window_events(state.stream_position(line[4:]), 5)
+        assert resumed == events[k + 1:], line
+    # An id not held: from the first window held that starts after it, late ones included.
+    assert state.window_events(state.stream_position(str(T0 + 12)), 5) == events[4:]
+    assert state.window_events(state.stream_position(str(T0 - 60)), 5) == events
+    assert state.window_events(state.stream_position(str(T0 + 60)), 5) == []
+    with pytest.raises(ValueError):
+        state.stream_position("yesterday")
 
 
 # The API, in process.
@@ -258,6 +284,29 @@ def test_streams_get_identical_window_events_and_resume_exactly() -> None:
                      if block.startswith(b"event: current")] for _ in range(2)]
         assert currents[0] == currents[1] == [
             f"event: current\ndata: {json.dumps(state.current())}".encode()]
+    finally:
+        server.stop()
+
+
+def test_an_open_stream_gets_a_window_closed_again_after_newer_ones() -> None:
+    """Before, an open stream asked for windows starting after the last one it sent, so a
+    window closed again by late packets never reached it."""
+    state = WebState(5, 3600)
+    for start in (T0, T0 + 5):
+        state.add_window(start, start + 5, ["10.0.0.1"], np.array([True]),
+                         np.array([[1, 0, 0, 0, 0]]))
+    server = WebServer(WebApp(state, lambda: {}), "127.0.0.1", 0)
+    server.start()
+    try:
+        opened = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            stream = pool.submit(read_stream, server.url + "api/stream?seconds=3600", {},
+                                 f"id: {T0}.1\n".encode(), opened)
+            assert opened.wait(30)
+            state.add_window(T0, T0 + 5, ["10.0.0.2"], np.array([False]),
+                             np.array([[0, 0, 7, 0, 0]]))
+            got = [block.split(b"\n")[0] for block in window_events(stream.result(60))]
+        assert got == [f"id: {T0}".encode(), f"id: {T0 + 5}".encode(), f"id: {T0}.1".encode()]
     finally:
         server.stop()
 

@@ -117,3 +117,34 @@ def test_page_in_portuguese_with_brazilian_numbers(tmp_path: Path) -> None:
     finally:
         driver.quit()
         assert web.stop() == 0
+
+
+def test_a_window_closed_again_adds_to_the_page_instead_of_replacing_it(tmp_path: Path) -> None:
+    """Late packets give a window a second set of rows (in the CSV, and in the stream as the
+    event `start.1`): the page adds them to the window's first rows."""
+    from tests.test_web import T0, append, window_rows
+
+    path = tmp_path / "traffic.csv"
+    append(path, window_rows(T0, {("10.0.0.1", "in"): [100, 0, 0, 0, 0]})
+           + window_rows(T0 + 5, {("10.0.0.1", "out"): [0, 0, 50, 0, 0]}))
+    web = WebProcess(["serve", "--csv", str(path), "--web", "127.0.0.1:0"])
+    driver = browser()
+    try:
+        driver.get(web.url)
+        wait = WebDriverWait(driver, 30)
+
+        def client_row(d: webdriver.Chrome) -> str:
+            try:
+                return str(d.find_element(By.CSS_SELECTOR,
+                                          '#clients tr[data-client="10.0.0.1"]').text)
+            except (NoSuchElementException, StaleElementReferenceException):
+                return ""
+
+        wait.until(lambda d: "150" in client_row(d))
+        append(path, window_rows(T0, {("10.0.0.1", "in"): [1000, 0, 0, 0, 0]}))  # late rows
+        wait.until(lambda d: "1,150" in client_row(d))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+        assert web.stop() == 0

@@ -190,10 +190,10 @@ class WebApp:
             after: int | None = None
             if last_event_id is not None and last_event_id.strip():
                 try:
-                    after = int(last_event_id)
+                    after = self.state.stream_position(last_event_id)
                 except ValueError:
-                    raise HTTPException(422, "Last-Event-ID must be a window start as sent "
-                                             "(whole seconds)") from None
+                    raise HTTPException(422, "Last-Event-ID must be an id as sent: a window "
+                                             "start in whole seconds, maybe with .N") from None
             return StreamingResponse(self._events(request, after, seconds),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache",
@@ -248,8 +248,8 @@ class WebApp:
             if found is None:
                 found = await asyncio.to_thread(built, after)
             windows, current = found
-            for start, text in windows:
-                after = start
+            for number, text in windows:
+                after = number
                 yield text
             if current is not last_current and current != last_current:
                 last_current = current

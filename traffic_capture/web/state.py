@@ -124,6 +124,13 @@ class Span:
     rows: tuple[int, int]
     services: tuple[int, int]
     number: int  # windows added before it: spans held are consecutive numbers
+    # Earlier spans of the same window (its late packets close it again): 0 for the first.
+    repeat: int = 0
+
+    @property
+    def event_id(self) -> str:
+        """The stream's id: the window's start, '.N' added when it closed before ('1700.1')."""
+        return f"{self.start_s}.{self.repeat}" if self.repeat else str(self.start_s)
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,7 @@ class WebState:
         self._services = _Columns({"key": (np.int64, 0), "service": (np.int16, 0),
                                    "bytes": (np.int64, 0)})
         self._spans: list[Span] = []
+        self._repeats: dict[int, int] = {}  # window start -> the repeat of its newest span
         self._current: Current | None = None
         self.totals = np.zeros((2, CLASS_COUNT), dtype=np.int64)  # [in, out] since start
         self.windows_added = 0
@@ -246,7 +254,10 @@ class WebState:
                     "service": services.service, "bytes": services.ip_bytes})
             else:
                 service_rows = (self._services.end, self._services.end)
-            self._spans.append(Span(start_s, end_s, rows, service_rows, self.windows_added))
+            repeat = self._repeats.get(start_s, -1) + 1
+            self._repeats[start_s] = repeat
+            self._spans.append(Span(start_s, end_s, rows, service_rows, self.windows_added,
+                                    repeat))
             inbound = np.asarray(inbound, dtype=bool)
             self.totals[0] += counts[inbound].sum(axis=0)
             self.totals[1] += counts[~inbound].sum(axis=0)
@@ -296,6 +307,9 @@ class WebState:
             cut += 1
         if not cut:
             return
+        for span in self._spans[:cut]:
+            if self._repeats.get(span.start_s) == span.repeat:  # no newer span of it held
+                del self._repeats[span.start_s]
         del self._spans[:cut]
         self._drop_events(self._spans[0].number)
         self._rows.drop_before(self._spans[0].rows[0])
@@ -381,34 +395,53 @@ class WebState:
         return [self._window_dict(span, view["key"], view["counts"], names)
                 for span, view in zip(spans, views, strict=True)]
 
-    def window_events(self, start_s: int | None, newest_seconds: int, build: bool = True
+    def stream_position(self, event_id: str) -> int:
+        """A resumed stream's place: the number of the span whose event id it last received
+        (for a window no longer held: just before the first held one that starts after it);
+        window_events(position) then gives what was added after it, late windows included.
+        ValueError for an id this stream never sends."""
+        start_text, _, repeat_text = event_id.strip().partition(".")
+        start, repeat = int(start_text), int(repeat_text or 0)
+        with self._lock:
+            spans = list(self._spans)
+        for span in reversed(spans):
+            if (span.start_s, span.repeat) == (start, repeat):
+                return span.number
+        later = [span.number for span in spans if span.start_s > start]
+        if later:  # not held (evicted, or from a run before): from the first window after it
+            return min(later) - 1
+        return self.windows_added - 1
+
+    def window_events(self, after: int | None, newest_seconds: int, build: bool = True
                       ) -> list[tuple[int, bytes]] | None:
-        """For the event stream: (start, `window` event text) of the windows starting after
-        `start_s` (a resumed stream), or, for a new one, of the last `newest_seconds`; oldest
-        first. Each window's text is built once, by whichever stream asks first, and shared.
-        With build=False, None when some text is not built yet or the writer holds the lock
-        (a quick look that never waits, for the event loop: the rest goes to a thread)."""
+        """For the event stream: (span number, `window` event text) of the windows added after
+        span number `after` (a stream's place: see stream_position), or, for a new stream, of
+        the last `newest_seconds`; in the order they closed. Each window's text is built once,
+        by whichever stream asks first, and shared. With build=False, None when some text is
+        not built yet or the writer holds the lock (a quick look that never waits, for the
+        event loop: the rest goes to a thread)."""
         if not build:
             if not self._lock.acquire(blocking=False):
                 return None
             try:
-                spans = self._stream_spans(start_s, newest_seconds)
+                spans = self._stream_spans(after, newest_seconds)
                 cached = [self._events.get(span.number) for span in spans]
             finally:
                 self._lock.release()
-            return [(span.start_s, text) for span, text in zip(spans, cached, strict=True)
+            return [(span.number, text) for span, text in zip(spans, cached, strict=True)
                     if text is not None] if all(cached) else None
         with self._lock:
-            spans = self._stream_spans(start_s, newest_seconds)
+            spans = self._stream_spans(after, newest_seconds)
             found: list[bytes | tuple[dict[str, np.ndarray], list[str]]] = [
                 self._events.get(span.number) or (self._rows.view(*span.rows), self._names)
                 for span in spans]
-        return [(span.start_s, text if isinstance(text, bytes) else self._window_event(
+        return [(span.number, text if isinstance(text, bytes) else self._window_event(
             span, *text)) for span, text in zip(spans, found, strict=True)]
 
-    def _stream_spans(self, start_s: int | None, newest_seconds: int) -> list[Span]:
-        if start_s is not None:
-            return [span for span in self._spans if span.start_s > start_s]
+    def _stream_spans(self, after: int | None, newest_seconds: int) -> list[Span]:
+        if after is not None:  # spans held are consecutive numbers
+            first = self._spans[0].number if self._spans else 0
+            return self._spans[max(0, after + 1 - first):]
         newest_end = max((span.end_s for span in self._spans[-8:]), default=0)
         return [span for span in self._spans if span.end_s > newest_end - newest_seconds]
 
@@ -425,7 +458,7 @@ class WebState:
             data = _window_json(span.start_s, span.end_s,
                                 [names[key] for key in (keys >> 1).tolist()],
                                 (keys & 1 == 0).tolist(), view["counts"])
-            text = f"id: {span.start_s}\nevent: window\ndata: {data}\n\n".encode()
+            text = f"id: {span.event_id}\nevent: window\ndata: {data}\n\n".encode()
             with self._lock:
                 if self._spans and span.number >= self._spans[0].number:  # still held
                     self._events[span.number] = text

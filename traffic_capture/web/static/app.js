@@ -244,7 +244,9 @@ function connect() {
   source = new EventSource(`api/stream?seconds=${span}`);
   source.addEventListener("window", (event) => {
     const w = JSON.parse(event.data);
-    windows.set(w.start, w);
+    // A window closed again by late packets (id start.1...): its rows add to the first ones.
+    const held = windows.get(w.start);
+    windows.set(w.start, held ? { ...w, rows: held.rows.concat(w.rows) } : w);
     queueRender();
   });
   source.addEventListener("current", (event) => {
