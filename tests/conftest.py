@@ -53,7 +53,15 @@ def netns() -> Iterator[str]:
     """A private network namespace with loopback up: its traffic touches nothing else."""
     needs_root()
     needs_tools("ip")
-    name = f"tc-test-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    with loopback_namespace("tc-test") as name:
+        yield name
+
+
+@contextlib.contextmanager
+def loopback_namespace(tag: str) -> Iterator[str]:
+    """A network namespace of its own with only loopback, up; whatever runs in it is killed
+    and the namespace deleted on the way out, also when the test fails."""
+    name = f"{tag}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
@@ -72,19 +80,16 @@ def in_netns(namespace: str, command: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *command]
 
 
-class Daemon:
-    """The daemon in a child process; stderr is drained in a thread so it never blocks."""
+class ChildProcess:
+    """A command in a child process; stderr is drained in a thread so it never blocks."""
 
-    def __init__(self, namespace: str, args: list[str], ready_text: str = "capturing on") -> None:
-        self.process = subprocess.Popen(
-            in_netns(namespace, DAEMON + args), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
-        )
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        env=env if env is not None else child_env())
         self._stderr: list[str] = []
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        self.wait_for(ready_text, timeout=30)
-        time.sleep(0.3)  # the socket is bound just before the message; give it a moment
 
     def _drain(self) -> None:
         assert self.process.stderr is not None
@@ -95,12 +100,12 @@ class Daemon:
     def stderr(self) -> str:
         return "".join(self._stderr)
 
-    def wait_for(self, text: str, timeout: float) -> None:
+    def wait_for(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.stderr:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.process.kill()
-                raise AssertionError(f"daemon never said {text!r}; stderr:\n{self.stderr}")
+                self.kill()
+                raise AssertionError(f"never said {text!r}; stderr:\n{self.stderr}")
             time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 40) -> int:
@@ -108,7 +113,7 @@ class Daemon:
         try:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.kill()
             raise
         self._reader.join(5)
         return code
@@ -117,6 +122,15 @@ class Daemon:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+class Daemon(ChildProcess):
+    """The daemon in a network namespace, returned once it is capturing."""
+
+    def __init__(self, namespace: str, args: list[str], ready_text: str = "capturing on") -> None:
+        super().__init__(in_netns(namespace, DAEMON + args))
+        self.wait_for(ready_text, timeout=30)
+        time.sleep(0.3)  # the socket is bound just before the message; give it a moment
 
 
 def start_tcpdump(namespace: str, args: list[str]) -> subprocess.Popen[bytes]:

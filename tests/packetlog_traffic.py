@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import in_netns, start_tcpdump, stop_tcpdump
+from tests.conftest import in_netns, loopback_namespace, start_tcpdump, stop_tcpdump
 
 SERVER = "127.0.0.1"
 CLIENT = "127.0.0.2"
@@ -50,21 +47,8 @@ assert s.recvfrom(4096)[0] == {UDP_MESSAGE[::-1]!r}
 """
 
 
-@contextlib.contextmanager
-def namespace() -> Iterator[str]:
-    name = f"tc-plog-{os.getpid()}-{time.monotonic_ns() % 10**9}"
-    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
-                       check=True, timeout=10)
-        yield name
-    finally:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
-                              timeout=10).stdout.split()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", name], timeout=10)
+def namespace() -> contextlib.AbstractContextManager[str]:
+    return loopback_namespace("tc-plog")
 
 
 def start_servers(ns: str, www: Path) -> list[subprocess.Popen[bytes]]:

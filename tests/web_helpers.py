@@ -5,39 +5,22 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.conftest import DAEMON, child_env
+from tests.conftest import DAEMON, ChildProcess, child_env
 
 URL = re.compile(r"(?:dashboard at|serving \S+ at) (http://\S+/)")
 
 
-class WebProcess:
-    """`traffic-capture ... --web` in a child process; stderr drained in a thread."""
+class WebProcess(ChildProcess):
+    """`traffic-capture ... --web` (or `serve`) in a child process, returned with its URL."""
 
     def __init__(self, args: list[str], prefix: list[str] | None = None, **env: str) -> None:
-        self.process = subprocess.Popen([*(prefix or []), *DAEMON, *args],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, env=child_env(**env))
-        self._stderr: list[str] = []
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
+        super().__init__([*(prefix or []), *DAEMON, *args], env=child_env(**env))
         self.url = self._wait_url()
-
-    def _drain(self) -> None:
-        assert self.process.stderr is not None
-        for chunk in iter(lambda: self.process.stderr.read1(4096), b""):  # type: ignore[union-attr]
-            self._stderr.append(chunk.decode(errors="replace"))
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self._stderr)
 
     def _wait_url(self) -> str:
         deadline = time.monotonic() + 60
@@ -49,27 +32,6 @@ class WebProcess:
                 self.kill()
                 raise AssertionError(f"no dashboard URL; stderr:\n{self.stderr}")
             time.sleep(0.05)
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"never said {text!r}; stderr:\n{self.stderr}")
-            time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        self.process.send_signal(sig)
-        try:
-            code = self.process.wait(40)
-        finally:
-            self.kill()
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
