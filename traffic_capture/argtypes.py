@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from traffic_capture.rules import SNAPLEN_MAX, SNAPLEN_MIN
 
+T = TypeVar("T", int, float)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
 
@@ -20,25 +23,34 @@ def parse_size(text: str) -> int:
     return int(float(number) * 1024 ** " KMGT".index(unit.upper() or " "))
 
 
-def seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text}")
-    return value
+def _number(convert: Callable[[str], T], what: str, fits: Callable[[T], bool], rule: str
+            ) -> Callable[[str], T]:
+    """A check: `convert` the text (else "'x' is not <what>"), then `fits` (else "must be
+    <rule>, got x"). NaN fits no rule."""
+    def check(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not fits(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+    return check
 
 
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
+seconds = _number(int, "a whole number of seconds", lambda v: v > 0, "at least 1 second")
+positive_seconds = _number(float, "a number of seconds", lambda v: v > 0,
+                           "more than 0 seconds")
+seconds_or_zero = _number(float, "a number of seconds", lambda v: v >= 0,
+                          "0 or more seconds")
+count = _number(int, "a whole number", lambda v: v >= 0, "0 or more")
+_megabytes = _number(float, "a number of megabytes", lambda v: v >= 0,
+                     "0 (no rotation) or more")
+
+
+def megabytes(text: str) -> int:
+    """--packet-log-max-mb -> bytes (0: no rotation)."""
+    return int(_megabytes(text) * 1024 * 1024)
 
 
 def ports(text: str) -> frozenset[int]:
@@ -51,27 +63,6 @@ def ports(text: str) -> frozenset[int]:
     return frozenset(ports)
 
 
-def megabytes(text: str) -> int:
-    """--packet-log-max-mb -> bytes (0: no rotation)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no rotation) or more, got {text}")
-    return int(value * 1024 * 1024)
-
-
-def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
 def size(text: str) -> int:
     try:
         value = parse_size(text)
@@ -82,24 +73,5 @@ def size(text: str) -> int:
     return value
 
 
-def seconds_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
-    return value
-
-
-def snaplen(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
-    if not SNAPLEN_MIN <= value <= SNAPLEN_MAX:
-        raise argparse.ArgumentTypeError(
-            f"must be {SNAPLEN_MIN} to {SNAPLEN_MAX} bytes (counting needs {SNAPLEN_MIN}), "
-            f"got {text}")
-    return value
-
+snaplen = _number(int, "a whole number of bytes", lambda v: SNAPLEN_MIN <= v <= SNAPLEN_MAX,
+                  f"{SNAPLEN_MIN} to {SNAPLEN_MAX} bytes (counting needs {SNAPLEN_MIN})")
