@@ -164,3 +164,34 @@ def ping(namespace: str, count: int, address: str = "127.0.0.1", interval: float
     subprocess.run(in_netns(namespace, ["ping", "-n", "-q", "-c", str(count), "-i", str(interval),
                                         address]), check=True, capture_output=True,
                    timeout=count * interval + 20)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # noqa: ANN201
+    """A 64 KiB tmpfs, a disk that really fills up."""
+    needs_root()
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True,
+                   timeout=10)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], timeout=10)
+
+
+def fill_disk(disk: Path, leave_free: int) -> Path:
+    """Fill a small disk up, then free `leave_free` bytes of it; returns the filler file."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    stat = os.statvfs(disk)
+    assert stat.f_bavail * stat.f_frsize < 4096
+    os.truncate(filler, max(0, filler.stat().st_size - leave_free))
+    return filler

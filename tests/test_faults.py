@@ -5,7 +5,6 @@ Nothing counted may be lost, nothing written twice, no row torn.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import struct
@@ -20,7 +19,7 @@ import pandas as pd
 import pytest
 from scapy.utils import wrpcap
 
-from tests.conftest import Daemon, child_env, needs_root, needs_tools, read_rows
+from tests.conftest import Daemon, child_env, fill_disk, needs_root, needs_tools, read_rows
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
 from traffic_capture.csvformat import COLUMNS
 
@@ -84,20 +83,6 @@ def test_a_locked_csv_delays_rows_and_a_lock_at_stop_sends_them_to_a_side_file(
     assert not rows.duplicated(["window_start", "client_ip", "direction"]).any()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):  # noqa: ANN201
-    """A 64 KiB tmpfs, a disk that really fills up."""
-    needs_root()
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True,
-                   timeout=10)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], timeout=10)
-
-
 def many_clients_pcap(path: Path, clients: int) -> int:
     """One window, one row per client: a CSV of some 50 bytes per client. Returns total bytes."""
     frames = []
@@ -111,28 +96,12 @@ def many_clients_pcap(path: Path, clients: int) -> int:
     return clients * 48
 
 
-def fill(disk: Path, leave_free: int) -> Path:
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    stat = os.statvfs(disk)
-    assert stat.f_bavail * stat.f_frsize < 4096
-    os.truncate(filler, max(0, filler.stat().st_size - leave_free))
-    return filler
-
-
 def test_a_full_disk_keeps_rows_waiting_and_never_tears_a_row(small_disk: Path, tmp_path: Path
                                                                ) -> None:
     pcap = tmp_path / "many.pcap"
     total = many_clients_pcap(pcap, 800)  # ~33 KB of rows: more than the 16 KB left free
     out = small_disk / "traffic.csv"
-    filler = fill(small_disk, leave_free=16 * 1024)
+    filler = fill_disk(small_disk, leave_free=16 * 1024)
     process = subprocess.Popen(
         [sys.executable, "-m", "traffic_capture", "--read", str(pcap), "--server-ip", SERVER4,
          "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
@@ -156,7 +125,7 @@ def test_a_disk_still_full_at_stop_sends_the_rows_to_the_temp_folder(small_disk:
     pcap = tmp_path / "many.pcap"
     total = many_clients_pcap(pcap, 800)
     out = small_disk / "traffic.csv"
-    fill(small_disk, leave_free=16 * 1024)
+    fill_disk(small_disk, leave_free=16 * 1024)
     spare = tmp_path / "spare"
     spare.mkdir()
     result = subprocess.run(

@@ -19,6 +19,7 @@ from tests import packetlog_traffic as traffic
 from tests.conftest import (
     Daemon,
     child_env,
+    fill_disk,
     needs_root,
     needs_tools,
     read_rows,
@@ -220,43 +221,23 @@ def test_live_capture_logs_every_counted_packet_up_to_sigint(netns: str, tmp_pat
 
 
 def test_a_full_disk_drops_log_lines_never_csv_rows(recorded: traffic.Recorded,
-                                                    tmp_path: Path) -> None:
+                                                    small_disk: Path, tmp_path: Path) -> None:
     """A 64 KiB disk under the log: the CSV is complete, the log holds whole lines only, and
     the lines it could not take are counted as dropped and said."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True,
-                   timeout=10)
-    try:
-        log, csv = disk / "p.jsonl", tmp_path / "traffic.csv"
-        fill_leaving(disk, 8 * 1024)  # the payloads in hex take ~30 KB
-        started = time.monotonic()
-        result = run_cli(["--read", str(recorded.whole), "--read", str(recorded.whole),
-                          "--server-ip", SERVER, "--out", str(csv), "--packet-log", str(log),
-                          "--packet-log-payload"], TZ="UTC")
-        assert result.returncode == 0, result.stderr
-        assert time.monotonic() - started < 50
-        assert "cannot write the packet log" in result.stderr
-        assert "lines were dropped" in result.stderr, result.stderr
-        assert log.read_text().endswith("\n") or log.stat().st_size == 0
-        read_log(log)  # whole lines only
-        packets = traffic.tshark_packets(recorded.whole)
-        assert read_rows(csv)["total_bytes"].sum() == 2 * sum(p.ip_bytes for p in packets)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], timeout=10)
-
-
-def fill_leaving(disk: Path, free: int) -> None:
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    os.truncate(filler, max(0, filler.stat().st_size - free))
+    log, csv = small_disk / "p.jsonl", tmp_path / "traffic.csv"
+    fill_disk(small_disk, 8 * 1024)  # the payloads in hex take ~30 KB
+    started = time.monotonic()
+    result = run_cli(["--read", str(recorded.whole), "--read", str(recorded.whole),
+                      "--server-ip", SERVER, "--out", str(csv), "--packet-log", str(log),
+                      "--packet-log-payload"], TZ="UTC")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 50
+    assert "cannot write the packet log" in result.stderr
+    assert "lines were dropped" in result.stderr, result.stderr
+    assert log.read_text().endswith("\n") or log.stat().st_size == 0
+    read_log(log)  # whole lines only
+    packets = traffic.tshark_packets(recorded.whole)
+    assert read_rows(csv)["total_bytes"].sum() == 2 * sum(p.ip_bytes for p in packets)
 
 
 @pytest.mark.parametrize("args, message", [
