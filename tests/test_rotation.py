@@ -162,17 +162,20 @@ def test_fsync_also_syncs_a_new_files_folder(tmp_path: Path) -> None:
     for flag, folder_syncs in (("--fsync", 3), ("", 0)):
         out = tmp_path / f"out{flag}" / "traffic.csv"
         trace = tmp_path / f"trace{flag}.txt"
-        result = subprocess.run([strace, "-f", "-e", "trace=openat,fsync", "-o", str(trace),
+        # -ff: a file per thread, so that no other thread's calls come between two of one.
+        result = subprocess.run([strace, "-f", "-ff", "-e", "trace=openat,fsync", "-o", str(trace),
                                  *DAEMON, "--read", str(pcap), "--server-ip", SERVER4,
                                  "--out", str(out), "--rotate", "hourly", "--quiet",
                                  *([flag] if flag else [])],
                                 capture_output=True, text=True, timeout=120,
                                 env=child_env(TZ="UTC"))
         assert result.returncode == 0, result.stderr
-        # The folder opened as a directory, and that descriptor synced next.
-        lines = [line.split(None, 1)[1] for line in trace.read_text().splitlines()]
-        synced = [opened for opened, then in zip(lines, lines[1:], strict=False)
-                  if f'"{out.parent}", O_RDONLY' in opened and "O_DIRECTORY" in opened
-                  and then.startswith(f"fsync({opened.rsplit('= ', 1)[1].strip()})")]
+        # The folder opened as a directory, and that descriptor synced next by that thread.
+        synced = []
+        for per_thread in tmp_path.glob(f"{trace.name}.*"):
+            lines = per_thread.read_text().splitlines()
+            synced += [opened for opened, then in zip(lines, lines[1:], strict=False)
+                       if f'"{out.parent}", O_RDONLY' in opened and "O_DIRECTORY" in opened
+                       and then.startswith(f"fsync({opened.rsplit('= ', 1)[1].strip()})")]
         assert len(synced) == folder_syncs, (flag, synced)
         assert len(list(out.parent.glob("traffic-*.csv"))) == 3
