@@ -37,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_trace  # noqa: E402  (sibling scripts, not a package)
 import run as bench  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.xserver import private_display  # noqa: E402  (the viewer tests' X server)
+
 REPO = bench.REPO
 
 
@@ -129,22 +132,6 @@ def print_offline(results: list[dict], packets: int) -> None:
         print(f"{r['variant']:<24}{r['wall']:>8.2f}{packets / r['wall']:>12,.0f}"
               f"{base / r['wall']:>10.2f}x{versus}{r.get('log_mib', 0):>9.0f}"
               f"{r.get('lines', 0):>11,}  {check}")
-
-
-@contextlib.contextmanager
-def xvfb() -> object:
-    read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24",
-                               "-nolisten", "tcp"], pass_fds=(write,),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as number:
-        display = ":" + number.readline().strip()
-    try:
-        yield display
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def children(pid: int) -> list[int]:
@@ -278,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                     if not shutil.which("Xvfb"):
                         print("(--view round skipped: no Xvfb)")
                         continue
-                    with xvfb() as display:
+                    with private_display() as display:
                         rounds.append(live_round(variant, extra, args.rate, args.seconds,
                                                  pcap, meta, clients, str(display)))
                 else:

@@ -18,6 +18,7 @@ import pytest
 from tests import packetlog_traffic as traffic
 from tests.conftest import DAEMON, Daemon, child_env, needs_root, needs_tools, ping, read_rows
 from tests.packetlog_traffic import OTHER_CLIENT, PING_COUNT, SERVER
+from tests.xserver import private_display
 
 pytestmark = pytest.mark.root
 ICMP_ECHO_IPV4 = 84
@@ -28,18 +29,8 @@ TITLE = "traffic-capture view"
 def display() -> Iterator[str]:
     """A private X server (Xvfb) for one test; its display name, e.g. ':3'."""
     needs_tools("Xvfb", "xdotool", "import", "identify")
-    read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24",
-                               "-nolisten", "tcp"], pass_fds=(write,),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as number:
-        name = ":" + number.readline().strip()
-    try:
+    with private_display() as name:
         yield name
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def x(display: str, *args: str, check: bool = True) -> str:
