@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "samples" / "sample.pcap"  # a small real capture (samples/README.md)
 DAEMON = [sys.executable, "-m", "traffic_capture"]
 
 

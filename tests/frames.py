@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
@@ -19,8 +21,9 @@ from scapy.packet import Packet, Raw
 
 from traffic_capture import linktypes
 from traffic_capture.csvformat import Row
-from traffic_capture.pipeline import Pipeline
+from traffic_capture.pipeline import CountedPackets, Pipeline
 from traffic_capture.servers import ServerSet, parse_server
+from traffic_capture.sources.file_source import FileSource
 
 SERVER4 = "192.0.2.1"
 SERVER6 = "2001:db8::1"
@@ -96,6 +99,30 @@ def collecting_pipeline(servers: Iterable[str], window: int) -> tuple[Pipeline, 
     pipeline = Pipeline(ServerSet(parse_server(s) for s in servers), window,
                         lambda closed: rows.extend(closed.rows()))
     return pipeline, rows
+
+
+def feed_file(pipeline: Pipeline, path: Path) -> list[str]:
+    """Every batch of a capture file through the pipeline, then its finish, as app.Run does
+    minus threads and signals; the reader's warnings."""
+    source = FileSource([path])
+    try:
+        for batch in source.batches(threading.Event()):
+            assert batch is not None
+            pipeline.feed_batch(batch)
+        pipeline.finish()
+        return source.warnings()
+    finally:
+        source.close()
+
+
+def counted_batches(pcap: Path, servers: Iterable[str], limit: int | None = None
+                    ) -> list[CountedPackets]:
+    """The tap's batches for a capture file, with their frames, as the packet log gets them
+    (each frame cut to `limit` bytes)."""
+    got: list[CountedPackets] = []
+    feed_file(Pipeline(ServerSet(parse_server(s) for s in servers), 5, lambda _: None,
+                       emit_packets=got.append, packet_frames=True, frames_limit=limit), pcap)
+    return got
 
 
 def arp_frame() -> bytes:

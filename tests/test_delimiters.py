@@ -9,10 +9,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, SAMPLE, run_cli
 from traffic_capture.csvformat import COLUMNS
 
-SAMPLE = REPO / "samples" / "sample.pcap"
 SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
 # What --delimiter takes -> the character the file holds.
 DELIMITERS = {",": ",", ";": ";", "tab": "\t", "|": "|"}

@@ -11,19 +11,17 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
-import threading
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.utils import wrpcap
 
-from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from tests.frames import IP, SERVER4, UDP, Ether, Raw, feed_file
 from tests.test_pcapng import mixed_file
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.pipeline import Pipeline
 from traffic_capture.servers import ServerSet, parse_server
-from traffic_capture.sources.file_source import FileSource
 
 EXAMPLES = int(os.environ.get("TRAFFIC_FUZZ_EXAMPLES", "150"))
 SERVERS = ServerSet([parse_server(SERVER4), parse_server("2001:db8::1")])
@@ -75,12 +73,7 @@ def test_no_mutated_capture_file_raises_anything_but_a_clear_error(case: tuple[s
         counted: list[int] = []
         pipeline = Pipeline(SERVERS, 5, lambda window: counted.append(len(window)))
         try:
-            source = FileSource([path])
-            for batch in source.batches(threading.Event()):
-                assert batch is not None
-                pipeline.feed_batch(batch)
-            pipeline.finish()
-            source.warnings()
+            feed_file(pipeline, path)
         except TrafficCaptureError as error:
             assert "\n" not in str(error)  # one line for the user
         assert pipeline.counters.packets_counted >= 0

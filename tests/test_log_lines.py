@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import SAMPLE
+from tests.frames import counted_batches
 from traffic_capture import frames as frames_module
-from traffic_capture.pipeline import CountedPackets, Pipeline
-from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import log_lines
 from traffic_capture.sinks.log_lines import (
     COLUMNS,
@@ -28,9 +26,7 @@ from traffic_capture.sinks.log_lines import (
     render,
     render_python,
 )
-from traffic_capture.sources.file_source import FileSource
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.pcap"
 (TS, MICRO, SRC, DST, SPORT, DPORT, PROTO, CLASS, DIRECTION, CLIENT, IP_BYTES, FLAGS,
  PAYLOAD_LEN, PAYLOAD_AT, PAYLOAD_SIZE, TRUNCATED) = range(len(COLUMNS))
 assert COLUMNS[PAYLOAD_SIZE] == "payload_size"
@@ -130,18 +126,6 @@ def test_a_column_out_of_range_is_a_value_error_never_a_crash(prepared: LineColu
         return
     with pytest.raises(ValueError, match="out of range"):
         render(prepared, True)
-
-
-def counted_batches(pcap: Path, servers: list[str], limit: int | None = None
-                    ) -> list[CountedPackets]:
-    """The tap's batches for a capture file, as the packet log gets them."""
-    got: list[CountedPackets] = []
-    pipeline = Pipeline(ServerSet([parse_server(s) for s in servers]), 5, lambda _: None,
-                        emit_packets=got.append, packet_frames=True, frames_limit=limit)
-    for batch in FileSource([pcap]).batches(threading.Event()):
-        if batch is not None:
-            pipeline.feed_batch(batch)
-    return got
 
 
 @pytest.mark.parametrize("limit", [None, 60])

@@ -15,6 +15,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import SAMPLE
 from tests.frames import (
     ICMP,
     IP,
@@ -27,8 +28,8 @@ from tests.frames import (
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
     Raw,
+    counted_batches,
 )
-from tests.test_log_lines import SAMPLE, counted_batches
 from traffic_capture import linktypes, parse
 from traffic_capture.frames import batch_of_frames, gather_frames
 from traffic_capture.sinks.log_lines import PREVIEW_BYTES, Lines, TimeText, preview

@@ -3,7 +3,6 @@ and --keep / --max-disk removing the oldest files, never the current one."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +10,7 @@ import pytest
 from scapy.utils import wrpcap
 
 from tests.conftest import REPO, read_rows, run_cli
-from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from tests.frames import IP, SERVER4, UDP, Ether, Raw, feed_file
 from traffic_capture.argtypes import parse_size
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.pipeline import Pipeline
@@ -19,7 +18,6 @@ from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import FanOut
 from traffic_capture.sinks.csv_file import CsvSink
 from traffic_capture.sinks.csv_rotation import SeriesFile, to_remove
-from traffic_capture.sources.file_source import FileSource
 
 T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 HOUR = 3600
@@ -104,12 +102,7 @@ def test_a_file_that_would_pass_a_sheet_goes_on_in_the_next_of_its_series(tmp_pa
     fan_out = FanOut([sink])
     fan_out.open()
     fan_out.start()
-    pipeline = Pipeline(ServerSet([parse_server(SERVER4)]), 5, fan_out.window)
-    source = FileSource([pcap])
-    for batch in source.batches(threading.Event()):
-        assert batch is not None
-        pipeline.feed_batch(batch)
-    pipeline.finish()
+    feed_file(Pipeline(ServerSet([parse_server(SERVER4)]), 5, fan_out.window), pcap)
     fan_out.stop()
     files = series(tmp_path)
     # A window's rows never split across files; each file at most 5 rows (one window is 3).

@@ -12,17 +12,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SAMPLE
+from tests.frames import feed_file
 from traffic_capture.frames import Batch
 from traffic_capture.parse import address_text, join_address
 from traffic_capture.pipeline import CountedPackets, Pipeline
 from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import FanOut, Sink
 from traffic_capture.sinks.csv_file import CsvSink
-from traffic_capture.sources.file_source import FileSource
 from traffic_capture.windows import ClosedWindow, empty_sums
 
-SAMPLE = REPO / "samples" / "sample.pcap"
 SERVERS = ServerSet(parse_server(s) for s in ("192.0.2.1", "2001:db8::1"))
 
 
@@ -39,12 +38,7 @@ def run_sample(sinks: list[Sink], said: Said | None = None) -> Pipeline:
     fan_out.open()
     fan_out.start()
     pipeline = Pipeline(SERVERS, 5, fan_out.window, fan_out.packet_tap, fan_out.packet_frames)
-    source = FileSource([SAMPLE])
-    for batch in source.batches(threading.Event()):
-        assert batch is not None
-        pipeline.feed_batch(batch)
-    source.close()
-    pipeline.finish()
+    feed_file(pipeline, SAMPLE)
     return pipeline
 
 

@@ -13,9 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DAEMON, REPO, child_env, in_netns, needs_tools, ping, read_rows, run_cli
+from tests.conftest import (
+    DAEMON,
+    REPO,
+    SAMPLE,
+    child_env,
+    in_netns,
+    needs_tools,
+    ping,
+    read_rows,
+    run_cli,
+)
 
-SAMPLE = REPO / "samples" / "sample.pcap"
 SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
 EXPECTED = (REPO / "samples" / "traffic.csv").read_text()
 

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.conftest import DAEMON, REPO, child_env, in_netns, needs_tools, read_rows  # noqa: E402
+from tests.conftest import DAEMON, REPO, SAMPLE, child_env, in_netns, needs_tools, read_rows  # noqa: E402
 from tests.web_helpers import WebProcess, eventually, get, post  # noqa: E402
 from traffic_capture.csvformat import COLUMNS, Row, format_rows, header_line  # noqa: E402
 from traffic_capture.rules import CLASSES  # noqa: E402
@@ -29,7 +29,6 @@ from traffic_capture.web.csvfile import CsvFollower  # noqa: E402
 from traffic_capture.web.server import WebServer  # noqa: E402
 from traffic_capture.web.state import Current, ServiceSums, WebState  # noqa: E402
 
-SAMPLE = REPO / "samples" / "sample.pcap"
 SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
 T0 = 1_700_000_000
 
