@@ -175,7 +175,7 @@ class LineFormatter:
         self.with_payload = with_payload
         self.compiled = compiled
         self.time_text = TimeText()
-        self._address: dict[tuple[bool, int, int], bytes] = {}
+        self.address = AddressText()
 
     def lines(self, packets: CountedPackets) -> Lines:
         return self.render(self.columns(packets))
@@ -200,13 +200,13 @@ class LineFormatter:
         cols[:, TS] = len(texts) + which.reshape(-1)
         texts += [self.time_text.second(s).encode("ascii") for s in unique_seconds.tolist()]
 
-        six, which = _distinct_addresses(
-            np.concatenate([packets.is6, packets.is6]).astype(bool),
-            np.concatenate([packets.src_hi, packets.dst_hi]),
-            np.concatenate([packets.src_lo, packets.dst_lo]))
+        is6 = np.concatenate([packets.is6, packets.is6]).astype(bool)
+        hi = np.concatenate([packets.src_hi, packets.dst_hi])
+        lo = np.concatenate([packets.src_lo, packets.dst_lo])
+        chosen, which = distinct(is6, hi, lo)
         which += len(texts)
-        remembered = self._address
-        texts += [remembered.get(key) or self._address_text(key) for key in six]
+        texts += [text.encode("ascii")
+                  for text in self.address(is6[chosen], hi[chosen], lo[chosen])]
         cols[:, SRC], cols[:, DST] = which[:n], which[n:]
         inbound = packets.inbound.astype(bool)
         cols[:, CLIENT] = np.where(inbound, cols[:, SRC], cols[:, DST])
@@ -229,15 +229,6 @@ class LineFormatter:
         ends = np.concatenate([_CONSTANT_ENDS, _CONSTANT_ENDS[-1] + own])
         return LineColumns(b"".join(texts), ends, cols, frames.data)
 
-    def _address_text(self, key: tuple[bool, int, int]) -> bytes:
-        """An address not met before (or since the memory of them was last cleared)."""
-        if len(self._address) > 65536:
-            self._address.clear()
-        six, hi, lo = key
-        packed = hi.to_bytes(8, "big") + lo.to_bytes(8, "big") if six else lo.to_bytes(4, "big")
-        text = self._address[key] = address_text(packed).encode("ascii")
-        return text
-
 
 def distinct(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of equal-length key columns: (the index of one row of each, and each
@@ -253,14 +244,6 @@ def distinct(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     which = np.empty(n, dtype=np.int64)
     which[order] = np.cumsum(first) - 1
     return order[first], which
-
-
-def _distinct_addresses(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray
-                        ) -> tuple[list[tuple[bool, int, int]], np.ndarray]:
-    """The distinct (is6, hi, lo) addresses and each address's index among them."""
-    chosen, which = distinct(is6, hi, lo)
-    return list(zip(is6[chosen].tolist(), hi[chosen].tolist(), lo[chosen].tolist(),
-                    strict=True)), which
 
 
 def render(prepared: LineColumns, with_payload: bool) -> Lines:

@@ -50,6 +50,7 @@ RENDER_THREADS = 2
 # CSV keeps every byte). Reading a file, they run at full speed: nothing can be lost there.
 RENDER_NICENESS = 10
 
+
 class PacketLogError(TrafficCaptureError):
     """The packet log cannot be used at all (a directory, no folder...); the message says why."""
 
