@@ -8,13 +8,21 @@ batch_of_frames.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 # TRAFFIC_CAPTURE_PURE_PYTHON=1: the compiled steps (record walk, frame copy, log lines) are
 # not used, as on a machine without a C compiler; the tests run the Python twins this way.
 PURE_PYTHON = os.environ.get("TRAFFIC_CAPTURE_PURE_PYTHON") == "1"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def compiled_or(compiled: F | None, python: F) -> F:
+    """The compiled step when it was built (and not PURE_PYTHON), else its Python twin."""
+    return python if PURE_PYTHON or compiled is None else compiled
 
 # (timestamp in integer nanoseconds since the epoch, pcap link type, frame bytes)
 Record = tuple[int, int, bytes]
@@ -104,7 +112,7 @@ try:
 except ImportError:  # no C compiler at install: python_gather
     _compiled_gather = None
 COMPILED_GATHER = _compiled_gather is not None
-_copy_frames = python_gather if PURE_PYTHON or _compiled_gather is None else _compiled_gather
+_copy_frames = compiled_or(_compiled_gather, python_gather)
 
 
 def gather_frames(batch: Batch, chosen: np.ndarray, limit: int | None = None) -> Batch:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from traffic_capture.frames import PURE_PYTHON, rows_at
+from traffic_capture.frames import compiled_or, rows_at
 from traffic_capture.sources.pcapng import ENHANCED_PACKET
 
 
@@ -73,6 +73,6 @@ try:
 except ImportError:  # no compiler at install time: same results, ~100x slower
     compiled_walk = compiled_walk_pcapng = None
 
-walk = python_walk if PURE_PYTHON else compiled_walk or python_walk
-walk_pcapng = python_walk_pcapng if PURE_PYTHON else compiled_walk_pcapng or python_walk_pcapng
+walk = compiled_or(compiled_walk, python_walk)
+walk_pcapng = compiled_or(compiled_walk_pcapng, python_walk_pcapng)
 COMPILED = compiled_walk is not None
