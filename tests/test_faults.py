@@ -120,24 +120,34 @@ def test_a_full_disk_keeps_rows_waiting_and_never_tears_a_row(small_disk: Path, 
     assert "writable again" in "".join(stderr)
 
 
-def test_a_disk_still_full_at_stop_sends_the_rows_to_the_temp_folder(small_disk: Path,
-                                                                     tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["state folder", "working folder"])
+def test_a_disk_still_full_at_stop_sends_the_rows_to_the_state_folder(
+        small_disk: Path, tmp_path: Path, where: str) -> None:
+    """Never the temp folder: a unit's PrivateTmp= deletes it when the service stops. A
+    service has systemd's state folder ($STATE_DIRECTORY); a command in a terminal, its
+    working folder."""
     pcap = tmp_path / "many.pcap"
     total = many_clients_pcap(pcap, 800)
     out = small_disk / "traffic.csv"
     fill_disk(small_disk, leave_free=16 * 1024)
-    spare = tmp_path / "spare"
+    spare, temp = tmp_path / "spare", tmp_path / "temp"
     spare.mkdir()
+    temp.mkdir()
+    env = child_env(TMPDIR=str(temp))
+    env.pop("STATE_DIRECTORY", None)
+    if where == "state folder":
+        env["STATE_DIRECTORY"] = str(spare)
     result = subprocess.run(
         [sys.executable, "-m", "traffic_capture", "--read", str(pcap), "--server-ip", SERVER4,
          "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=60,
-        env=child_env(TMPDIR=str(spare)))
+        env=env, cwd=spare if where == "working folder" else tmp_path)
     assert result.returncode == 0, result.stderr
     (side,) = spare.glob("traffic.pending-*.csv")
     assert str(side) in result.stderr
     assert read_rows(side)["total_bytes"].sum() == total
     assert out.read_text() == ",".join(COLUMNS) + "\n"
     assert list(small_disk.glob("traffic.pending-*")) == []  # no torn side file left behind
+    assert list(temp.iterdir()) == []
 
 
 def _long_capture(path: Path, packets: int) -> None:

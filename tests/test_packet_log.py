@@ -28,7 +28,7 @@ from tests.conftest import (
     stop_tcpdump,
 )
 from tests.packetlog_traffic import CLIENT, SERVER, Packet, expected_preview, md5_hex
-from traffic_capture.sinks.packet_log import KEYS
+from traffic_capture.sinks.log_lines import KEYS
 
 pytestmark = pytest.mark.root
 

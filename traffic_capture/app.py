@@ -8,6 +8,7 @@ file), what was counted is handed to the sinks and written before exit.
 from __future__ import annotations
 
 import errno
+import queue
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from traffic_capture.config import Config
 from traffic_capture.errors import EXIT_OK, PROG, TrafficCaptureError, UsageError
 from traffic_capture.interfaces import (
+    Interface,
     InterfaceError,
     default_interfaces,
     format_interface_list,
@@ -25,23 +27,21 @@ from traffic_capture.interfaces import (
     list_interfaces,
     npcap_missing_message,
     privilege_message,
+    servers_elsewhere,
 )
 from traffic_capture.interfaces import resolve_interfaces as resolve_names
 from traffic_capture.linktypes import DLT_EN10MB
 from traffic_capture.pipeline import Pipeline
 from traffic_capture.rules import HTTP_PORTS
 from traffic_capture.servers import ServerSet, parse_server
-from traffic_capture.sinks import FanOut, Sink, wait_for
-from traffic_capture.sinks.csv_file import CsvSink
+from traffic_capture.sinks import FanOut, OutputContext, Sink, wait_for
 from traffic_capture.sources import Source, open_live
 from traffic_capture.sources.bpf import FilterError, check_filter, combined_filter
 from traffic_capture.sources.file_source import FileSource
 from traffic_capture.status import Reporter, Snapshot
 
 if TYPE_CHECKING:
-    from traffic_capture.web.inject import Injector
-    from traffic_capture.web.server import WebServer
-    from traffic_capture.web.state import WebState
+    from traffic_capture.frames import Batch
 
 
 class CaptureUnavailable(TrafficCaptureError):
@@ -64,56 +64,29 @@ def print_interfaces() -> int:
     return EXIT_OK
 
 
-def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = None
-               ) -> list[Sink]:
-    """The outputs a configuration asks for (the CSV always; the web's with --web, the packet
-    log with --packet-log, the viewer window with --view)."""
-    sinks: list[Sink] = [CsvSink(config.out, config.delimiter, reporter.warn, reporter.info,
-                                 config.rotate, config.keep, config.max_disk, utc=config.utc,
-                                 fsync=config.fsync)]
-    if web_state is not None:
-        from traffic_capture.web.sink import WebSink
-
-        sinks.append(WebSink(web_state, reporter.warn, reporter.info, config.max_clients))
-    # Reading files, the capture may wait for the packet log and the window: nothing is lost.
-    lossless = bool(config.read)
-    if config.packet_log:
-        from traffic_capture.sinks.packet_log import PacketLogSink
-
-        sinks.append(PacketLogSink(config.packet_log, config.packet_log_payload,
-                                   config.packet_log_max_bytes, config.packet_log_keep,
-                                   lossless, reporter.warn, reporter.info, fsync=config.fsync))
-    if config.view:
-        from traffic_capture.sinks.viewer import ViewerSink
-
-        sinks.append(ViewerSink(config.window_seconds, lossless, reporter.warn, reporter.info))
-    return sinks
-
-
-def _web_state(config: Config) -> WebState:
-    """The web's state, with the CSV's recent history (a restart shows the past too)."""
-    from traffic_capture.web import require_web
-    from traffic_capture.web.csvfile import read_history
-    from traffic_capture.web.state import WebState
-
-    require_web()
-    state = WebState(config.window_seconds, config.web_history, services=True)
-    if not config.out.is_dir():
-        state.load_rows(read_history(config.out, config.web_history, config.utc))
-    return state
+def make_sinks(config: Config, reporter: Reporter,
+               run_status: Callable[[], dict[str, Any]] | None = None,
+               inject: Callable[[Batch], None] | None = None) -> list[Sink]:
+    """The sinks of the outputs a configuration enables, each built by its own output."""
+    context = OutputContext(
+        reporter.warn, reporter.info, config.window_seconds, config.servers, utc=config.utc,
+        fsync=config.fsync, max_clients=config.max_clients,
+        # Reading files, the capture may wait for the packet log and the window: nothing is
+        # lost.
+        lossless=bool(config.read), run_status=run_status or dict,
+        inject=inject or (lambda batch: None))
+    return [enabled.output.build(enabled.settings, context) for enabled in config.outputs]
 
 
 def run(config: Config) -> int:
     reporter = Reporter(config.quiet, config.status_interval)
+    capture = Run(config, reporter)
     try:
-        web_state = _web_state(config) if config.web else None
-    except TrafficCaptureError as error:
-        return fail(error)
-    sinks = FanOut(make_sinks(config, reporter, web_state))
-    try:
-        sinks.check()
+        chosen = None if config.read else _choose_interfaces(config, reporter)
+        sinks = FanOut(make_sinks(config, reporter, capture.status, capture.inject))
+        sinks.check()  # before anything is created: a busy port leaves no header-only CSV
         source = FileSource(config.read, config.bpf_filter) if config.read else _open_live(
-            config, reporter)
+            config, chosen or [], reporter)
     except TrafficCaptureError as error:
         return fail(error)
     try:
@@ -121,32 +94,22 @@ def run(config: Config) -> int:
     except TrafficCaptureError as error:
         source.close()
         return fail(error)
-    capture = Run(config, source, sinks, reporter)
-    if web_state is not None:
-        try:
-            capture.serve_web(web_state)
-        except TrafficCaptureError as error:
-            source.close()
-            return fail(error)
     if config.http_ports != HTTP_PORTS:
         reporter.info(f"counting as http: TCP ports {ports_text(config.http_ports)} "
                       "(--http-ports)")
-    if config.packet_log:
-        reporter.info(f"packet log: {config.packet_log} (readable by its owner only; it holds "
-                      "payload previews" + (" and payloads" if config.packet_log_payload else "")
-                      + ")")
     if source.live:
         zone = "UTC" if config.utc else "local time"
         reporter.info(f"capturing on {source.description}; rows every {config.window_seconds} s "
-                      f"({zone}) to {config.out}; Ctrl+C to stop")
-    return capture.run()
+                      f"({zone}) to {', '.join(sinks.summary_targets())}; Ctrl+C to stop")
+    return capture.execute(source, sinks)
 
 
 def ports_text(ports: frozenset[int]) -> str:
     return ", ".join(map(str, sorted(ports)))
 
 
-def _open_live(config: Config, reporter: Reporter) -> Source:
+def _choose_interfaces(config: Config, reporter: Reporter) -> list[Interface]:
+    """The capture interfaces, and the servers when none were given (their addresses)."""
     try:
         known = list_interfaces()
     except (OSError, ImportError) as error:
@@ -164,6 +127,17 @@ def _open_live(config: Config, reporter: Reporter) -> Source:
             raise UsageError(f"{', '.join(i.name for i in chosen)} has no address to use as the "
                              "server: give --server-ip")
         config.servers = ServerSet(parse_server(a) for a in addresses)
+    elsewhere = servers_elsewhere(config.servers, chosen)
+    if elsewhere:
+        names = ", ".join(i.name for i in chosen)
+        reporter.warn(f"{', '.join(map(str, elsewhere))} is on none of the capture interfaces "
+                      f"({names}): only its packets that pass {names} are counted (a mirror "
+                      "port, a router); if it is this machine's address, give --iface with the "
+                      "interface that holds it (see --list-interfaces)")
+    return chosen
+
+
+def _open_live(config: Config, chosen: list[Interface], reporter: Reporter) -> Source:
     bpf = _kernel_filter(config, reporter)
     devices = [i.device for i in chosen]
     try:
@@ -207,86 +181,71 @@ def _kernel_filter(config: Config, reporter: Reporter) -> str | None:
 class Run:
     """One run, from start to finish: the capture thread, the sinks, signals and the status."""
 
-    def __init__(self, config: Config, source: Source, sinks: FanOut, reporter: Reporter
-                 ) -> None:
-        self.config, self.source, self.sinks, self.reporter = config, source, sinks, reporter
-        self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
-                                 sinks.packet_tap, sinks.packet_frames, config.max_clients,
-                                 config.http_ports,
-                                 frames_limit=config.live_snaplen() if source.live else None)
+    def __init__(self, config: Config, reporter: Reporter) -> None:
+        self.config, self.reporter = config, reporter
+        self.source: Source | None = None
+        self.sinks = FanOut([])
+        self.pipeline: Pipeline | None = None
         self.stop = threading.Event()
         self.error: str | None = None
-        self._capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
         self.started = time.time()
         self._source_done = threading.Event()
-        self.web: WebServer | None = None
-        self.injector: Injector | None = None
+        self._injected: queue.SimpleQueue[Batch] = queue.SimpleQueue()
 
-    def serve_web(self, state: WebState) -> None:
-        """Start the dashboard (before capture, so that a port in use stops nothing)."""
-        from traffic_capture.web.api import WebApp
-        from traffic_capture.web.server import WebServer
+    def inject(self, batch: Batch) -> None:
+        """From any thread (an output's): synthetic packets for the capture thread to count."""
+        self._injected.put(batch)
 
-        assert self.config.web is not None
-        inject = None
-        if self.config.debug_inject:
-            from traffic_capture.web.inject import Injector
-
-            injector = self.injector = Injector(self.config.servers)
-
-            def inject(request: Any) -> int:
-                return injector.inject(request.client, request.direction, request.protocol,
-                                       request.bytes, request.count)
-
-        web = WebApp(state, self.web_status, self.config.web_token, inject)
-        self.web = WebServer(web, *self.config.web)
-        self.web.start()
-        self.reporter.info(f"dashboard at {self.web.url}"
-                           + (" (token required)" if self.config.web_token else ""))
-
-    def web_status(self) -> dict[str, Any]:
-        """/api/status's capture part."""
-        snapshot = self.snapshot()
-        c = snapshot.counters
-        csv = next(f for f in snapshot.sinks if f.name == "csv")
+    def status(self) -> dict[str, Any]:
+        """The run's figures for an output that shows them (the dashboard's /api/status)."""
+        source, pipeline = self.source, self.pipeline
+        counters = pipeline.counters if pipeline is not None else None
         return {
-            "mode": "capture", "live": self.source.live, "source": self.source.description,
+            "mode": "capture", "live": bool(source and source.live),
+            "source": source.description if source else None,
             "servers": [str(network) for network in self.config.servers.networks],
-            "csv": str(self.config.out), "started": int(self.started),
-            "uptime_seconds": round(time.time() - self.started, 1),
-            "packets_seen": c.packets_seen, "packets_counted": c.packets_counted,
-            "bytes_counted": c.bytes_counted, "windows_closed": c.windows_closed,
-            "kernel_drops": snapshot.kernel_drops, "rows_written": csv.written,
-            "rows_pending": csv.pending, "source_done": self._source_done.is_set(),
+            "started": int(self.started), "uptime_seconds": round(time.time() - self.started, 1),
+            "packets_seen": counters.packets_seen if counters else 0,
+            "packets_counted": counters.packets_counted if counters else 0,
+            "bytes_counted": counters.bytes_counted if counters else 0,
+            "windows_closed": counters.windows_closed if counters else 0,
+            "kernel_drops": source.kernel_drops() if source else None,
+            **self.sinks.status_fields(),
+            "source_done": self._source_done.is_set(),
         }
 
     def snapshot(self) -> Snapshot:
         """What the status line shows, read in one go from any thread."""
+        assert self.source is not None and self.pipeline is not None
         progress = self.source.progress()
         return Snapshot(self.pipeline.counters, self.source.kernel_drops(),
                         self.sinks.figures(), progress)
 
-    def run(self) -> int:
+    def execute(self, source: Source, sinks: FanOut) -> int:
+        """Capture until the source ends or a stop; every counted window reaches the sinks."""
+        config = self.config
+        self.source, self.sinks = source, sinks
+        self.pipeline = Pipeline(config.servers, config.window_seconds, sinks.window,
+                                 sinks.packet_tap, sinks.packet_frames, config.max_clients,
+                                 config.http_ports,
+                                 frames_limit=config.live_snaplen() if source.live else None)
+        capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
         restore = self._install_stop_signals()
         timer = None
         try:
-            self.sinks.start()
-            self.reporter.start(self.snapshot, with_progress=not self.source.live)
-            if self.config.duration and self.source.live:
-                timer = threading.Timer(self.config.duration, self.stop.set)
+            sinks.start()
+            self.reporter.start(self.snapshot, with_progress=not source.live)
+            if config.duration and source.live:
+                timer = threading.Timer(config.duration, self.stop.set)
                 timer.daemon = True
                 timer.start()
-            self._capture.start()
-            wait_for(self._capture)
-            if self.web is not None:
-                self.web.stop()
+            capture.start()
+            wait_for(capture)
             self.stop.set()  # the capture is over: a Ctrl+C now hurries the outputs
-            self.sinks.stop()
+            sinks.stop()
         finally:
             if timer is not None:
                 timer.cancel()
-            if self.web is not None:
-                self.web.stop()
             self.reporter.stop(self.snapshot)
             restore()
         self._summarise()
@@ -294,6 +253,7 @@ class Run:
 
     def _capture_loop(self) -> None:
         pipeline, source = self.pipeline, self.source
+        assert pipeline is not None and source is not None
         try:
             for batch in source.batches(self.stop):
                 self._feed_injected()
@@ -312,32 +272,34 @@ class Run:
             source.close()
             pipeline.finish()
         self._source_done.set()
-        if self.web is not None and not self.stop.is_set() and self.error is None:
-            # A file read with --web: once its rows are written (the CSV and the dashboard
-            # agree), the dashboard stays up (injected packets counted by the wall clock) until
-            # Ctrl+C or SIGTERM.
+        reasons = self.sinks.keeps_run_open()
+        if reasons and not self.stop.is_set() and self.error is None:
+            # Files read with an output that stays up (a dashboard): once their rows are
+            # written (the CSV and the dashboard agree), the run goes on (injected packets
+            # counted by the wall clock) until Ctrl+C or SIGTERM.
             while any(f.pending for f in self.sinks.figures() if not f.failed) \
                     and not self.stop.wait(0.05):
                 pass
-            self.reporter.info(f"{source.description} read; the dashboard stays at "
-                               f"{self.web.url} until Ctrl+C")
+            self.reporter.info(f"{source.description} read; {'; '.join(reasons)}")
             while not self.stop.wait(0.2):
                 self._feed_injected()
                 pipeline.advance(time.time_ns())
             pipeline.finish()
 
     def _feed_injected(self) -> None:
-        if self.injector is not None:
-            batch = self.injector.drain()
-            if batch is not None:
-                self.pipeline.feed_batch(batch)
+        assert self.pipeline is not None
+        while True:
+            try:
+                batch = self._injected.get_nowait()
+            except queue.Empty:
+                return
+            self.pipeline.feed_batch(batch)
 
     def _summarise(self) -> None:
+        assert self.pipeline is not None and self.source is not None
         reporter, c = self.reporter, self.pipeline.counters
-        figures = self.sinks.figures()
-        names = {"csv": str(self.config.out), "log": str(self.config.packet_log)}
-        where = ", ".join(names.get(f.name, f.name) for f in figures if f.name != "view")
-        side = [str(path) for f in figures for path in f.side_files]
+        where = ", ".join(self.sinks.summary_targets())
+        side = [str(path) for f in self.sinks.figures() for path in f.side_files]
         if side:
             where += f" (and {', '.join(side)})"
         reporter.info(f"done: {c.packets_seen:,} packets, {c.packets_counted:,} counted "
@@ -348,14 +310,12 @@ class Run:
         if c.packets_malformed:
             reporter.warn(f"{c.packets_malformed:,} packets said to be IP had a header that "
                           "cannot be read (damaged, or crafted): skipped, not counted")
-        for f in figures:
-            if f.dropped and f.name == "log":
-                reporter.warn(f"packet log: {f.dropped:,} of {f.written + f.dropped:,} lines "
-                              "were dropped (the log could not keep up, or the disk refused "
-                              "them); the CSV counts every packet")
-            elif f.dropped and f.name == "view":
-                reporter.info(f"viewer: {f.dropped:,} packets were not shown (the window "
-                              "fell behind); the CSV and the log have them")
+        if not c.packets_counted and self.error is None:
+            reporter.warn(f"no packet to or from a server address ({self.config.servers}) "
+                          f"was seen in {c.packets_seen:,} packets: nothing was counted. Check "
+                          "--server-ip" + ("" if self.config.read else " and --iface"))
+        for is_warning, line in self.sinks.closing_notes():
+            (reporter.warn if is_warning else reporter.info)(line)
         drops = self.source.kernel_drops()
         if drops:
             reporter.warn(f"kernel drops: {drops:,} packets were dropped by the kernel before "

@@ -1,14 +1,26 @@
-"""Checks of command-line values, shared by every command (capture, serve, view...): each
-turns a text into a value, or raises argparse.ArgumentTypeError with the line to show."""
+"""The command lines' shared parts (capture, serve, view, excel...): the parser every command
+uses, whose errors are one line, and the checks of values, each turning a text into a value or
+raising argparse.ArgumentTypeError with the line to show."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
+from traffic_capture.errors import EXIT_USAGE, PROG
 from traffic_capture.rules import SNAPLEN_MAX, SNAPLEN_MIN
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line that names the help, and exit 2 (not three
+    lines of usage: the user reads the error first)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{PROG}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_USAGE)
 
 T = TypeVar("T", int, float)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -44,6 +56,11 @@ positive_seconds = _number(float, "a number of seconds", lambda v: v > 0,
 seconds_or_zero = _number(float, "a number of seconds", lambda v: v >= 0,
                           "0 or more seconds")
 count = _number(int, "a whole number", lambda v: v >= 0, "0 or more")
+
+
+def limit(text: str) -> int | None:
+    """A count where 0 means no limit (None)."""
+    return count(text) or None
 _megabytes = _number(float, "a number of megabytes", lambda v: v >= 0,
                      "0 (no rotation) or more")
 

@@ -9,20 +9,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import NoReturn
+from typing import Any
 
 from traffic_capture import argtypes
-from traffic_capture.config import SERVER_IP_ENV, Config
-from traffic_capture.csvformat import DELIMITER_NAMES
-from traffic_capture.errors import EXIT_USAGE, PROG, UsageError
+from traffic_capture.config import SERVER_IP_ENV, Config, Enabled
+from traffic_capture.errors import PROG, UsageError
+from traffic_capture.outputs import registered
 from traffic_capture.rules import (
     DEFAULT_MAX_CLIENTS,
-    DEFAULT_OUT,
     DEFAULT_STATUS_INTERVAL,
     DEFAULT_WINDOW_SECONDS,
     HTTP_PORTS,
-    ROTATIONS,
     SNAPLEN_COUNTING,
     SNAPLEN_MAX,
     SNAPLEN_MIN,
@@ -30,7 +29,6 @@ from traffic_capture.rules import (
 )
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.version import __version__
-from traffic_capture.web import add_web_options, check_exposure, web_token
 
 SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
@@ -41,23 +39,9 @@ SUBCOMMANDS = {
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
-        sys.exit(EXIT_USAGE)
-
-
-def _delimiter(text: str) -> str:
-    try:
-        return DELIMITER_NAMES[text]
-    except KeyError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} cannot separate fields; use ',' (default), ';' (pt-BR, de-DE Excel), "
-            "'tab' or '|'") from None
-
-
 def build_parser(default_window: int, script: bool = False) -> argparse.ArgumentParser:
-    parser = _Parser(
+    """The capture run's options, then each registered output's, in its own group."""
+    parser = argtypes.Parser(
         prog=PROG,
         description="Count the traffic of one or more servers per client, direction and protocol "
                     "in tumbling windows, appending rows to a CSV that Excel reads.",
@@ -72,7 +56,7 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         help="server address (IPv4, IPv6) or network (CIDR); repeat for several. Default: "
              + (f"{SCRIPT_CONSTANT}, then " if script else "")
              + f"${SERVER_IP_ENV} (comma-separated), then the capture interfaces' addresses")
-    add("--iface", action="append", default=[], metavar="NAME",
+    add("--iface", dest="interfaces", action="append", default=[], metavar="NAME",
         help="interface to capture on; repeat for several. Default: the interfaces holding a "
              "server address (loopback for 127.0.0.1), else the default route's")
     add("--list-interfaces", action="store_true",
@@ -81,15 +65,10 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         help="read a pcap/pcapng file (also gzip) instead of capturing; repeat to merge several "
              "by time. '-' reads standard input as a stream (tcpdump -w - | ...), as does a "
              "named pipe: rows are written as the packets' time passes")
-    add("--window", type=argtypes.seconds, default=default_window, metavar="SECONDS",
-        help=f"window length in whole seconds (default {default_window})")
-    add("--out", type=Path, default=Path(DEFAULT_OUT), metavar="PATH",
-        help=f"CSV to append to (default {DEFAULT_OUT})")
+    add("--window", dest="window_seconds", type=argtypes.seconds, default=default_window,
+        metavar="SECONDS", help=f"window length in whole seconds (default {default_window})")
     add("--filter", dest="bpf_filter", metavar="BPF",
         help="extra capture filter in tcpdump syntax, e.g. 'tcp port 443'")
-    add("--delimiter", type=_delimiter, default=",", metavar="CHAR",
-        help="field separator: ',' (default) or ';' for Excel set to pt-BR, de-DE...; "
-             "also 'tab', '|'")
     add("--http-ports", type=argtypes.ports, default=HTTP_PORTS, metavar="LIST",
         help="TCP ports whose bytes count as http, comma-separated (default "
              f"{','.join(map(str, sorted(HTTP_PORTS)))}); e.g. 80,443,8080 to count TLS web "
@@ -101,21 +80,11 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         help="for those who cannot lose a window on power loss: every window's rows are "
              "always flushed to the disk; with --fsync a new file's folder entry (a new day, "
              "a rotation) and each batch of packet-log lines are too")
-    add("--max-clients", type=argtypes.count, default=DEFAULT_MAX_CLIENTS, metavar="N",
+    add("--max-clients", type=argtypes.limit, default=DEFAULT_MAX_CLIENTS, metavar="N",
         help=f"clients per window and direction (default {DEFAULT_MAX_CLIENTS:,}); under a "
              "flood of spoofed sources the rest are folded into one row per direction with "
              "client_ip 'other', bytes conserved, and a client with 1/N of the window's bytes "
              "always keeps its own row. 0: no limit")
-    add("--rotate", choices=ROTATIONS, default="none",
-        help="hourly or daily: rows go to traffic-YYYY-MM-DD[-HH].csv beside --out, by the "
-             "window's start, each file with its header (default none). Any file that would "
-             "pass an Excel sheet's 1,048,576 rows goes on in the next, traffic-2.csv...")
-    add("--keep", type=argtypes.count, metavar="N",
-        help="keep at most N files of the series besides the current one; older ones are "
-             "removed")
-    add("--max-disk", type=argtypes.size, metavar="SIZE",
-        help="the CSV files together take at most SIZE (e.g. 500M, 2G): the oldest are removed "
-             "first, never the current one")
     add("--duration", type=argtypes.positive_seconds, metavar="SECONDS",
         help="stop by itself after this long (live capture)")
     add("--no-reopen", dest="reopen", action="store_false",
@@ -129,31 +98,20 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
     add("--backend", choices=("auto", "linux", "pcap"), default="auto",
         help="live capture back end: 'linux' packet sockets (fast, Linux only), 'pcap' "
              "libpcap/Npcap (portable); auto picks linux on Linux")
-    add_web_options(add)
-    add("--debug-inject", action="store_true",
-        help="with --web on loopback: POST /api/debug/inject feeds synthetic packets through "
-             "the pipeline (for tests)")
-    log = parser.add_argument_group(
-        "packet log and viewer", "every counted packet, with a preview and MD5 of its payload: "
-        "payloads can hold passwords and personal data; the log is created readable by its "
-        "owner only")
-    log.add_argument("--packet-log", type=Path, metavar="PATH",
-                     help="also write one JSON object per counted packet to PATH (NDJSON)")
-    log.add_argument("--packet-log-payload", action="store_true",
-                     help="add each packet's captured payload in hex (payload_hex)")
-    log.add_argument("--packet-log-max-mb", type=argtypes.megabytes, default=0, metavar="MB",
-                     help="rotate the log when it would pass MB megabytes: PATH becomes PATH.1, "
-                          "PATH.1 PATH.2... (default: no rotation)")
-    log.add_argument("--packet-log-keep", type=argtypes.count, default=5, metavar="N",
-                     help="rotated files kept besides PATH (default 5)")
-    log.add_argument("--snaplen", type=argtypes.snaplen, metavar="BYTES",
-                     help=f"bytes kept of each live packet: {SNAPLEN_COUNTING} for counting, "
-                          f"{SNAPLEN_PACKETS} (a full Ethernet packet) with --packet-log or "
-                          f"--view; {SNAPLEN_MIN}-{SNAPLEN_MAX}")
-    log.add_argument("--view", action="store_true",
-                     help="show the packets live in a desktop window (tkinter, its own process); "
-                          f"'{PROG} view --log PATH' follows a packet log instead")
+    add("--snaplen", type=argtypes.snaplen, metavar="BYTES",
+        help=f"bytes kept of each live packet: {SNAPLEN_COUNTING} for counting, "
+             f"{SNAPLEN_PACKETS} (a full Ethernet packet) with an output that shows payloads "
+             f"(--packet-log, --view); {SNAPLEN_MIN}-{SNAPLEN_MAX}")
     add("--version", action="version", version=f"{PROG} {__version__}")
+    groups: dict[str, argparse._ActionsContainer] = {}
+    for output in registered():
+        group: argparse._ActionsContainer = parser
+        if output.title is not None:
+            if output.title not in groups:
+                groups[output.title] = parser.add_argument_group(output.title,
+                                                                 output.description)
+            group = groups[output.title]
+        output.add_options(group)
     return parser
 
 
@@ -179,22 +137,20 @@ def parse_config(argv: list[str], default_server_ip: str = "",
                  default_window: int = DEFAULT_WINDOW_SECONDS, script: bool = False
                  ) -> Config | None:
     """None when the command only lists interfaces."""
-    parser = build_parser(default_window, script)
+    return config_of(build_parser(default_window, script), argv, default_server_ip)
+
+
+def config_of(parser: argparse.ArgumentParser, argv: list[str],
+              default_server_ip: str = "") -> Config | None:
     args = parser.parse_args(argv)
     if args.list_interfaces:
         return None
-    if args.read and args.iface:
+    if args.read and args.interfaces:
         parser.error("--read and --iface exclude each other: read files or capture live")
     if args.read and args.duration:
         parser.error("--duration applies to live capture, not to --read")
     if args.read and args.snaplen:
         parser.error("--snaplen applies to live capture; a capture file keeps what it holds")
-    if not args.packet_log:
-        for flag, given in (("--packet-log-payload", args.packet_log_payload),
-                            ("--packet-log-max-mb", args.packet_log_max_mb),
-                            ("--packet-log-keep", args.packet_log_keep != 5)):
-            if given:
-                parser.error(f"{flag} needs --packet-log PATH")
     try:
         servers, origin = servers_from_sources(args.server_ip, default_server_ip,
                                                os.environ.get(SERVER_IP_ENV))
@@ -203,46 +159,19 @@ def parse_config(argv: list[str], default_server_ip: str = "",
     if servers is None and args.read:
         parser.error("--read needs --server-ip: a capture file does not say which host is the "
                      "server")
-    token = web_token(args.web_token)
-    if args.debug_inject and not args.web:
-        parser.error("--debug-inject needs --web")
-    if args.web:
+    outputs = []
+    for output in registered():
         try:
-            check_exposure(args.web[0], token, args.debug_inject)
+            settings = output.settings(args)
         except UsageError as error:
             parser.error(str(error))
-    return Config(
-        servers=servers or ServerSet(()),
-        servers_from=origin,
-        read=args.read,
-        interfaces=args.iface,
-        window_seconds=args.window,
-        out=args.out,
-        bpf_filter=args.bpf_filter,
-        delimiter=args.delimiter,
-        duration=args.duration,
-        quiet=args.quiet,
-        backend=args.backend,
-        status_interval=args.status_interval,
-        max_clients=args.max_clients or None,
-        http_ports=args.http_ports,
-        utc=args.utc,
-        fsync=args.fsync,
-        rotate=args.rotate,
-        keep=args.keep,
-        max_disk=args.max_disk,
-        reopen=args.reopen,
-        web=args.web,
-        web_token=token,
-        web_history=args.web_history,
-        debug_inject=args.debug_inject,
-        packet_log=args.packet_log,
-        packet_log_payload=args.packet_log_payload,
-        packet_log_max_bytes=args.packet_log_max_mb,
-        packet_log_keep=args.packet_log_keep,
-        snaplen=args.snaplen,
-        view=args.view,
-    )
+        if settings is not None:
+            outputs.append(Enabled(output, settings))
+    special = {"servers", "servers_from", "outputs"}
+    given: dict[str, Any] = {f.name: getattr(args, f.name) for f in fields(Config)
+                             if f.name not in special and hasattr(args, f.name)}
+    return Config(servers=servers or ServerSet(()), servers_from=origin, outputs=outputs,
+                  **given)
 
 
 def service_unit(argv: list[str]) -> int:
@@ -251,31 +180,26 @@ def service_unit(argv: list[str]) -> int:
         print(f"usage: {PROG} service-unit [capture options...]\n\nPrint a systemd unit that "
               f"runs '{PROG} [capture options]' as a dedicated user holding only the capture "
               "capabilities, writing to /var/lib/traffic-capture/traffic.csv unless --out says "
-              f"otherwise. The capture options are those of '{PROG} --help' (not --read).")
+              f"otherwise. The capture options are those of '{PROG} --help' (not --read). A "
+              "web token is never written into the unit: the unit loads it from a file only "
+              "root can read (LoadCredential=), which this command writes when it is given "
+              "the token.")
         return 0
-    config = parse_config(argv)
+    from traffic_capture import service_unit as unit
+
+    parser = build_parser(DEFAULT_WINDOW_SECONDS)
+    if not any(a == "--out" or a.startswith("--out=") for a in argv):
+        argv = [*argv, "--out", str(unit.DEFAULT_CSV)]  # the state folder systemd makes
+    config = config_of(parser, argv)
     if config is None or config.read:
-        _Parser(prog=PROG).error("service-unit takes live capture options, not --read or "
-                                 "--list-interfaces")
-    from traffic_capture.service_unit import unit_text
-
-    given_out = "--out" in argv or any(a.startswith("--out=") for a in argv)
-    args = _without_option(argv, "--out") if given_out else argv
-    out = config.out.resolve() if given_out else None
-    print(unit_text(sys.executable, args, out), end="")
+        parser.error("service-unit takes live capture options, not --read or "
+                     "--list-interfaces")
+    try:
+        unit.check_for_service(config)
+        print(unit.unit_for(sys.executable, parser, argv, config), end="")
+    except UsageError as error:
+        parser.error(str(error))
     return 0
-
-
-def _without_option(argv: list[str], name: str) -> list[str]:
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == name:
-            skip = True
-        elif not arg.startswith(name + "="):
-            kept.append(arg)
-    return kept
 
 
 def _follows_a_log(argv: list[str]) -> bool:

@@ -121,6 +121,14 @@ def default_interfaces(servers: ServerSet, known: list[Interface]) -> list[Inter
                          "(see --list-interfaces)")
 
 
+def servers_elsewhere(servers: ServerSet, interfaces: list[Interface]) -> list[IPNetwork]:
+    """The server addresses none of the capture interfaces holds (loopback ones held by a
+    loopback interface): their packets show there only through a mirror port or a router."""
+    return [net for net in servers.networks
+            if not any(_in_any(address, (net,)) for i in interfaces for address in i.addresses)
+            and not (net.network_address.is_loopback and any(i.is_loopback for i in interfaces))]
+
+
 def _in_any(address: str, networks: tuple[IPNetwork, ...]) -> bool:
     try:
         value = ipaddress.ip_address(address.split("%", 1)[0])

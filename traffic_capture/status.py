@@ -44,8 +44,7 @@ def describe(snapshot: Snapshot) -> str:
         packets += f", {c.packets_malformed:,} malformed"
     parts = [packets, f"windows {c.windows_closed:,}"]
     for sink in snapshot.sinks:
-        label = sink.unit if sink.name == "csv" else f"{sink.name} {sink.unit}"
-        text = f"{label} {sink.written:,} written, {sink.pending:,} pending"
+        text = f"{sink.status_label} {sink.written:,} written, {sink.pending:,} pending"
         if sink.dropped:
             text += f", {sink.dropped:,} dropped"
         if sink.failed:

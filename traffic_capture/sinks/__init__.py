@@ -1,26 +1,34 @@
-"""Outputs: each a Sink with its own queue and thread, all fed by one FanOut.
+"""Outputs: each an `Output` (its options, its settings, its sink) and a `Sink` with its own
+queue and thread, all fed by one FanOut.
 
 The capture thread only puts items on queues, so a slow or failing output (a CSV that Excel
 locks, a browser that stops reading, a full disk under a packet log) never stalls the capture
-or another output.
+or another output. The command line imports every output for its options (`--help`), so this
+module and an output's own module import nothing heavy at the top (numpy comes with a run).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
-from traffic_capture.windows import ClosedWindow
+from traffic_capture.servers import ServerSet
+
+if TYPE_CHECKING:
+    from traffic_capture.frames import Batch
+    from traffic_capture.pipeline import CountedPackets
+    from traffic_capture.windows import ClosedWindow
 
 Say = Callable[[str], None]  # one line for the user (a warning, or information)
+Notes = list[tuple[bool, str]]  # (a warning?, the line) for the closing summary
 
 
 @dataclass(frozen=True)
@@ -34,10 +42,88 @@ class SinkFigures:
     dropped: int = 0  # given up on by design (a bounded queue overflowing), never silently
     side_files: tuple[Path, ...] = ()  # where waiting items went when the output refused them
     failed: str | None = None  # why the sink stopped, if it did
+    label: str | None = None  # its part of the status line; None: "<name> <unit>"
+
+    @property
+    def status_label(self) -> str:
+        return self.label or f"{self.name} {self.unit}"
 
 
 _STOP = object()
 _REOPEN = object()
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What a run gives every output it builds: the run's choices that outputs share, how to
+    speak to the user, and the run's own figures and injection (for a dashboard)."""
+
+    warn: Say
+    info: Say
+    window_seconds: int
+    servers: ServerSet
+    utc: bool = False  # window times in UTC, not local time
+    fsync: bool = False  # also sync new files' folders and each batch of lines
+    max_clients: int | None = None  # per window and direction; the rest fold into `other`
+    # Reading files: the capture may wait for an output rather than have it drop anything.
+    lossless: bool = False
+    # The run's figures (source, packets, kernel drops, each sink's status_fields()).
+    run_status: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    # Hands synthetic packets to the capture thread, which counts them like captured ones.
+    inject: Callable[[Batch], None] = field(default=lambda batch: None)
+
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A secret a service loads from a root-only file (systemd's LoadCredential=NAME:PATH);
+    `value`, when known, is written to PATH by `service-unit`."""
+
+    name: str
+    path: Path
+    value: str | None = None
+
+
+class Output(Generic[S]):
+    """An output a capture run can write to: it states its command-line options, turns the
+    parsed options into its settings (None: not asked for), and builds its sink. The command
+    line and the run loop only iterate over the registry (traffic_capture/outputs.py).
+
+    - `add_options(group)` adds its options to its own --help group (`title`, `description`).
+    - `settings(args)` reads them (argparse dests) into a settings object, or None when the
+      output is off; a combination that cannot work raises UsageError with one line.
+    - `build(settings, context)` makes the Sink; import heavy modules (numpy, an engine's
+      client) here, not at the top of the output's module.
+    - `keeps_payloads`: its sink wants frame bytes, so live capture keeps whole packets.
+    - For `service-unit`: `service_refusal` says why it cannot run as a service (None: it
+      can); `service_folders(settings)` are folders the service must be allowed to write;
+      `secret_options` never go into the unit file; `service_credentials(settings)` are
+      the Credentials the unit loads with LoadCredential=.
+    """
+
+    name: ClassVar[str] = "output"
+    title: ClassVar[str | None] = None  # its --help group; None: among the general options
+    description: ClassVar[str | None] = None
+    keeps_payloads: ClassVar[bool] = False
+    service_refusal: ClassVar[str | None] = None
+    secret_options: ClassVar[tuple[str, ...]] = ()
+
+    def add_options(self, group: argparse._ActionsContainer) -> None:
+        """Add this output's options (their dests must not clash with another's)."""
+
+    def settings(self, args: argparse.Namespace) -> S | None:
+        raise NotImplementedError
+
+    def build(self, settings: S, context: OutputContext) -> Sink:
+        raise NotImplementedError
+
+    def service_folders(self, settings: S) -> list[Path]:
+        return []
+
+    def service_credentials(self, settings: S) -> list[Credential]:
+        return []
 
 
 class Sink:
@@ -62,10 +148,17 @@ class Sink:
     - An exception escaping a hook stops this sink alone: one warning names it, its later
       items are counted as dropped, and the capture and the other sinks go on.
     - `figures()` is read from other threads: keep it to plain attribute reads.
+    - What the user reads: `label` (its part of the status line), `summary_target()` (where
+      it wrote, for the closing summary), `closing_notes()` (lines after it),
+      `status_fields()` (its figures in the run's status: /api/status).
+    - `keeps_run_open()`: a message when the run should go on after capture files are read
+      (a dashboard stays up until Ctrl+C), else None.
     """
 
     name = "sink"
     unit = "items"
+    label: str | None = None
+    wants_windows = True  # False: closed windows are not even queued (a per-packet output)
     wants_packets = False
     wants_frames = False
     max_queue: int | None = None
@@ -124,14 +217,29 @@ class Sink:
 
     def figures(self) -> SinkFigures:
         return SinkFigures(self.name, self.unit, self.written, self.pending(), self.dropped,
-                           self.side_files(), self.failed)
+                           self.side_files(), self.failed, self.label)
+
+    def summary_target(self) -> str | None:
+        """Where it wrote, as the closing summary names it (None: it writes no place)."""
+        return None
+
+    def closing_notes(self) -> Notes:
+        """What the user must read after the summary: (a warning?, the line)."""
+        return []
+
+    def status_fields(self) -> dict[str, Any]:
+        """Its figures for the run's status (the dashboard's /api/status)."""
+        return {}
+
+    def keeps_run_open(self) -> str | None:
+        return None
 
     # The capture thread's side.
     def window(self, window: ClosedWindow) -> None:
-        self._put(window)
+        self._put((self.handle_window, window))
 
     def packets(self, packets: CountedPackets) -> None:
-        self._put(packets)
+        self._put((self.handle_packets, packets))
 
     def reopen(self) -> None:
         """From a signal handler: ask for handle_reopen() (never dropped, never blocking)."""
@@ -144,15 +252,16 @@ class Sink:
         with contextlib.suppress(queue.Full):  # a full queue: the thread is awake anyway
             self._queue.put_nowait(None)
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: tuple[Callable[[Any], None], object]) -> None:
+        """An item is (the hook that handles it, its payload)."""
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self.dropped += self.size_of(item)
+            self.dropped += self.size_of(item[1])
 
     @staticmethod
     def size_of(item: object) -> int:
-        """How many of the sink's units an item stands for, when it is dropped."""
+        """How many of the sink's units a payload stands for, when it is dropped."""
         return 1
 
     # The sink's own thread.
@@ -192,15 +301,14 @@ class Sink:
             self._guarded(self.flush)
         self._guarded(self.finish)
 
-    def _handle(self, item: object) -> None:
+    def _handle(self, item: Any) -> None:
         if item is _REOPEN:
-            pass  # only wakes the thread: the request is _reopen_wanted
-        elif self.failed is not None:
-            self.dropped += self.size_of(item)
-        elif isinstance(item, ClosedWindow):
-            self._guarded(self.handle_window, item)
-        elif isinstance(item, CountedPackets):
-            self._guarded(self.handle_packets, item)
+            return  # only wakes the thread: the request is _reopen_wanted
+        hook, payload = item
+        if self.failed is not None:
+            self.dropped += self.size_of(payload)
+        else:
+            self._guarded(hook, payload)
 
     def _guarded(self, hook: Callable[..., None], *args: Any) -> None:
         if self.failed is not None:
@@ -225,10 +333,11 @@ class FanOut:
 
     def __init__(self, sinks: Iterable[Sink]) -> None:
         self.sinks = list(sinks)
+        self._window_sinks = [sink for sink in self.sinks if sink.wants_windows]
         self._packet_sinks = [sink for sink in self.sinks if sink.wants_packets]
 
     def window(self, window: ClosedWindow) -> None:
-        for sink in self.sinks:
+        for sink in self._window_sinks:
             sink.window(window)
 
     def packets(self, packets: CountedPackets) -> None:
@@ -276,3 +385,20 @@ class FanOut:
 
     def figures(self) -> list[SinkFigures]:
         return [sink.figures() for sink in self.sinks]
+
+    def status_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for sink in self.sinks:
+            fields.update(sink.status_fields())
+        return fields
+
+    def summary_targets(self) -> list[str]:
+        return [target for sink in self.sinks if (target := sink.summary_target()) is not None]
+
+    def closing_notes(self) -> Notes:
+        return [note for sink in self.sinks for note in sink.closing_notes()]
+
+    def keeps_run_open(self) -> list[str]:
+        """Why the run should go on after capture files are read (one message a sink)."""
+        return [reason for sink in self.sinks if not sink.failed
+                and (reason := sink.keeps_run_open()) is not None]

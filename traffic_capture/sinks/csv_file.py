@@ -8,19 +8,22 @@ written twice.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
 import sys
-import tempfile
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from traffic_capture.csvformat import header_line, local_time_text, row_template
+from traffic_capture import argtypes
+from traffic_capture.csvformat import DELIMITER_NAMES, header_line, local_time_text, row_template
 from traffic_capture.errors import TrafficCaptureError
-from traffic_capture.rules import EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS
-from traffic_capture.sinks import Say, Sink
+from traffic_capture.rules import DEFAULT_OUT, EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS, ROTATIONS
+from traffic_capture.sinks import Output, OutputContext, Say, Sink
 from traffic_capture.sinks.csv_rotation import (
     SeriesFile,
     numbered,
@@ -28,7 +31,13 @@ from traffic_capture.sinks.csv_rotation import (
     series_pattern,
     to_remove,
 )
-from traffic_capture.windows import ClosedWindow
+
+if TYPE_CHECKING:
+    from traffic_capture.windows import ClosedWindow
+
+# systemd's state folder of a service (StateDirectory=): where rows go when the CSV's own folder
+# refuses them at stop. Never the temp folder: a unit's PrivateTmp= deletes it when it stops.
+STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 
 
 class OutputError(TrafficCaptureError):
@@ -186,6 +195,28 @@ def sync_folder_of(path: Path) -> None:
         os.close(folder)
 
 
+def side_file_folders(path: Path) -> list[Path]:
+    """Where rows the CSV refuses at stop may go, in order: beside it, the service's state
+    folder, the working folder."""
+    folders = [path.parent if str(path.parent) else Path(".")]
+    state = os.environ.get(STATE_DIRECTORY_ENV, "").split(":")[0]
+    if state:
+        folders.append(Path(state))
+    folders.append(Path.cwd())
+    unique: list[Path] = []
+    for folder in folders:
+        if all(not _same_folder(folder, seen) for seen in unique):
+            unique.append(folder)
+    return unique
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
+
+
 def write_side_file(path: Path, text: str, delimiter: str) -> Path:
     """Save rows that the CSV would not take at stop, next to it; return where they went."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -219,6 +250,65 @@ def count_rows(path: Path) -> int:
     return max(lines - 1, 0)
 
 
+def delimiter(text: str) -> str:
+    """--delimiter: a name or character -> the character written."""
+    try:
+        return DELIMITER_NAMES[text]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot separate fields; use ',' (default), ';' (pt-BR, de-DE Excel), "
+            "'tab' or '|'") from None
+
+
+@dataclass(frozen=True)
+class CsvSettings:
+    out: Path = Path(DEFAULT_OUT)
+    delimiter: str = ","
+    rotate: str = "none"  # none, hourly, daily
+    keep: int | None = None  # files of the series kept besides the current one
+    max_disk: int | None = None  # bytes the series may take
+
+
+class CsvOutput(Output[CsvSettings]):
+    """The CSV, always written: its options and its sink."""
+
+    name = "csv"
+    title = "the CSV (always written)"
+
+    def add_options(self, group: argparse._ActionsContainer) -> None:
+        add = group.add_argument
+        add("--out", type=Path, default=Path(DEFAULT_OUT), metavar="PATH",
+            help=f"CSV to append to (default {DEFAULT_OUT})")
+        add("--delimiter", type=delimiter, default=",", metavar="CHAR",
+            help="field separator: ',' (default) or ';' for Excel set to pt-BR, de-DE...; "
+                 "also 'tab', '|'")
+        add("--rotate", choices=ROTATIONS, default="none",
+            help="hourly or daily: rows go to traffic-YYYY-MM-DD[-HH].csv beside --out, by the "
+                 "window's start, each file with its header (default none). Any file that "
+                 "would pass an Excel sheet's 1,048,576 rows goes on in the next, "
+                 "traffic-2.csv...")
+        add("--keep", type=argtypes.count, metavar="N",
+            help="keep at most N files of the series besides the current one; older ones are "
+                 "removed")
+        add("--max-disk", type=argtypes.size, metavar="SIZE",
+            help="the CSV files together take at most SIZE (e.g. 500M, 2G): the oldest are "
+                 "removed first, never the current one")
+
+    def settings(self, args: argparse.Namespace) -> CsvSettings:
+        return CsvSettings(args.out, args.delimiter, args.rotate, args.keep, args.max_disk)
+
+    def build(self, settings: CsvSettings, context: OutputContext) -> Sink:
+        return CsvSink(settings.out, settings.delimiter, context.warn, context.info,
+                       settings.rotate, settings.keep, settings.max_disk, utc=context.utc,
+                       fsync=context.fsync)
+
+    def service_folders(self, settings: CsvSettings) -> list[Path]:
+        return [settings.out.parent]
+
+
+OUTPUT = CsvOutput()
+
+
 class CsvSink(Sink):
     """traffic.csv: every closed window's rows, appended in order, nothing lost.
 
@@ -229,6 +319,7 @@ class CsvSink(Sink):
 
     name = "csv"
     unit = "rows"
+    label = "rows"
 
     def __init__(self, path: Path, delimiter: str, warn: Say, info: Say, rotate: str = "none",
                  keep: int | None = None, max_bytes: int | None = None,
@@ -286,6 +377,13 @@ class CsvSink(Sink):
 
     def side_files(self) -> tuple[Path, ...]:
         return tuple(self.side_files_made)
+
+    def summary_target(self) -> str:
+        return str(self.path)
+
+    def status_fields(self) -> dict[str, Any]:
+        return {"csv": str(self.path), "rows_written": self.written,
+                "rows_pending": self.pending()}
 
     def handle_window(self, window: ClosedWindow) -> None:
         target = rotated_path(self.path, self.rotate, window.start_s, self.utc)
@@ -416,14 +514,14 @@ class CsvSink(Sink):
         return path, group, "".join(t for _, t, _ in group), sum(r for _, _, r in group)
 
     def _save_to_side_files(self) -> None:
-        """What each file still refuses, to a side file beside it (or in the temp folder)."""
+        """What each file still refuses, to a side file beside it (or in the state folder)."""
         while self._waiting:
             path, _, text, rows = self._next_group()
             self._waiting_bytes -= len(text)
             self._save_group(path, text, rows)
 
     def _save_group(self, path: Path, text: str, rows: int) -> None:
-        for base in (path, Path(tempfile.gettempdir()) / path.name):
+        for base in (folder / path.name for folder in side_file_folders(path)):
             try:
                 side = write_side_file(base, text, self.delimiter)
             except OSError:

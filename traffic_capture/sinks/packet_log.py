@@ -1,14 +1,17 @@
 """The packet log: one JSON object per line (NDJSON) for every counted packet.
 
-The keys (KEYS) are an interface other tools read: they stay as they are, and a field that does
-not apply is null, never missing. The file is created readable by its owner only (payloads can
-hold passwords), rotated by size when asked, and written on the sink's own thread: a full or
-locked disk holds lines in memory up to a bound, then counts them as dropped from the log (the
-CSV never loses a byte for it), and the status line says how many.
+The keys (log_lines.KEYS) are an interface other tools read: they stay as they are, and a field
+that does not apply is null, never missing. The file is created readable by its owner only
+(payloads can hold passwords), rotated by size when asked, reopened on SIGHUP (logrotate), and
+written on the sink's own thread: a full or locked disk holds lines in memory up to a bound,
+then counts them as dropped from the log (the CSV never loses a byte for it), and the status
+line says how many.
 """
 
 from __future__ import annotations
 
+import argparse
+import bisect
 import contextlib
 import errno
 import multiprocessing
@@ -21,22 +24,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from traffic_capture.errors import TrafficCaptureError
-from traffic_capture.pipeline import CountedPackets
+from traffic_capture import argtypes
+from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS
-from traffic_capture.sinks import Say, Sink
-from traffic_capture.sinks.log_lines import (
-    KEYS,
-    USE_COMPILED,
-    LineFormatter,
-    Lines,
-    render,
-    render_python,
-)
+from traffic_capture.sinks import Notes, Output, OutputContext, Say, Sink
+
+if TYPE_CHECKING:
+    from traffic_capture.pipeline import CountedPackets
+    from traffic_capture.sinks.log_lines import Lines
 
 FILE_MODE = 0o600  # owner only: payloads can hold passwords and personal data
 # Lines held in memory while the disk refuses them; beyond, they are dropped from the log.
@@ -49,6 +48,7 @@ RENDER_THREADS = 2
 # the kernel and the capture first (the log then falls behind and drops lines, counted; the
 # CSV keeps every byte). Reading a file, they run at full speed: nothing can be lost there.
 RENDER_NICENESS = 10
+DEFAULT_KEEP = 5
 
 
 class PacketLogError(TrafficCaptureError):
@@ -74,6 +74,8 @@ def _render_process_start(live: bool) -> None:
 def renderer(lossless: bool) -> tuple[Executor, int, Callable[..., Lines]]:
     """Where lines are laid out: (the executor, how many parts a batch is cut into, the
     function to run there)."""
+    from traffic_capture.sinks.log_lines import USE_COMPILED, render, render_python
+
     if USE_COMPILED:
         return (ThreadPoolExecutor(RENDER_THREADS, "traffic-capture-log-render",
                                    None if lossless else _lower_priority), RENDER_THREADS, render)
@@ -137,7 +139,7 @@ class LogFile:
                 size = self._current_size()
             except OSError as open_error:
                 return done, open_error
-            fit = int(np.searchsorted(ends, written + self.max_bytes - size, side="right"))
+            fit = bisect.bisect_right(ends, written + self.max_bytes - size)
             if fit <= done:  # the next line does not fit
                 if size:
                     try:
@@ -208,9 +210,73 @@ def _frame_bytes(packets: CountedPackets) -> int:
 
 
 def check_log_path(path: Path) -> None:
+    """Refuse, before anything is created, a log that is a folder or whose folder cannot be
+    made or written."""
     if path.is_dir():
         raise PacketLogError(f"packet log {path} is a directory; give a file name, e.g. "
                              f"{path / 'traffic.jsonl'}")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise PacketLogError(f"cannot write the packet log {path}: permission denied")
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest folder that exists: it is where one is created
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise PacketLogError(f"cannot create the packet log {path}: {folder} cannot be "
+                             "written (permission denied, or a read-only file system)")
+
+
+@dataclass(frozen=True)
+class PacketLogSettings:
+    path: Path
+    payload: bool = False  # each packet's captured payload in hex too
+    max_bytes: int = 0  # rotate past this size; 0: no rotation
+    keep: int = DEFAULT_KEEP  # rotated files kept besides PATH
+
+
+class PacketLogOutput(Output[PacketLogSettings]):
+    """--packet-log PATH and its options."""
+
+    name = "log"
+    title = "packet log and viewer"
+    description = ("every counted packet, with a preview and MD5 of its payload: payloads can "
+                   "hold passwords and personal data; the log is created readable by its owner "
+                   "only")
+    keeps_payloads = True
+
+    def add_options(self, group: argparse._ActionsContainer) -> None:
+        add = group.add_argument
+        add("--packet-log", type=Path, metavar="PATH",
+            help="also write one JSON object per counted packet to PATH (NDJSON)")
+        add("--packet-log-payload", action="store_true",
+            help="add each packet's captured payload in hex (payload_hex)")
+        add("--packet-log-max-mb", type=argtypes.megabytes, default=0, metavar="MB",
+            help="rotate the log when it would pass MB megabytes: PATH becomes PATH.1, "
+                 "PATH.1 PATH.2... (default: no rotation)")
+        add("--packet-log-keep", type=argtypes.count, default=DEFAULT_KEEP, metavar="N",
+            help=f"rotated files kept besides PATH (default {DEFAULT_KEEP})")
+
+    def settings(self, args: argparse.Namespace) -> PacketLogSettings | None:
+        if not args.packet_log:
+            for flag, given in (("--packet-log-payload", args.packet_log_payload),
+                                ("--packet-log-max-mb", args.packet_log_max_mb),
+                                ("--packet-log-keep", args.packet_log_keep != DEFAULT_KEEP)):
+                if given:
+                    raise UsageError(f"{flag} needs --packet-log PATH")
+            return None
+        return PacketLogSettings(args.packet_log, args.packet_log_payload,
+                                 args.packet_log_max_mb, args.packet_log_keep)
+
+    def build(self, settings: PacketLogSettings, context: OutputContext) -> Sink:
+        return PacketLogSink(settings.path, settings.payload, settings.max_bytes, settings.keep,
+                             context.lossless, context.warn, context.info, fsync=context.fsync)
+
+    def service_folders(self, settings: PacketLogSettings) -> list[Path]:
+        return [settings.path.parent]
+
+
+OUTPUT = PacketLogOutput()
 
 
 class PacketLogSink(Sink):
@@ -218,6 +284,7 @@ class PacketLogSink(Sink):
 
     name = "log"
     unit = "lines"
+    wants_windows = False
     wants_packets = True
     wants_frames = True
     max_queue = 1024  # batches; MAX_QUEUED_BYTES bounds their frames' bytes too
@@ -229,6 +296,8 @@ class PacketLogSink(Sink):
         self.fsync = fsync  # each batch of lines to the disk before the next
         self.file = LogFile(path, max_bytes, keep)
         self.with_payload = with_payload
+        from traffic_capture.sinks.log_lines import LineFormatter, render_python
+
         self.formatter = LineFormatter(with_payload)
         # Lines are laid out (in C, without the GIL) on a thread of their own while this one
         # prepares the next batch's columns: one batch at a time is rendering.
@@ -250,10 +319,24 @@ class PacketLogSink(Sink):
 
     @staticmethod
     def size_of(item: object) -> int:
-        return len(item) if isinstance(item, CountedPackets) else 1
+        return len(item)  # type: ignore[arg-type]  # only packets come (no windows)
 
     def check(self) -> None:
         check_log_path(self.path)
+
+    def summary_target(self) -> str:
+        return str(self.path)
+
+    def closing_notes(self) -> Notes:
+        if not self.dropped:
+            return []
+        return [(True, f"packet log: {self.dropped:,} of {self.written + self.dropped:,} lines "
+                       "were dropped (the log could not keep up, or the disk refused them); "
+                       "the CSV counts every packet")]
+
+    def handle_reopen(self) -> None:
+        """SIGHUP (logrotate moved the log): the next lines go to a new file at PATH."""
+        self.file.close()
 
     def open(self) -> None:
         parent = self.path.parent
@@ -264,6 +347,8 @@ class PacketLogSink(Sink):
             raise PacketLogError(f"cannot create the packet log {self.path}: "
                                  f"{error.strerror or error}") from None
         self._renderer, self._parts, self._render = renderer(self.lossless)
+        self.info(f"packet log: {self.path} (readable by its owner only; it holds payload "
+                  "previews" + (" and payloads" if self.with_payload else "") + ")")
 
     def pending(self) -> int:
         return self.accepted - self.settled
@@ -279,10 +364,11 @@ class PacketLogSink(Sink):
                     self._queued_bytes += size
             if room:
                 try:
+                    item = (self.handle_packets, packets)
                     if self.lossless:
-                        self._queue.put(packets, timeout=0.2)
+                        self._queue.put(item, timeout=0.2)
                     else:
-                        self._queue.put_nowait(packets)
+                        self._queue.put_nowait(item)
                 except queue.Full:
                     with self._bytes_lock:
                         self._queued_bytes -= size
@@ -400,4 +486,4 @@ class PacketLogSink(Sink):
             self._renderer = None
 
 
-__all__ = ["KEYS", "LogFile", "PacketLogSink"]
+__all__ = ["OUTPUT", "LogFile", "PacketLogSink"]

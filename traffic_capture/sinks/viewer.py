@@ -11,6 +11,7 @@ is shown in the window and the status line.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import importlib.util
@@ -20,18 +21,13 @@ import os
 import queue
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from traffic_capture.errors import PROG, TrafficCaptureError, UsageError
+from traffic_capture.sinks import Notes, Output, OutputContext, Say, Sink
 
-from traffic_capture.errors import TrafficCaptureError, UsageError
-from traffic_capture.frames import gather_frames
-from traffic_capture.parse import payload_spans
-from traffic_capture.pipeline import CountedPackets
-from traffic_capture.rules import CLASSES, IN, OUT
-from traffic_capture.sinks import Say, Sink
-from traffic_capture.sinks.log_lines import AddressText, distinct, preview
-from traffic_capture.viewer.model import Row, Sum
+if TYPE_CHECKING:
+    from traffic_capture.pipeline import CountedPackets
 
 ROWS_PER_UPDATE = 300  # a table of the latest packets needs no more from one update
 UPDATE_SECONDS = 0.5  # the window gets at most two updates a second
@@ -63,64 +59,29 @@ class _QuietQueue(multiprocessing.queues.Queue):  # type: ignore[type-arg]
         return None
 
 
-def view_rows(packets: CountedPackets, address: AddressText, limit: int) -> list[Row]:
-    """The latest `limit` packets as the window shows them."""
-    n = len(packets)
-    chosen = np.arange(max(0, n - limit), n)
-    frames = packets.frames
-    shown = [""] * len(chosen)
-    if frames is not None and len(chosen):
-        few = gather_frames(frames, chosen)
-        starts, (at, length, _) = few.starts, payload_spans(few)
-        data = few.data.tobytes()
-        for k, (start, size, payload_at, payload_len) in enumerate(zip(
-                starts.tolist(), few.lengths.tolist(), at.tolist(), length.tolist(),
-                strict=True)):
-            if payload_at >= 0:
-                stop = start + min(size, payload_at + payload_len)
-                shown[k] = preview(data[start + payload_at:stop])
-    inbound = packets.inbound[chosen]
-    is6 = packets.is6[chosen]
-    client_hi = np.where(inbound, packets.src_hi[chosen], packets.dst_hi[chosen])
-    client_lo = np.where(inbound, packets.src_lo[chosen], packets.dst_lo[chosen])
-    clients = address(is6, client_hi, client_lo)
-    ts = frames.ts_ns[chosen] / 1e9 if frames is not None else np.zeros(len(chosen))
-    return [(t, IN if i else OUT, client, CLASSES[kind], size, text)
-            for t, i, client, kind, size, text in zip(
-                ts.tolist(), inbound.tolist(), clients,
-                packets.protocol_class[chosen].tolist(), packets.ip_bytes[chosen].tolist(),
-                shown, strict=True)]
+class ViewerOutput(Output[bool]):
+    """--view: the packets live in a desktop window."""
+
+    name = "view"
+    title = "packet log and viewer"
+    keeps_payloads = True
+    service_refusal = ("--view needs a desktop session, which a service has none of; use "
+                       f"--packet-log and '{PROG} view --log PATH' on a desktop")
+
+    def add_options(self, group: argparse._ActionsContainer) -> None:
+        group.add_argument("--view", action="store_true",
+                           help="show the packets live in a desktop window (tkinter, its own "
+                                f"process); '{PROG} view --log PATH' follows a packet log "
+                                "instead")
+
+    def settings(self, args: argparse.Namespace) -> bool | None:
+        return True if args.view else None
+
+    def build(self, settings: bool, context: OutputContext) -> Sink:
+        return ViewerSink(context.window_seconds, context.lossless, context.warn, context.info)
 
 
-def latest_rows(batches: list[CountedPackets], address: AddressText, limit: int) -> list[Row]:
-    """The rows of the latest `limit` packets of the batches (oldest first)."""
-    rows: list[Row] = []
-    for packets in reversed(batches):
-        if len(rows) >= limit:
-            break
-        rows[:0] = view_rows(packets, address, limit - len(rows))
-    return rows
-
-
-def view_sums(batches: list[CountedPackets], window_seconds: int,
-              address: AddressText) -> list[Sum]:
-    """Every packet's bytes, summed per (window, client)."""
-    def column(name: str) -> np.ndarray:
-        return np.concatenate([getattr(packets, name) for packets in batches])
-
-    inbound, is6 = column("inbound").astype(bool), column("is6").astype(bool)
-    hi = np.where(inbound, column("src_hi"), column("dst_hi")).astype(np.uint64)
-    lo = np.where(inbound, column("src_lo"), column("dst_lo")).astype(np.uint64)
-    window = column("ts_ns") // (window_seconds * 1_000_000_000) * window_seconds
-    chosen, inverse = distinct(window, is6, hi, lo)
-    size = column("ip_bytes").astype(np.float64)
-    bytes_in = np.bincount(inverse, weights=np.where(inbound, size, 0), minlength=len(chosen))
-    bytes_out = np.bincount(inverse, weights=np.where(inbound, 0, size), minlength=len(chosen))
-    count = np.bincount(inverse, minlength=len(chosen))
-    texts = address(is6[chosen], hi[chosen], lo[chosen])
-    return [(int(start), text, int(b_in), int(b_out), int(c)) for start, text, b_in, b_out, c
-            in zip(window[chosen].tolist(), texts, bytes_in.tolist(), bytes_out.tolist(),
-                   count.tolist(), strict=True)]
+OUTPUT = ViewerOutput()
 
 
 class ViewerSink(Sink):
@@ -128,6 +89,7 @@ class ViewerSink(Sink):
 
     name = "view"
     unit = "packets"
+    wants_windows = False
     wants_packets = True
     wants_frames = True
     max_queue = 64
@@ -137,6 +99,8 @@ class ViewerSink(Sink):
         self.window_seconds = window_seconds
         # Reading files: the window stays open on the result until the user closes it.
         self.wait_for_close = wait_for_close
+        from traffic_capture.sinks.log_lines import AddressText
+
         self.address = AddressText()
         self._messages: Any = None
         self._process: Any = None
@@ -146,10 +110,16 @@ class ViewerSink(Sink):
 
     @staticmethod
     def size_of(item: object) -> int:
-        return len(item) if isinstance(item, CountedPackets) else 1
+        return len(item)  # type: ignore[arg-type]  # only packets come (no windows)
 
     def check(self) -> None:
         check_display()
+
+    def closing_notes(self) -> Notes:
+        if not self.dropped:
+            return []
+        return [(False, f"viewer: {self.dropped:,} packets were not shown (the window fell "
+                        "behind); the CSV and the log have them")]
 
     def open(self) -> None:
         from traffic_capture.viewer.process import run_fed
@@ -203,6 +173,8 @@ class ViewerSink(Sink):
         batches, self._batches = self._batches, []
         self._last_update = time.monotonic()
         count = sum(len(packets) for packets in batches)
+        from traffic_capture.sinks.viewer_feed import latest_rows, view_sums
+
         # `dropped` also holds the capture's own drops (this sink's queue overflowing).
         message = ("packets", latest_rows(batches, self.address, ROWS_PER_UPDATE),
                    view_sums(batches, self.window_seconds, self.address), self.dropped)

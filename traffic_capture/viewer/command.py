@@ -10,10 +10,9 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
 
 from traffic_capture import argtypes
-from traffic_capture.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, PROG
+from traffic_capture.errors import EXIT_OK, EXIT_RUNTIME, PROG
 from traffic_capture.viewer.model import Row, ViewModel
 
 FIRST_READ_BYTES = 4 * 1024 * 1024  # of an existing log, only its end is shown at start
@@ -79,14 +78,8 @@ def row_of_line(line: bytes) -> Row | None:
         return None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG} view: error: {message} (see {PROG} view --help)\n")
-        sys.exit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = argtypes.Parser(
         prog=f"{PROG} view",
         description="A window of the latest packets and the current window's clients, with "
                     "pause, a client filter and a Close button. With --log it follows a packet "

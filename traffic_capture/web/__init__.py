@@ -11,18 +11,33 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
-import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from traffic_capture import argtypes
 from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.rules import WEB_DEFAULT_HOST, WEB_HISTORY_SECONDS
+from traffic_capture.secrets import find_secret
 
 WEB_TOKEN_ENV = "TRAFFIC_WEB_TOKEN"
+WEB_TOKEN_CREDENTIAL = "web-token"  # systemd's LoadCredential= name (service-unit)
 
 INSTALL_HINT = "pip install 'traffic-capture[web]'"
 WEB_MODULES = ("fastapi", "uvicorn", "plotly")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str
+    port: int
+    token: str | None
+    history_seconds: int  # closed windows kept in memory
+    history_csv: Path  # whose recent rows the dashboard shows at start (a restart shows the past)
+    debug_inject: bool = False
+    token_from: str | None = None  # secrets.FROM_*: the command line is said once (`ps`)
+    token_file: Path | None = None  # --web-token-file
 
 
 class WebUnavailable(TrafficCaptureError):
@@ -99,12 +114,23 @@ def add_web_options(add: Callable[..., Any]) -> None:
         help=f"serve the live dashboard, JSON API and event stream ({INSTALL_HINT}); HOST "
              f"defaults to {WEB_DEFAULT_HOST} (loopback); any other address needs --web-token")
     add("--web-token", metavar="TOKEN",
-        help=f"token every web request must then carry (Authorization: Bearer, or open the "
-             f"page once with ?token=TOKEN); default ${WEB_TOKEN_ENV}; required off loopback")
+        help="token every web request must then carry (Authorization: Bearer, or open the "
+             f"page once with ?token=TOKEN); required off loopback. Every user sees a command "
+             f"line: prefer ${WEB_TOKEN_ENV} or --web-token-file")
+    add("--web-token-file", type=Path, metavar="PATH",
+        help=f"read the token from the first line of PATH (default: ${WEB_TOKEN_ENV}, then "
+             f"systemd's credential '{WEB_TOKEN_CREDENTIAL}')")
     add("--web-history", type=argtypes.seconds, default=WEB_HISTORY_SECONDS, metavar="SECONDS",
         help=f"closed windows the web keeps in memory, loaded from the CSV at start "
              f"(default {WEB_HISTORY_SECONDS})")
 
 
-def web_token(value: str | None) -> str | None:
-    return value or os.environ.get(WEB_TOKEN_ENV) or None
+def web_token(args: argparse.Namespace) -> str | None:
+    """The token from --web-token, --web-token-file, $TRAFFIC_WEB_TOKEN or the service's
+    credential, in that order (None: no token)."""
+    return web_token_and_source(args)[0]
+
+
+def web_token_and_source(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    return find_secret("the web token", args.web_token, args.web_token_file, WEB_TOKEN_ENV,
+                       WEB_TOKEN_CREDENTIAL)

@@ -5,11 +5,11 @@ windows as captured ones (so they reach the CSV too)."""
 from __future__ import annotations
 
 import ipaddress
-import queue
 import struct
 import time
+from collections.abc import Callable
 
-from traffic_capture.frames import Batch, Record, batch_of_frames
+from traffic_capture.frames import Batch, batch_of_frames
 from traffic_capture.linktypes import DLT_RAW
 from traffic_capture.servers import ServerSet
 
@@ -53,11 +53,11 @@ def frame(src: bytes, dst: bytes, protocol: str, size: int, inbound: bool) -> by
 
 
 class Injector:
-    """Requests from the web's thread in, Batches for the capture thread out."""
+    """Requests from the web's thread in, a Batch each to the capture thread (`feed`)."""
 
-    def __init__(self, servers: ServerSet) -> None:
+    def __init__(self, servers: ServerSet, feed: Callable[[Batch], None]) -> None:
         self.servers = servers
-        self._queue: queue.SimpleQueue[Record] = queue.SimpleQueue()
+        self.feed = feed
 
     def inject(self, client: str, direction: str, protocol: str, size: int, count: int) -> int:
         address = ipaddress.ip_address(client)
@@ -66,15 +66,5 @@ class Injector:
         src, dst = (address.packed, server) if inbound else (server, address.packed)
         data = frame(src, dst, protocol, size, inbound)
         now = time.time_ns()
-        for _ in range(count):
-            self._queue.put((now, DLT_RAW, data))
+        self.feed(batch_of_frames([(now, DLT_RAW, data)] * count))
         return count
-
-    def drain(self) -> Batch | None:
-        records = []
-        while True:
-            try:
-                records.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch_of_frames(records) if records else None

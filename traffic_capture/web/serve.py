@@ -12,24 +12,19 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from traffic_capture import argtypes
 from traffic_capture.errors import EXIT_OK, EXIT_USAGE, PROG, TrafficCaptureError, UsageError
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
 
 POLL_SECONDS = 1.0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} serve --help)\n")
-        sys.exit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from traffic_capture.web import add_web_options
 
-    parser = _Parser(prog=f"{PROG} serve",
+    parser = argtypes.Parser(prog=f"{PROG} serve",
                      description="Serve the web dashboard, JSON API and event stream of a "
                                  "traffic-capture CSV, following what the daemon appends to it "
                                  "(no capture, no privilege).")
@@ -49,8 +44,8 @@ def main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     host, port = args.web or (WEB_DEFAULT_HOST, 8000)
-    token = web_token(args.web_token)
     try:
+        token = web_token(args)
         check_exposure(host, token, False)
         return _serve(args.csv, host, port, token, args.web_history, args.quiet, args.utc)
     except TrafficCaptureError as error:

@@ -44,12 +44,13 @@ def url_of(host: str, port: int) -> str:
 class WebServer:
     """The dashboard's HTTP server; `start()` returns once it accepts connections."""
 
-    def __init__(self, web: WebApp, host: str, port: int) -> None:
+    def __init__(self, web: WebApp, host: str, port: int,
+                 bound: socket.socket | None = None) -> None:
         import uvicorn
 
         self.web = web
         self.host = host
-        self.socket = bind(host, port)
+        self.socket = bound if bound is not None else bind(host, port)
         self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(web.app, log_level="warning", lifespan="off", access_log=False,
                                 timeout_graceful_shutdown=3, timeout_keep_alive=5)

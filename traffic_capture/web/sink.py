@@ -1,5 +1,7 @@
 """The web sink: closed windows into the web state, and the per-packet tap into the window in
-progress and the services (bytes per server-side port name), on the sink's own thread.
+progress and the services (bytes per server-side port name), on the sink's own thread; and the
+dashboard's life in a capture run: its port taken before anything is created, served from
+open() to finish(), up after capture files are read until Ctrl+C, --debug-inject.
 
 Closed windows are never dropped (they are what the API must agree with the CSV on); packet
 batches are, when the sink falls behind by more than PACKET_BATCHES_MAX of them: then only the
@@ -8,16 +10,23 @@ window in progress and the services miss them, and `dropped` says how many packe
 
 from __future__ import annotations
 
+import socket
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from traffic_capture.parse import address_text, join_address
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP, SERVICE_OTHER
-from traffic_capture.sinks import Say, Sink
+from traffic_capture.secrets import FROM_COMMAND_LINE
+from traffic_capture.sinks import OutputContext, Say, Sink
 from traffic_capture.web.state import SERVICE_NAMES, Current, ServiceSums, WebState, service_tables
 from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
+
+if TYPE_CHECKING:
+    from traffic_capture.web import WebSettings
+    from traffic_capture.web.server import WebServer
 
 PACKET_BATCHES_MAX = 2048
 CURRENT_EVERY_SECONDS = 0.5
@@ -55,6 +64,10 @@ class WebSink(Sink):
                  max_clients: int | None = None) -> None:
         super().__init__(warn, info)
         self.state = state
+        self.settings: WebSettings | None = None  # serving: set by for_capture()
+        self.context: OutputContext | None = None
+        self._socket: socket.socket | None = None
+        self.server: WebServer | None = None
         self.window_ns = state.window_seconds * NS
         # Capped as the pipeline's windows are: a flood must not grow the window in progress.
         self._live = WindowAggregator(state.window_seconds, max_clients)
@@ -62,6 +75,67 @@ class WebSink(Sink):
         self._tcp_services, self._udp_services = service_tables()
         self._current_at = 0.0
         self._live_changed = False
+
+    @classmethod
+    def for_capture(cls, settings: WebSettings, context: OutputContext) -> WebSink:
+        """The sink of a capture run's --web: it serves the dashboard too."""
+        state = WebState(context.window_seconds, settings.history_seconds, services=True)
+        sink = cls(state, context.warn, context.info, context.max_clients)
+        sink.settings, sink.context = settings, context
+        return sink
+
+    def check(self) -> None:
+        """The extra installed, and the port taken now: a port in use stops the run before
+        any file is created."""
+        if self.settings is None:
+            return
+        from traffic_capture.web import require_web
+
+        require_web()  # before the server's module, which imports FastAPI
+        from traffic_capture.web.server import bind
+
+        self._socket = bind(self.settings.host, self.settings.port)
+
+    def open(self) -> None:
+        """The CSV's recent history into the state (a restart shows the past), then serve."""
+        settings, context = self.settings, self.context
+        if settings is None or context is None:
+            return
+        from traffic_capture.web.api import WebApp
+        from traffic_capture.web.csvfile import read_history
+        from traffic_capture.web.server import WebServer
+
+        if not settings.history_csv.is_dir():
+            self.state.load_rows(read_history(settings.history_csv, settings.history_seconds,
+                                              context.utc))
+        inject = None
+        if settings.debug_inject:
+            from traffic_capture.web.inject import Injector
+
+            injector = Injector(context.servers, context.inject)
+
+            def inject(request: Any) -> int:
+                return injector.inject(request.client, request.direction, request.protocol,
+                                       request.bytes, request.count)
+
+        assert self._socket is not None, "open() before check()"
+        app = WebApp(self.state, context.run_status, settings.token, inject)
+        self.server = WebServer(app, settings.host, settings.port, self._socket)
+        self.server.start()
+        if settings.token_from == FROM_COMMAND_LINE:
+            self.warn("--web-token on the command line can be read by every user of this "
+                      "machine (ps): give it in $TRAFFIC_WEB_TOKEN or --web-token-file")
+        self.info(f"dashboard at {self.server.url}"
+                  + (" (token required)" if settings.token else ""))
+
+    def keeps_run_open(self) -> str | None:
+        if self.server is None:
+            return None
+        return f"the dashboard stays at {self.server.url} until Ctrl+C"
+
+    def finish(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
     def packets(self, packets: CountedPackets) -> None:
         """Drop packet batches (never windows) when the sink is far behind."""
