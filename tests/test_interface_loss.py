@@ -91,3 +91,24 @@ def test_no_reopen_stops_with_exit_1_after_writing_what_was_counted(lab: Lab, tm
     assert last == (f"traffic-capture: error: capture stopped: {lab.srv_if} went down or away "
                     "(--no-reopen)"), daemon.stderr
     assert read_rows(out)["other_bytes"].sum() == 3 * 2 * ICMP_ECHO_IPV4
+
+
+def test_an_interface_deleted_right_after_traffic_loses_none_of_it(lab: Lab, tmp_path: Path
+                                                                  ) -> None:
+    """The newest packets sit in a ring block the kernel hands over only at its timeout (50
+    ms): the ring of a lost interface is read once more before it is closed (a new user saw
+    `ping -c 5` then `ip link del` count 4 pings)."""
+    needs_tools("ping")
+    out = tmp_path / "traffic.csv"
+    daemon = LabDaemon(lab, out)
+    try:
+        # The link goes the moment ping has its last reply, in the same shell.
+        lab.run(lab.client_ns, ["sh", "-c", f"ping -n -q -c 5 -i 0.2 {SERVER_V4}; "
+                                            f"ip -n {lab.server_ns} link del {lab.srv_if}"])
+        daemon.wait_for("went down or away", timeout=15)
+    finally:
+        code = daemon.stop(signal.SIGINT)
+    assert code == 0, daemon.stderr
+    rows = read_rows(out)
+    by_direction = rows.groupby("direction")["other_bytes"].sum().to_dict()
+    assert by_direction == {"in": 5 * ICMP_ECHO_IPV4, "out": 5 * ICMP_ECHO_IPV4}

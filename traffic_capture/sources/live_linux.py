@@ -139,13 +139,19 @@ class LinuxLiveSource:
                 readable, _, _ = select.select(self._rings, [], [], IDLE_SECONDS)
                 for ring in readable:
                     if ring.lost():  # readable for an error, not for a block
+                        yield from self._last_blocks([ring])
                         self._lose(ring)
                 if not readable:
                     yield None
-        # The newest packets sit in a block the kernel hands over only after its timeout:
-        # wait for it, so that a stop loses nothing that was already captured.
+        yield from self._last_blocks(self._rings)
+
+    @staticmethod
+    def _last_blocks(rings: list[_Ring]) -> Iterator[Batch]:
+        """The newest packets sit in a block the kernel hands over only after its timeout:
+        wait for it, so that a stop, or an interface going away, loses nothing that was
+        already captured."""
         time.sleep(2 * BLOCK_TIMEOUT_MS / 1000)
-        for ring in self._rings:
+        for ring in rings:
             batch = ring.take_ready()
             if batch is not None:
                 if len(batch):
