@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,17 @@ from pathlib import Path
 import pytest
 from scapy.utils import wrpcap
 
-from tests.conftest import DAEMON, REPO, child_env, needs_root, needs_tools, read_rows, run_cli
+from tests.conftest import (
+    DAEMON,
+    REPO,
+    Daemon,
+    child_env,
+    needs_root,
+    needs_tools,
+    ping,
+    read_rows,
+    run_cli,
+)
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.interfaces import npcap_missing_message, privilege_message
@@ -347,3 +358,60 @@ def test_a_binary_file_as_out_is_named_not_printed(tmp_path: Path, good_pcap: Pa
     line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
                                    "--out", str(out)]), RUNTIME)
     assert "holds binary data" in line and "\\x" not in line and "\ufffd" not in line
+
+
+def test_a_busy_web_port_leaves_no_csv_behind(tmp_path: Path, good_pcap: Path) -> None:
+    pytest.importorskip("fastapi")
+    out = tmp_path / "t.csv"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                       "--out", str(out), "--web", str(port)]), RUNTIME)
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+    assert not out.exists()
+
+
+def test_a_read_only_packet_log_folder_leaves_no_csv_behind(tmp_path: Path,
+                                                            good_pcap: Path) -> None:
+    needs_root()  # chattr +i: even root cannot write an immutable folder
+    needs_tools("chattr")
+    out, folder = tmp_path / "t.csv", tmp_path / "logs"
+    folder.mkdir()
+    subprocess.run(["chattr", "+i", str(folder)], check=True, timeout=10)
+    try:
+        line = one_line_error(run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                                       "--out", str(out), "--packet-log",
+                                       str(folder / "sub" / "p.jsonl")]), RUNTIME)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True, timeout=10)
+    assert "cannot create the packet log" in line and str(folder) in line
+    assert not out.exists()
+
+
+def test_a_server_address_the_file_never_shows_is_said_at_the_end(tmp_path: Path,
+                                                                  good_pcap: Path) -> None:
+    result = run_cli(["--read", str(good_pcap), "--server-ip", "203.0.113.99",
+                      "--out", str(tmp_path / "t.csv")])
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "no packet to or from" in line]
+    assert warning == ["traffic-capture: warning: no packet to or from a server address "
+                       "(203.0.113.99) was seen in 6 packets: nothing was counted. Check "
+                       "--server-ip"], result.stderr
+    counted = run_cli(["--read", str(good_pcap), "--server-ip", SERVER4,
+                       "--out", str(tmp_path / "u.csv")])
+    assert counted.returncode == 0 and "no packet to or from" not in counted.stderr
+
+
+def test_a_server_address_on_no_capture_interface_is_said_at_start(netns: str,
+                                                                   tmp_path: Path) -> None:
+    """Live: 192.0.2.10 is not on lo (the namespace's only interface): a warning at start,
+    and at the end, since nothing was counted."""
+    daemon = Daemon(netns, ["--server-ip", "192.0.2.10", "--iface", "lo",
+                            "--out", str(tmp_path / "t.csv")])
+    assert "192.0.2.10/32 is on none of the capture interfaces (lo)" in daemon.stderr
+    ping(netns, 2)
+    assert daemon.stop() == 0, daemon.stderr
+    assert "no packet to or from a server address (192.0.2.10) was seen" in daemon.stderr
+    assert "and --iface" in daemon.stderr

@@ -22,6 +22,7 @@ from tests.conftest import (
     fill_disk,
     needs_root,
     needs_tools,
+    ping,
     read_rows,
     run_cli,
     start_tcpdump,
@@ -281,3 +282,31 @@ def test_without_the_log_no_packet_is_copied_and_with_it_the_status_line_counts_
     assert logged.packet_tap is not None and logged.packet_frames
     line = describe(Snapshot(Counters(), 0, [SinkFigures("log", "lines", 10, 2, 5)], None))
     assert "log lines 10 written, 2 pending, 5 dropped" in line
+
+
+def test_sighup_reopens_the_log_that_logrotate_moved(netns: str, tmp_path: Path) -> None:
+    """`mv p.jsonl p.jsonl.1; kill -HUP`: later lines go to a new p.jsonl (owner-only), none
+    into the moved file, none lost; the summary names a file that exists."""
+    log, csv = tmp_path / "p.jsonl", tmp_path / "t.csv"
+    moved = tmp_path / "p.jsonl.1"
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(csv),
+                            "--packet-log", str(log)])
+    try:
+        ping(netns, 3)
+        deadline = time.monotonic() + 20
+        while (not log.exists() or len(read_log(log)) < 6) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log.rename(moved)
+        daemon.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        ping(netns, 2)
+        time.sleep(0.5)
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.stderr
+    # Each ping on lo is a request and a reply, both to and from the server: two lines.
+    assert len(read_log(moved)) == 6
+    assert len(read_log(log)) == 4
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert f"written to {csv}, {log}" in daemon.stderr
+    assert read_rows(csv)["other_bytes"].sum() == 5 * 2 * 84

@@ -8,6 +8,7 @@ import select
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -15,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import in_netns, needs_tools, read_rows, run_cli
+from tests.conftest import (
+    DAEMON,
+    SAMPLE,
+    ChildProcess,
+    child_env,
+    in_netns,
+    needs_tools,
+    read_rows,
+    run_cli,
+)
 
 NOBODY = 65534
 
@@ -117,3 +127,96 @@ def run_as_service(netns: str, tmp_path: Path, folder: Path, caps: bool) -> None
     assert out.stat().st_uid == NOBODY
     # 3 pings, 84-byte request and reply, counted once each on lo.
     assert rows["other_bytes"].sum() == 3 * 2 * 84 and set(rows["client_ip"]) == {"127.0.0.1"}
+
+
+def test_the_unit_lets_the_service_write_every_output_folder_and_quotes_paths(
+        tmp_path: Path) -> None:
+    """ReadWritePaths= names the packet log's folder too (also with the default --out), a
+    folder with a space is quoted, and relative paths are made absolute where the command ran
+    (the service starts in its state folder)."""
+    needs_tools("systemd-analyze")
+    folder = tmp_path / "with space"
+    folder.mkdir()
+    result = subprocess.run(
+        [*DAEMON, "service-unit", "--server-ip", "192.0.2.10", "--packet-log", "logs/p.jsonl"],
+        capture_output=True, text=True, timeout=60, env=child_env(), cwd=folder)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    keys = settings(text)
+    assert keys["ReadWritePaths"] == f'"{folder / "logs"}"'
+    command = shlex.split(keys["ExecStart"])
+    assert command[command.index("--packet-log") + 1] == str(folder / "logs" / "p.jsonl")
+    assert command[command.index("--out") + 1] == "/var/lib/traffic-capture/traffic.csv"
+    path = tmp_path / "traffic-capture.service"
+    path.write_text(text)
+    check = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert "not absolute" not in check.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--iface", "nosuch0"], "unknown interface 'nosuch0'"),
+    (["--view"], "--view needs a desktop session"),
+])
+def test_service_unit_refuses_what_the_daemon_would_refuse(args: list[str], message: str
+                                                          ) -> None:
+    result = run_cli(["service-unit", "--server-ip", "192.0.2.1", *args])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_the_web_token_goes_to_a_root_only_credential_never_into_the_unit(
+        tmp_path: Path) -> None:
+    needs_tools("systemd-analyze")
+    secret = "s3cret-token-0123456789"
+    token_file = tmp_path / "credentials" / "web-token"
+    result = run_cli(["service-unit", "--server-ip", "192.0.2.1", "--web", "0.0.0.0:8080",
+                      "--web-token", secret, "--web-token-file", str(token_file)])
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout and secret not in result.stderr
+    keys = settings(result.stdout)
+    assert keys["LoadCredential"] == f"web-token:{token_file}"
+    assert "--web-token" not in keys["ExecStart"]
+    assert token_file.read_text() == secret + "\n"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    path = tmp_path / "traffic-capture.service"
+    path.write_text(result.stdout)
+    check = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+
+
+def test_the_daemon_reads_its_token_from_the_credential_and_shows_it_to_no_one(
+        tmp_path: Path) -> None:
+    """As systemd runs the unit: $CREDENTIALS_DIRECTORY/web-token, no token in the process's
+    arguments; requests without it get 401, with it 200."""
+    pytest.importorskip("fastapi")
+    import httpx
+
+    from tests.web_helpers import URL
+
+    credentials = tmp_path / "creds"
+    credentials.mkdir()
+    secret = "credential-token-42"
+    (credentials / "web-token").write_text(secret + "\n")
+    env = child_env(CREDENTIALS_DIRECTORY=str(credentials))
+    env.pop("TRAFFIC_WEB_TOKEN", None)
+    daemon = ChildProcess([*DAEMON, "--read", str(SAMPLE), "--server-ip", "192.0.2.1",
+                           "--out", str(tmp_path / "t.csv"), "--web", "0.0.0.0:0"], env=env)
+    try:
+        daemon.wait_for("the dashboard stays at")
+        found = URL.search(daemon.stderr)
+        assert found is not None, daemon.stderr
+        port = found.group(1).rsplit(":", 1)[1].rstrip("/")
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/api/status", timeout=10).status_code == 401
+        answer = httpx.get(f"{base}/api/status", timeout=10,
+                           headers={"Authorization": f"Bearer {secret}"})
+        assert answer.status_code == 200
+        arguments = Path(f"/proc/{daemon.process.pid}/cmdline").read_bytes()
+        assert secret.encode() not in arguments
+    finally:
+        assert daemon.stop() == 0, daemon.stderr
+    assert secret not in daemon.stderr
