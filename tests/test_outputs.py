@@ -92,8 +92,8 @@ def run_with_toy(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def git_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                          cwd=REPO, timeout=30).stdout
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                          capture_output=True, text=True, cwd=REPO, timeout=30).stdout
 
 
 def test_a_toy_output_in_its_own_module_runs_end_to_end(tmp_path: Path) -> None:
