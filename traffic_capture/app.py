@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import queue
-import signal
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from traffic_capture.sources import Source, open_live
 from traffic_capture.sources.bpf import FilterError, check_filter, combined_filter
 from traffic_capture.sources.file_source import FileSource
 from traffic_capture.status import Reporter, Snapshot
+from traffic_capture.stop_signals import handle_signals
 
 if TYPE_CHECKING:
     from traffic_capture.frames import Batch
@@ -327,26 +327,12 @@ class Run:
     def _install_stop_signals(self) -> Callable[[], None]:
         """Stop on Ctrl+C, SIGTERM...; SIGHUP reopens the outputs (logrotate); returns what
         puts the previous handlers back."""
-        def on_signal(signum: int, frame: Any) -> None:
+        def on_stop() -> None:
             if self.stop.is_set():
                 self.sinks.hurry()  # a second Ctrl+C: don't wait for a locked file any longer
             self.stop.set()
 
-        def on_hangup(signum: int, frame: Any) -> None:
-            self.sinks.reopen()
-
-        previous = {}
-        for name in ("SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP"):
-            number = getattr(signal, name, None)
-            if number is not None:
-                previous[number] = signal.signal(
-                    number, on_hangup if name == "SIGHUP" else on_signal)
-
-        def restore() -> None:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-
-        return restore
+        return handle_signals(on_stop, self.sinks.reopen)
 
 
 def plural(count: int, noun: str) -> str:

@@ -7,7 +7,6 @@ is followed (through renames and rotations). Ctrl+C or SIGTERM stops it (exit 0)
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import Any
 from traffic_capture import argtypes
 from traffic_capture.errors import EXIT_OK, EXIT_USAGE, PROG, TrafficCaptureError, UsageError
 from traffic_capture.rules import DEFAULT_OUT, DEFAULT_WINDOW_SECONDS
+from traffic_capture.stop_signals import handle_signals
 
 POLL_SECONDS = 1.0
 
@@ -80,11 +80,7 @@ def _serve(path: Path, host: str, port: int, token: str | None, history: int,
                 "rows_pending": None}
 
     stop = threading.Event()
-    previous = {}
-    for name in ("SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None:
-            previous[number] = signal.signal(number, lambda *_: stop.set())
+    restore = handle_signals(stop.set)
     server = WebServer(WebApp(state, status, token), host, port)
     try:
         server.start()
@@ -103,6 +99,5 @@ def _serve(path: Path, host: str, port: int, token: str | None, history: int,
     finally:
         server.stop()
         follower.close()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        restore()
     return EXIT_OK
