@@ -27,7 +27,7 @@ with atheris.instrument_imports():
     from traffic_capture.parse import join_address, parse_batch, parse_frame
     from traffic_capture.pipeline import Pipeline
     from traffic_capture.servers import ServerSet, parse_server
-    from traffic_capture.sources.file_source import FileSource
+    from traffic_capture.sources.offline import FileSource
 
 SERVERS = ServerSet([parse_server("192.0.2.1"), parse_server("2001:db8::1")])
 LINKS = sorted(LINK_TYPES)

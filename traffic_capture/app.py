@@ -35,7 +35,7 @@ from traffic_capture.sinks import FanOut, Sink, wait_for
 from traffic_capture.sinks.csv_file import CsvSink
 from traffic_capture.sources import Source, open_live
 from traffic_capture.sources.bpf import FilterError, check_filter, combined_filter
-from traffic_capture.sources.file_source import FileSource
+from traffic_capture.sources.offline import FileSource
 from traffic_capture.status import Reporter, Snapshot
 
 if TYPE_CHECKING:

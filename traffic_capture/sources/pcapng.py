@@ -1,7 +1,7 @@
 """pcapng, the format Wireshark and dumpcap write by default: its blocks other than packets.
 
 The Enhanced Packet Blocks, nearly every block of a file, are walked in C (_record_walk.c) and
-decoded with numpy in files.py; this module reads what they refer to: the section's byte
+decoded with numpy in pcapng_section.py; this module reads what they refer to: the section's byte
 order (Section Header Block), the interfaces' link types and time units (Interface
 Description Blocks), and the two rare packet blocks (Simple and obsolete Packet Blocks),
 as the pcapng specification (draft-ietf-opsawg-pcapng) defines them.
