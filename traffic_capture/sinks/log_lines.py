@@ -17,9 +17,10 @@ from json.encoder import encode_basestring_ascii
 import numpy as np
 
 from traffic_capture.frames import PURE_PYTHON
-from traffic_capture.parse import address_text, payload_spans, tcp_flags_text
+from traffic_capture.parse import address_text
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
+from traffic_capture.sinks.payload import payload_spans, tcp_flags_text
 
 # The stable keys, in the order every line has them.
 KEYS = ("ts", "src", "dst", "sport", "dport", "proto", "class", "direction", "client",

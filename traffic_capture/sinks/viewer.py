@@ -26,11 +26,11 @@ import numpy as np
 
 from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.frames import gather_frames
-from traffic_capture.parse import payload_spans
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
 from traffic_capture.sinks import Say, Sink
 from traffic_capture.sinks.log_lines import AddressText, distinct, preview
+from traffic_capture.sinks.payload import payload_spans
 from traffic_capture.viewer.model import Row, Sum
 
 ROWS_PER_UPDATE = 300  # a table of the latest packets needs no more from one update
