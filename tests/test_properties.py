@@ -25,11 +25,10 @@ from tests.frames import (
 )
 from traffic_capture import linktypes, parse, windows
 from traffic_capture.csvformat import COLUMNS, Row, format_rows, header_line
-from traffic_capture.frames import batch_of_frames
+from traffic_capture.frames import NS, batch_of_frames
 from traffic_capture.ftp import announced_port
 from traffic_capture.rules import CLASSES
 from traffic_capture.servers import parse_server
-from traffic_capture.windows import NS
 
 HOSTS4 = [SERVER4, "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
 HOSTS6 = [SERVER6, "2001:db8:1::7", "2001:db8:1::8"]

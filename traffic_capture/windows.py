@@ -16,10 +16,10 @@ from typing import NamedTuple
 import numpy as np
 
 from traffic_capture.csvformat import Row
+from traffic_capture.frames import NS
 from traffic_capture.parse import address_text, join_address
 from traffic_capture.rules import CLASSES, IN, OUT
 
-NS = 1_000_000_000
 _CLASS_COUNT = len(CLASSES)
 # Packets kept per window before they are summed: small enough that one sum (a sort) never
 # holds the capture thread for long (a few ms), while a busy live server fills its ring.

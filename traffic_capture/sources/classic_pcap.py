@@ -7,12 +7,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from traffic_capture.frames import HEADER_BYTES, Batch
+from traffic_capture.frames import HEADER_BYTES, NS, Batch
 from traffic_capture.sources import record_walk
 from traffic_capture.sources.chunks import MAX_CAPTURED_BYTES, ChunkReader
 from traffic_capture.sources.file_format import ClassicPcap
 
-NS = 1_000_000_000
 # A row of the walk's table: the record's own 16-byte header, then the frame's first bytes.
 PCAP_ROW = 16 + HEADER_BYTES
 

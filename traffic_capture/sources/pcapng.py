@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NS = 1_000_000_000
+from traffic_capture.frames import NS
+
 SECTION_HEADER = 0x0A0D0D0A  # the same bytes in either byte order
 INTERFACE = 1
 OBSOLETE_PACKET = 2
