@@ -21,10 +21,11 @@ import atheris
 import numpy as np  # noqa: F401 - imported before instrumentation: only our code is traced
 
 with atheris.instrument_imports():
+    from traffic_capture.addresses import join_address
     from traffic_capture.errors import TrafficCaptureError
     from traffic_capture.frames import batch_of_frames
     from traffic_capture.linktypes import LINK_TYPES
-    from traffic_capture.parse import join_address, parse_batch, parse_frame
+    from traffic_capture.parse import parse_batch, parse_frame
     from traffic_capture.pipeline import Pipeline
     from traffic_capture.servers import ServerSet, parse_server
     from traffic_capture.sources.offline import FileSource

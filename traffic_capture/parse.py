@@ -9,11 +9,11 @@ at about 5,000 packets/s, while reading a dozen header bytes directly keeps up w
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import numpy as np
 
+from traffic_capture.addresses import split_address
 from traffic_capture.frames import HEADER_BYTES, Batch, rows_at
 from traffic_capture.linktypes import LinkType, link_type
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP
@@ -185,25 +185,6 @@ def parse_frame(linktype: int, frame: bytes, wire_length: int | None = None) -> 
     """One frame of a given link type -> its IP fields, or None for non-IP frames. Raises
     UnknownLinkType for a link type nobody reads."""
     return parse_ip(frame, ip_offset(link_type(linktype), frame), wire_length)
-
-
-def address_text(address: bytes) -> str:
-    """Compressed text form, as `ip addr`, tshark and Python's ipaddress write it."""
-    family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
-    return socket.inet_ntop(family, address)
-
-
-def split_address(address: bytes) -> tuple[int, int]:
-    """(hi, lo) 64-bit halves of an address as the batch arrays hold it (IPv4 in lo)."""
-    if len(address) == 4:
-        return 0, int.from_bytes(address, "big")
-    return int.from_bytes(address[:8], "big"), int.from_bytes(address[8:], "big")
-
-
-def join_address(is6: bool, hi: int, lo: int) -> bytes:
-    if is6:
-        return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
-    return lo.to_bytes(4, "big")
 
 
 # The batch path.

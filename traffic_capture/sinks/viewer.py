@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from traffic_capture.addresses import AddressText
 from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.frames import NS, gather_frames
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
 from traffic_capture.sinks import Say, Sink
-from traffic_capture.sinks.log_lines import AddressText, distinct, preview
+from traffic_capture.sinks.log_lines import distinct, preview
 from traffic_capture.sinks.payload import payload_spans
 from traffic_capture.viewer.model import Row, Sum
 

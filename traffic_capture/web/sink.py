@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
+from traffic_capture.addresses import address_text, join_address
 from traffic_capture.frames import NS
-from traffic_capture.parse import address_text, join_address
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP, SERVICE_OTHER
 from traffic_capture.sinks import Say, Sink
