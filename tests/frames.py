@@ -23,7 +23,7 @@ from traffic_capture import linktypes
 from traffic_capture.csvformat import Row
 from traffic_capture.pipeline import CountedPackets, Pipeline
 from traffic_capture.servers import ServerSet, parse_server
-from traffic_capture.sources.file_source import FileSource
+from traffic_capture.sources.offline import FileSource
 
 SERVER4 = "192.0.2.1"
 SERVER6 = "2001:db8::1"

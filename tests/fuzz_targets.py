@@ -21,13 +21,14 @@ import atheris
 import numpy as np  # noqa: F401 - imported before instrumentation: only our code is traced
 
 with atheris.instrument_imports():
+    from traffic_capture.addresses import join_address
     from traffic_capture.errors import TrafficCaptureError
     from traffic_capture.frames import batch_of_frames
     from traffic_capture.linktypes import LINK_TYPES
-    from traffic_capture.parse import join_address, parse_batch, parse_frame
+    from traffic_capture.parse import parse_batch, parse_frame
     from traffic_capture.pipeline import Pipeline
     from traffic_capture.servers import ServerSet, parse_server
-    from traffic_capture.sources.file_source import FileSource
+    from traffic_capture.sources.offline import FileSource
 
 SERVERS = ServerSet([parse_server("192.0.2.1"), parse_server("2001:db8::1")])
 LINKS = sorted(LINK_TYPES)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
+from traffic_capture.addresses import address_text
 from traffic_capture.csvformat import Row
 from traffic_capture.ftp import FtpDataTracker, announced_port
-from traffic_capture.parse import Fields, address_text, parse_frame
+from traffic_capture.parse import Fields, parse_frame
 from traffic_capture.rules import (
     CLASSES,
     CLOSE_DELAY_SECONDS,

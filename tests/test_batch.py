@@ -24,8 +24,7 @@ from tests.frames import (
 from tests.reference import reference_pipeline
 from traffic_capture import linktypes, windows
 from traffic_capture.csvformat import Row
-from traffic_capture.frames import batch_of_frames
-from traffic_capture.windows import NS
+from traffic_capture.frames import NS, batch_of_frames
 
 HOSTS4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
 HOSTS6 = ["2001:db8::1", "2001:db8:1::7", "2001:db8:1::8"]

@@ -195,7 +195,8 @@ def test_stopping_a_file_read_midway_writes_every_byte_counted(tmp_path: Path, s
 
 def _windows(count: int) -> list:
     """`count` real closed windows of three clients each, one a second apart."""
-    from traffic_capture.windows import NS, WindowAggregator
+    from traffic_capture.frames import NS
+    from traffic_capture.windows import WindowAggregator
 
     aggregator = WindowAggregator(1)
     for second in range(count):

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import DAEMON, child_env
 from traffic_capture import windows
+from traffic_capture.frames import NS
 from traffic_capture.rules import CLASSES
-from traffic_capture.windows import NS, OTHER_CLIENT, WindowAggregator
+from traffic_capture.windows import OTHER_CLIENT, WindowAggregator
 
 POOL = 12  # clients 198.51.100.1-12; some of them heavy
 

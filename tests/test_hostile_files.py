@@ -235,7 +235,7 @@ def test_payload_spans_of_a_zero_ip_length_count_the_wire_bytes() -> None:
     import numpy as np
 
     from traffic_capture.frames import batch_of_frames
-    from traffic_capture.parse import payload_span, payload_spans
+    from traffic_capture.sinks.payload import payload_span, payload_spans
 
     tso, big, _ = (bytes(p) for p in _zero_length_packets())
     cut = [tso[:96], big[:96]]

@@ -29,7 +29,7 @@ def test_the_package_keeps_its_layers() -> None:
 
 
 @pytest.mark.parametrize(("module", "planted"), [
-    ("sources/files.py", "from traffic_capture import windows"),  # a source that classifies
+    ("sources/capture_file.py", "from traffic_capture import windows"),  # a source that classifies
     ("excel/read.py", "from traffic_capture import pipeline"),  # Excel reaching into capture
     ("parse.py", "from traffic_capture import pipeline"),  # the core reaching up
     ("sinks/__init__.py", "from traffic_capture import cli"),  # anything importing cli

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from traffic_capture.frames import Batch, batch_of_frames
-from traffic_capture.sources.files import CaptureFile, merged_batches
+from traffic_capture.sources.capture_file import CaptureFile, merged_batches
 from traffic_capture.sources.merge import merged_batches as merge_streams
 
 Record = tuple[int, int, bytes]

@@ -30,10 +30,11 @@ from tests.frames import (
     Raw,
     counted_batches,
 )
-from traffic_capture import linktypes, parse
+from traffic_capture import linktypes
 from traffic_capture.frames import batch_of_frames, gather_frames
 from traffic_capture.sinks.log_lines import PREVIEW_BYTES, Lines, TimeText, preview
 from traffic_capture.sinks.packet_log import LogFile, PacketLogSink
+from traffic_capture.sinks.payload import payload_span, payload_spans
 
 
 @given(st.binary(max_size=300))
@@ -92,12 +93,12 @@ def build(spec: tuple) -> tuple[int, bytes, bytes, int | None]:
 def test_the_payload_span_is_scapys_payload_even_when_the_capture_cut_it(spec: tuple,
                                                                          cut: int) -> None:
     linktype, frame, payload, flags = build(spec)
-    at, length, tcp_flags = parse.payload_span(linktype, frame)
+    at, length, tcp_flags = payload_span(linktype, frame)
     assert frame[at:at + length] == payload and length == len(payload)
     assert tcp_flags == (-1 if flags is None else flags)
     # Cut by a snap length: the length still comes from the headers, the bytes are a prefix.
     short = frame[:len(frame) - cut] if cut < len(frame) else b""
-    cut_at, cut_length, _ = parse.payload_span(linktype, short)
+    cut_at, cut_length, _ = payload_span(linktype, short)
     if cut_at >= 0:
         assert (cut_at, cut_length) == (at, length)
         assert payload.startswith(short[cut_at:cut_at + cut_length])
@@ -114,27 +115,27 @@ def test_the_batch_spans_are_the_frame_by_frame_spans(specs: list, link: str) ->
         linktype, frame, _, _ = build((*spec[:4], link, *spec[5:]))
         records.append((0, linktype, frame[:max(1, len(frame) - cut)]))
     batch = batch_of_frames(records)
-    spans = parse.payload_spans(batch)
+    spans = payload_spans(batch)
     for i, (_, linktype, frame) in enumerate(records):
-        assert tuple(int(column[i]) for column in spans) == parse.payload_span(linktype, frame)
+        assert tuple(int(column[i]) for column in spans) == payload_span(linktype, frame)
 
 
 @given(st.binary(max_size=200), st.sampled_from(sorted(linktypes.LINK_TYPES)))
 def test_the_payload_span_never_raises_on_garbage(frame: bytes, linktype: int) -> None:
-    at, length, flags = parse.payload_span(linktype, frame)
+    at, length, flags = payload_span(linktype, frame)
     assert (at < 0) == (length < 0) and -1 <= flags <= 255
-    spans = parse.payload_spans(batch_of_frames([(0, linktype, frame or b"\0")]))
-    assert tuple(int(c[0]) for c in spans) == parse.payload_span(linktype, frame or b"\0")
+    spans = payload_spans(batch_of_frames([(0, linktype, frame or b"\0")]))
+    assert tuple(int(c[0]) for c in spans) == payload_span(linktype, frame or b"\0")
 
 
 def test_a_fragment_after_the_first_has_its_ip_payload_as_payload() -> None:
     fragment = IP(src="192.0.2.1", dst="198.51.100.7", proto=6, frag=100) / Raw(b"x" * 30)
     linktype, make = LINK_TYPES["ethernet"]
-    assert parse.payload_span(linktype, make(fragment))[1:] == (30, -1)
+    assert payload_span(linktype, make(fragment))[1:] == (30, -1)
     later = IPv6(src="2001:db8::1", dst="2001:db8:1::7") / IPv6ExtHdrFragment(
         offset=10, nh=6) / Raw(b"y" * 12)
     frame = make(later)
-    at, length, flags = parse.payload_span(linktype, frame)
+    at, length, flags = payload_span(linktype, frame)
     assert frame[at:at + length] == b"y" * 12 and flags == -1
 
 

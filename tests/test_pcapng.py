@@ -16,8 +16,8 @@ from tests import tshark_oracle as oracle
 from tests.conftest import needs_tools, run_cli
 from tests.frames import ICMP, IP, TCP, UDP, Ether, IPv6, Raw
 from tests.realtools_traffic import run_daemon
-from traffic_capture.sources import files
-from traffic_capture.sources.files import CaptureFile
+from traffic_capture.sources import chunks
+from traffic_capture.sources.capture_file import CaptureFile
 
 SERVER4, SERVER6 = "192.0.2.1", "2001:db8::1"
 T0 = 1_700_000_000  # seconds
@@ -107,14 +107,14 @@ def test_a_hand_built_pcapng_gives_the_rows_tshark_reads_in_it(mixed: Path,
 def test_chunk_boundaries_change_nothing(mixed: Path, chunk: int,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     whole = records(mixed)
-    monkeypatch.setattr(files, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk)
     assert records(mixed) == whole
 
 
 def test_a_pcap_in_small_chunks_gives_the_same_records(sample_pcap: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     whole = records(sample_pcap)
-    monkeypatch.setattr(files, "CHUNK_BYTES", 777)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 777)
     assert records(sample_pcap) == whole
 
 

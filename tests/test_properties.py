@@ -24,12 +24,12 @@ from tests.frames import (
     collecting_pipeline,
 )
 from traffic_capture import linktypes, parse, windows
+from traffic_capture.addresses import address_text, split_address
 from traffic_capture.csvformat import COLUMNS, Row, format_rows, header_line
-from traffic_capture.frames import batch_of_frames
+from traffic_capture.frames import NS, batch_of_frames
 from traffic_capture.ftp import announced_port
 from traffic_capture.rules import CLASSES
 from traffic_capture.servers import parse_server
-from traffic_capture.windows import NS
 
 HOSTS4 = [SERVER4, "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
 HOSTS6 = [SERVER6, "2001:db8:1::7", "2001:db8:1::8"]
@@ -176,7 +176,7 @@ def test_windows_sum_every_packet_into_one_row_per_client_and_direction_in_row_o
     try:
         for at in range(0, len(packets), batch):
             part = packets[at:at + batch]
-            split = [parse.split_address(address.packed) for _, address, _, _, _ in part]
+            split = [split_address(address.packed) for _, address, _, _, _ in part]
             aggregator.add_batch(
                 np.array([p[0] for p in part], dtype=np.int64),
                 np.array([p[1].version == 6 for p in part], dtype=bool),
@@ -190,12 +190,12 @@ def test_windows_sum_every_packet_into_one_row_per_client_and_direction_in_row_o
         windows.COMPACT_PACKETS = compact_every
     expected: dict[tuple[int, str, str], list[int]] = {}
     for ts, address, inbound, protocol_class, size in packets:
-        key = (ts // NS // 5 * 5, parse.address_text(address.packed), "in" if inbound else "out")
+        key = (ts // NS // 5 * 5, address_text(address.packed), "in" if inbound else "out")
         expected.setdefault(key, [0] * len(CLASSES))[protocol_class] += size
     rows = [row for window in closed for row in window.rows()]
     assert {(r.window_start, r.client_ip, r.direction): list(r[5:]) for r in rows} == expected
     assert len(rows) == len(expected)
-    by_text = {parse.address_text(p[1].packed): p[1] for p in packets}
+    by_text = {address_text(p[1].packed): p[1] for p in packets}
     in_row_order = sorted(rows, key=lambda r: (r.window_start, by_text[r.client_ip].version,
                                                by_text[r.client_ip], r.direction != "in"))
     assert rows == in_row_order

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from traffic_capture.sources.files import _read_ahead
+from traffic_capture.sources.read_ahead import in_thread
 
 
 def test_items_come_in_order_and_the_reader_thread_ends() -> None:
-    assert list(_read_ahead(iter(range(1000)))) == list(range(1000))
+    assert list(in_thread(iter(range(1000)))) == list(range(1000))
     assert not [t for t in threading.enumerate() if t.name == "capture-file-reader"]
 
 
@@ -23,7 +23,7 @@ def test_an_error_in_the_reader_is_raised_to_the_consumer_after_the_items_before
 
     got = []
     with pytest.raises(OSError, match="disk gone"):
-        for item in _read_ahead(items()):
+        for item in in_thread(items()):
             got.append(item)
     assert got == [1, 2]
 
@@ -36,7 +36,7 @@ def test_a_consumer_that_stops_early_stops_the_reader() -> None:
             made.append(n)
             yield n
 
-    ahead = _read_ahead(items(), depth=1)
+    ahead = in_thread(items(), depth=1)
     assert [next(ahead) for _ in range(3)] == [0, 1, 2]
     ahead.close()
     assert not [t for t in threading.enumerate() if t.name == "capture-file-reader"]

@@ -29,10 +29,9 @@ from tests.frames import (
 )
 from traffic_capture import linktypes, parse
 from traffic_capture.csvformat import Row
-from traffic_capture.frames import batch_of_frames
+from traffic_capture.frames import NS, batch_of_frames
 from traffic_capture.pipeline import Pipeline
 from traffic_capture.servers import ServerSet, parse_server
-from traffic_capture.windows import NS
 
 T0 = 1_700_000_000 * NS  # a multiple of 5 s: 2023-11-14 22:13:20 UTC
 

@@ -14,8 +14,8 @@ import pandas as pd
 
 from tests.conftest import REPO, SAMPLE
 from tests.frames import feed_file
+from traffic_capture.addresses import address_text, join_address
 from traffic_capture.frames import Batch
-from traffic_capture.parse import address_text, join_address
 from traffic_capture.pipeline import CountedPackets, Pipeline
 from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import FanOut, Sink

@@ -36,7 +36,7 @@ from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import FanOut, OutputContext, Sink, wait_for
 from traffic_capture.sources import Source, open_live
 from traffic_capture.sources.bpf import FilterError, check_filter, combined_filter
-from traffic_capture.sources.file_source import FileSource
+from traffic_capture.sources.offline import FileSource
 from traffic_capture.status import Reporter, Snapshot
 from traffic_capture.stop_signals import handle_signals
 

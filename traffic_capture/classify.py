@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from traffic_capture.addresses import join_address
 from traffic_capture.frames import Batch
 from traffic_capture.ftp import ANNOUNCEMENT_MARKS, FtpDataTracker, announced_port
-from traffic_capture.parse import Parsed, join_address
+from traffic_capture.parse import Parsed
 from traffic_capture.rules import (
     FTP,
     FTP_CONTROL_PORT,

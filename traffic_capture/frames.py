@@ -24,6 +24,10 @@ def compiled_or(compiled: F | None, python: F) -> F:
     """The compiled step when it was built (and not PURE_PYTHON), else its Python twin."""
     return python if PURE_PYTHON or compiled is None else compiled
 
+
+# Nanoseconds a second: Batch.ts_ns, and every timestamp after it, is integer ns since the epoch.
+NS = 1_000_000_000
+
 # (timestamp in integer nanoseconds since the epoch, pcap link type, frame bytes)
 Record = tuple[int, int, bytes]
 

@@ -9,11 +9,11 @@ at about 5,000 packets/s, while reading a dozen header bytes directly keeps up w
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import numpy as np
 
+from traffic_capture.addresses import split_address
 from traffic_capture.frames import HEADER_BYTES, Batch, rows_at
 from traffic_capture.linktypes import LinkType, link_type
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP
@@ -187,30 +187,11 @@ def parse_frame(linktype: int, frame: bytes, wire_length: int | None = None) -> 
     return parse_ip(frame, ip_offset(link_type(linktype), frame), wire_length)
 
 
-def address_text(address: bytes) -> str:
-    """Compressed text form, as `ip addr`, tshark and Python's ipaddress write it."""
-    family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
-    return socket.inet_ntop(family, address)
-
-
-def split_address(address: bytes) -> tuple[int, int]:
-    """(hi, lo) 64-bit halves of an address as the batch arrays hold it (IPv4 in lo)."""
-    if len(address) == 4:
-        return 0, int.from_bytes(address, "big")
-    return int.from_bytes(address[:8], "big"), int.from_bytes(address[8:], "big")
-
-
-def join_address(is6: bool, hi: int, lo: int) -> bytes:
-    if is6:
-        return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
-    return lo.to_bytes(4, "big")
-
-
 # The batch path.
 
 # A lookup table (a gather is several times faster than np.isin on small sets).
-_IPV6_EXTENSION = np.zeros(256, dtype=bool)
-_IPV6_EXTENSION[sorted(IPV6_EXTENSIONS)] = True
+IS_IPV6_EXTENSION = np.zeros(256, dtype=bool)
+IS_IPV6_EXTENSION[sorted(IPV6_EXTENSIONS)] = True
 
 
 @dataclass
@@ -238,8 +219,8 @@ def _fields(header: np.ndarray, size: int) -> np.ndarray:
     return header.view(f">u{size}")
 
 
-def _link_layer(link: LinkType, h: np.ndarray, lengths: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def link_layer(link: LinkType, h: np.ndarray, lengths: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Per frame (h: its first bytes, one row each): whether its link header says IP, and
     whether it is left to the frame-by-frame parser (VLAN tags)."""
     n = len(lengths)
@@ -268,7 +249,7 @@ def parse_batch(batch: Batch) -> Parsed:
     h = table[:, base:base + HEADER_BYTES]
     link = link_type(batch.linktype)  # raises UnknownLinkType, naming it
     ip, ethertype_at = link.ip_at, link.ethertype_at
-    link_ok, scalar = _link_layer(link, h, lengths)
+    link_ok, scalar = link_layer(link, h, lengths)
     header = np.ascontiguousarray(h[:, ip:ip + 40])  # the IPv6 header, or IPv4's and more
     words, longs, quads = _fields(header, 2), _fields(header, 4), _fields(header, 8)
     first = header[:, 0].astype(np.int64)
@@ -287,7 +268,7 @@ def parse_batch(batch: Batch) -> Parsed:
     # IPv6 (extension headers, and so jumbograms: the scalar parser follows them)
     payload_len = words[:, 2].astype(np.int64)
     next_header = header[:, 6].astype(np.int64)
-    scalar |= v6 & _IPV6_EXTENSION[next_header]
+    scalar |= v6 & IS_IPV6_EXTENSION[next_header]
     v6_bytes = np.where(payload_len > 0, payload_len + 40, after_link)
 
     is6 = v6
@@ -338,110 +319,3 @@ def _fill_from_scalar(parsed: Parsed, i: int, fields: Fields | None) -> None:
     parsed.dst_hi[i], parsed.dst_lo[i] = split_address(dst)
     parsed.proto[i], parsed.sport[i], parsed.dport[i] = proto, sport, dport
     parsed.ip_bytes[i], parsed.payload_at[i] = ip_bytes, payload_at
-
-
-# One packet's payload, for tools that show packets (the packet log): where it starts, how long
-# its headers say it is (it may be longer than what was captured), and the TCP flags.
-
-TCP_FLAG_LETTERS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
-UDP_HEADER_BYTES = 8
-
-# (payload_at, payload_len, tcp_flags): payload_at is the payload's offset in the frame (-1: the
-# headers before it were not captured, so neither it nor its length is known); payload_len
-# counts the payload's bytes by the IP and TCP/UDP headers (Ethernet padding is not payload);
-# tcp_flags is the TCP flags byte, -1 without a captured TCP header.
-PayloadSpan = tuple[int, int, int]
-NO_PAYLOAD_SPAN: PayloadSpan = (-1, -1, -1)
-
-
-def payload_span(linktype: int, frame: bytes, wire_length: int | None = None) -> PayloadSpan:
-    """Where one frame's payload is and how long its headers say it is.
-
-    The payload is what follows the TCP or UDP header; for other protocols (ICMP...) and for
-    fragments after the first, what follows the IP header(s). The captured part of it is
-    frame[payload_at:payload_at + payload_len] (shorter when the capture cut the frame).
-    """
-    at = ip_offset(link_type(linktype), frame)
-    if at < 0 or len(frame) < at + 20:
-        return NO_PAYLOAD_SPAN
-    wire = max(len(frame), wire_length or 0)  # a zero IP length: the bytes on the wire
-    version = frame[at] >> 4
-    if version == 4:
-        header_len = (frame[at] & 0x0F) * 4
-        if header_len < 20:
-            return NO_PAYLOAD_SPAN
-        total_len = (frame[at + 2] << 8) | frame[at + 3]
-        if total_len < header_len:  # offloaded (0): the wire length stands in, as above
-            total_len = wire - at
-        proto = frame[at + 9]
-        l4 = at + header_len
-        first_fragment = not (((frame[at + 6] & 0x1F) << 8) | frame[at + 7])
-        return _l4_span(frame, proto if first_fragment else -1, l4, at + total_len)
-    if version != 6 or len(frame) < at + 40:
-        return NO_PAYLOAD_SPAN
-    payload_len = (frame[at + 4] << 8) | frame[at + 5]
-    end = at + 40 + payload_len if payload_len else wire
-    next_header, l4, later_fragment, whole = ipv6_upper_layer(frame, at)
-    if not whole:
-        return NO_PAYLOAD_SPAN
-    return _l4_span(frame, -1 if later_fragment else next_header, l4, end)
-
-
-def _l4_span(frame: bytes, proto: int, l4: int, end: int) -> PayloadSpan:
-    """The payload after the upper-layer header at l4, in an IP packet ending at `end`."""
-    if proto == PROTO_TCP:
-        if len(frame) < l4 + 14:
-            return NO_PAYLOAD_SPAN
-        at = l4 + (frame[l4 + 12] >> 4) * 4
-        return at, max(0, end - at), frame[l4 + 13]
-    if proto == PROTO_UDP:
-        at = l4 + UDP_HEADER_BYTES
-        return at, max(0, end - at), -1
-    return l4, max(0, end - l4), -1
-
-
-def tcp_flags_text(flags: int) -> str:
-    """The flags as letters, lowest bit first: SYN+ACK is "SA", PSH+ACK "PA"."""
-    return "".join(letter for bit, letter in enumerate(TCP_FLAG_LETTERS) if flags >> bit & 1)
-
-
-def payload_spans(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """payload_span for every frame of a batch at once, as three int64 arrays (payload_at,
-    payload_len, tcp_flags); frames with VLAN tags or IPv6 extension headers go through
-    payload_span itself."""
-    starts, lengths = batch.starts, batch.lengths
-    n = len(starts)
-    link = link_type(batch.linktype)
-    ip = link.ip_at
-    # int32 (not int64): the table is converted whole, and half the width is half the time.
-    h = rows_at(batch.data, starts, HEADER_BYTES).astype(np.int32)
-    link_ok, scalar = _link_layer(link, h, lengths)
-    first = h[:, ip]
-    version, header_len = first >> 4, (first & 0x0F) * 4
-    v4 = link_ok & (version == 4) & (lengths >= ip + 20) & (header_len >= 20)
-    v6 = link_ok & (version == 6) & (lengths >= ip + 40)
-    total_len = (h[:, ip + 2] << 8) | h[:, ip + 3]
-    wire = np.maximum(batch.wire(), lengths)  # a zero IP length: the bytes on the wire
-    total_len = np.where(total_len < header_len, wire - ip, total_len)
-    first_fragment = (((h[:, ip + 6] & 0x1F) << 8) | h[:, ip + 7]) == 0
-    payload_len6 = (h[:, ip + 4] << 8) | h[:, ip + 5]
-    next_header = h[:, ip + 6]
-    scalar |= v6 & _IPV6_EXTENSION[next_header]
-    end = np.where(v6, np.where(payload_len6 > 0, ip + 40 + payload_len6, wire),
-                   ip + total_len)
-    proto = np.where(v6, next_header, np.where(first_fragment, h[:, ip + 9], -1))
-    l4 = np.where(v6, ip + 40, ip + header_len)  # at most 20 + 60: l4 + 13 is in the table
-    flat = h.reshape(-1)
-    row = np.arange(n, dtype=np.int64) * HEADER_BYTES + l4
-    tcp, udp = proto == PROTO_TCP, proto == PROTO_UDP
-    payload_at = np.where(tcp, l4 + (flat[row + 12] >> 4) * 4,
-                          np.where(udp, l4 + UDP_HEADER_BYTES, l4))
-    flags = np.where(tcp, flat[row + 13], -1)
-    ok = (v4 | v6) & ~scalar & ~(tcp & (lengths < l4 + 14))
-    payload_len = np.where(ok, np.maximum(end - payload_at, 0), -1).astype(np.int64)
-    payload_at = np.where(ok, payload_at, -1).astype(np.int64)
-    flags = np.where(ok, flags, -1).astype(np.int64)
-    for i in np.flatnonzero(scalar).tolist():
-        payload_at[i], payload_len[i], flags[i] = payload_span(batch.linktype, batch.frame(i),
-                                                               int(wire[i]))
-    return payload_at, payload_len, flags

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from traffic_capture.classify import Classified, classify_batch
-from traffic_capture.frames import Batch, gather_frames
+from traffic_capture.frames import NS, Batch, gather_frames
 from traffic_capture.ftp import FtpDataTracker
 from traffic_capture.parse import Parsed, parse_batch
 from traffic_capture.rules import CLOSE_DELAY_SECONDS, HTTP_PORTS
 from traffic_capture.servers import ServerSet
-from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
+from traffic_capture.windows import ClosedWindow, WindowAggregator
 
 CLOSE_DELAY_NS = int(CLOSE_DELAY_SECONDS * NS)
 

@@ -15,11 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from traffic_capture.addresses import AddressText
 from traffic_capture.csvformat import Row
-from traffic_capture.parse import address_text, join_address
+from traffic_capture.frames import NS
 from traffic_capture.rules import CLASSES, IN, OUT
 
-NS = 1_000_000_000
 _CLASS_COUNT = len(CLASSES)
 # Packets kept per window before they are summed: small enough that one sum (a sort) never
 # holds the capture thread for long (a few ms), while a busy live server fills its ring.
@@ -270,20 +270,8 @@ def _take(counts: np.ndarray, amounts: np.ndarray) -> np.ndarray:
     return taken
 
 
-_TEXT_CACHE: dict[tuple[bool, int, int], str] = {}
-
-
-def _client_text(is6: bool, hi: int, lo: int) -> str:
-    """Address text, cached: the same clients come back window after window."""
-    key = (is6, hi, lo)
-    text = _TEXT_CACHE.get(key)
-    if text is None:
-        if len(_TEXT_CACHE) > 1_000_000:  # a scan of a /8 must not grow memory forever
-            _TEXT_CACHE.clear()
-        folded = not is6 and hi != 0
-        text = _TEXT_CACHE[key] = OTHER_CLIENT if folded else address_text(
-            join_address(is6, hi, lo))
-    return text
+# The same clients come back window after window; a scan of a /8 must not grow memory forever.
+_CLIENT_TEXT = AddressText(limit=1_000_000)
 
 
 class ClosedWindow(NamedTuple):
@@ -300,8 +288,10 @@ class ClosedWindow(NamedTuple):
 
     def client_texts(self) -> list[str]:
         s = self.sums
-        return [_client_text(is6, hi, lo) for is6, hi, lo in zip(
-            s.is6.tolist(), s.hi.tolist(), s.lo.tolist(), strict=True)]
+        texts = _CLIENT_TEXT(s.is6, s.hi, s.lo)
+        for row in np.flatnonzero(_is_other(s.is6, s.hi)).tolist():
+            texts[row] = OTHER_CLIENT
+        return texts
 
     def directions(self) -> list[str]:
         return [IN if inbound else OUT for inbound in self.sums.inbound.tolist()]

@@ -16,10 +16,11 @@ from json.encoder import encode_basestring_ascii
 
 import numpy as np
 
+from traffic_capture.addresses import AddressText
 from traffic_capture.frames import PURE_PYTHON
-from traffic_capture.parse import address_text, payload_spans, tcp_flags_text
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
+from traffic_capture.sinks.payload import payload_spans, tcp_flags_text
 
 # The stable keys, in the order every line has them.
 KEYS = ("ts", "src", "dst", "sport", "dport", "proto", "class", "direction", "client",
@@ -86,35 +87,6 @@ class TimeText:
                 self._seconds.clear()
             text = datetime.fromtimestamp(second).astimezone().isoformat(timespec="seconds")
             self._seconds[second] = text
-        return text
-
-
-class AddressText:
-    """Address texts for the tap's (is6, hi, lo) columns, each distinct address converted once
-    and remembered (a few hosts send most packets)."""
-
-    def __init__(self) -> None:
-        # An IPv4 address by its int, an IPv6 one by (hi, lo).
-        self._known: dict[int | tuple[int, int], str] = {}
-
-    def __call__(self, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> list[str]:
-        keys: list[int] | list[int | tuple[int, int]]
-        if is6.any():
-            keys = [(h, low) if six else low
-                    for six, h, low in zip(is6.tolist(), hi.tolist(), lo.tolist(), strict=True)]
-        else:
-            keys = lo.tolist()
-        known = self._known
-        return [known.get(key) or self._learn(key) for key in keys]
-
-    def _learn(self, key: int | tuple[int, int]) -> str:
-        if len(self._known) > 65536:
-            self._known.clear()
-        if isinstance(key, tuple):
-            packed = key[0].to_bytes(8, "big") + key[1].to_bytes(8, "big")
-        else:
-            packed = key.to_bytes(4, "big")
-        text = self._known[key] = address_text(packed)
         return text
 
 
@@ -294,5 +266,4 @@ def _count(value: int) -> str:
     return "null" if value < 0 else str(value)
 
 
-__all__ = ["COMPILED", "KEYS", "AddressText", "LineFormatter", "Lines", "TimeText", "distinct",
-           "preview"]
+__all__ = ["COMPILED", "KEYS", "LineFormatter", "Lines", "TimeText", "distinct", "preview"]

@@ -99,7 +99,7 @@ class ViewerSink(Sink):
         self.window_seconds = window_seconds
         # Reading files: the window stays open on the result until the user closes it.
         self.wait_for_close = wait_for_close
-        from traffic_capture.sinks.log_lines import AddressText
+        from traffic_capture.addresses import AddressText
 
         self.address = AddressText()
         self._messages: Any = None

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from traffic_capture.frames import gather_frames
-from traffic_capture.parse import payload_spans
+from traffic_capture.addresses import AddressText
+from traffic_capture.frames import NS, gather_frames
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import CLASSES, IN, OUT
-from traffic_capture.sinks.log_lines import AddressText, distinct, preview
+from traffic_capture.sinks.log_lines import distinct, preview
+from traffic_capture.sinks.payload import payload_spans
 from traffic_capture.viewer.model import Row, Sum
 
 
@@ -35,7 +36,7 @@ def view_rows(packets: CountedPackets, address: AddressText, limit: int) -> list
     client_hi = np.where(inbound, packets.src_hi[chosen], packets.dst_hi[chosen])
     client_lo = np.where(inbound, packets.src_lo[chosen], packets.dst_lo[chosen])
     clients = address(is6, client_hi, client_lo)
-    ts = frames.ts_ns[chosen] / 1e9 if frames is not None else np.zeros(len(chosen))
+    ts = frames.ts_ns[chosen] / NS if frames is not None else np.zeros(len(chosen))
     return [(t, IN if i else OUT, client, CLASSES[kind], size, text)
             for t, i, client, kind, size, text in zip(
                 ts.tolist(), inbound.tolist(), clients,
@@ -62,7 +63,7 @@ def view_sums(batches: list[CountedPackets], window_seconds: int,
     inbound, is6 = column("inbound").astype(bool), column("is6").astype(bool)
     hi = np.where(inbound, column("src_hi"), column("dst_hi")).astype(np.uint64)
     lo = np.where(inbound, column("src_lo"), column("dst_lo")).astype(np.uint64)
-    window = column("ts_ns") // (window_seconds * 1_000_000_000) * window_seconds
+    window = column("ts_ns") // (window_seconds * NS) * window_seconds
     chosen, inverse = distinct(window, is6, hi, lo)
     size = column("ip_bytes").astype(np.float64)
     bytes_in = np.bincount(inverse, weights=np.where(inbound, size, 0), minlength=len(chosen))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from traffic_capture.frames import Batch
+from traffic_capture.frames import NS, Batch
 
 if sys.platform != "linux":  # packet sockets and their ring exist on Linux only
     raise ImportError("the packet-socket back end needs Linux; use --backend pcap")
@@ -282,7 +282,7 @@ class _Ring:
             # lo shows each packet twice, leaving and coming back; libpcap keeps one.
             keep &= view[at + _SLL_PKTTYPE_AT] != PACKET_OUTGOING
         return Batch(view, (at + mac)[keep], snaplen[keep],
-                     (seconds * 1_000_000_000 + nanoseconds)[keep], self.linktype or 0,
+                     (seconds * NS + nanoseconds)[keep], self.linktype or 0,
                      wire_lengths=wire[keep])
 
     def give_back(self) -> None:

@@ -1,7 +1,7 @@
 """pcapng, the format Wireshark and dumpcap write by default: its blocks other than packets.
 
 The Enhanced Packet Blocks, nearly every block of a file, are walked in C (_record_walk.c) and
-decoded with numpy in files.py; this module reads what they refer to: the section's byte
+decoded with numpy in pcapng_section.py; this module reads what they refer to: the section's byte
 order (Section Header Block), the interfaces' link types and time units (Interface
 Description Blocks), and the two rare packet blocks (Simple and obsolete Packet Blocks),
 as the pcapng specification (draft-ietf-opsawg-pcapng) defines them.
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NS = 1_000_000_000
+from traffic_capture.frames import NS
+
 SECTION_HEADER = 0x0A0D0D0A  # the same bytes in either byte order
 INTERFACE = 1
 OBSOLETE_PACKET = 2

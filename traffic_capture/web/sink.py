@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from traffic_capture.parse import address_text, join_address
+from traffic_capture.addresses import address_text, join_address
+from traffic_capture.frames import NS
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP, SERVICE_OTHER
 from traffic_capture.secrets import FROM_COMMAND_LINE
 from traffic_capture.sinks import OutputContext, Say, Sink
 from traffic_capture.web.state import SERVICE_NAMES, Current, ServiceSums, WebState, service_tables
-from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
+from traffic_capture.windows import ClosedWindow, WindowAggregator
 
 if TYPE_CHECKING:
     from traffic_capture.web import WebSettings

@@ -1,5 +1,6 @@
-"""Capture files as a Source: one file, or several merged by time as one capture on several
-interfaces, optionally through a --filter applied by tcpdump first."""
+"""--read: capture files as a Source, beside the live ones (live_linux.py, live_pcap.py): one
+file, or several merged by time as one capture on several interfaces, optionally through a
+--filter applied by tcpdump first."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from pathlib import Path
 from traffic_capture.errors import UsageError
 from traffic_capture.frames import Batch
 from traffic_capture.sources.bpf import check_filter
-from traffic_capture.sources.files import (
-    STDIN,
+from traffic_capture.sources.capture_file import (
     merged_batches,
     open_capture_files,
-    prefilter,
     read_position,
     total_size,
 )
+from traffic_capture.sources.prefilter import prefilter
+from traffic_capture.sources.stream import STDIN
 
 
 class FileSource:
