@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from traffic_capture.addresses import address_text, join_address
+from traffic_capture.addresses import AddressText
 from traffic_capture.frames import NS
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP, SERVICE_OTHER
@@ -40,7 +40,7 @@ class _ServiceParts:
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def summed(self) -> ServiceSums:
+    def summed(self, address: AddressText) -> ServiceSums:
         is6, hi, lo, inbound, service, ip_bytes = (np.concatenate(column)
                                                    for column in zip(*self.parts, strict=True))
         order = np.lexsort((service, inbound, lo, hi, is6))
@@ -51,8 +51,7 @@ class _ServiceParts:
                    | (inbound[1:] != inbound[:-1]) | (service[1:] != service[:-1]))
         first = np.flatnonzero(new)
         sums = np.add.reduceat(ip_bytes, first) if len(first) else ip_bytes[:0]
-        clients = [address_text(join_address(six, h, low)) for six, h, low in zip(
-            is6[first].tolist(), hi[first].tolist(), lo[first].tolist(), strict=True)]
+        clients = address(is6[first], hi[first], lo[first])
         return ServiceSums(clients, inbound[first], service[first], sums.astype(np.int64))
 
 
@@ -73,6 +72,7 @@ class WebSink(Sink):
         # Capped as the pipeline's windows are: a flood must not grow the window in progress.
         self._live = WindowAggregator(state.window_seconds, max_clients)
         self._services: dict[int, _ServiceParts] = {}  # window start (ns) -> its packets
+        self._addresses = AddressText()
         self._tcp_services, self._udp_services = service_tables()
         self._current_at = 0.0
         self._live_changed = False
@@ -173,7 +173,8 @@ class WebSink(Sink):
         parts = self._services.pop(start_ns, None)
         for stale in [start for start in self._services if start < start_ns]:
             del self._services[stale]  # packets of a window closed without them (dropped)
-        services = parts.summed() if parts is not None and parts.parts else None
+        services = (parts.summed(self._addresses) if parts is not None and parts.parts
+                    else None)
         if self.state.services_known and services is None:
             services = ServiceSums([], np.zeros(0, bool), np.zeros(0, np.int16),
                                    np.zeros(0, np.int64))
