@@ -93,8 +93,9 @@ def run_workbook_command(prog: str, csv: Path, out: Path,
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:
-        print(f"{prog}: {exc.name} is missing: reinstall with pip install traffic-capture "
-              "(from a checkout: pip install -e .)", file=sys.stderr)
+        # The package is not on PyPI: the install that works is the clone's, into this Python.
+        print(f"{prog}: {exc.name} is not installed for {sys.executable}: "
+              f"{sys.executable} -m pip install -e . (in the project's folder)", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"{prog}: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
