@@ -580,3 +580,49 @@ def test_a_days_dashboard_passes_openxml_audit(a_day) -> None:
     audit takes a few minutes on it, the reason it is checked once, here)."""
     csv, _ = a_day
     assert audit_problems(csv.parent / "day.xlsx") == []
+
+
+# Issue 16 (6): what a new user hit. Clients whose text order is not their address order
+# (10.0.0.10 before 10.0.0.2 as text; IPv6 after IPv4 and `other`, the --max-clients row, last),
+# in windows of four hours, grouped by hour.
+ADDRESS_ORDER = ["9.1.1.1", "10.0.0.1", "10.0.0.2", "10.0.0.10", "192.168.1.1", "2001:db8::a",
+                 "2001:db8::10", "other"]
+HOURS = [datetime(2026, 3, 2, h) for h in (10, 11, 12, 13)]
+
+
+@pytest.fixture(scope="module")
+def by_hour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The hourly dashboard, as built and as LibreOffice recomputed and printed it."""
+    folder = tmp_path_factory.mktemp("by_hour")
+    shuffled = sorted(ADDRESS_ORDER)  # text order: 10.0.0.1, 10.0.0.10, 10.0.0.2...
+    rows = []
+    for n, hour in enumerate(HOURS):
+        start = hour + pd.Timedelta(minutes=59 - 15 * n, seconds=55)
+        for i, client in enumerate(shuffled):
+            per_class = [1000 * (i + 1), 10 * n, 7, 3, 1]
+            rows.append([f"{start:%Y-%m-%d %H:%M:%S}",
+                         f"{start + pd.Timedelta(seconds=5):%Y-%m-%d %H:%M:%S}", client,
+                         ("in", "out")[i % 2], str(sum(per_class)), *map(str, per_class)])
+    csv = write_traffic_csv(folder / "traffic.csv", rows)
+    out = folder / "hourly.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--group", "hour"]) == 0
+    return {"built": out, "lo": convert_all([out], "xlsx", folder / "lo")[0],
+            "pdf": convert_all([out], "pdf", folder / "pdf")[0]}
+
+
+def test_the_hourly_dashboard_passes_openxml_audit(by_hour) -> None:
+    assert audit_problems(by_hour["built"]) == []
+
+
+def test_client_columns_are_in_address_order(by_hour) -> None:
+    """Issue 16 (6): clients sorted as addresses (IPv4 before IPv6, by number, as the CSV's
+    rows are), not as text (10.0.0.1, 10.0.0.10, 10.0.0.2), in the file and recomputed."""
+    header_row = dashboard.CLIENT_PIVOT_TOP + 1
+    for which in ("built", "lo"):
+        ws = openpyxl.load_workbook(by_hour[which], data_only=True)["Dashboard"]
+        header = [c.value for c in ws[header_row]][1:len(ADDRESS_ORDER) + 1]
+        assert header == ADDRESS_ORDER, which
+    cache = _xml(read_parts(by_hour["built"]), "xl/pivotCache/pivotCacheDefinition1.xml")
+    clients = cache.findall(f"{M}cacheFields/{M}cacheField")[2].find(f"{M}sharedItems")
+    assert [s.get("v") for s in clients] == ADDRESS_ORDER
+
