@@ -123,7 +123,7 @@ def test_opens_in_openpyxl_with_typed_data(built) -> None:
         assert [pd.Timestamp(c.value) for c in row[10:13]] == \
             [start.floor("D"), start.floor("h"), start.floor("min")]
     assert [data.cell(2, c).number_format for c in (11, 12, 13)] == \
-        ["yyyy-mm-dd", "yyyy-mm-dd hh:00", "yyyy-mm-dd hh:mm"]
+        ["yyyy-mm-dd", "yyyy-mm-dd hh:mm", "yyyy-mm-dd hh:mm"]
 
 
 def _xml(parts: dict[str, bytes], name: str) -> ET.Element:
@@ -612,6 +612,26 @@ def by_hour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_the_hourly_dashboard_passes_openxml_audit(by_hour) -> None:
     assert audit_problems(by_hour["built"]) == []
+
+
+def _first_column(ws, first_row: int, n: int) -> list[object]:
+    return [ws.cell(first_row + i, 1).value for i in range(n)]
+
+
+def test_hour_row_labels_read_as_hours_not_serial_numbers(by_hour) -> None:
+    """Issue 16 (6): the hour's number format was one no spreadsheet takes (`hh:00`), so the
+    recomputed pivots' row labels, and the Data sheet's hour column, showed 46083.0416666667."""
+    lo = openpyxl.load_workbook(by_hour["lo"], data_only=True)
+    assert _first_column(lo["Dashboard"], dashboard.CLIENT_PIVOT_TOP + 2, 4) == HOURS
+    assert _first_column(lo["Protocols"], dashboard.PROTOCOL_PIVOT_TOP + 2, 4) == HOURS
+    data = lo["Data"]
+    hour_column = DATA_COLUMNS.index("hour") + 1
+    assert {data.cell(r, hour_column).value for r in range(2, data.max_row + 1)} == set(HOURS)
+    printed = subprocess.run(["pdftotext", "-layout", str(by_hour["pdf"]), "-"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    serial = f"{(HOURS[0] - datetime(1899, 12, 30)).days}"  # 46083
+    assert serial not in printed
+    assert all(f"{h:%Y-%m-%d %H}:00" in printed for h in HOURS)
 
 
 def test_client_columns_are_in_address_order(by_hour) -> None:
