@@ -646,3 +646,15 @@ def test_client_columns_are_in_address_order(by_hour) -> None:
     clients = cache.findall(f"{M}cacheFields/{M}cacheField")[2].find(f"{M}sharedItems")
     assert [s.get("v") for s in clients] == ADDRESS_ORDER
 
+
+def test_the_protocols_pivot_prints_on_one_page(by_hour) -> None:
+    """Issue 16 (6): its last columns went to a second page."""
+    printed = subprocess.run(["pdftotext", "-layout", str(by_hour["pdf"]), "-"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    pages = [p for p in printed.split("\f") if "Bytes per hour and protocol" in p]
+    assert len(pages) == 1
+    page = pages[0]
+    for label in (*px.CLASS_LABELS.values(), "Total Result"):
+        assert label in page, label
+    following = printed.split("\f")[printed.split("\f").index(page) + 1]
+    assert not any(label in following.split() for label in ("UDP", "Other"))
