@@ -123,7 +123,7 @@ def test_opens_in_openpyxl_with_typed_data(built) -> None:
         assert [pd.Timestamp(c.value) for c in row[10:13]] == \
             [start.floor("D"), start.floor("h"), start.floor("min")]
     assert [data.cell(2, c).number_format for c in (11, 12, 13)] == \
-        ["yyyy-mm-dd", "yyyy-mm-dd hh:00", "yyyy-mm-dd hh:mm"]
+        ["yyyy-mm-dd", "yyyy-mm-dd hh:mm", "yyyy-mm-dd hh:mm"]
 
 
 def _xml(parts: dict[str, bytes], name: str) -> ET.Element:
@@ -580,3 +580,81 @@ def test_a_days_dashboard_passes_openxml_audit(a_day) -> None:
     audit takes a few minutes on it, the reason it is checked once, here)."""
     csv, _ = a_day
     assert audit_problems(csv.parent / "day.xlsx") == []
+
+
+# Issue 16 (6): what a new user hit. Clients whose text order is not their address order
+# (10.0.0.10 before 10.0.0.2 as text; IPv6 after IPv4 and `other`, the --max-clients row, last),
+# in windows of four hours, grouped by hour.
+ADDRESS_ORDER = ["9.1.1.1", "10.0.0.1", "10.0.0.2", "10.0.0.10", "192.168.1.1", "2001:db8::a",
+                 "2001:db8::10", "other"]
+HOURS = [datetime(2026, 3, 2, h) for h in (10, 11, 12, 13)]
+
+
+@pytest.fixture(scope="module")
+def by_hour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The hourly dashboard, as built and as LibreOffice recomputed and printed it."""
+    folder = tmp_path_factory.mktemp("by_hour")
+    shuffled = sorted(ADDRESS_ORDER)  # text order: 10.0.0.1, 10.0.0.10, 10.0.0.2...
+    rows = []
+    for n, hour in enumerate(HOURS):
+        start = hour + pd.Timedelta(minutes=59 - 15 * n, seconds=55)
+        for i, client in enumerate(shuffled):
+            per_class = [1000 * (i + 1), 10 * n, 7, 3, 1]
+            rows.append([f"{start:%Y-%m-%d %H:%M:%S}",
+                         f"{start + pd.Timedelta(seconds=5):%Y-%m-%d %H:%M:%S}", client,
+                         ("in", "out")[i % 2], str(sum(per_class)), *map(str, per_class)])
+    csv = write_traffic_csv(folder / "traffic.csv", rows)
+    out = folder / "hourly.xlsx"
+    assert dashboard.main(["--csv", str(csv), "--out", str(out), "--group", "hour"]) == 0
+    return {"built": out, "lo": convert_all([out], "xlsx", folder / "lo")[0],
+            "pdf": convert_all([out], "pdf", folder / "pdf")[0]}
+
+
+def test_the_hourly_dashboard_passes_openxml_audit(by_hour) -> None:
+    assert audit_problems(by_hour["built"]) == []
+
+
+def _first_column(ws, first_row: int, n: int) -> list[object]:
+    return [ws.cell(first_row + i, 1).value for i in range(n)]
+
+
+def test_hour_row_labels_read_as_hours_not_serial_numbers(by_hour) -> None:
+    """Issue 16 (6): the hour's number format was one no spreadsheet takes (`hh:00`), so the
+    recomputed pivots' row labels, and the Data sheet's hour column, showed 46083.0416666667."""
+    lo = openpyxl.load_workbook(by_hour["lo"], data_only=True)
+    assert _first_column(lo["Dashboard"], dashboard.CLIENT_PIVOT_TOP + 2, 4) == HOURS
+    assert _first_column(lo["Protocols"], dashboard.PROTOCOL_PIVOT_TOP + 2, 4) == HOURS
+    data = lo["Data"]
+    hour_column = DATA_COLUMNS.index("hour") + 1
+    assert {data.cell(r, hour_column).value for r in range(2, data.max_row + 1)} == set(HOURS)
+    printed = subprocess.run(["pdftotext", "-layout", str(by_hour["pdf"]), "-"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    serial = f"{(HOURS[0] - datetime(1899, 12, 30)).days}"  # 46083
+    assert serial not in printed
+    assert all(f"{h:%Y-%m-%d %H}:00" in printed for h in HOURS)
+
+
+def test_client_columns_are_in_address_order(by_hour) -> None:
+    """Issue 16 (6): clients sorted as addresses (IPv4 before IPv6, by number, as the CSV's
+    rows are), not as text (10.0.0.1, 10.0.0.10, 10.0.0.2), in the file and recomputed."""
+    header_row = dashboard.CLIENT_PIVOT_TOP + 1
+    for which in ("built", "lo"):
+        ws = openpyxl.load_workbook(by_hour[which], data_only=True)["Dashboard"]
+        header = [c.value for c in ws[header_row]][1:len(ADDRESS_ORDER) + 1]
+        assert header == ADDRESS_ORDER, which
+    cache = _xml(read_parts(by_hour["built"]), "xl/pivotCache/pivotCacheDefinition1.xml")
+    clients = cache.findall(f"{M}cacheFields/{M}cacheField")[2].find(f"{M}sharedItems")
+    assert [s.get("v") for s in clients] == ADDRESS_ORDER
+
+
+def test_the_protocols_pivot_prints_on_one_page(by_hour) -> None:
+    """Issue 16 (6): its last columns went to a second page."""
+    printed = subprocess.run(["pdftotext", "-layout", str(by_hour["pdf"]), "-"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    pages = [p for p in printed.split("\f") if "Bytes per hour and protocol" in p]
+    assert len(pages) == 1
+    page = pages[0]
+    for label in (*px.CLASS_LABELS.values(), "Total Result"):
+        assert label in page, label
+    following = printed.split("\f")[printed.split("\f").index(page) + 1]
+    assert not any(label in following.split() for label in ("UDP", "Other"))

@@ -13,6 +13,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
+from tests.conftest import REPO
 from tests.excel_data import CLIENTS, day_rows, traffic_rows, write_traffic_csv
 from tests.excel_ooxml import audit_problems, convert, convert_all, package_problems, read_parts
 from traffic_capture.csvformat import COLUMNS
@@ -188,3 +189,51 @@ def test_a_day_groups_the_report_by_hour(tmp_path: Path) -> None:
     assert list(frames.per_protocol.columns) == ["hour", *LABELS]
     assert frames.per_protocol.iloc[:, 1:].to_numpy().sum() == read_traffic(csv)[
         [f"{c}_bytes" for c in CLASSES]].to_numpy().sum()
+
+
+SPLIT_CASES = (1, 2, 3, report.SPLIT_CLIENTS)
+
+
+def split_case(n: int) -> pd.DataFrame:
+    """The sample's first n clients; past its three, clients of the synthetic rows renamed."""
+    sample = read_traffic(REPO / "samples" / "traffic.csv")
+    if n <= 3:
+        return sample[sample["client_ip"].isin(sample["client_ip"].unique()[:n])]
+    rows = traffic_rows(windows=n, seed=9, late_duplicates=0)
+    for i, row in enumerate(rows):
+        row[2] = f"198.51.100.{i % n + 1}"
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+@pytest.fixture(scope="module")
+def split_printed(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[list[str], str]]:
+    """The clients and the first printed page of the report of 1, 2 and 3 clients (3: the
+    sample's CSV) and of as many as the in/out chart shows."""
+    folder = tmp_path_factory.mktemp("split")
+    reports, clients = [], []
+    for n in SPLIT_CASES:
+        out = folder / f"r{n}.xlsx"
+        csv = folder / f"r{n}.csv"
+        split_case(n).to_csv(csv, index=False, date_format="%Y-%m-%d %H:%M:%S")
+        df = read_traffic(csv)
+        report.write_report(report.report_frames(df), out)
+        assert audit_problems(out) == []
+        reports.append(out)
+        clients.append(list(df["client_ip"].unique()))
+    pdfs = convert_all(reports, "pdf", folder / "pdf")
+    return {n: (names, subprocess.run(["pdftotext", "-layout", "-l", "1", str(pdf), "-"],
+                                      capture_output=True, text=True, check=True,
+                                      timeout=60).stdout)
+            for n, names, pdf in zip(SPLIT_CASES, clients, pdfs, strict=True)}
+
+
+@pytest.mark.parametrize("n", SPLIT_CASES)
+def test_the_in_out_chart_labels_every_client(split_printed, n: int) -> None:
+    """Issue 16 (6): the in/out chart of the sample's three clients named two of them, of two
+    one (a chart too short for its labels skips some): each client is named twice on the
+    first page, in the table and on the chart."""
+    clients, page = split_printed[n]
+    assert len(clients) == n
+    for client in clients:
+        named = re.findall(rf"(?<![\w:.]){re.escape(client)}(?![\w:.])", page)
+        assert len(named) == 2, (client, page)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +150,172 @@ def test_a_window_closed_again_adds_to_the_page_instead_of_replacing_it(tmp_path
     finally:
         driver.quit()
         assert web.stop() == 0
+
+
+# Issue 16 (5): what a new user hit on the page. One daemon on the sample for these tests.
+CLASS_NAMES = ("HTTP", "FTP", "TCP", "UDP", "Other")
+
+
+@pytest.fixture(scope="module")
+def sample_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
+    out = tmp_path_factory.mktemp("page") / "t.csv"
+    web = WebProcess(["--read", str(REPO / "samples" / "sample.pcap"), "--server-ip", "192.0.2.1",
+                      "--server-ip", "2001:db8::1", "--out", str(out),
+                      "--web", "127.0.0.1:0", "--web-history", "999999999"])
+    try:
+        web.wait_for("the dashboard stays at")
+        yield web
+    finally:
+        assert web.stop() == 0
+
+
+def open_page(web: WebProcess, width: int | None = None,
+              language: str = "en-US") -> webdriver.Chrome:
+    """The page with its three clients' bars drawn; `width`: the viewport's CSS pixels (a
+    headless window is never narrower than 500)."""
+    driver = browser(language)
+    if width is not None:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": width, "height": 900, "deviceScaleFactor": 1,
+                                "mobile": False})
+    driver.get(web.url)
+    WebDriverWait(driver, 30).until(lambda d: len({
+        el.get_attribute("data-client")
+        for el in d.find_elements(By.CSS_SELECTOR, "#chart [data-client]")}) == 3)
+    return driver
+
+
+# What a bar segment or a legend swatch is painted with: a colour and an opacity, or a
+# pattern's background and stripes (its size aside: the legend draws it smaller).
+PAINT = """
+const paint = (el) => {
+  const style = getComputedStyle(el);
+  const opacity = `${style.opacity}/${style.fillOpacity}`;
+  const id = (style.fill.match(/url\\("?#([^")]+)"?\\)/) || [])[1];
+  if (!id) return `${style.fill} ${opacity}`;
+  const pattern = document.getElementById(id);
+  const stripes = [...pattern.querySelectorAll('path')].map((p) => p.getAttribute('stroke'));
+  return `pattern ${pattern.querySelector('rect').getAttribute('fill')} ${stripes} ${opacity}`;
+};
+"""
+
+
+def painted(driver: webdriver.Chrome, chart: str) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """Legend name -> its swatch's paint, and -> the paints of that trace's bar segments."""
+    legend, bars = driver.execute_script(PAINT + """
+        const gd = document.querySelector(arguments[0]);
+        const legend = {}, bars = {};
+        gd.querySelectorAll('.legend .traces').forEach((item) => {
+          legend[item.querySelector('.legendtext').textContent] =
+            paint(item.querySelector('.legendpoints path'));
+        });
+        gd.querySelectorAll('.trace.bars').forEach((trace, i) => {
+          bars[gd._fullData[i].name] =
+            [...trace.querySelectorAll('.point path')].map(paint);
+        });
+        return [legend, bars];""", chart)
+    return legend, {name: set(paints) for name, paints in bars.items()}
+
+
+def test_in_and_out_look_different_in_the_legend_and_the_bars(sample_web: WebProcess) -> None:
+    """Each class's "in" and "out" swatches were painted alike (the bars' opacity does not reach
+    the legend): out is hatched over a lighter shade, in the legend and on the bars alike."""
+    driver = open_page(sample_web)
+    try:
+        legend, bars = painted(driver, "#chart")
+        assert set(legend) == {f"{c} {d}" for c in CLASS_NAMES for d in ("in", "out")}
+        for name in CLASS_NAMES:
+            assert legend[f"{name} in"] != legend[f"{name} out"], name
+            assert legend[f"{name} out"].startswith("pattern "), legend[f"{name} out"]
+        assert set(bars) == set(legend)
+        for name, paints in bars.items():
+            assert paints == {legend[name]}, (name, paints, legend[name])
+    finally:
+        driver.quit()
+
+
+def _rect(driver: webdriver.Chrome, element: Any) -> dict[str, float]:
+    return driver.execute_script("const r = arguments[0].getBoundingClientRect(); "
+                                 "return {left: r.left, right: r.right, top: r.top, "
+                                 "bottom: r.bottom};", element)
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and \
+        a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+@pytest.mark.parametrize("width", [420, 1200])
+def test_a_narrow_page_does_not_scroll_sideways_and_the_legend_clears_the_bars(
+        sample_web: WebProcess, width: int) -> None:
+    """At 420 px the legend's rows covered the bars and the table pushed the page sideways."""
+    driver = open_page(sample_web, width)
+    try:
+        assert driver.execute_script("return window.innerWidth") == width
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth") <= width
+        plot_area = _rect(driver, driver.find_element(By.CSS_SELECTOR, "#chart .nsewdrag"))
+        legend = _rect(driver, driver.find_element(By.CSS_SELECTOR, "#chart .legend"))
+        assert not _overlap(legend, plot_area), (legend, plot_area)
+        for bar in driver.find_elements(By.CSS_SELECTOR, "#chart .trace.bars .point"):
+            assert not _overlap(legend, _rect(driver, bar))
+        # The table is all there: it scrolls in its own box, not the page.
+        table = driver.find_element(By.ID, "clients")
+        assert "Other" in table.get_attribute("textContent")
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("language", ["en-US", "pt-BR"])
+def test_table_headers_carry_the_unit(sample_web: WebProcess, language: str) -> None:
+    driver = open_page(sample_web, language=language)
+    try:
+        shown = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#clients th")]
+        drill_into(driver, "192.0.2.2")
+        shown += [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#services th")]
+        assert len(shown) == 9 + 4
+        # As drawn: each figure's column names its unit; the client's and the service's not.
+        assert ["bytes" in text.split() for text in shown] == \
+            [False] + [True] * 8 + [False] + [True] * 3, shown
+    finally:
+        driver.quit()
+
+
+def drill_into(driver: webdriver.Chrome, ip: str) -> Any:
+    driver.find_element(By.CSS_SELECTOR, f'#clients tr[data-client="{ip}"]').click()
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#drill-chart .trace.bars"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#services tbody td"))
+    return driver.find_element(By.ID, "drill")
+
+
+@pytest.mark.parametrize(("language", "chart_says", "table_says", "note_says"), [
+    ("en-US", "(the CSV's classes)", "by the server's port", "FTP's data connections"),
+    ("pt-BR", "(as classes do CSV)", "pela porta do servidor", "conexões de dados do FTP"),
+])
+def test_the_drill_down_says_what_its_chart_and_its_table_count(
+        sample_web: WebProcess, language: str, chart_says: str, table_says: str,
+        note_says: str) -> None:
+    """192.0.2.2's chart showed about 100 kB of FTP and its services table 3,630 bytes of ftp:
+    passive FTP's data goes to other ports, FTP by class (the CSV's), tcp/other by port. Each
+    says what it counts, and a note says why they differ when the client has FTP."""
+    driver = open_page(sample_web, language=language)
+    try:
+        drill = drill_into(driver, "192.0.2.2")
+        chart_title = driver.find_element(By.ID, "drill-chart-title")
+        table_title = driver.find_element(By.ID, "services-title")
+        note = driver.find_element(By.ID, "ftp-note")
+        assert chart_says in chart_title.text and table_says in table_title.text
+        assert note.is_displayed() and note_says in note.text and "tcp/other" in note.text
+        assert "FTP" in {t.text.split()[0] for t in
+                         drill.find_elements(By.CSS_SELECTOR, "#drill-chart .legendtext")}
+        services = {row.find_elements(By.TAG_NAME, "td")[0].text
+                    for row in drill.find_elements(By.CSS_SELECTOR, "#services tbody tr")}
+        assert {"ftp", "tcp/other"} <= services
+        driver.find_element(By.ID, "back").click()
+        drill_into(driver, "2001:db8::2")  # no FTP: nothing to explain
+        assert not driver.find_element(By.ID, "ftp-note").is_displayed()
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()

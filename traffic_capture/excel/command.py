@@ -13,9 +13,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
+from traffic_capture.errors import EXIT_USAGE, PROG
 from traffic_capture.excel.read import (
     EXCEL_MAX_DATA_ROWS,
     TrafficCsvError,
@@ -41,9 +43,18 @@ def replacing(out: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error in one line, as every other command says it (argparse prints the whole
+    usage first, which buries the message)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{PROG}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
 def workbook_parser(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
     """The options every workbook command shares: the CSV in, the workbook out."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = _Parser(prog=prog, description=description)
     parser.add_argument("--csv", default="traffic.csv", type=Path,
                         help="the capture CSV (any delimiter the daemon writes; "
                              "default: traffic.csv)")
@@ -82,8 +93,9 @@ def run_workbook_command(prog: str, csv: Path, out: Path,
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:
-        print(f"{prog}: {exc.name} is missing: reinstall with pip install traffic-capture "
-              "(from a checkout: pip install -e .)", file=sys.stderr)
+        # The package is not on PyPI: the install that works is the clone's, into this Python.
+        print(f"{prog}: {exc.name} is not installed for {sys.executable}: "
+              f"{sys.executable} -m pip install -e . (in the project's folder)", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"{prog}: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)

@@ -123,6 +123,14 @@ def write_pivot_cells(ws, layout: px.PivotLayout, table: pd.DataFrame, corner: s
         ws.write_number(total_row, col, int(value), formats["total_bytes"])
 
 
+def print_one_page_wide(ws, header_row: int) -> None:
+    """Landscape, one page wide (a recomputed pivot sizes its columns to fit its numbers, and
+    the protocols' last columns went to a second page), the header row on every page."""
+    ws.set_landscape()
+    ws.fit_to_pages(1, 0)
+    ws.repeat_rows(header_row)
+
+
 def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     """The sheets, the Data Table (or, linked, the query table's range), the rendered pivot
     cells and the chart; the pivots themselves come after."""
@@ -160,6 +168,7 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     protocols.write(0, 0, f"Bytes per {unit(p)} and protocol (the chart's source)", note_fmt)
     protocols.set_column(0, 0, 21)
     protocols.set_column(1, len(CLASSES), 12)
+    print_one_page_wide(protocols, header_row=lay.protocol.top)
     write_pivot_cells(protocols, lay.protocol, protocol_cells(p), "", px.VALUES_CAPTION,
                       p.row_field, pivot_formats)
 
@@ -184,6 +193,7 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
                                                                     strict=True)],
         })
     data.freeze_panes(1, 0)
+    print_one_page_wide(data, header_row=0)
     data.set_column(0, 1, 20)
     data.set_column(2, 2, 26)
     data.set_column(3, 3, 9)

@@ -16,9 +16,11 @@ DERIVED = ("date", "hour", "minute")
 GROUP_FIELDS = {"5s": "window_start", "minute": "minute", "hour": "hour", "day": "date"}
 GROUP_CHOICES = ("auto", *GROUP_FIELDS)
 MAX_BARS = 200
-# How each grouping column reads, in Excel's number formats and as chart/category text.
+# How each grouping column reads, in Excel's number formats and as chart/category text. An
+# hour reads hh:mm (its minutes are 00): `hh:00` is not a valid date-time code, and the hours
+# showed as serial numbers (46083.0416666667) where it was used.
 EXCEL_FORMATS = {"window_start": "yyyy-mm-dd hh:mm:ss", "window_end": "yyyy-mm-dd hh:mm:ss",
-                 "minute": "yyyy-mm-dd hh:mm", "hour": "yyyy-mm-dd hh:00", "date": "yyyy-mm-dd"}
+                 "minute": "yyyy-mm-dd hh:mm", "hour": "yyyy-mm-dd hh:mm", "date": "yyyy-mm-dd"}
 TEXT_FORMATS = {"window_start": "%Y-%m-%d %H:%M:%S", "minute": "%Y-%m-%d %H:%M",
                 "hour": "%Y-%m-%d %H:00", "date": "%Y-%m-%d"}
 UNIT_NAMES = {"window_start": "window", "minute": "minute", "hour": "hour", "date": "day"}

@@ -99,9 +99,12 @@ class WebApp:
         return hmac.compare_digest(cookie.encode(), expected)
 
     def _build(self) -> FastAPI:
+        # No /docs or /redoc: FastAPI's load Swagger UI and ReDoc from a CDN (blank offline),
+        # and the Swagger UI on PyPI is too old for the OpenAPI 3.1 schema at /openapi.json.
         app = FastAPI(title="traffic-capture", version=__version__,
                       description="Per-client bytes of the server, by window, class and "
-                                  "direction: the same numbers as traffic.csv.")
+                                  "direction: the same numbers as traffic.csv.",
+                      docs_url=None, redoc_url=None)
         state = self.state
 
         if self.token is not None:

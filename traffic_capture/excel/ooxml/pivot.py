@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
+from traffic_capture.excel.addresses import in_address_order
 from traffic_capture.rules import CLASSES
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -94,10 +95,14 @@ def cache_items(df: pd.DataFrame, listed: Sequence[str]) -> CacheItems:
     """The cache's description of `df` (the Data sheet's columns, typed), listing `listed`."""
     dates = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
     numbers = [c for c in df.columns if pd.api.types.is_integer_dtype(df[c])]
+    def ordered(field: str) -> list[object]:
+        values = df[field].unique()
+        return list(in_address_order(values) if field == "client_ip" else sorted(values))
+
     return CacheItems(
         fields=tuple(df.columns),
-        listed={f: tuple(pd.Timestamp(v) if f in dates else v
-                         for v in sorted(df[f].unique())) for f in listed},
+        listed={f: tuple(pd.Timestamp(v) if f in dates else v for v in ordered(f))
+                for f in listed},
         date_ranges={c: (pd.Timestamp(df[c].min()), pd.Timestamp(df[c].max())) for c in dates},
         max_numbers={c: int(df[c].max()) for c in numbers},
         rows=len(df),

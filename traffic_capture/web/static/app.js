@@ -4,6 +4,9 @@
 
 const CLASSES = ["http", "ftp", "tcp", "udp", "other"];
 const COLOURS = { http: "#1f77b4", ftp: "#ff7f0e", tcp: "#2ca02c", udp: "#9467bd", other: "#8c564b" };
+// Out is the class's colour hatched over a lighter shade of it: a pattern, unlike opacity, is
+// drawn in the legend's swatches too, so "HTTP in" and "HTTP out" never look the same.
+const LIGHTER = { http: "#aec7e8", ftp: "#ffbb78", tcp: "#98df8a", udp: "#c5b0d5", other: "#c49c94" };
 const TOP_BARS = 40;
 
 const TEXT = {
@@ -13,7 +16,11 @@ const TEXT = {
     service: "Service", bytes: "bytes", waiting: "waiting for the first window\u2026",
     status: (n, from, to) => `${n} windows, ${from} \u2013 ${to}`,
     current: (t) => `window in progress: ${t} bytes`,
-    drill: (ip) => `Client ${ip}: bytes by class over time`,
+    drill: (ip) => `Client ${ip}`,
+    byClass: "Bytes by class over time (the CSV's classes)",
+    byPort: "Bytes by service, by the server's port",
+    ftpNote: "FTP's data connections use other ports than 20 and 21 (passive mode): the chart " +
+      "counts their bytes as FTP, as the CSV does; this table, by port, has them under tcp/other.",
     lost: "connection lost, reconnecting\u2026", noServices: "no service figures (CSV only)",
   },
   pt: {
@@ -23,7 +30,12 @@ const TEXT = {
     waiting: "aguardando a primeira janela\u2026",
     status: (n, from, to) => `${n} janelas, ${from} \u2013 ${to}`,
     current: (t) => `janela em andamento: ${t} bytes`,
-    drill: (ip) => `Cliente ${ip}: bytes por classe ao longo do tempo`,
+    drill: (ip) => `Cliente ${ip}`,
+    byClass: "Bytes por classe ao longo do tempo (as classes do CSV)",
+    byPort: "Bytes por servi\u00e7o, pela porta do servidor",
+    ftpNote: "As conex\u00f5es de dados do FTP usam outras portas al\u00e9m da 20 e da 21 (modo " +
+      "passivo): o gr\u00e1fico conta os bytes delas como FTP, como o CSV; esta tabela, por " +
+      "porta, os p\u00f5e em tcp/other.",
     lost: "conex\u00e3o perdida, reconectando\u2026",
     noServices: "sem dados por servi\u00e7o (somente CSV)",
   },
@@ -99,27 +111,44 @@ function render() {
   renderTable(clients);
 }
 
-function renderChart(clients) {
-  const top = [...clients].sort((a, b) => b.total - a.total).slice(0, TOP_BARS);
-  const x = top.map((c) => c.ip);
+const CLASS_NAMES = { http: "HTTP", ftp: "FTP", tcp: "TCP", udp: "UDP", other: T.other };
+const SEPARATORS = NUMBER.format(1000.5).replace(/\d/g, "").split("").reverse().join("") || ".,";
+
+// One stacked trace per class and direction: in solid, out hatched (the legend shows the same).
+function classTraces(x, value) {
   const traces = [];
   for (const direction of ["in", "out"]) {
     for (const k of CLASSES) {
+      const name = `${CLASS_NAMES[k]} ${T[direction].toLowerCase()}`;
       traces.push({
-        type: "bar", name: `${k.toUpperCase()} ${T[direction].toLowerCase()}`, x,
-        y: top.map((c) => c[direction][k]), customdata: x,
-        marker: { color: COLOURS[k], opacity: direction === "in" ? 1 : 0.55 },
-        hovertemplate: `%{x}<br>${k.toUpperCase()} ${T[direction].toLowerCase()}: %{y:,} ${T.bytes}<extra></extra>`,
+        type: "bar", name, x, y: x.map((_, i) => value(i, direction, k)),
+        marker: direction === "in" ? { color: COLOURS[k] } : {
+          color: LIGHTER[k],
+          pattern: { shape: "/", fgcolor: COLOURS[k], bgcolor: LIGHTER[k], size: 7, solidity: 0.45 },
+        },
+        hovertemplate: `%{x}<br>${name}: %{y:,} ${T.bytes}<extra></extra>`,
       });
     }
   }
-  const layout = {
-    barmode: "stack", margin: { t: 20, r: 10, b: 90, l: 80 },
-    xaxis: { type: "category", tickangle: -30 },
-    yaxis: { title: { text: T.bytes }, separatethousands: true },
-    separators: NUMBER.format(1000.5).replace(/\d/g, "").split("").reverse().join("") || ".,",
-    legend: { orientation: "h", y: 1.1 },
+  return traces;
+}
+
+// The legend sits above the plot, never on it: anchored by its bottom, the plot's top margin
+// grows with its rows (at 420 px it takes three), and ins come before outs.
+function chartLayout(bottom) {
+  return {
+    barmode: "stack", margin: { t: 10, r: 10, b: bottom, l: 70 },
+    yaxis: { title: { text: T.bytes }, separatethousands: true }, separators: SEPARATORS,
+    legend: { orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom",
+              traceorder: "normal" },
   };
+}
+
+function renderChart(clients) {
+  const top = [...clients].sort((a, b) => b.total - a.total).slice(0, TOP_BARS);
+  const x = top.map((c) => c.ip);
+  const traces = classTraces(x, (i, direction, k) => top[i][direction][k]);
+  const layout = { ...chartLayout(90), xaxis: { type: "category", tickangle: -30 } };
   const chart = document.getElementById("chart");
   Plotly.react(chart, traces, layout, { displayModeBar: false, responsive: true })
     .then(() => tagBars(chart, x));
@@ -202,22 +231,15 @@ async function drill(ip) {
   if (!response.ok || drilled !== ip) return;
   const data = await response.json();
   const x = data.history.map((w) => new Date(w.start * 1000));
-  const traces = [];
-  for (const direction of ["in", "out"]) {
-    for (const k of CLASSES) {
-      traces.push({
-        type: "bar", name: `${k.toUpperCase()} ${T[direction].toLowerCase()}`, x,
-        y: data.history.map((w) => w[direction][k]),
-        marker: { color: COLOURS[k], opacity: direction === "in" ? 1 : 0.55 },
-      });
-    }
-  }
-  await Plotly.react("drill-chart", traces, {
-    barmode: "stack", margin: { t: 20, r: 10, b: 60, l: 80 },
-    yaxis: { title: { text: T.bytes } }, legend: { orientation: "h", y: 1.1 },
-  }, { displayModeBar: false, responsive: true });
+  const traces = classTraces(x, (i, direction, k) => data.history[i][direction][k]);
+  await Plotly.react("drill-chart", traces, chartLayout(60),
+                     { displayModeBar: false, responsive: true });
   const body = document.querySelector("#services tbody");
   const services = data.services || [];
+  // The chart counts by class (passive FTP's data is FTP), the table by the server's port
+  // (that data is tcp/other): say so where both show FTP's bytes.
+  const ftpBytes = data.history.some((w) => w.in.ftp + w.out.ftp > 0);
+  document.getElementById("ftp-note").hidden = !(ftpBytes && services.length);
   body.replaceChildren(...(services.length ? services.map((s) => {
     const tr = document.createElement("tr");
     for (const [i, v] of [s.service, s.bytes_in, s.bytes_out, s.total].entries()) {
