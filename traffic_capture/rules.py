@@ -8,6 +8,9 @@ from __future__ import annotations
 # Protocol classes, in column order. A packet falls in exactly one, so total = their sum.
 CLASSES: tuple[str, ...] = ("http", "ftp", "tcp", "udp", "other")
 HTTP, FTP, TCP, UDP, OTHER = range(len(CLASSES))
+# How workbooks and reports name each class in their headings.
+CLASS_LABELS: dict[str, str] = {"http": "HTTP", "ftp": "FTP", "tcp": "TCP", "udp": "UDP",
+                                "other": "Other"}
 
 IN, OUT = "in", "out"
 

@@ -26,7 +26,7 @@ from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
 from traffic_capture.excel.ooxml import pivot as px
 from traffic_capture.excel.ooxml.package import Package, insert_before
 from traffic_capture.excel.read import TrafficCsvError, csv_delimiter
-from traffic_capture.rules import CLASSES
+from traffic_capture.rules import CLASS_LABELS, CLASSES
 
 TABLE_NAME = "Traffic"
 QUERY_NAME = "traffic_csv"  # the --link query table, its connection and its range's name
@@ -97,7 +97,7 @@ def client_cells(p: Plan) -> pd.DataFrame:
 def protocol_cells(p: Plan) -> pd.DataFrame:
     table = p.data.groupby(p.row_field)[list(px.CLASS_COLUMNS)].sum()
     table = table.reindex(index=list(p.items.items(p.row_field)))
-    table.columns = [px.CLASS_LABELS[c] for c in CLASSES]
+    table.columns = [CLASS_LABELS[c] for c in CLASSES]
     return table
 
 

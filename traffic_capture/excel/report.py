@@ -17,12 +17,11 @@ from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
 from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
-from traffic_capture.rules import CLASSES
+from traffic_capture.rules import CLASS_LABELS, CLASSES
 
 TOP_CLIENTS = 10  # series in the per-client chart; the rest become one "other clients" series
 OTHER_CLIENTS = "other clients"
 CHART_WINDOWS = 500  # newest rows charted; a column per row stops being readable past it
-CLASS_LABELS = {"http": "HTTP", "ftp": "FTP", "tcp": "TCP", "udp": "UDP", "other": "Other"}
 DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 # The time sheets: the chart fills the first printed page, the table starts on the next.
 CHART_SIZE = (1000, 460)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel.addresses import in_address_order
-from traffic_capture.rules import CLASSES
+from traffic_capture.rules import CLASS_LABELS, CLASSES
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 R_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -28,7 +28,6 @@ XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 PIVOT_CACHE_ID = 1  # the x14 id slicer caches use to name the pivot cache
 CLASS_COLUMNS = tuple(f"{c}_bytes" for c in CLASSES)
 # Legend names of the protocol pivot's values; they must differ from every field name.
-CLASS_LABELS = {"http": "HTTP", "ftp": "FTP", "tcp": "TCP", "udp": "UDP", "other": "Other"}
 TEXT_FIELDS = ("client_ip", "direction")
 GRAND_TOTAL = "Grand Total"
 CLIENT_VALUES = "Total bytes"  # the client pivot's data field caption
