@@ -403,7 +403,7 @@ def test_web_without_the_extra_says_the_fix(tmp_path: Path) -> None:
                                 text=True, env=child_env(), timeout=60)
         assert result.returncode == 1, result.stderr
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "pip install 'traffic-capture[web]'" in lines[0], lines
+        assert len(lines) == 1 and "-m pip install -e '.[web]'" in lines[0], lines
     assert not (tmp_path / "t.csv").exists()
 
 

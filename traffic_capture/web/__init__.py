@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ from traffic_capture.secrets import find_secret
 WEB_TOKEN_ENV = "TRAFFIC_WEB_TOKEN"
 WEB_TOKEN_CREDENTIAL = "web-token"  # systemd's LoadCredential= name (service-unit)
 
-INSTALL_HINT = "pip install 'traffic-capture[web]'"
+# The package is installed from its clone (not from PyPI), with the interpreter that runs it.
+INSTALL_HINT = f"{sys.executable} -m pip install -e '.[web]' (in the project's folder)"
 WEB_MODULES = ("fastapi", "uvicorn", "plotly")
 
 
@@ -111,7 +113,7 @@ def add_web_options(add: Callable[..., Any]) -> None:
     """The web options, shared by the capture run and `serve` (the extra is not needed to
     parse them: --web without it is refused when the run starts, naming the fix)."""
     add("--web", type=_listen, metavar="[HOST:]PORT",
-        help=f"serve the live dashboard, JSON API and event stream ({INSTALL_HINT}); HOST "
+        help="serve the live dashboard, JSON API and event stream (the 'web' extra); HOST "
              f"defaults to {WEB_DEFAULT_HOST} (loopback); any other address needs --web-token")
     add("--web-token", metavar="TOKEN",
         help="token every web request must then carry (Authorization: Bearer, or open the "
