@@ -125,7 +125,7 @@ class WindowAggregator:
         return [self._close(start) for start in sorted(self._starts())
                 if start + self.window_ns <= now_ns]
 
-    def open_windows(self) -> list[ClosedWindow]:
+    def open_windows(self) -> list[OpenWindow]:
         """The open windows' sums so far, oldest first, without closing them (the web's window
         in progress). Their packets are summed now and kept summed."""
         opened = []
@@ -134,7 +134,7 @@ class WindowAggregator:
             self._pending.pop(start, None)
             if packets:
                 self._sums[start] = self._summed(self._sums_of(start), packets)
-            opened.append(ClosedWindow(start // NS, (start + self.window_ns) // NS,
+            opened.append(OpenWindow(start // NS, (start + self.window_ns) // NS,
                                        self._sums[start]))
         return opened
 
@@ -274,9 +274,10 @@ def _take(counts: np.ndarray, amounts: np.ndarray) -> np.ndarray:
 _CLIENT_TEXT = AddressText(limit=1_000_000)
 
 
-class ClosedWindow(NamedTuple):
-    """A closed window's sums. Closing costs little; turning 100,000 clients into rows takes a
-    good half second, which the writer thread pays, not the capture."""
+class WindowSums(NamedTuple):
+    """A window's sums, per client and direction. Closing costs little; turning 100,000
+    clients into rows takes a good half second, which the writer thread pays, not the
+    capture."""
 
     start_s: int
     end_s: int
@@ -306,6 +307,19 @@ class ClosedWindow(NamedTuple):
                 for client, direction, numbers in zip(
                     self.client_texts(), self.directions(), self.totals_and_counts().tolist(),
                     strict=True)]
+
+
+class ClosedWindow(WindowSums):
+    """A closed window: what the outputs write (late packets may close it again, with rows of
+    their own)."""
+
+    __slots__ = ()
+
+
+class OpenWindow(WindowSums):
+    """A window still open: its sums so far (the dashboard's window in progress)."""
+
+    __slots__ = ()
 
 
 def empty_sums() -> Sums:
