@@ -21,8 +21,17 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from tests.conftest import DAEMON, REPO, SAMPLE, child_env, in_netns, needs_tools, read_rows  # noqa: E402
-from tests.web_helpers import WebProcess, eventually, get, post  # noqa: E402
-from traffic_capture.csvformat import COLUMNS, Row, format_rows, header_line  # noqa: E402
+from tests.web_helpers import (  # noqa: E402
+    T0,
+    WebProcess,
+    append,
+    eventually,
+    get,
+    post,
+    state_with,
+    window_rows,
+)
+from traffic_capture.csvformat import COLUMNS  # noqa: E402
 from traffic_capture.rules import CLASSES  # noqa: E402
 from traffic_capture.web.api import WebApp  # noqa: E402
 from traffic_capture.web.csvfile import CsvFollower  # noqa: E402
@@ -30,20 +39,6 @@ from traffic_capture.web.server import WebServer  # noqa: E402
 from traffic_capture.web.state import Current, ServiceSums, WebState  # noqa: E402
 
 SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
-T0 = 1_700_000_000
-
-
-def window_rows(start: int, clients: dict[tuple[str, str], list[int]], length: int = 5
-                ) -> list[Row]:
-    return [Row(start, start + length, ip, direction, sum(counts), *counts)
-            for (ip, direction), counts in clients.items()]
-
-
-def state_with(windows: list[list[Row]], history: int = 3600) -> WebState:
-    state = WebState(5, history, services=True)
-    for rows in windows:
-        state.load_rows(rows)
-    return state
 
 
 # The state, pure.
@@ -423,13 +418,6 @@ def test_web_usage_errors(tmp_path: Path) -> None:
 
 
 # `serve`, following a CSV.
-def append(path: Path, rows: list[Row]) -> None:
-    with path.open("a", encoding="utf-8", newline="") as out:
-        if out.tell() == 0:
-            out.write(header_line(";"))
-        out.write(format_rows(rows, ";"))
-
-
 def test_follower_reads_appends_and_rotations(tmp_path: Path) -> None:
     path = tmp_path / "traffic.csv"
     follower = CsvFollower(path)

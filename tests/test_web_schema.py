@@ -13,7 +13,7 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from tests.test_web import T0, state_with, window_rows  # noqa: E402
+from tests.web_helpers import T0, state_with, window_rows  # noqa: E402
 from traffic_capture.web.api import WebApp  # noqa: E402
 
 injected: list[object] = []
