@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from traffic_capture.web.api import WebApp  # noqa: E402
-from traffic_capture.web.server import WebServer  # noqa: E402
+from traffic_capture.web.http_server import WebServer  # noqa: E402
 from traffic_capture.web.state import WebState  # noqa: E402
 
 # The stream clients' process: prints "ready" before it opens them, and the events received

@@ -34,8 +34,8 @@ from tests.web_helpers import (  # noqa: E402
 from traffic_capture.csvformat import COLUMNS  # noqa: E402
 from traffic_capture.rules import CLASSES  # noqa: E402
 from traffic_capture.web.api import WebApp  # noqa: E402
-from traffic_capture.web.csvfile import CsvFollower  # noqa: E402
-from traffic_capture.web.server import WebServer  # noqa: E402
+from traffic_capture.web.csv_follow import CsvFollower  # noqa: E402
+from traffic_capture.web.http_server import WebServer  # noqa: E402
 from traffic_capture.web.state import Current, ServiceSums, WebState  # noqa: E402
 
 SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
@@ -503,7 +503,7 @@ def test_core_does_not_need_the_web_extra() -> None:
     code = ("import sys\n"
             "for name in ('fastapi', 'uvicorn', 'plotly', 'starlette'): sys.modules[name] = None\n"
             "import traffic_capture.app, traffic_capture.cli, traffic_capture.web, "
-            "traffic_capture.web.state, traffic_capture.web.sink, traffic_capture.web.csvfile\n")
+            "traffic_capture.web.state, traffic_capture.web.sink, traffic_capture.web.csv_follow\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=child_env(), timeout=60)
     assert result.returncode == 0, result.stderr

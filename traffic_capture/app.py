@@ -39,8 +39,8 @@ from traffic_capture.sources.file_source import FileSource
 from traffic_capture.status import Reporter, Snapshot
 
 if TYPE_CHECKING:
+    from traffic_capture.web.http_server import WebServer
     from traffic_capture.web.inject import Injector
-    from traffic_capture.web.server import WebServer
     from traffic_capture.web.state import WebState
 
 
@@ -93,7 +93,7 @@ def make_sinks(config: Config, reporter: Reporter, web_state: WebState | None = 
 def _web_state(config: Config) -> WebState:
     """The web's state, with the CSV's recent history (a restart shows the past too)."""
     from traffic_capture.web import require_web
-    from traffic_capture.web.csvfile import read_history
+    from traffic_capture.web.csv_follow import read_history
     from traffic_capture.web.state import WebState
 
     require_web()
@@ -225,7 +225,7 @@ class Run:
     def serve_web(self, state: WebState) -> None:
         """Start the dashboard (before capture, so that a port in use stops nothing)."""
         from traffic_capture.web.api import WebApp
-        from traffic_capture.web.server import WebServer
+        from traffic_capture.web.http_server import WebServer
 
         assert self.config.web is not None
         inject = None

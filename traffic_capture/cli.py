@@ -35,7 +35,7 @@ from traffic_capture.web import add_web_options, check_exposure, web_token
 SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
     "report": "traffic_capture.excel.report",
-    "serve": "traffic_capture.web.serve",
+    "serve": "traffic_capture.web.command",
     "view": "traffic_capture.viewer.command",  # with --log; without, a capture with --view
 }
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"

@@ -65,8 +65,8 @@ def _serve(path: Path, host: str, port: int, token: str | None, history: int,
 
     require_web()
     from traffic_capture.web.api import WebApp
-    from traffic_capture.web.csvfile import CsvFollower
-    from traffic_capture.web.server import WebServer
+    from traffic_capture.web.csv_follow import CsvFollower
+    from traffic_capture.web.http_server import WebServer
     from traffic_capture.web.state import WebState
 
     follower = CsvFollower(path, utc)
