@@ -14,7 +14,8 @@ from typing import Any
 
 from tests.conftest import DAEMON, ChildProcess, child_env
 from traffic_capture.csvformat import Row, format_rows, header_line
-from traffic_capture.web.state import WebState
+from traffic_capture.web import answers
+from traffic_capture.web.memory_store import MemoryStore
 
 URL = re.compile(r"(?:dashboard at|serving \S+ at) (http://\S+/)")
 T0 = 1_700_000_000
@@ -26,11 +27,18 @@ def window_rows(start: int, clients: dict[tuple[str, str], list[int]], length: i
             for (ip, direction), counts in clients.items()]
 
 
-def state_with(windows: list[list[Row]], history: int = 3600) -> WebState:
-    state = WebState(5, history, services=True)
+def store_with(windows: list[list[Row]], history: int = 3600) -> MemoryStore:
+    store = MemoryStore(5, history, services=True)
     for rows in windows:
-        state.load_rows(rows)
-    return state
+        store.load_rows(rows)
+    return store
+
+
+def current_dict(store: MemoryStore) -> dict[str, Any] | None:
+    """/api/windows/current's window, without the app."""
+    current = store.current()
+    return None if current is None else answers.window_dict(
+        current.start_s, current.end_s, current.clients, current.inbound, current.counts)
 
 
 def append(path: Path, rows: list[Row]) -> None:

@@ -41,7 +41,7 @@ from traffic_capture.status import Reporter, Snapshot
 if TYPE_CHECKING:
     from traffic_capture.web.http_server import WebServer
     from traffic_capture.web.inject import Injector
-    from traffic_capture.web.state import WebState
+    from traffic_capture.web.memory_store import MemoryStore as WebState
 
 
 class CaptureUnavailable(TrafficCaptureError):
@@ -94,7 +94,7 @@ def _web_state(config: Config) -> WebState:
     """The web's state, with the CSV's recent history (a restart shows the past too)."""
     from traffic_capture.web import require_web
     from traffic_capture.web.csv_follow import read_history
-    from traffic_capture.web.state import WebState
+    from traffic_capture.web.memory_store import MemoryStore as WebState
 
     require_web()
     state = WebState(config.window_seconds, config.web_history, services=True)

@@ -16,7 +16,8 @@ from traffic_capture.parse import address_text, join_address
 from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP, SERVICE_OTHER
 from traffic_capture.sinks import Say, Sink
-from traffic_capture.web.state import SERVICE_NAMES, Current, ServiceSums, WebState, service_tables
+from traffic_capture.web.memory_store import SERVICE_NAMES, Current, ServiceSums, service_tables
+from traffic_capture.web.memory_store import MemoryStore as WebState
 from traffic_capture.windows import NS, ClosedWindow, WindowAggregator
 
 PACKET_BATCHES_MAX = 2048
