@@ -5,6 +5,7 @@ test_web_answers.py, test_web_events.py."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -22,7 +23,17 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.conftest import DAEMON, REPO, SAMPLE, child_env, in_netns, needs_tools, read_rows  # noqa: E402
+from tests import pcapng_builder  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    DAEMON,
+    REPO,
+    SAMPLE,
+    child_env,
+    in_netns,
+    needs_tools,
+    read_rows,
+    run_cli,
+)
 from tests.web_helpers import (  # noqa: E402
     T0,
     WebProcess,
@@ -335,6 +346,24 @@ def test_serve_follows_an_appended_and_rotated_csv(tmp_path: Path) -> None:
         assert [c["ip"] for c in last] == ["10.0.0.2"]  # counted back from the newest window
     finally:
         assert web.stop() == 0
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "gzip", "random bytes"])
+def test_serve_says_in_one_line_that_a_capture_file_is_not_the_csv(tmp_path: Path,
+                                                                   kind: str) -> None:
+    """`serve --csv capture.pcap` printed the capture's bytes as its header; `excel` says what
+    the file is. One line, no bytes of it, exit 1, before anything listens."""
+    if kind == "pcap":
+        path = SAMPLE
+    else:
+        path = tmp_path / f"capture.{kind.split()[0]}"
+        path.write_bytes({"pcapng": pcapng_builder.section() + pcapng_builder.interface(1),
+                          "gzip": gzip.compress(SAMPLE.read_bytes()),
+                          "random bytes": bytes(range(256)) * 64}[kind])
+    result = run_cli(["serve", "--csv", str(path), "--web", "127.0.0.1:0"])
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"traffic-capture: error: {path} is not a traffic-capture CSV "
+                             "(it holds binary data: a capture file?)\n")
 
 
 # The token off loopback, in a network namespace of the test's own.
