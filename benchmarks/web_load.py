@@ -26,9 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from traffic_capture.web import answers  # noqa: E402
 from traffic_capture.web.api import WebApp  # noqa: E402
-from traffic_capture.web.server import WebServer  # noqa: E402
-from traffic_capture.web.state import WebState  # noqa: E402
+from traffic_capture.web.http_server import WebServer  # noqa: E402
+from traffic_capture.web.memory_store import MemoryStore  # noqa: E402
 
 # The stream clients' process: prints "ready" before it opens them, and the events received
 # once its standard input is closed.
@@ -66,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     before = rss_mib()
-    state = WebState(5, 3600)
+    store = MemoryStore(5, 3600)
     clients = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(args.clients)]
     names = clients * 2
     inbound = np.repeat([True, False], args.clients)
@@ -75,21 +76,22 @@ def main() -> None:
     built = time.perf_counter()
     for k in range(3600 // 5 + 10):  # an hour and a bit: the oldest are evicted
         counts = rng.integers(0, 100_000, size=(len(names), 5))
-        state.add_window(start + 5 * k, start + 5 * k + 5, names, inbound, counts)
+        store.add_window(start + 5 * k, start + 5 * k + 5, names, inbound, counts)
     built = time.perf_counter() - built
-    summary = state.summary()
+    summary = store.summary()
     print(f"history: {summary['history_windows']} windows, {summary['history_rows']:,} rows; "
           f"built in {built:.2f} s; peak RSS {before:.0f} -> {rss_mib():.0f} MiB")
 
     direct = []
     for _ in range(50):
         t = time.perf_counter()
-        state.clients(3600, 20)
+        answers.clients(store, answers.last(store, 3600), 20)
         direct.append(time.perf_counter() - t)
-    print(f"state.clients(3600) alone: median {np.median(direct) * 1000:.1f} ms, "
+    print(f"answers.clients(3600) alone: median {np.median(direct) * 1000:.1f} ms, "
           f"max {max(direct) * 1000:.1f} ms")
 
-    server = WebServer(WebApp(state, lambda: {"mode": "bench"}), "127.0.0.1", 0)
+    web = WebApp(store, lambda: {"mode": "bench"})
+    server = WebServer(web, "127.0.0.1", 0)
     server.start()
     stop = threading.Event()
     events = [0] * args.streams
@@ -146,7 +148,7 @@ def main() -> None:
         child.stdin.close()
         events[0] = int(child.stdout.readline())
         child.wait(30)
-    cached = state._events_size / 2**20  # noqa: SLF001 - a benchmark's look inside
+    cached = web.events.cached_bytes / 2**20
     server.stop()
     ms = np.array(latencies) * 1000
     print(f"{len(ms)} requests of /api/clients?seconds=3600 at {args.rate:g}/s with "

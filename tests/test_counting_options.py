@@ -73,7 +73,7 @@ def test_a_utc_csv_reads_back_to_the_same_windows_in_the_web(tmp_path: Path) -> 
 
     pytest.importorskip("fastapi")
     from traffic_capture.csvformat import Row, format_rows, header_line
-    from traffic_capture.web.csvfile import read_history
+    from traffic_capture.web.csv_follow import read_history
 
     rows = [Row(1_792_888_200, 1_792_888_205, CLIENT, "in", 10, 10, 0, 0, 0, 0),
             Row(1_792_891_800, 1_792_891_805, CLIENT, "in", 20, 20, 0, 0, 0, 0)]

@@ -1,8 +1,11 @@
-"""The web dashboard: the state's queries, the API's answers (equal to the CSV's), `serve`
-following a CSV that grows and rotates, the token, and --web without the extra."""
+"""The web dashboard: the API (status codes, the token, /metrics, the event stream over HTTP),
+its answers equal to the CSV's, `serve` following a CSV that grows and rotates, and --web
+without the extra. The store, the answers and the stream's text alone: test_web_store.py,
+test_web_answers.py, test_web_events.py."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -20,167 +23,42 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.conftest import DAEMON, REPO, SAMPLE, child_env, in_netns, needs_tools, read_rows  # noqa: E402
-from tests.web_helpers import WebProcess, eventually, get, post  # noqa: E402
-from traffic_capture.csvformat import COLUMNS, Row, format_rows, header_line  # noqa: E402
+from tests import pcapng_builder  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    DAEMON,
+    REPO,
+    SAMPLE,
+    child_env,
+    in_netns,
+    needs_tools,
+    read_rows,
+    run_cli,
+)
+from tests.web_helpers import (  # noqa: E402
+    T0,
+    WebProcess,
+    append,
+    current_dict,
+    eventually,
+    get,
+    post,
+    store_with,
+    window_rows,
+)
+from traffic_capture.csvformat import COLUMNS  # noqa: E402
 from traffic_capture.rules import CLASSES  # noqa: E402
+from traffic_capture.web import answers  # noqa: E402
 from traffic_capture.web.api import WebApp  # noqa: E402
-from traffic_capture.web.csvfile import CsvFollower  # noqa: E402
-from traffic_capture.web.server import WebServer  # noqa: E402
-from traffic_capture.web.state import Current, ServiceSums, WebState  # noqa: E402
+from traffic_capture.web.csv_follow import CsvFollower  # noqa: E402
+from traffic_capture.web.http_server import WebServer  # noqa: E402
+from traffic_capture.web.memory_store import Current, MemoryStore  # noqa: E402
 
 SERVERS = ["--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1"]
-T0 = 1_700_000_000
-
-
-def window_rows(start: int, clients: dict[tuple[str, str], list[int]], length: int = 5
-                ) -> list[Row]:
-    return [Row(start, start + length, ip, direction, sum(counts), *counts)
-            for (ip, direction), counts in clients.items()]
-
-
-def state_with(windows: list[list[Row]], history: int = 3600) -> WebState:
-    state = WebState(5, history, services=True)
-    for rows in windows:
-        state.load_rows(rows)
-    return state
-
-
-# The state, pure.
-def test_last_seconds_count_back_from_the_newest_window() -> None:
-    state = state_with([
-        window_rows(T0, {("10.0.0.1", "in"): [1, 0, 0, 0, 0]}),
-        window_rows(T0 + 5, {("10.0.0.1", "out"): [0, 2, 0, 0, 0],
-                             ("10.0.0.2", "in"): [0, 0, 30, 0, 0]}),
-        window_rows(T0 + 10, {("10.0.0.2", "in"): [0, 0, 0, 400, 0]}),
-    ])
-    last5 = state.clients(5, 10)
-    assert [c["ip"] for c in last5["clients"]] == ["10.0.0.2"]
-    assert last5["clients"][0]["protocols"]["udp"] == 400
-    everything = state.clients(3600, 10)
-    assert [(c["ip"], c["bytes_in"], c["bytes_out"]) for c in everything["clients"]] == [
-        ("10.0.0.2", 430, 0), ("10.0.0.1", 1, 2)]
-    assert state.clients(3600, 10, "out")["clients"][0]["ip"] == "10.0.0.1"
-    assert state.clients(3600, 1)["clients_active"] == 2
-    protocols = {p["protocol"]: p["total"] for p in state.protocols(10)["protocols"]}
-    assert protocols == {"http": 0, "ftp": 2, "tcp": 30, "udp": 400, "other": 0}
-
-
-def test_drill_down_and_unknown_client() -> None:
-    state = state_with([window_rows(T0, {("2001:db8::7", "in"): [5, 0, 0, 0, 1]}),
-                        window_rows(T0 + 5, {("2001:db8::7", "out"): [0, 0, 9, 0, 0]})])
-    client = state.client("2001:db8::7", 3600)
-    assert client is not None
-    assert [(w["start"], w["in"]["http"], w["out"]["tcp"]) for w in client["history"]] == [
-        (T0, 5, 0), (T0 + 5, 0, 9)]
-    assert client["total"] == 15
-    assert state.client("2001:db8::8", 3600) is None
-
-
-def test_history_is_bounded_by_span_and_rows() -> None:
-    state = WebState(5, 60, max_rows=50)
-    for k in range(100):
-        state.load_rows(window_rows(T0 + 5 * k, {(f"10.0.{k}.{i}", "in"): [1, 0, 0, 0, 0]
-                                                  for i in range(3)}))
-    summary = state.summary()
-    assert summary["history_windows"] == 12  # 60 s of 5-s windows
-    assert summary["history_from"] == T0 + 5 * 88
-    small = WebState(5, 3600, max_rows=10)
-    for k in range(20):
-        small.load_rows(window_rows(T0 + 5 * k, {(f"10.1.{k}.{i}", "in"): [1, 0, 0, 0, 0]
-                                                  for i in range(3)}))
-    assert small.summary()["history_rows"] <= 12
-    # Clients no held window names are forgotten (a scan must not grow memory forever).
-    many = WebState(5, 10)
-    for k in range(40):
-        many.load_rows(window_rows(T0 + 5 * k, {(f"10.2.{k}.{i}", "in"): [1, 0, 0, 0, 0]
-                                                 for i in range(500)}))
-    assert len(many._names) < 5000
-    assert many.clients(10, 5000)["clients_active"] == 1000
-    assert not many.knows("10.2.0.0") and many.knows("10.2.39.499")
-
-
-def test_services_sum_per_name() -> None:
-    state = WebState(5, 3600, services=True)
-    state.add_window(T0, T0 + 5, ["10.0.0.1"], np.array([True]), np.array([[0, 0, 100, 0, 0]]),
-                     ServiceSums(["10.0.0.1", "10.0.0.1"], np.array([True, False]),
-                                 np.array([1, 1], dtype=np.int16), np.array([60, 40])))
-    services = state.services(60)["services"]
-    assert services == [{"service": "https", "bytes_in": 60, "bytes_out": 40, "total": 100}]
-
-
-def test_stream_events_are_the_apis_json_built_once_and_evicted_with_the_history() -> None:
-    state = WebState(5, 30)
-    odd = ["10.0.0.1", "2001:db8::7", 'x"y\\z', "caf\u00e9"]  # the last two need escaping
-    for k in range(4):
-        clients = odd if k == 2 else odd[:2]
-        state.add_window(T0 + 5 * k, T0 + 5 * k + 5, clients,
-                         np.array([True, False, True, False][:len(clients)]),
-                         np.arange(len(clients) * 5).reshape(-1, 5) * 10 ** (5 * k))
-    state.add_window(T0 + 20, T0 + 25, [], np.zeros(0, bool), np.zeros((0, 5)))
-    assert state.window_events(None, 3600, build=False) is None  # a quick look: not built
-    events = state.window_events(None, 3600)
-    assert state.window_events(None, 3600, build=False) == events
-    assert events is not None and [text for _, text in events] == [
-        f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}\n\n".encode()
-        for w in state.windows(100)]
-    assert [number for number, _ in events] == [0, 1, 2, 3, 4]
-    again = state.window_events(state.stream_position(str(T0 + 5)), 5)  # whatever `seconds`
-    assert again is not None and [number for number, _ in again] == [2, 3, 4]
-    assert all(a is b for (_, a), (_, b) in zip(again, events[2:], strict=True))  # built once
-    assert state.current_event() == b"event: current\ndata: null\n\n"
-    state.set_current(Current(T0 + 25, T0 + 30, odd, np.array([True, True, False, False]),
-                              np.arange(20).reshape(4, 5)))
-    assert state.current_event(build=False) is None
-    current = state.current_event()
-    assert current == f"event: current\ndata: {json.dumps(state.current())}\n\n".encode()
-    assert state.current_event() is current
-    # Evicted with its window; and at most event_cache_bytes of it, the newest kept.
-    for k in range(5, 12):
-        state.add_window(T0 + 5 * k, T0 + 5 * k + 5, odd[:1], np.array([True]),
-                         np.array([[k, 0, 0, 0, 0]]))
-    assert state.summary()["history_from"] == T0 + 30
-    assert not state._events and state._events_size == 0
-    first = state.window_events(None, 3600)
-    assert first is not None
-    assert sorted(state._events) == list(range(6, 12))
-    state._drop_events(12)
-    state.event_cache_bytes = 2 * len(first[-1][1])
-    assert state.window_events(state.stream_position(str(T0 - 1)), 5) == first  # rebuilt
-    assert sorted(state._events) == [10, 11]
-    state.window_events(state.stream_position(str(T0 + 30)), 5)  # older ones asked again
-    assert sorted(state._events) == [10, 11]
-    assert state._events_size == sum(len(text) for text in state._events.values())
-
-
-def test_a_window_closed_again_by_late_packets_gets_its_own_id_and_reaches_every_stream(
-        ) -> None:
-    """Late packets close a window a second time (the CSV gets a second set of rows for it):
-    its event comes after the windows closed in between, with the id start.1, and a stream
-    resuming from any id gets exactly what was sent after that one."""
-    state = WebState(5, 3600)
-    for start in (T0, T0 + 5, T0 + 10, T0, T0 + 15, T0 + 5):
-        state.add_window(start, start + 5, ["10.0.0.1"], np.array([True]),
-                         np.array([[start - T0 + 1, 0, 0, 0, 0]]))
-    events = state.window_events(None, 3600)
-    assert events is not None
-    ids = [text.split(b"\n")[0].decode() for _, text in events]
-    assert ids == [f"id: {T0}", f"id: {T0 + 5}", f"id: {T0 + 10}", f"id: {T0}.1",
-                   f"id: {T0 + 15}", f"id: {T0 + 5}.1"]
-    for k, line in enumerate(ids):
-        resumed = state.window_events(state.stream_position(line[4:]), 5)
-        assert resumed == events[k + 1:], line
-    # An id not held: from the first window held that starts after it, late ones included.
-    assert state.window_events(state.stream_position(str(T0 + 12)), 5) == events[4:]
-    assert state.window_events(state.stream_position(str(T0 - 60)), 5) == events
-    assert state.window_events(state.stream_position(str(T0 + 60)), 5) == []
-    with pytest.raises(ValueError):
-        state.stream_position("yesterday")
 
 
 # The API, in process.
 def test_api_status_codes_and_token() -> None:
-    state = state_with([window_rows(T0, {("10.0.0.1", "in"): [1, 2, 3, 4, 5]})])
+    state = store_with([window_rows(T0, {("10.0.0.1", "in"): [1, 2, 3, 4, 5]})])
     client = TestClient(WebApp(state, lambda: {"mode": "test"}).app)
     assert client.get("/api/clients", params={"seconds": 0}).status_code == 422
     assert client.get("/api/clients", params={"direction": "sideways"}).status_code == 422
@@ -206,7 +84,7 @@ def test_api_status_codes_and_token() -> None:
 
 
 def test_metrics_label_only_the_top_clients() -> None:
-    state = state_with([window_rows(T0, {(f"10.0.{i // 250}.{i % 250}", "in"): [i + 1, 0, 0, 0, 0]
+    state = store_with([window_rows(T0, {(f"10.0.{i // 250}.{i % 250}", "in"): [i + 1, 0, 0, 0, 0]
                                          for i in range(500)})])
     text = TestClient(WebApp(state, lambda: {"packets_seen": 7}).app).get("/metrics").text
     assert 'traffic_capture_bytes_total{class="http",direction="in"} 125250' in text
@@ -238,12 +116,12 @@ def window_events(blocks: list[bytes]) -> list[bytes]:
 
 
 def test_streams_get_identical_window_events_and_resume_exactly() -> None:
-    state = state_with([window_rows(T0 + 5 * k, {("10.0.0.1", "in"): [k, 1, 2, 3, 4],
+    state = store_with([window_rows(T0 + 5 * k, {("10.0.0.1", "in"): [k, 1, 2, 3, 4],
                                                  ("2001:db8::7", "out"): [0, 0, 5 * k, 0, 9]})
                         for k in range(6)])
     state.add_window(T0 + 30, T0 + 35, [], np.zeros(0, bool), np.zeros((0, len(CLASSES))))
     expected = [f"id: {w['start']}\nevent: window\ndata: {json.dumps(w)}".encode()
-                for w in state.windows(100)]
+                for w in answers.windows(state, 100)["windows"]]
     assert len(expected) == 7
     server = WebServer(WebApp(state, lambda: {}), "127.0.0.1", 0)
     server.start()
@@ -262,7 +140,7 @@ def test_streams_get_identical_window_events_and_resume_exactly() -> None:
         assert first == second
         assert first[:-1] == expected
         assert first[-1] == (f"id: {T0 + 40}\nevent: window\ndata: "
-                             f"{json.dumps(state.windows(1)[0])}").encode()
+                             f"{json.dumps(answers.windows(state, 1)['windows'][0])}").encode()
         # A new stream's backlog is its last `seconds`; a resumed one gets exactly the windows
         # after its Last-Event-ID, whatever `seconds` says.
         recent = window_events(read_stream(server.url + "api/stream?seconds=15", {},
@@ -282,7 +160,7 @@ def test_streams_get_identical_window_events_and_resume_exactly() -> None:
                                                     b"event: current")
                      if block.startswith(b"event: current")] for _ in range(2)]
         assert currents[0] == currents[1] == [
-            f"event: current\ndata: {json.dumps(state.current())}".encode()]
+            f"event: current\ndata: {json.dumps(current_dict(state))}".encode()]
     finally:
         server.stop()
 
@@ -290,7 +168,7 @@ def test_streams_get_identical_window_events_and_resume_exactly() -> None:
 def test_an_open_stream_gets_a_window_closed_again_after_newer_ones() -> None:
     """Before, an open stream asked for windows starting after the last one it sent, so a
     window closed again by late packets never reached it."""
-    state = WebState(5, 3600)
+    state = MemoryStore(5, 3600)
     for start in (T0, T0 + 5):
         state.add_window(start, start + 5, ["10.0.0.1"], np.array([True]),
                          np.array([[1, 0, 0, 0, 0]]))
@@ -423,13 +301,6 @@ def test_web_usage_errors(tmp_path: Path) -> None:
 
 
 # `serve`, following a CSV.
-def append(path: Path, rows: list[Row]) -> None:
-    with path.open("a", encoding="utf-8", newline="") as out:
-        if out.tell() == 0:
-            out.write(header_line(";"))
-        out.write(format_rows(rows, ";"))
-
-
 def test_follower_reads_appends_and_rotations(tmp_path: Path) -> None:
     path = tmp_path / "traffic.csv"
     follower = CsvFollower(path)
@@ -477,6 +348,24 @@ def test_serve_follows_an_appended_and_rotated_csv(tmp_path: Path) -> None:
         assert web.stop() == 0
 
 
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "gzip", "random bytes"])
+def test_serve_says_in_one_line_that_a_capture_file_is_not_the_csv(tmp_path: Path,
+                                                                   kind: str) -> None:
+    """`serve --csv capture.pcap` printed the capture's bytes as its header; `excel` says what
+    the file is. One line, no bytes of it, exit 1, before anything listens."""
+    if kind == "pcap":
+        path = SAMPLE
+    else:
+        path = tmp_path / f"capture.{kind.split()[0]}"
+        path.write_bytes({"pcapng": pcapng_builder.section() + pcapng_builder.interface(1),
+                          "gzip": gzip.compress(SAMPLE.read_bytes()),
+                          "random bytes": bytes(range(256)) * 64}[kind])
+    result = run_cli(["serve", "--csv", str(path), "--web", "127.0.0.1:0"])
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"traffic-capture: error: {path} is not a traffic-capture CSV "
+                             "(it holds binary data: a capture file?)\n")
+
+
 # The token off loopback, in a network namespace of the test's own.
 def test_token_required_off_loopback(netns: str, tmp_path: Path) -> None:
     needs_tools("curl")
@@ -515,7 +404,9 @@ def test_core_does_not_need_the_web_extra() -> None:
     code = ("import sys\n"
             "for name in ('fastapi', 'uvicorn', 'plotly', 'starlette'): sys.modules[name] = None\n"
             "import traffic_capture.app, traffic_capture.cli, traffic_capture.web, "
-            "traffic_capture.web.state, traffic_capture.web.sink, traffic_capture.web.csvfile\n")
+            "traffic_capture.web.memory_store, traffic_capture.web.answers, "
+            "traffic_capture.web.events, traffic_capture.web.sink, "
+            "traffic_capture.web.csv_follow\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=child_env(), timeout=60)
     assert result.returncode == 0, result.stderr

@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from tests.conftest import REPO  # noqa: E402
-from tests.web_helpers import WebProcess  # noqa: E402
+from tests.web_helpers import T0, WebProcess, append, window_rows  # noqa: E402
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = os.environ.get("TRAFFIC_WEB_SCREENSHOT")  # a path: also save a screenshot there
@@ -124,8 +124,6 @@ def test_page_in_portuguese_with_brazilian_numbers(tmp_path: Path) -> None:
 def test_a_window_closed_again_adds_to_the_page_instead_of_replacing_it(tmp_path: Path) -> None:
     """Late packets give a window a second set of rows (in the CSV, and in the stream as the
     event `start.1`): the page adds them to the window's first rows."""
-    from tests.test_web import T0, append, window_rows
-
     path = tmp_path / "traffic.csv"
     append(path, window_rows(T0, {("10.0.0.1", "in"): [100, 0, 0, 0, 0]})
            + window_rows(T0 + 5, {("10.0.0.1", "out"): [0, 0, 50, 0, 0]}))

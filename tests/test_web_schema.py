@@ -13,11 +13,11 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from tests.test_web import T0, state_with, window_rows  # noqa: E402
+from tests.web_helpers import T0, store_with, window_rows  # noqa: E402
 from traffic_capture.web.api import WebApp  # noqa: E402
 
 injected: list[object] = []
-STATE = state_with([window_rows(T0 + 5 * k, {(f"10.0.0.{k}", "in"): [k, 1, 2, 3, 4],
+STATE = store_with([window_rows(T0 + 5 * k, {(f"10.0.0.{k}", "in"): [k, 1, 2, 3, 4],
                                              ("2001:db8::5", "out"): [0, 0, 0, 0, k]})
                     for k in range(10)])
 APP = WebApp(STATE, lambda: {"mode": "test", "packets_seen": 1},

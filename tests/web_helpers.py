@@ -1,5 +1,6 @@
 """The web's tests share these: a daemon or `serve` as a child process, its URL read from its
-start-up line (it listens on a free port: `--web 127.0.0.1:0`), and plain HTTP calls."""
+start-up line (it listens on a free port: `--web 127.0.0.1:0`), plain HTTP calls, and rows of
+windows to load or append to a CSV."""
 
 from __future__ import annotations
 
@@ -8,11 +9,43 @@ import re
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import DAEMON, ChildProcess, child_env
+from traffic_capture.csvformat import Row, format_rows, header_line
+from traffic_capture.web import answers
+from traffic_capture.web.memory_store import MemoryStore
 
 URL = re.compile(r"(?:dashboard at|serving \S+ at) (http://\S+/)")
+T0 = 1_700_000_000
+
+
+def window_rows(start: int, clients: dict[tuple[str, str], list[int]], length: int = 5
+                ) -> list[Row]:
+    return [Row(start, start + length, ip, direction, sum(counts), *counts)
+            for (ip, direction), counts in clients.items()]
+
+
+def store_with(windows: list[list[Row]], history: int = 3600) -> MemoryStore:
+    store = MemoryStore(5, history, services=True)
+    for rows in windows:
+        store.load_rows(rows)
+    return store
+
+
+def current_dict(store: MemoryStore) -> dict[str, Any] | None:
+    """/api/windows/current's window, without the app."""
+    current = store.current()
+    return None if current is None else answers.window_dict(
+        current.start_s, current.end_s, current.clients, current.inbound, current.counts)
+
+
+def append(path: Path, rows: list[Row]) -> None:
+    with path.open("a", encoding="utf-8", newline="") as out:
+        if out.tell() == 0:
+            out.write(header_line(";"))
+        out.write(format_rows(rows, ";"))
 
 
 class WebProcess(ChildProcess):

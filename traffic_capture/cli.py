@@ -33,7 +33,7 @@ from traffic_capture.version import __version__
 SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
     "report": "traffic_capture.excel.report",
-    "serve": "traffic_capture.web.serve",
+    "serve": "traffic_capture.web.command",
     "view": "traffic_capture.viewer.command",  # with --log; without, a capture with --view
 }
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"

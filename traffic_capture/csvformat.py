@@ -68,6 +68,12 @@ def detect_delimiter(header: str) -> str:
     )
 
 
+def holds_binary(line: str) -> bool:
+    """Whether a line read as UTF-8 (bad bytes replaced) holds what no line of the CSV does:
+    bytes that are not text, or control characters. A capture file given as the CSV does."""
+    return any(c == "\ufffd" or (c < " " and c not in "\t\r\n") for c in line)
+
+
 def local_time_text(epoch_seconds: int, utc: bool = False) -> str:
     """Local time (TZ honoured), or UTC with --utc, without zone: the form every Excel locale
     reads as a date-time."""

@@ -25,6 +25,8 @@ CLASS_COUNT = len(CLASSES)
 # A chart wants about this many points: the resolution picked gives at least that many steps
 # over the range when the store holds one fine enough.
 DEFAULT_POINTS = 200
+# Further than any window from 1970, either way: the bounds of TimeRange.everything().
+EVERYTHING_S = 2**62
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class TimeRange:
         """"The last S seconds", counted back from the newest window held (live, that is now):
         a capture file or an old CSV answers like a live capture."""
         return cls(newest_end_s - seconds, newest_end_s)
+
+    @classmethod
+    def everything(cls) -> TimeRange:
+        """Every window held, whenever it is."""
+        return cls(-EVERYTHING_S, EVERYTHING_S)
 
 
 @dataclass(frozen=True)
@@ -80,40 +87,72 @@ def pick_resolution(held: Sequence[Resolution], when: TimeRange,
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """The windows held that overlap a range: how many, where the first starts and where the
+    last ends (None when there are none). An answer says it, so that "the last hour" of a
+    store holding ten minutes says so. A store that keeps apart the rows late packets added
+    to a window after it closed counts that window again."""
+
+    windows: int
+    first_start_s: int | None = None
+    last_end_s: int | None = None
+
+
+@dataclass(frozen=True)
 class ClientTotals:
-    """Bytes per client over a range: sums[i, 0] in, sums[i, 1] out, each (classes,)."""
+    """Bytes per client over a range: sums[i, 0] in, sums[i, 1] out, each (classes,). A client
+    without bytes in the range may be listed, with zeros."""
 
     clients: Sequence[str]
     sums: np.ndarray  # int64 (clients, 2, classes)
     resolution: int  # seconds of the windows summed
-    windows: int  # windows (at that resolution) that held rows in the range
-    first_start_s: int | None  # the first and last of those windows: what was really summed
-    last_end_s: int | None
+    coverage: Coverage  # the windows summed
 
     @classmethod
     def empty(cls, resolution: int) -> ClientTotals:
-        return cls([], np.zeros((0, 2, CLASS_COUNT), dtype=np.int64), resolution, 0, None,
-                   None)
+        return cls([], np.zeros((0, 2, CLASS_COUNT), dtype=np.int64), resolution, Coverage(0))
 
 
 @dataclass(frozen=True)
 class WindowRows:
-    """Rows as the CSV has them (one per window, client and direction), oldest window first."""
+    """Rows as the CSV has them (one per window, client and direction), window by window in
+    the order they closed (oldest first). Window i is [starts[i], ends[i]) and its rows are
+    those from row_bounds[i] to row_bounds[i + 1]. A window without rows is listed too (unless
+    a client was asked for); a store that keeps apart the rows late packets added after a
+    window closed lists that window again, with those rows, where it closed (as the CSV has
+    them)."""
 
-    window_start: np.ndarray  # int64 epoch seconds
-    window_end: np.ndarray  # int64
-    clients: Sequence[str]
-    inbound: np.ndarray  # bool
+    starts: np.ndarray  # int64 (windows,) epoch seconds
+    ends: np.ndarray  # int64 (windows,)
+    row_bounds: np.ndarray  # int64 (windows + 1,)
+    clients: Sequence[str]  # per row
+    inbound: np.ndarray  # bool (rows,)
     counts: np.ndarray  # int64 (rows, classes)
     resolution: int
 
     def __len__(self) -> int:
         return len(self.clients)
 
+    @property
+    def window_start(self) -> np.ndarray:
+        """Each row's window start."""
+        return np.repeat(self.starts, np.diff(self.row_bounds))
+
+    @property
+    def window_end(self) -> np.ndarray:
+        return np.repeat(self.ends, np.diff(self.row_bounds))
+
+    @classmethod
+    def empty(cls, resolution: int) -> WindowRows:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(none, none, np.zeros(1, dtype=np.int64), [], np.zeros(0, dtype=bool),
+                   np.zeros((0, CLASS_COUNT), dtype=np.int64), resolution)
+
 
 @dataclass(frozen=True)
 class ServiceTotals:
-    """Bytes per service of the server's port (rules.SERVICES names), in and out."""
+    """Bytes per service of the server's port (rules.SERVICES names), in and out; a service
+    without bytes may be listed, with zeros."""
 
     services: Sequence[str]
     bytes_in: np.ndarray  # int64
@@ -127,14 +166,19 @@ class Reader(Protocol):
         """What is held at each resolution, finest first (the finest is the window length)."""
         ...
 
+    def coverage(self, when: TimeRange, resolution: int) -> Coverage:
+        """The windows of that resolution held that overlap `when`."""
+        ...
+
     def client_totals(self, when: TimeRange, resolution: int) -> ClientTotals:
         """Every client's bytes over the windows of that resolution overlapping `when`."""
         ...
 
     def window_rows(self, when: TimeRange, resolution: int, client: str | None = None,
                     last_windows: int | None = None) -> WindowRows:
-        """The rows of the windows overlapping `when` (of one client only, if given; of the
-        last `last_windows` windows only, if given)."""
+        """The rows of the windows overlapping `when`: of the last `last_windows` of them
+        only, if given; then of one client only, if given (and only the windows holding its
+        rows)."""
         ...
 
     def service_totals(self, when: TimeRange, client: str | None = None

@@ -1,9 +1,10 @@
 """The FastAPI application: the page, the JSON API, the event stream and /metrics, all read-only
-views of a WebState (plus, with --debug-inject, one endpoint that feeds synthetic packets to the
-capture through the same pipeline).
+views of the web's memory (plus, with --debug-inject, one endpoint that feeds synthetic packets
+to the capture through the same pipeline). The handlers parse and check; the JSON comes from
+`answers` (over the store's `queries.Reader`), the stream's text from `events`.
 
 Bad parameters get 422 with a message, an unknown client 404; queries are plain numpy over the
-state, so nothing here should raise: a 500 is a bug (the schemathesis test looks for one).
+store, so nothing here should raise: a 500 is a bug (the schemathesis test looks for one).
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ from traffic_capture.rules import (
     WEB_METRICS_TOP,
 )
 from traffic_capture.version import __version__
-from traffic_capture.web.state import WebState, canonical_ip
+from traffic_capture.web import answers
+from traffic_capture.web.answers import canonical_ip
+from traffic_capture.web.events import StreamEvents
+from traffic_capture.web.memory_store import MemoryStore
 
 TOKEN_COOKIE = "traffic_web_token"
 Status = Callable[[], dict[str, Any]]
@@ -71,6 +75,13 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+def current_window(store: MemoryStore) -> dict[str, Any] | None:
+    """The window in progress with its rows so far (None: none, or `serve`)."""
+    current = store.current()
+    return None if current is None else answers.window_dict(
+        current.start_s, current.end_s, current.clients, current.inbound, current.counts)
+
+
 def _ip(text: str) -> str:
     try:
         return canonical_ip(text)
@@ -81,9 +92,10 @@ def _ip(text: str) -> str:
 class WebApp:
     """The app and what its handlers share; `closing` ends the event streams at shutdown."""
 
-    def __init__(self, state: WebState, status: Status, token: str | None = None,
+    def __init__(self, store: MemoryStore, status: Status, token: str | None = None,
                  inject: Inject | None = None) -> None:
-        self.state, self.status, self.token, self.inject = state, status, token, inject
+        self.store, self.status, self.token, self.inject = store, status, token, inject
+        self.events = StreamEvents(store)
         self.closing = threading.Event()
         self.started = time.time()
         self.app = self._build()
@@ -105,7 +117,7 @@ class WebApp:
                       description="Per-client bytes of the server, by window, class and "
                                   "direction: the same numbers as traffic.csv.",
                       docs_url=None, redoc_url=None)
-        state = self.state
+        store = self.store
 
         if self.token is not None:
             @app.middleware("http")
@@ -148,41 +160,41 @@ class WebApp:
 
         @app.get("/api/status", summary="What is captured, counted and written")
         def status() -> dict[str, Any]:
-            return {**self.status(), **state.summary(),
+            return {**self.status(), **store.summary(),
                     "web_uptime_seconds": round(time.time() - self.started, 1)}
 
         @app.get("/api/windows", summary="The last closed windows with their rows")
         def windows(limit: Annotated[int, Query(ge=1, le=100_000)] = 12) -> dict[str, Any]:
-            return {"windows": state.windows(limit)}
+            return answers.windows(store, limit)
 
         @app.get("/api/windows/current", summary="The window in progress so far")
         def current() -> dict[str, Any]:
-            return {"window": state.current()}
+            return {"window": current_window(store)}
 
         @app.get("/api/clients", summary="Top clients over the last S seconds")
         def clients(seconds: Seconds = 300,
                     limit: Annotated[int, Query(ge=1, le=100_000)] = 20,
                     direction: Literal["in", "out"] | None = None) -> dict[str, Any]:
-            return state.clients(seconds, limit, direction)
+            return answers.clients(store, answers.last(store, seconds), limit, direction)
 
         @app.get("/api/clients/{ip}", summary="One client's per-window history (drill-down)",
                  responses={404: {"description": "no held window names this client"}})
         def client(ip: Annotated[str, PathParam(description="IPv4 or IPv6 address")],
                    seconds: Seconds = 300) -> dict[str, Any]:
             address = _ip(ip)
-            found = state.client(address, seconds)
+            found = answers.client(store, address, answers.last(store, seconds))
             if found is None:
                 raise HTTPException(404, f"no window held names client {address}")
             return found
 
         @app.get("/api/protocols", summary="Bytes per class over the last S seconds")
         def protocols(seconds: Seconds = 300) -> dict[str, Any]:
-            return state.protocols(seconds)
+            return answers.protocols(store, answers.last(store, seconds))
 
         @app.get("/api/services", summary="Bytes per service (server-side port) over the "
                                           "last S seconds")
         def services(seconds: Seconds = 300) -> dict[str, Any]:
-            return state.services(seconds)
+            return answers.services(store, answers.last(store, seconds))
 
         @app.get("/api/stream", summary="Server-sent events: `window` (with an id) per closed "
                                         "window, `current` every second",
@@ -193,7 +205,7 @@ class WebApp:
             after: int | None = None
             if last_event_id is not None and last_event_id.strip():
                 try:
-                    after = self.state.stream_position(last_event_id)
+                    after = self.events.position(last_event_id)
                 except ValueError:
                     raise HTTPException(422, "Last-Event-ID must be an id as sent: a window "
                                              "start in whole seconds, maybe with .N") from None
@@ -228,15 +240,15 @@ class WebApp:
 
     async def _events(self, request: Request, after: int | None, seconds: int
                       ) -> AsyncIterator[bytes]:
-        state = self.state
+        events = self.events
 
         def cached(after: int | None) -> tuple[list[tuple[int, bytes]], bytes] | None:
-            windows = state.window_events(after, seconds, build=False)
-            current = state.current_event(build=False)
+            windows = events.windows(after, seconds, build=False)
+            current = events.current(build=False)
             return None if windows is None or current is None else (windows, current)
 
         def built(after: int | None) -> tuple[list[tuple[int, bytes]], bytes]:
-            windows, current = state.window_events(after, seconds), state.current_event()
+            windows, current = events.windows(after, seconds), events.current()
             assert windows is not None and current is not None
             return windows, current
 
@@ -265,7 +277,7 @@ class WebApp:
 
     def _metrics(self) -> str:
         status = self.status()
-        state = self.state
+        store = self.store
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str,
@@ -279,7 +291,7 @@ class WebApp:
                 lines.append(f"traffic_capture_{name}{{{text}}} {value}" if text
                              else f"traffic_capture_{name} {value}")
 
-        totals = state.totals
+        totals = store.totals
         metric("bytes_total", "counter", "IP bytes in closed windows, by class and direction",
                [({"class": name, "direction": direction}, int(totals[d, c]))
                 for d, direction in enumerate((IN, OUT)) for c, name in enumerate(CLASSES)])
@@ -293,8 +305,9 @@ class WebApp:
             metric(key if kind == "gauge" else f"{key}_total", kind, help_text,
                    [({}, value)] if isinstance(value, int) else [])
         metric("windows_total", "counter", "closed windows held or seen by the web",
-               [({}, state.windows_added)])
-        top = state.clients(WEB_METRICS_SECONDS, WEB_METRICS_TOP)["clients"]
+               [({}, store.windows_added)])
+        top = answers.clients(store, answers.last(store, WEB_METRICS_SECONDS),
+                              WEB_METRICS_TOP)["clients"]
         metric("client_bytes", "gauge",
                f"IP bytes over the last {WEB_METRICS_SECONDS} s of the top "
                f"{WEB_METRICS_TOP} clients only (bounded label cardinality)",

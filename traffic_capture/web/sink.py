@@ -1,6 +1,6 @@
-"""The web sink: closed windows into the web state, and the per-packet tap into the window in
-progress and the services (bytes per server-side port name), on the sink's own thread; and the
-dashboard's life in a capture run: its port taken before anything is created, served from
+"""The web sink: closed windows into the web's memory store, and the per-packet tap into the
+window in progress and the services (bytes per server-side port name), on the sink's own
+thread; and the dashboard's life in a capture run: its port taken before anything is created, served from
 open() to finish(), up after capture files are read until Ctrl+C, --debug-inject.
 
 Closed windows are never dropped (they are what the API must agree with the CSV on); packet
@@ -22,12 +22,18 @@ from traffic_capture.pipeline import CountedPackets
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP, SERVICE_OTHER
 from traffic_capture.secrets import FROM_COMMAND_LINE
 from traffic_capture.sinks import OutputContext, Say, Sink
-from traffic_capture.web.state import SERVICE_NAMES, Current, ServiceSums, WebState, service_tables
+from traffic_capture.web.memory_store import (
+    SERVICE_NAMES,
+    Current,
+    MemoryStore,
+    ServiceSums,
+    service_tables,
+)
 from traffic_capture.windows import ClosedWindow, WindowAggregator
 
 if TYPE_CHECKING:
     from traffic_capture.web import WebSettings
-    from traffic_capture.web.server import WebServer
+    from traffic_capture.web.http_server import WebServer
 
 PACKET_BATCHES_MAX = 2048
 CURRENT_EVERY_SECONDS = 0.5
@@ -60,17 +66,17 @@ class WebSink(Sink):
     unit = "windows"
     wants_packets = True
 
-    def __init__(self, state: WebState, warn: Say, info: Say,
+    def __init__(self, store: MemoryStore, warn: Say, info: Say,
                  max_clients: int | None = None) -> None:
         super().__init__(warn, info)
-        self.state = state
+        self.store = store
         self.settings: WebSettings | None = None  # serving: set by for_capture()
         self.context: OutputContext | None = None
         self._socket: socket.socket | None = None
         self.server: WebServer | None = None
-        self.window_ns = state.window_seconds * NS
+        self.window_ns = store.window_seconds * NS
         # Capped as the pipeline's windows are: a flood must not grow the window in progress.
-        self._live = WindowAggregator(state.window_seconds, max_clients)
+        self._live = WindowAggregator(store.window_seconds, max_clients)
         self._services: dict[int, _ServiceParts] = {}  # window start (ns) -> its packets
         self._addresses = AddressText()
         self._tcp_services, self._udp_services = service_tables()
@@ -80,8 +86,8 @@ class WebSink(Sink):
     @classmethod
     def for_capture(cls, settings: WebSettings, context: OutputContext) -> WebSink:
         """The sink of a capture run's --web: it serves the dashboard too."""
-        state = WebState(context.window_seconds, settings.history_seconds, services=True)
-        sink = cls(state, context.warn, context.info, context.max_clients)
+        store = MemoryStore(context.window_seconds, settings.history_seconds, services=True)
+        sink = cls(store, context.warn, context.info, context.max_clients)
         sink.settings, sink.context = settings, context
         return sink
 
@@ -93,21 +99,21 @@ class WebSink(Sink):
         from traffic_capture.web import require_web
 
         require_web()  # before the server's module, which imports FastAPI
-        from traffic_capture.web.server import bind
+        from traffic_capture.web.http_server import bind
 
         self._socket = bind(self.settings.host, self.settings.port)
 
     def open(self) -> None:
-        """The CSV's recent history into the state (a restart shows the past), then serve."""
+        """The CSV's recent history into the store (a restart shows the past), then serve."""
         settings, context = self.settings, self.context
         if settings is None or context is None:
             return
         from traffic_capture.web.api import WebApp
-        from traffic_capture.web.csvfile import read_history
-        from traffic_capture.web.server import WebServer
+        from traffic_capture.web.csv_follow import read_history
+        from traffic_capture.web.http_server import WebServer
 
         if not settings.history_csv.is_dir():
-            self.state.load_rows(read_history(settings.history_csv, settings.history_seconds,
+            self.store.load_rows(read_history(settings.history_csv, settings.history_seconds,
                                               context.utc))
         inject = None
         if settings.debug_inject:
@@ -120,7 +126,7 @@ class WebSink(Sink):
                                        request.bytes, request.count)
 
         assert self._socket is not None, "open() before check()"
-        app = WebApp(self.state, context.run_status, settings.token, inject)
+        app = WebApp(self.store, context.run_status, settings.token, inject)
         self.server = WebServer(app, settings.host, settings.port, self._socket)
         self.server.start()
         if settings.token_from == FROM_COMMAND_LINE:
@@ -175,10 +181,10 @@ class WebSink(Sink):
             del self._services[stale]  # packets of a window closed without them (dropped)
         services = (parts.summed(self._addresses) if parts is not None and parts.parts
                     else None)
-        if self.state.services_known and services is None:
+        if self.store.services_known and services is None:
             services = ServiceSums([], np.zeros(0, bool), np.zeros(0, np.int16),
                                    np.zeros(0, np.int64))
-        self.state.add_window(window.start_s, window.end_s, window.client_texts(),
+        self.store.add_window(window.start_s, window.end_s, window.client_texts(),
                               window.sums.inbound, window.sums.counts, services)
         self._live.close_until(window.end_s * NS)  # the closed ones are no longer in progress
         self._live_changed = True
@@ -192,10 +198,10 @@ class WebSink(Sink):
         self._live_changed = False
         opened = self._live.open_windows()
         if not opened:
-            self.state.set_current(None)
+            self.store.set_current(None)
             return
         newest = opened[-1]
-        self.state.set_current(Current(newest.start_s, newest.end_s, newest.client_texts(),
+        self.store.set_current(Current(newest.start_s, newest.end_s, newest.client_texts(),
                                        newest.sums.inbound.copy(), newest.sums.counts.copy()))
 
     def poll_seconds(self) -> float | None:

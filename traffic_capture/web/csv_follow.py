@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traffic_capture.csvformat import COLUMNS, Row, detect_delimiter, epoch_of
+from traffic_capture.csvformat import COLUMNS, Row, detect_delimiter, epoch_of, holds_binary
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.rules import IN, OUT
 
 _WIDTH = len(COLUMNS)
+_HEAD_BYTES = 4096  # where a CSV's header is, and a capture file shows it is not one
 
 
 class CsvReadError(TrafficCaptureError):
@@ -93,6 +94,32 @@ class CsvFollower:
         self._position, self._partial, self._parser = 0, b"", None
         return True
 
+    def _refuse_binary(self) -> None:
+        """A capture file (or any binary file) given as the CSV: one line saying so, never its
+        bytes, found from its first line before it is read through (and never read again)."""
+        assert self._file is not None
+        head = _read_at(self._file, _HEAD_BYTES, 0)
+        first, newline, _ = head.lstrip(b"\r\n").partition(b"\n")
+        text = first.decode("utf-8", errors="replace")
+        if not newline:
+            text = text.rstrip("\ufffd")  # a character cut by the end of the head
+        if b"\x00" in head or holds_binary(text):
+            self._position = os.fstat(self._file).st_size
+            raise self._binary()
+
+    def _binary(self) -> CsvReadError:
+        return CsvReadError(f"{self.path} is not a traffic-capture CSV (it holds binary data: "
+                            "a capture file?)")
+
+    def _header(self, line: str) -> RowParser:
+        """The parser for the CSV whose header this is."""
+        if holds_binary(line):
+            raise self._binary()
+        try:
+            return RowParser(detect_delimiter(line), self.utc)
+        except TrafficCaptureError as error:
+            raise CsvReadError(f"{self.path}: {error}") from None
+
     def close(self) -> None:
         if self._file is not None:
             os.close(self._file)
@@ -122,6 +149,8 @@ class CsvFollower:
 
     def _read_new(self, history_seconds: int | None) -> list[Row]:
         assert self._file is not None
+        if self._position == 0 and self._parser is None:
+            self._refuse_binary()
         skip_before = None
         if self._position == 0 and history_seconds is not None:
             skip_before = self._skip_to_recent(history_seconds)
@@ -142,10 +171,7 @@ class CsvFollower:
             if self._parser is None:
                 if not line.strip():
                     continue
-                try:
-                    self._parser = RowParser(detect_delimiter(line), self.utc)
-                except TrafficCaptureError as error:
-                    raise CsvReadError(f"{self.path}: {error}") from None
+                self._parser = self._header(line)
                 continue
             if line.startswith(COLUMNS[0]):
                 continue  # a header again (a file rotated into the same name)
@@ -165,11 +191,7 @@ class CsvFollower:
         header, newline, _ = head.partition(b"\n")
         if not newline:
             return None
-        try:
-            parser = RowParser(detect_delimiter(header.decode("utf-8", errors="replace")),
-                               self.utc)
-        except TrafficCaptureError as error:
-            raise CsvReadError(f"{self.path}: {error}") from None
+        parser = self._header(header.decode("utf-8", errors="replace"))
         tail = _read_at(self._file, 4096, max(0, size - 4096)).rstrip(b"\r\n")
         newest = parser.parse(tail.rpartition(b"\n")[2].decode("utf-8", errors="replace"))
         parser.skipped = 0

@@ -60,15 +60,15 @@ def _serve(path: Path, host: str, port: int, token: str | None, history: int,
 
     require_web()
     from traffic_capture.web.api import WebApp
-    from traffic_capture.web.csvfile import CsvFollower
-    from traffic_capture.web.server import WebServer
-    from traffic_capture.web.state import WebState
+    from traffic_capture.web.csv_follow import CsvFollower
+    from traffic_capture.web.http_server import WebServer
+    from traffic_capture.web.memory_store import MemoryStore
 
     follower = CsvFollower(path, utc)
     rows = follower.poll(history)
     window = rows[-1].window_end - rows[-1].window_start if rows else DEFAULT_WINDOW_SECONDS
-    state = WebState(max(window, 1), history)
-    state.load_rows(rows)
+    store = MemoryStore(max(window, 1), history)
+    store.load_rows(rows)
     started = time.time()
 
     def status() -> dict[str, Any]:
@@ -81,7 +81,7 @@ def _serve(path: Path, host: str, port: int, token: str | None, history: int,
 
     stop = threading.Event()
     restore = handle_signals(stop.set)
-    server = WebServer(WebApp(state, status, token), host, port)
+    server = WebServer(WebApp(store, status, token), host, port)
     try:
         server.start()
         if not quiet:
@@ -95,7 +95,7 @@ def _serve(path: Path, host: str, port: int, token: str | None, history: int,
                 sys.stderr.write(f"{PROG}: warning: {error}\n")
                 continue
             if new:
-                state.load_rows(new)
+                store.load_rows(new)
     finally:
         server.stop()
         follower.close()
