@@ -1,7 +1,7 @@
 """The web sink: closed windows into the web's memory store, and the per-packet tap into the
 window in progress and the services (bytes per server-side port name), on the sink's own
-thread; and the dashboard's life in a capture run: its port taken before anything is created, served from
-open() to finish(), up after capture files are read until Ctrl+C, --debug-inject.
+thread; and the dashboard's life in a capture run: its port taken before anything is created,
+served from open() to finish(), up after capture files are read until Ctrl+C, --debug-inject.
 
 Closed windows are never dropped (they are what the API must agree with the CSV on); packet
 batches are, when the sink falls behind by more than PACKET_BATCHES_MAX of them: then only the
