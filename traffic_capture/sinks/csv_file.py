@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traffic_capture import argtypes
-from traffic_capture.csvformat import DELIMITER_NAMES, header_line, local_time_text, row_template
+from traffic_capture.csvformat import (
+    DELIMITER_NAMES,
+    header_line,
+    holds_binary,
+    local_time_text,
+    row_template,
+)
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.rules import DEFAULT_OUT, EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS, ROTATIONS
 from traffic_capture.sinks import Output, OutputContext, Say, Sink
@@ -84,7 +90,7 @@ def check_output(path: Path, delimiter: str) -> None:
     except OSError:
         return  # absent (created later), or locked now: the writer will wait for it
     header = header_line(delimiter)
-    if any(c == "\ufffd" or (c < " " and c not in "\t\r\n") for c in first_line):
+    if holds_binary(first_line):
         raise OutputError(f"{path} is not a traffic-capture CSV (it holds binary data: a capture "
                           "file?); refusing to append to it: choose another --out")
     if not first_line.endswith("\n") and header.startswith(first_line):
