@@ -1,0 +1,210 @@
+"""`history import`: existing traffic CSVs into a history, as if the daemon had written them.
+
+Each file is read by DuckDB's CSV reader in the delimiter its header shows (csvformat's
+detection), checked whole (a foreign or damaged file is one line and writes nothing), and
+written as one flush together with a marker named by the file's SHA-256: the rows and the
+marker appear at once, so importing a file again adds nothing, even after a crash. Rows of
+windows the history already held when the import began are skipped as well (the daemon
+wrote them; its CSV is imported to fill what a `kill -9` lost, never to double the rest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from traffic_capture.csvformat import COLUMNS, NotTrafficCsv, detect_delimiter, epoch_of
+from traffic_capture.history import duck
+from traffic_capture.history.layout import choose, list_store
+from traffic_capture.history.retention import DEFAULT_KEEP, Level
+from traffic_capture.history.store import HistoryError
+from traffic_capture.history.writer import HistoryWriter
+from traffic_capture.rules import IN, OUT
+
+HEAD_BYTES = 4096
+_HASH_CHUNK = 1 << 20
+
+
+class ImportRefused(HistoryError):
+    """A file that cannot be imported; nothing of it was written."""
+
+
+@dataclass
+class ImportResult:
+    """What an import did, per file and in all."""
+
+    notes: list[tuple[Path, str]] = field(default_factory=list)
+    rows: int = 0  # rows added (5-second rows, before any rollup)
+    held_rows: int = 0  # rows skipped: their windows were already in the history
+
+
+def import_csv(store: str | Path, csv_files: Sequence[str | Path], utc: bool = False,
+               keep: str | Sequence[Level] = DEFAULT_KEEP,
+               server_name: str | None = None) -> ImportResult:
+    """Load CSVs (any delimiter the daemon writes; `utc`: their times are UTC, else local
+    time as TZ says) into the history at `store`. Every file's header is checked before
+    anything is written; each file is then one flush."""
+    files = [Path(name) for name in csv_files]
+    delimiters = [_delimiter(path) for path in files]
+    result = ImportResult()
+    with HistoryWriter(store, keep, server_name, flush_seconds=float("inf"),
+                       flush_rows=1 << 62) as writer:
+        con = writer.connection
+        done = set(list_store(writer.root).imported)
+        _load_held(con, writer)
+        for path, delimiter in zip(files, delimiters, strict=True):
+            digest = _sha256(path)
+            if digest in done:
+                result.notes.append((path, "already imported"))
+                continue
+            rows, held = _load(con, path, delimiter, utc, writer.levels[0].seconds)
+            writer.write_table("import_rows", digest)
+            done.add(digest)
+            result.rows += rows
+            result.held_rows += held
+            note = f"{rows:,} rows"
+            if held:
+                note += f" ({held:,} more already in the history)"
+            result.notes.append((path, note))
+            con.execute("DROP TABLE import_rows")
+        writer.maintain(merges=None)
+    return result
+
+
+def _delimiter(path: Path) -> str:
+    """The file's delimiter, or one line saying why it is not a traffic CSV."""
+    try:
+        with path.open("rb") as raw:
+            head = raw.read(HEAD_BYTES)
+    except FileNotFoundError:
+        raise ImportRefused(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImportRefused(f"{path}: is a folder, not a CSV file") from None
+    except OSError as exc:
+        raise ImportRefused(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if b"\x00" in head:
+        raise ImportRefused(f"{path}: binary file, not a traffic-capture CSV")
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    if not first.strip():
+        raise ImportRefused(f"{path}: empty file (no header line)")
+    try:
+        return detect_delimiter(first)
+    except NotTrafficCsv as error:
+        raise ImportRefused(f"{path}: {error}") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as raw:
+        while chunk := raw.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_held(con: Any, writer: HistoryWriter) -> None:
+    """held(level_s, window_start, lo, hi): the windows the history holds at each level,
+    and the span each level decides for (its own oldest window up to the finer level's):
+    a CSV row is skipped when its window is held at the finest level still keeping its
+    time. Taken once, before this import writes: a window split between two files of a
+    series is taken whole."""
+    con.execute("CREATE OR REPLACE TEMP TABLE held (level_s BIGINT, window_start BIGINT,"
+                " lo BIGINT, hi BIGINT)")
+    chosen = choose(list_store(writer.root).parts)
+    upper: int | None = None
+    for level in writer.levels:
+        parts = [part for part in chosen.of_level(level.seconds)
+                 if part.holds_any_of(0, upper if upper is not None else 1 << 62)]
+        if not parts:
+            continue
+        lo = min(part.first_start_s for part in parts)
+        hi = upper if upper is not None else 1 << 62
+        con.execute(
+            f"INSERT INTO held SELECT DISTINCT {level.seconds}, window_start, {lo}, {hi}"
+            f" FROM {duck.parts_source([p.path for p in parts])}"
+            f" WHERE server = {duck.literal(writer.server)}")
+        upper = lo
+
+
+def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tuple[int, int]:
+    """The file's rows into the table import_rows (the windows not held); (rows, held)."""
+    names = ", ".join(f"{duck.literal(name)}: 'VARCHAR'" for name in COLUMNS)
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE raw AS SELECT row_number() OVER () + 1 AS line, *"
+            f" FROM read_csv({duck.literal(str(path))}, delim = {duck.literal(delimiter)},"
+            f" header = true, columns = {{{names}}}, quote = '', escape = '',"
+            " auto_detect = false, null_padding = false, encoding = 'utf-8')")
+    except duck.duckdb().Error as exc:
+        text = str(exc).strip().splitlines()
+        raise ImportRefused(f"{path}: cannot read as a traffic CSV:"
+                            f" {text[0] if text else type(exc).__name__}") from None
+    texts = con.execute("SELECT DISTINCT trim(window_start) AS t FROM raw UNION"
+                        " SELECT DISTINCT trim(window_end) FROM raw").fetchnumpy()["t"]
+    times = pd.DataFrame({"text": [str(t) for t in texts]})
+    times["epoch"] = [_epoch(text, utc) for text in times["text"]]
+    # The window's length on the clock it was written by (a DST change never lengthens it).
+    times["wall"] = [_epoch(text, True) for text in times["text"]]
+    con.register("times", times)
+    try:
+        _check(con, path, finest_s)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE import_rows AS SELECT"
+            " s.epoch AS window_start, e.wall - s.wall AS window_seconds,"
+            " trim(client_ip) AS client_ip, trim(direction) AS direction, "
+            + ", ".join(f"CAST(trim({name}) AS BIGINT) AS {name}" for name in duck.BYTE_COLUMNS)
+            + " FROM raw JOIN times s ON trim(raw.window_start) = s.text"
+            " JOIN times e ON trim(raw.window_end) = e.text")
+    finally:
+        con.unregister("times")
+        con.execute("DROP TABLE raw")
+    total = con.execute("SELECT count(*) FROM import_rows").fetchone()[0]
+    for level_s, lo, hi in con.execute("SELECT DISTINCT level_s, lo, hi FROM held").fetchall():
+        con.execute(
+            f"DELETE FROM import_rows WHERE window_start >= {lo} AND window_start < {hi}"
+            f" AND window_start // {level_s} * {level_s} IN (SELECT window_start FROM held"
+            f" WHERE level_s = {level_s})")
+    rows = con.execute("SELECT count(*) FROM import_rows").fetchone()[0]
+    return int(rows), int(total - rows)
+
+
+def _epoch(text: str, utc: bool) -> int | None:
+    try:
+        return epoch_of(text, utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _check(con: Any, path: Path, finest_s: int) -> None:
+    """The first line that is not a traffic row, in one line; nothing is written then."""
+    numbers = [f"TRY_CAST(trim({name}) AS BIGINT)" for name in
+               ("total_bytes", *duck.BYTE_COLUMNS)]
+    checks = {
+        "window_start": "s.epoch IS NULL",
+        "window_end": (f"e.epoch IS NULL OR e.wall <= s.wall OR {finest_s} % (e.wall - s.wall)"
+                       " <> 0 OR s.epoch % (e.wall - s.wall) <> 0"),
+        "direction": f"trim(direction) NOT IN ({duck.literal(IN)}, {duck.literal(OUT)})",
+        "client_ip": "trim(client_ip) = '' OR client_ip IS NULL",
+        **{name: f"{cast} IS NULL OR {cast} < 0" for name, cast in
+           zip(("total_bytes", *duck.BYTE_COLUMNS), numbers, strict=True)},
+        "total_bytes ": f"{numbers[0]} <> {' + '.join(numbers[1:])}",
+    }
+    selects = ", ".join(f"min(line) FILTER (WHERE {condition})" for condition in
+                        checks.values())
+    first = con.execute(
+        f"SELECT {selects} FROM raw LEFT JOIN times s ON trim(raw.window_start) = s.text"
+        " LEFT JOIN times e ON trim(raw.window_end) = e.text").fetchone()
+    bad = [(line, name) for line, name in zip(first, checks, strict=True) if line is not None]
+    if not bad:
+        return
+    line, name = min(bad)
+    value = con.execute(f"SELECT {name.strip()} FROM raw WHERE line = {line}").fetchone()[0]
+    what = ("total_bytes (not the sum of the classes)" if name.endswith(" ") else
+            f"window_end (the window does not fit the {finest_s}-second resolution)"
+            if name == "window_end" and _epoch(str(value).strip(), True) is not None
+            else name)
+    raise ImportRefused(f"{path}: line {line}: bad {what} value {value!r}")
