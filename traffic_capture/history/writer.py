@@ -90,6 +90,8 @@ class HistoryWriter:
         self._seq = next_seq(listing.parts, listing.flush_folders)
         self.newest_end_s = max((part.last_end_s for part in listing.parts), default=0)
         self._frames: list[pd.DataFrame] = []
+        # Windows as given, made into one frame at the flush (a frame per window costs more).
+        self._windows: list[tuple[int, int, Sequence[str], np.ndarray, np.ndarray]] = []
         self._markers: list[str] = []
         self._buffered = 0
         self._first_buffered: float | None = None
@@ -113,17 +115,21 @@ class HistoryWriter:
                              f" {self.levels[0].name} resolution")
         if not len(clients):
             return
-        self.add_frame(_frame(start_s, seconds, clients, inbound, counts))
+        self._windows.append((start_s, seconds, clients, inbound, counts))
+        self._count(len(clients), end_s)
 
     def add_frame(self, rows: pd.DataFrame) -> None:
         """Rows with columns window_start, window_seconds, client_ip, direction and the
         classes' *_bytes (the importer's way in)."""
-        self._frames.append(rows)
-        self._buffered += len(rows)
+        if len(rows):
+            self._frames.append(rows)
+            self._count(len(rows), int((rows["window_start"] + rows["window_seconds"]).max()))
+
+    def _count(self, rows: int, end_s: int) -> None:
+        self._buffered += rows
         if self._first_buffered is None:
             self._first_buffered = self._clock()
-        self.newest_end_s = max(self.newest_end_s, int(
-            (rows["window_start"] + rows["window_seconds"]).max()))
+        self.newest_end_s = max(self.newest_end_s, end_s)
 
     def add_marker(self, name: str) -> None:
         """An imported CSV's hash, written in the same flush as its rows."""
@@ -186,6 +192,8 @@ class HistoryWriter:
     def _write_flush(self, force: bool = False) -> None:
         if not (force or self.due()) or (not self._buffered and not self._markers):
             return
+        if self._windows:
+            self._frames.append(_frame(self._windows))
         rows = pd.concat(self._frames, ignore_index=True) if self._frames else None
         if rows is not None:
             self._con.register("buffered", rows)
@@ -195,7 +203,7 @@ class HistoryWriter:
             if rows is not None:
                 self._con.unregister("buffered")
         self.rows_written += self._buffered
-        self._frames, self._markers = [], []
+        self._frames, self._windows, self._markers = [], [], []
         self._buffered, self._first_buffered = 0, None
 
     def _write_folder(self, source: str | None, markers: Sequence[str]) -> None:
@@ -335,16 +343,20 @@ def expired(choice: Choice, level_s: int, oldest_s: int) -> list[Part]:
             if part.level_s == level_s and part.period.end_s <= oldest_s]
 
 
-def _frame(start_s: int, seconds: int, clients: Sequence[str], inbound: np.ndarray,
-           counts: np.ndarray) -> pd.DataFrame:
-    rows = len(clients)
+def _frame(windows: Sequence[tuple[int, int, Sequence[str], np.ndarray, np.ndarray]]
+           ) -> pd.DataFrame:
+    """Windows' rows as one frame with add_frame's columns."""
+    sizes = [len(clients) for _, _, clients, _, _ in windows]
+    counts = np.concatenate([np.asarray(c, dtype=np.int64).reshape(-1, len(CLASSES))
+                             for _, _, _, _, c in windows])
     columns: dict[str, Any] = {
-        "window_start": np.full(rows, start_s, dtype=np.int64),
-        "window_seconds": np.full(rows, seconds, dtype=np.int64),
-        "client_ip": list(clients),
-        "direction": np.where(np.asarray(inbound, dtype=bool), IN, OUT),
+        "window_start": np.repeat([start for start, *_ in windows], sizes).astype(np.int64),
+        "window_seconds": np.repeat([seconds for _, seconds, *_ in windows], sizes
+                                    ).astype(np.int64),
+        "client_ip": [client for _, _, clients, _, _ in windows for client in clients],
+        "direction": np.where(np.concatenate(
+            [np.asarray(inbound, dtype=bool) for _, _, _, inbound, _ in windows]), IN, OUT),
     }
-    counts = np.asarray(counts, dtype=np.int64).reshape(rows, len(CLASSES))
     for index, name in enumerate(duck.BYTE_COLUMNS):
         columns[name] = counts[:, index]
     return pd.DataFrame(columns)
