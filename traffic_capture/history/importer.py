@@ -147,14 +147,15 @@ def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tup
                         " SELECT DISTINCT trim(window_end) FROM raw").fetchnumpy()["t"]
     times = pd.DataFrame({"text": [str(t) for t in texts]})
     times["epoch"] = [_epoch(text, utc) for text in times["text"]]
-    # The window's length on the clock it was written by (a DST change never lengthens it).
+    # The times as read on the clock that wrote them: the window's length is the usual
+    # difference (a file has one window length), give or take a summer time change.
     times["wall"] = [_epoch(text, True) for text in times["text"]]
     con.register("times", times)
     try:
-        _check(con, path, finest_s)
+        seconds = _check(con, path, finest_s)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE import_rows AS SELECT"
-            " s.epoch AS window_start, e.wall - s.wall AS window_seconds,"
+            f" s.epoch AS window_start, {seconds} AS window_seconds,"
             " trim(client_ip) AS client_ip, trim(direction) AS direction, "
             + ", ".join(f"CAST(trim({name}) AS BIGINT) AS {name}" for name in duck.BYTE_COLUMNS)
             + " FROM raw JOIN times s ON trim(raw.window_start) = s.text"
@@ -162,13 +163,13 @@ def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tup
     finally:
         con.unregister("times")
         con.execute("DROP TABLE raw")
-    total = con.execute("SELECT count(*) FROM import_rows").fetchone()[0]
+    total = con.execute("SELECT count(*) FROM import_rows").fetchall()[0][0]
     for level_s, lo, hi in con.execute("SELECT DISTINCT level_s, lo, hi FROM held").fetchall():
         con.execute(
             f"DELETE FROM import_rows WHERE window_start >= {lo} AND window_start < {hi}"
             f" AND window_start // {level_s} * {level_s} IN (SELECT window_start FROM held"
             f" WHERE level_s = {level_s})")
-    rows = con.execute("SELECT count(*) FROM import_rows").fetchone()[0]
+    rows = con.execute("SELECT count(*) FROM import_rows").fetchall()[0][0]
     return int(rows), int(total - rows)
 
 
@@ -179,14 +180,20 @@ def _epoch(text: str, utc: bool) -> int | None:
         return None
 
 
-def _check(con: Any, path: Path, finest_s: int) -> None:
-    """The first line that is not a traffic row, in one line; nothing is written then."""
+def _check(con: Any, path: Path, finest_s: int) -> int:
+    """The file's window length; or the first line that is not a traffic row, in one line
+    (nothing is written then)."""
+    joins = (" FROM raw LEFT JOIN times s ON trim(raw.window_start) = s.text"
+             " LEFT JOIN times e ON trim(raw.window_end) = e.text")
+    usual = con.execute(f"SELECT mode(e.wall - s.wall){joins}").fetchall()[0][0]
+    seconds = int(usual) if usual is not None and usual > 0 else finest_s
     numbers = [f"TRY_CAST(trim({name}) AS BIGINT)" for name in
                ("total_bytes", *duck.BYTE_COLUMNS)]
+    fits = "TRUE" if finest_s % seconds == 0 else "FALSE"
     checks = {
         "window_start": "s.epoch IS NULL",
-        "window_end": (f"e.epoch IS NULL OR e.wall <= s.wall OR {finest_s} % (e.wall - s.wall)"
-                       " <> 0 OR s.epoch % (e.wall - s.wall) <> 0"),
+        "window_end": (f"e.epoch IS NULL OR NOT {fits} OR s.epoch % {seconds} <> 0"
+                       f" OR (e.wall - s.wall - {seconds}) % 1800 <> 0"),
         "direction": f"trim(direction) NOT IN ({duck.literal(IN)}, {duck.literal(OUT)})",
         "client_ip": "trim(client_ip) = '' OR client_ip IS NULL",
         **{name: f"{cast} IS NULL OR {cast} < 0" for name, cast in
@@ -195,14 +202,12 @@ def _check(con: Any, path: Path, finest_s: int) -> None:
     }
     selects = ", ".join(f"min(line) FILTER (WHERE {condition})" for condition in
                         checks.values())
-    first = con.execute(
-        f"SELECT {selects} FROM raw LEFT JOIN times s ON trim(raw.window_start) = s.text"
-        " LEFT JOIN times e ON trim(raw.window_end) = e.text").fetchone()
+    first = con.execute(f"SELECT {selects}{joins}").fetchall()[0]
     bad = [(line, name) for line, name in zip(first, checks, strict=True) if line is not None]
     if not bad:
-        return
+        return seconds
     line, name = min(bad)
-    value = con.execute(f"SELECT {name.strip()} FROM raw WHERE line = {line}").fetchone()[0]
+    value = con.execute(f"SELECT {name.strip()} FROM raw WHERE line = {line}").fetchall()[0][0]
     what = ("total_bytes (not the sum of the classes)" if name.endswith(" ") else
             f"window_end (the window does not fit the {finest_s}-second resolution)"
             if name == "window_end" and _epoch(str(value).strip(), True) is not None

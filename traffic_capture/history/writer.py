@@ -183,7 +183,7 @@ class HistoryWriter:
         takes), with an imported CSV's marker: the rows and the marker appear together."""
         self._write_flush(force=True)
         newest = self._con.execute(
-            f"SELECT max(window_start + window_seconds) FROM {table}").fetchone()[0]
+            f"SELECT max(window_start + window_seconds) FROM {table}").fetchall()[0][0]
         if newest is not None:
             self.newest_end_s = max(self.newest_end_s, int(newest))
         self._write_folder(table if newest is not None else None,
