@@ -47,7 +47,8 @@ def literal(text: str) -> str:
 
 def parts_source(paths: Sequence[Path]) -> str:
     """A FROM clause over Parquet parts."""
-    return f"read_parquet([{', '.join(literal(str(path)) for path in paths)}])"
+    return (f"read_parquet([{', '.join(literal(str(path)) for path in paths)}],"
+            " hive_partitioning = false)")  # a folder named a=b in PATH adds no column
 
 
 def rollup_select(source: str, step_s: int, server: str | None = None,

@@ -11,14 +11,22 @@ wrote them; its CSV is imported to fill what a `kill -9` lost, never to double t
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from traffic_capture.csvformat import COLUMNS, NotTrafficCsv, detect_delimiter, epoch_of
+from traffic_capture.csvformat import (
+    COLUMNS,
+    TIME_FORMAT,
+    NotTrafficCsv,
+    detect_delimiter,
+    epoch_of,
+)
 from traffic_capture.history import duck
 from traffic_capture.history.layout import choose, list_store
 from traffic_capture.history.retention import DEFAULT_KEEP, Level
@@ -55,6 +63,7 @@ def import_csv(store: str | Path, csv_files: Sequence[str | Path], utc: bool = F
     with HistoryWriter(store, keep, server_name, flush_seconds=float("inf"),
                        flush_rows=1 << 62) as writer:
         con = writer.connection
+        con.execute("RESET threads")  # an import has the machine; the daemon's writer does not
         done = set(list_store(writer.root).imported)
         _load_held(con, writer)
         for path, delimiter in zip(files, delimiters, strict=True):
@@ -133,9 +142,13 @@ def _load_held(con: Any, writer: HistoryWriter) -> None:
 def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tuple[int, int]:
     """The file's rows into the table import_rows (the windows not held); (rows, held)."""
     names = ", ".join(f"{duck.literal(name)}: 'VARCHAR'" for name in COLUMNS)
+    numbers = ", ".join(f"TRY_CAST(trim({name}) AS BIGINT) AS {name}"
+                        for name in ("total_bytes", *duck.BYTE_COLUMNS))
     try:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE raw AS SELECT row_number() OVER () + 1 AS line, *"
+            "CREATE OR REPLACE TEMP TABLE raw AS SELECT row_number() OVER () + 1 AS line,"
+            " trim(window_start) AS start_text, trim(window_end) AS end_text,"
+            f" trim(client_ip) AS client_ip, trim(direction) AS direction, {numbers}"
             f" FROM read_csv({duck.literal(str(path))}, delim = {duck.literal(delimiter)},"
             f" header = true, columns = {{{names}}}, quote = '', escape = '',"
             " auto_detect = false, null_padding = false, encoding = 'utf-8')")
@@ -143,23 +156,23 @@ def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tup
         text = str(exc).strip().splitlines()
         raise ImportRefused(f"{path}: cannot read as a traffic CSV:"
                             f" {text[0] if text else type(exc).__name__}") from None
-    texts = con.execute("SELECT DISTINCT trim(window_start) AS t FROM raw UNION"
-                        " SELECT DISTINCT trim(window_end) FROM raw").fetchnumpy()["t"]
-    times = pd.DataFrame({"text": [str(t) for t in texts]})
-    times["epoch"] = [_epoch(text, utc) for text in times["text"]]
-    # The times as read on the clock that wrote them: the window's length is the usual
-    # difference (a file has one window length), give or take a summer time change.
-    times["wall"] = [_epoch(text, True) for text in times["text"]]
-    con.register("times", times)
+    # Each distinct time once: as written (wall: what the writing clock showed, read as
+    # UTC), and as epoch seconds (local time as TZ says, with mktime's rules, or UTC).
+    times = con.execute(
+        f"SELECT text, epoch(try_strptime(text, {duck.literal(TIME_FORMAT)}))::BIGINT AS wall"
+        " FROM (SELECT start_text AS text FROM raw UNION SELECT end_text FROM raw)"
+        ).fetchnumpy()
+    walls = np.ma.filled(np.ma.asarray(times["wall"]).astype(np.float64), np.nan)
+    frame = pd.DataFrame({"text": [str(text) for text in times["text"]], "wall": walls})
+    frame["epoch"] = walls if utc else [_local_epoch(wall) for wall in walls.tolist()]
+    con.register("times", frame)
     try:
-        seconds = _check(con, path, finest_s)
+        seconds = _check(con, path, delimiter, finest_s)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE import_rows AS SELECT"
-            f" s.epoch AS window_start, {seconds} AS window_seconds,"
-            " trim(client_ip) AS client_ip, trim(direction) AS direction, "
-            + ", ".join(f"CAST(trim({name}) AS BIGINT) AS {name}" for name in duck.BYTE_COLUMNS)
-            + " FROM raw JOIN times s ON trim(raw.window_start) = s.text"
-            " JOIN times e ON trim(raw.window_end) = e.text")
+            f" s.epoch::BIGINT AS window_start, {seconds} AS window_seconds, client_ip,"
+            f" direction, {', '.join(duck.BYTE_COLUMNS)}"
+            " FROM raw JOIN times s ON raw.start_text = s.text")
     finally:
         con.unregister("times")
         con.execute("DROP TABLE raw")
@@ -173,32 +186,34 @@ def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tup
     return int(rows), int(total - rows)
 
 
-def _epoch(text: str, utc: bool) -> int | None:
+def _local_epoch(wall: float) -> float:
+    """A local time (given as the UTC epoch of the same clock reading) -> epoch seconds, as
+    csvformat.epoch_of reads it: mktime, summer time guessed (-1)."""
+    if wall != wall:  # NaN: not a time
+        return wall
     try:
-        return epoch_of(text, utc)
-    except (ValueError, OverflowError):
-        return None
+        return float(time.mktime((*time.gmtime(int(wall))[:8], -1)))
+    except (OverflowError, ValueError):
+        return float("nan")
 
 
-def _check(con: Any, path: Path, finest_s: int) -> int:
+def _check(con: Any, path: Path, delimiter: str, finest_s: int) -> int:
     """The file's window length; or the first line that is not a traffic row, in one line
     (nothing is written then)."""
-    joins = (" FROM raw LEFT JOIN times s ON trim(raw.window_start) = s.text"
-             " LEFT JOIN times e ON trim(raw.window_end) = e.text")
+    joins = (" FROM raw LEFT JOIN times s ON raw.start_text = s.text"
+             " LEFT JOIN times e ON raw.end_text = e.text")
     usual = con.execute(f"SELECT mode(e.wall - s.wall){joins}").fetchall()[0][0]
     seconds = int(usual) if usual is not None and usual > 0 else finest_s
-    numbers = [f"TRY_CAST(trim({name}) AS BIGINT)" for name in
-               ("total_bytes", *duck.BYTE_COLUMNS)]
     fits = "TRUE" if finest_s % seconds == 0 else "FALSE"
     checks = {
-        "window_start": "s.epoch IS NULL",
-        "window_end": (f"e.epoch IS NULL OR NOT {fits} OR s.epoch % {seconds} <> 0"
-                       f" OR (e.wall - s.wall - {seconds}) % 1800 <> 0"),
-        "direction": f"trim(direction) NOT IN ({duck.literal(IN)}, {duck.literal(OUT)})",
-        "client_ip": "trim(client_ip) = '' OR client_ip IS NULL",
-        **{name: f"{cast} IS NULL OR {cast} < 0" for name, cast in
-           zip(("total_bytes", *duck.BYTE_COLUMNS), numbers, strict=True)},
-        "total_bytes ": f"{numbers[0]} <> {' + '.join(numbers[1:])}",
+        "window_start": "isnan(s.epoch)",
+        "window_end": (f"isnan(e.epoch) OR NOT {fits} OR s.epoch::BIGINT % {seconds} <> 0"
+                       f" OR (e.wall - s.wall - {seconds})::BIGINT % 1800 <> 0"),
+        "direction": f"direction NOT IN ({duck.literal(IN)}, {duck.literal(OUT)})",
+        "client_ip": "client_ip = '' OR client_ip IS NULL",
+        **{name: f"{name} IS NULL OR {name} < 0" for name in ("total_bytes",
+                                                             *duck.BYTE_COLUMNS)},
+        "total_bytes ": f"total_bytes <> {' + '.join(duck.BYTE_COLUMNS)}",
     }
     selects = ", ".join(f"min(line) FILTER (WHERE {condition})" for condition in
                         checks.values())
@@ -207,9 +222,26 @@ def _check(con: Any, path: Path, finest_s: int) -> int:
     if not bad:
         return seconds
     line, name = min(bad)
-    value = con.execute(f"SELECT {name.strip()} FROM raw WHERE line = {line}").fetchall()[0][0]
+    value = _field(path, delimiter, line, COLUMNS.index(name.strip()))
     what = ("total_bytes (not the sum of the classes)" if name.endswith(" ") else
             f"window_end (the window does not fit the {finest_s}-second resolution)"
-            if name == "window_end" and _epoch(str(value).strip(), True) is not None
+            if name == "window_end" and _epoch(value.strip(), True) is not None
             else name)
     raise ImportRefused(f"{path}: line {line}: bad {what} value {value!r}")
+
+
+def _epoch(text: str, utc: bool) -> int | None:
+    try:
+        return epoch_of(text, utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _field(path: Path, delimiter: str, line: int, column: int) -> str:
+    """One field of one line, for the message about it."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as text:
+        for number, content in enumerate(text, start=1):
+            if number == line:
+                fields = content.rstrip("\r\n").split(delimiter)
+                return fields[column] if column < len(fields) else ""
+    return ""

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traffic_capture.history.periods import Period, parse_label
+from traffic_capture.history.periods import KINDS, Period, parse_label, period_of
 from traffic_capture.history.retention import UNITS, duration_text
 
 FORMAT_VERSION = 1
@@ -199,21 +199,28 @@ def _widest_first(part: Part) -> tuple[int, int, bool, int, int]:
 
 def choose(parts: Iterable[Part]) -> Choice:
     """The parts that hold every row of the store exactly once: the widest (compacted) parts
-    win over those they cover. Pure, so that it can be tested on any listing."""
-    chosen: list[Part] = []
+    win over those they cover. Pure, so that it can be tested on any listing.
+
+    Periods are whole UTC hours, days and months, so two that overlap are one inside the
+    other, and the parts taken before a part (widest first) can only overlap it through a
+    period holding its own: those few are the only ones looked at."""
+    taken: dict[tuple[int, Period], list[Part]] = {}
     covered: dict[Part, Part] = {}
     conflicts = []
     for part in sorted(set(parts), key=_widest_first):
-        cover = next((taken for taken in chosen if taken.covers(part)), None)
+        near = [other for kind in KINDS
+                for other in taken.get((part.level_s, period_of(kind, part.period.start_s)), ())]
+        cover = next((other for other in near if other.covers(part)), None)
         if cover is not None:
             covered[part] = cover
             continue
-        clash = next((taken for taken in chosen if taken.overlaps(part)), None)
+        clash = next((other for other in near if other.overlaps(part)), None)
         if clash is not None:
             conflicts.append((clash, part))
             continue
-        chosen.append(part)
-    chosen.sort(key=lambda part: (part.level_s, part.period.start_s, part.seq_lo))
+        taken.setdefault((part.level_s, part.period), []).append(part)
+    chosen = sorted((part for group in taken.values() for part in group),
+                    key=lambda part: (part.level_s, part.period.start_s, part.seq_lo))
     return Choice(tuple(chosen), covered, tuple(conflicts))
 
 

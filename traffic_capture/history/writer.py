@@ -227,6 +227,8 @@ class HistoryWriter:
         self.flushes += 1
 
     def _write_levels(self, source: str, folder: Path) -> None:
+        """Each level's rows of `source`, one part per period: one query per level, cut by
+        DuckDB's PARTITION_BY (an import of days of rows is not read once per hour)."""
         starts = self._con.execute(f"SELECT DISTINCT window_start FROM {source}"
                                    ).fetchnumpy()["window_start"].astype(np.int64)
         reference = min(self.newest_end_s, int(self._wall_clock()))
@@ -234,17 +236,31 @@ class HistoryWriter:
             kind = ladder(level.seconds)[0]
             floored = np.unique(starts // level.seconds * level.seconds)
             oldest = oldest_kept(level, reference)
-            for period in sorted({period_of(kind, start) for start in floored.tolist()}):
-                if oldest is not None and period.end_s <= oldest:
-                    continue  # an old CSV imported: these rows would go at once
+            periods = [period for period in sorted({period_of(kind, start)
+                                                    for start in floored.tolist()})
+                       if oldest is None or period.end_s > oldest]  # else: gone at once
+            if not periods:
+                continue
+            size = periods[0].end_s - periods[0].start_s  # an hour or a day: fixed in UTC
+            scratch = folder / f"{TEMPORARY}{level.name}"
+            select = duck.rollup_select(source, level.seconds, self.server,
+                                        f"window_start >= {periods[0].start_s}")
+            self._con.execute(
+                f"COPY (SELECT *, window_start // {size} * {size} AS period FROM ({select})"
+                f" ORDER BY window_start, client_ip, direction) TO {duck.literal(str(scratch))}"
+                " (FORMAT parquet, PARTITION_BY (period), COMPRESSION zstd)")
+            for period in periods:
                 inside = floored[(floored >= period.start_s) & (floored < period.end_s)]
-                name = flushed_name(level.seconds, period, int(inside.min()),
-                                    int(inside.max()) + level.seconds)
-                where = (f"window_start >= {period.start_s} AND"
-                         f" window_start < {period.end_s}")
-                duck.copy_to(self._con, duck.rollup_select(
-                    source, level.seconds, self.server, where), folder / name)
-                _sync_file(folder / name)
+                target = folder / flushed_name(level.seconds, period, int(inside.min()),
+                                               int(inside.max()) + level.seconds)
+                written = sorted((scratch / f"period={period.start_s}").glob("*.parquet"))
+                if len(written) == 1:
+                    os.rename(written[0], target)
+                else:  # DuckDB cut a large period in several files: one part per period
+                    duck.copy_to(self._con, f"SELECT * FROM {duck.parts_source(written)}",
+                                 target)
+                _sync_file(target)
+            shutil.rmtree(scratch)
 
     # -- upkeep
 
@@ -278,8 +294,9 @@ class HistoryWriter:
         select = duck.rollup_select(duck.parts_source([p.path for p in merge.parts]),
                                     merge.level_s)
         try:
-            duck.copy_to(self._con, select, temporary)
-            _sync_file(temporary)
+            if not _linked(merge, temporary):
+                duck.copy_to(self._con, select, temporary)
+                _sync_file(temporary)
             os.replace(temporary, target)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -334,6 +351,18 @@ class HistoryWriter:
                     os.remove(folder / name)
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
+
+
+def _linked(merge: Merge, temporary: Path) -> bool:
+    """A closed period held by one flush's part alone: that file, already summed, becomes the
+    compacted part by a second name (the flush's name goes later, as any covered part)."""
+    if len(merge.parts) != 1 or merge.parts[0].period != merge.period:
+        return False
+    try:
+        os.link(merge.parts[0].path, temporary)
+    except OSError:
+        return False  # a file system without hard links: rewritten instead
+    return True
 
 
 def expired(choice: Choice, level_s: int, oldest_s: int) -> list[Part]:
