@@ -63,7 +63,13 @@ def rollup_select(source: str, step_s: int, server: str | None = None,
             f" GROUP BY {group}window_start // {step_s} * {step_s}, client_ip, direction")
 
 
-def copy_to(con: Any, select: str, path: Path) -> None:
-    """Write a query's rows as one Parquet file (zstd; ordered by window, then client)."""
-    con.execute(f"COPY ({select} ORDER BY window_start, client_ip, direction) TO"
-                f" {literal(str(path))} (FORMAT parquet, COMPRESSION zstd)")
+def copy_to(con: Any, select: str, path: Path, ordered: bool = True) -> None:
+    """Write a query's rows as one Parquet file (zstd; ordered by window, then client, unless
+    the rows come in window order already)."""
+    order = " ORDER BY window_start, client_ip, direction" if ordered else ""
+    con.execute(f"COPY ({select}{order}) TO {literal(str(path))}"
+                " (FORMAT parquet, COMPRESSION zstd)")
+
+
+def plain_select(source: str) -> str:
+    return f"SELECT {', '.join(COLUMNS)} FROM {source}"

@@ -63,7 +63,6 @@ def import_csv(store: str | Path, csv_files: Sequence[str | Path], utc: bool = F
     with HistoryWriter(store, keep, server_name, flush_seconds=float("inf"),
                        flush_rows=1 << 62) as writer:
         con = writer.connection
-        con.execute("RESET threads")  # an import has the machine; the daemon's writer does not
         done = set(list_store(writer.root).imported)
         _load_held(con, writer)
         for path, delimiter in zip(files, delimiters, strict=True):

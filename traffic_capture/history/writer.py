@@ -79,6 +79,10 @@ class HistoryWriter:
         self._lock = WriterLock(self.root)
         try:
             self._con = duck.connect(threads=1)  # the capture has the other core
+            # Big sums spill to the disk rather than take the machine's memory.
+            self._con.execute("SET memory_limit = '1GB'")
+            self._con.execute("SET temp_directory ="
+                              f" {duck.literal(str(self.root / (TEMPORARY + 'duckdb')))}")
             for level in self.levels:
                 (self.root / level.name).mkdir(exist_ok=True)
             (self.root / INCOMING).mkdir(exist_ok=True)
@@ -291,11 +295,19 @@ class HistoryWriter:
         target = compacted_path(self.root, merge.level_s, merge.period, merge.seq_lo,
                                 merge.seq_hi, merge.first_start_s, merge.last_end_s)
         temporary = target.with_name(f"{TEMPORARY}{uuid.uuid4().hex}.parquet")
-        select = duck.rollup_select(duck.parts_source([p.path for p in merge.parts]),
-                                    merge.level_s)
+        parts = sorted(merge.parts, key=lambda part: (part.period.start_s, part.seq_lo))
+        source = duck.parts_source([part.path for part in parts])
+        # Parts of distinct periods share no window, and the finest rows are windows as
+        # given (a late row may stay a row of its own): those are only put together, in
+        # order, streaming; summing 14 M rows of a busy hour would take gigabytes.
+        plain = merge.level_s == self.levels[0].seconds or _disjoint(parts)
         try:
             if not _linked(merge, temporary):
-                duck.copy_to(self._con, select, temporary)
+                if plain:
+                    duck.copy_to(self._con, duck.plain_select(source), temporary, False)
+                else:
+                    duck.copy_to(self._con, duck.rollup_select(source, merge.level_s),
+                                 temporary)
                 _sync_file(temporary)
             os.replace(temporary, target)
         except BaseException:
@@ -351,6 +363,12 @@ class HistoryWriter:
                     os.remove(folder / name)
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
+
+
+def _disjoint(parts: Sequence[Part]) -> bool:
+    """Parts (sorted by period) whose periods never overlap."""
+    return all(before.period.end_s <= after.period.start_s
+               for before, after in zip(parts, parts[1:], strict=False))
 
 
 def _linked(merge: Merge, temporary: Path) -> bool:
