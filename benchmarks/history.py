@@ -125,11 +125,14 @@ def bench_write(windows: int = 60) -> None:
 
 def make_month(path: Path, five_second_kind: str = HOUR) -> None:
     """A closed month of CLIENTS clients, as the writer leaves it (or with 5-s day parts)."""
-    if (path / MARKER).exists():
+    made = path.with_name(path.name + ".made")
+    if made.exists():
         return
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     (path / MARKER).touch()
+    for level in ("5s", "1m", "1h"):
+        (path / level).mkdir()
     con = duck.connect()
     clients = "'198.51.100.' || c"
     day_seconds = 86400
@@ -161,6 +164,7 @@ def make_month(path: Path, five_second_kind: str = HOUR) -> None:
     month = period_of(MONTH, MONTH_START)
     duck.copy_to(con, "SELECT * FROM hours", compacted_path(
         path, 3600, month, 1, DAYS, MONTH_START, MONTH_START + DAYS * 86400))
+    made.touch()
 
 
 def bench_month() -> None:

@@ -144,10 +144,11 @@ class Listing:
     flush_folders: tuple[Path, ...]
 
 
-def list_store(root: Path) -> Listing:
-    """Every part of the store, from folder listings only (no file is opened). The flushes are
-    listed before the compacted parts: a compaction renamed in after the first listing is
-    seen by the second, and the parts it covers are deleted only a while later."""
+def list_store(root: Path, level_s: int | None = None) -> Listing:
+    """Every part of the store (of one level only, if given), from folder listings only (no
+    file is opened). The flushes are listed before the compacted parts: a compaction renamed
+    in after the first listing is seen by the second, and the parts it covers are deleted
+    only a while later."""
     parts: list[Part] = []
     imported: set[str] = set()
     flush_folders = []
@@ -161,16 +162,18 @@ def list_store(root: Path) -> Listing:
                 imported.add(file_name[len(IMPORTED_PREFIX):])
                 continue
             part = parse_flushed(folder / file_name, int(name))
-            if part is not None:
+            if part is not None and level_s in (None, part.level_s):
                 parts.append(part)
     levels = []
     for name in sorted(_names(root)):
-        level_s = level_of(name)
-        if level_s is None:
+        folder_level = level_of(name)
+        if folder_level is None:
             continue
-        levels.append(level_s)
+        levels.append(folder_level)
+        if level_s not in (None, folder_level):
+            continue
         for file_name in _names(root / name):
-            part = parse_compacted(root / name / file_name, level_s)
+            part = parse_compacted(root / name / file_name, folder_level)
             if part is not None:
                 parts.append(part)
     imported.update(_names(root / IMPORTED))

@@ -60,7 +60,7 @@ class HistoryReader:
     # -- which parts
 
     def _parts(self, level_s: int, when: TimeRange | None) -> list[Part]:
-        parts = choose(list_store(self.root).parts).of_level(level_s)
+        parts = choose(list_store(self.root, level_s).parts).of_level(level_s)
         return [part for part in parts if part.path not in self.damaged
                 and (when is None or part.holds_any_of(when.start_s, when.end_s))]
 
