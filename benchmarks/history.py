@@ -36,7 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from traffic_capture.history import duck  # noqa: E402
-from traffic_capture.history.layout import MARKER, compacted_path  # noqa: E402
+from traffic_capture.history.layout import (  # noqa: E402
+    MARKER,
+    choose,
+    compacted_path,
+    list_store,
+)
 from traffic_capture.history.periods import DAY, HOUR, MONTH, period_of  # noqa: E402
 from traffic_capture.history.reader import HistoryReader  # noqa: E402
 from traffic_capture.history.writer import HistoryWriter  # noqa: E402
@@ -292,15 +297,14 @@ def bench_layouts() -> None:
             if number % every == every - 1:
                 writer.flush(force=True)
         spent = time.perf_counter() - began
-        files = sum(1 for _ in (path / "incoming").rglob("*.parquet")) + sum(
-            1 for level in ("5s", "1m", "1h") for _ in (path / level).glob("*.parquet"))
+        files = len(choose(list_store(path).parts).chosen)
         reader = HistoryReader(path)
         read_s, _ = best_of(3, lambda r=reader: r.client_totals(
             TimeRange(MONTH_START, MONTH_START + 3600), 5))
         writer.close(merges=0)
         print(f"layouts: an hour of {CLIENTS} clients flushed {label}: {spent:.1f} s of the"
-              f" sink's thread, {files} part files before the hour's merge, its client totals"
-              f" {read_s * 1000:.0f} ms")
+              f" sink's thread, {files} parts read (all levels) before the hour's merge,"
+              f" its client totals {read_s * 1000:.0f} ms")
 
 
 def main() -> None:

@@ -287,3 +287,33 @@ def test_a_damaged_part_is_named_once_and_skipped(tmp_path: Path) -> None:
     sums_of(reader, 5)
     assert len(warnings) == 1 and str(victim) in warnings[0] and "\n" not in warnings[0]
     assert sums_of(reader, H).tolist() == prefix_sums(3 * 720).tolist()
+
+
+def test_a_failed_flush_keeps_its_rows_for_the_next(tmp_path: Path) -> None:
+    """The flush folder cannot be made (here: `incoming` became a file, as a full or broken
+    disk would refuse it): the error is the writer's caller's to count, the rows wait, and
+    the next flush writes each of them once."""
+    path = tmp_path / "h"
+    writer = quick_writer(path)
+    for number in range(30):
+        writer.add_window(*history_rows(number))
+    writer.flush()
+    (path / "incoming").rename(tmp_path / "aside")
+    (path / "incoming").write_text("not a folder")
+    for number in range(30, 60):
+        writer.add_window(*history_rows(number))
+    for _ in range(2):
+        with pytest.raises(OSError):
+            writer.flush()
+        assert writer.buffered_rows == 30 * 4
+    (path / "incoming").unlink()
+    (tmp_path / "aside").rename(path / "incoming")
+    writer.add_window(*history_rows(60))
+    writer.close(merges=None)
+    for resolution in (5, 60, H):
+        assert sums_of(HistoryReader(path), resolution).tolist() == prefix_sums(61).tolist()
+    writer = quick_writer(path)
+    writer.add_window(*history_rows(61))
+    assert writer.discard() == 4 and writer.buffered_rows == 0
+    writer.close()
+    assert sums_of(HistoryReader(path), 5).tolist() == prefix_sums(61).tolist()

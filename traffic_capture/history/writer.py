@@ -141,7 +141,16 @@ class HistoryWriter:
 
     @property
     def buffered_rows(self) -> int:
+        """Rows waiting for a flush (also those of flushes that failed: the disk full, the
+        folder gone read-only); the output decides when to give them up (discard)."""
         return self._buffered
+
+    def discard(self) -> int:
+        """Give up the rows waiting (an output whose disk stays full); how many."""
+        dropped = self._buffered
+        self._frames, self._windows, self._markers = [], [], []
+        self._buffered, self._first_buffered = 0, None
+        return dropped
 
     def due(self) -> bool:
         if not self._buffered:
@@ -196,8 +205,9 @@ class HistoryWriter:
     def _write_flush(self, force: bool = False) -> None:
         if not (force or self.due()) or (not self._buffered and not self._markers):
             return
-        if self._windows:
-            self._frames.append(_frame(self._windows))
+        if self._windows:  # once: a flush that fails keeps its rows for the next try
+            self._frames, self._windows = [pd.concat([*self._frames, _frame(self._windows)],
+                                                     ignore_index=True)], []
         rows = pd.concat(self._frames, ignore_index=True) if self._frames else None
         if rows is not None:
             self._con.register("buffered", rows)
