@@ -28,7 +28,7 @@ from traffic_capture.csvformat import (
     epoch_of,
 )
 from traffic_capture.history import duck
-from traffic_capture.history.layout import choose, list_store
+from traffic_capture.history.layout import Part, choose, list_store
 from traffic_capture.history.retention import DEFAULT_KEEP, Level
 from traffic_capture.history.store import HistoryError
 from traffic_capture.history.writer import HistoryWriter
@@ -64,20 +64,21 @@ def import_csv(store: str | Path, csv_files: Sequence[str | Path], utc: bool = F
                        flush_rows=1 << 62) as writer:
         con = writer.connection
         done = set(list_store(writer.root).imported)
-        _load_held(con, writer)
+        held = _held_before(writer)
         for path, delimiter in zip(files, delimiters, strict=True):
             digest = _sha256(path)
             if digest in done:
                 result.notes.append((path, "already imported"))
                 continue
-            rows, held = _load(con, path, delimiter, utc, writer.levels[0].seconds)
+            rows, skipped = _load(con, path, delimiter, utc, writer.levels[0].seconds, held,
+                                  writer.server)
             writer.write_table("import_rows", digest)
             done.add(digest)
             result.rows += rows
-            result.held_rows += held
+            result.held_rows += skipped
             note = f"{rows:,} rows"
-            if held:
-                note += f" ({held:,} more already in the history)"
+            if skipped:
+                note += f" ({skipped:,} more already in the history)"
             result.notes.append((path, note))
             con.execute("DROP TABLE import_rows")
         writer.maintain(merges=None)
@@ -114,31 +115,57 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_held(con: Any, writer: HistoryWriter) -> None:
-    """held(level_s, window_start, lo, hi): the windows the history holds at each level,
-    and the span each level decides for (its own oldest window up to the finer level's):
-    a CSV row is skipped when its window is held at the finest level still keeping its
-    time. Taken once, before this import writes: a window split between two files of a
+@dataclass(frozen=True)
+class Held:
+    """What one level decides for: windows from `lo` (its oldest) to `hi` (the finer
+    level's oldest) are held when its parts have them."""
+
+    level_s: int
+    lo: int
+    hi: int
+    parts: tuple[Part, ...]
+
+
+def _held_before(writer: HistoryWriter) -> list[Held]:
+    """The parts the history had when this import began, per level: a CSV row is skipped
+    when its window is held at the finest level still keeping its time. Taken once (and
+    nothing is merged or deleted until the end): a window split between two files of a
     series is taken whole."""
-    con.execute("CREATE OR REPLACE TEMP TABLE held (level_s BIGINT, window_start BIGINT,"
-                " lo BIGINT, hi BIGINT)")
     chosen = choose(list_store(writer.root).parts)
-    upper: int | None = None
+    held = []
+    upper = 1 << 62
     for level in writer.levels:
-        parts = [part for part in chosen.of_level(level.seconds)
-                 if part.holds_any_of(0, upper if upper is not None else 1 << 62)]
-        if not parts:
+        parts = tuple(part for part in chosen.of_level(level.seconds)
+                      if part.holds_any_of(0, upper))
+        if parts:
+            lo = min(part.first_start_s for part in parts)
+            held.append(Held(level.seconds, lo, upper, parts))
+            upper = lo
+    return held
+
+
+def _drop_held(con: Any, held: Sequence[Held], server: str) -> None:
+    """Delete from import_rows the rows of windows already held (reading only the parts
+    that span the file's windows)."""
+    first, last = con.execute("SELECT min(window_start), max(window_start + window_seconds)"
+                              " FROM import_rows").fetchall()[0]
+    if first is None:
+        return
+    for level in held:
+        lo, hi = max(level.lo, int(first)), min(level.hi, int(last))
+        parts = [part.path for part in level.parts if part.holds_any_of(lo, hi)]
+        if lo >= hi or not parts:
             continue
-        lo = min(part.first_start_s for part in parts)
-        hi = upper if upper is not None else 1 << 62
+        step = level.level_s
         con.execute(
-            f"INSERT INTO held SELECT DISTINCT {level.seconds}, window_start, {lo}, {hi}"
-            f" FROM {duck.parts_source([p.path for p in parts])}"
-            f" WHERE server = {duck.literal(writer.server)}")
-        upper = lo
+            f"DELETE FROM import_rows WHERE window_start >= {lo} AND window_start < {hi}"
+            f" AND window_start // {step} * {step} IN (SELECT window_start"
+            f" FROM {duck.parts_source(parts)} WHERE server = {duck.literal(server)}"
+            f" AND window_start > {lo - step} AND window_start < {hi})")
 
 
-def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tuple[int, int]:
+def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int,
+          held: Sequence[Held], server: str) -> tuple[int, int]:
     """The file's rows into the table import_rows (the windows not held); (rows, held)."""
     names = ", ".join(f"{duck.literal(name)}: 'VARCHAR'" for name in COLUMNS)
     numbers = ", ".join(f"TRY_CAST(trim({name}) AS BIGINT) AS {name}"
@@ -176,11 +203,7 @@ def _load(con: Any, path: Path, delimiter: str, utc: bool, finest_s: int) -> tup
         con.unregister("times")
         con.execute("DROP TABLE raw")
     total = con.execute("SELECT count(*) FROM import_rows").fetchall()[0][0]
-    for level_s, lo, hi in con.execute("SELECT DISTINCT level_s, lo, hi FROM held").fetchall():
-        con.execute(
-            f"DELETE FROM import_rows WHERE window_start >= {lo} AND window_start < {hi}"
-            f" AND window_start // {level_s} * {level_s} IN (SELECT window_start FROM held"
-            f" WHERE level_s = {level_s})")
+    _drop_held(con, held, server)
     rows = con.execute("SELECT count(*) FROM import_rows").fetchall()[0][0]
     return int(rows), int(total - rows)
 
