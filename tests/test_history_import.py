@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import SAMPLE
 from tests.history_child import START, history_rows, prefix_sums
 from traffic_capture.csvformat import Row, format_rows, header_line
+from traffic_capture.excel.read import read_traffic
 from traffic_capture.history.importer import ImportRefused, import_csv
 from traffic_capture.history.reader import HistoryReader
 from traffic_capture.history.writer import HistoryWriter
@@ -125,6 +127,8 @@ def test_local_or_utc_times_across_a_summer_time_change(tmp_path: Path, utc: boo
     hours = reader.window_rows(EVERYTHING, H)
     assert sorted(set(hours.window_start.tolist())) == [change - H, change]
     assert reader.client_totals(TimeRange(change, change + H), 5).windows == 720
+    # And back as the Excel commands read the CSV: the same local (or UTC) times.
+    pd.testing.assert_frame_equal(reader.rows_frame(EVERYTHING, 5, utc=utc), read_traffic(csv))
 
 
 def test_files_that_are_not_ours_get_one_line_and_change_nothing(tmp_path: Path) -> None:
