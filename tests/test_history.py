@@ -122,7 +122,8 @@ def test_the_reader_answers_the_contract(tmp_path: Path) -> None:
     assert set(totals.clients) == set(inside.client_ip)
     assert list(totals.sums.sum(axis=(1, 2))) == sorted(totals.sums.sum(axis=(1, 2)),
                                                         reverse=True)
-    assert (totals.windows, totals.first_start_s, totals.last_end_s) == (
+    assert (totals.coverage.windows, totals.coverage.first_start_s,
+            totals.coverage.last_end_s) == (
         240, when.start_s, when.end_s)
     assert [r.seconds for r in reader.resolutions()] == [5, 60, H]
     assert reader.resolutions()[0].first_start_s == START

@@ -126,7 +126,7 @@ def test_local_or_utc_times_across_a_summer_time_change(tmp_path: Path, utc: boo
     assert sorted(set(held.window_start.tolist())) == sorted({row.window_start for row in rows})
     hours = reader.window_rows(EVERYTHING, H)
     assert sorted(set(hours.window_start.tolist())) == [change - H, change]
-    assert reader.client_totals(TimeRange(change, change + H), 5).windows == 720
+    assert reader.client_totals(TimeRange(change, change + H), 5).coverage.windows == 720
     # And back as the Excel commands read the CSV: the same local (or UTC) times.
     pd.testing.assert_frame_equal(reader.rows_frame(EVERYTHING, 5, utc=utc), read_traffic(csv))
 

@@ -25,6 +25,7 @@ from traffic_capture.history.store import HistoryError, check_folder
 from traffic_capture.queries import (
     CLASS_COUNT,
     ClientTotals,
+    Coverage,
     Resolution,
     ServiceTotals,
     TimeRange,
@@ -135,6 +136,15 @@ class HistoryReader:
                 max((part.last_end_s for part in parts), default=None)))
         return tuple(held)
 
+    def coverage(self, when: TimeRange, resolution: int) -> Coverage:
+        where = self._where(resolution, when)
+        span = self._fetch(resolution, when, lambda source: (
+            f"SELECT count(DISTINCT window_start) AS windows, min(window_start) AS first,"
+            f" max(window_start) + {resolution} AS last FROM {source} WHERE {where}"))
+        if span is None or not int(span["windows"][0]):
+            return Coverage(0)
+        return Coverage(int(span["windows"][0]), int(span["first"][0]), int(span["last"][0]))
+
     def client_totals(self, when: TimeRange, resolution: int) -> ClientTotals:
         where = self._where(resolution, when)
         sums = self._fetch(resolution, when, lambda source: (
@@ -142,18 +152,13 @@ class HistoryReader:
             f" FROM {source} WHERE {where} GROUP BY client_ip, direction"))
         if sums is None or not len(sums["client_ip"]):
             return ClientTotals.empty(resolution)
-        span = self._fetch(resolution, when, lambda source: (
-            f"SELECT count(DISTINCT window_start) AS windows, min(window_start) AS first,"
-            f" max(window_start) + {resolution} AS last FROM {source} WHERE {where}"))
         clients, row_of = np.unique(sums["client_ip"].astype(str), return_inverse=True)
         totals = np.zeros((len(clients), 2, CLASS_COUNT), dtype=np.int64)
         counts = np.column_stack([sums[name] for name in duck.BYTE_COLUMNS]).astype(np.int64)
         totals[row_of, np.where(sums["inbound"], 0, 1)] = counts
         order = np.lexsort((clients, -totals.sum(axis=(1, 2))))  # most bytes first
-        assert span is not None
         return ClientTotals([str(c) for c in clients[order]], totals[order], resolution,
-                            int(span["windows"][0]), int(span["first"][0]),
-                            int(span["last"][0]))
+                            self.coverage(when, resolution))
 
     def window_rows(self, when: TimeRange, resolution: int, client: str | None = None,
                     last_windows: int | None = None) -> WindowRows:
@@ -169,12 +174,12 @@ class HistoryReader:
             f" GROUP BY window_start, client_ip, direction"
             f" ORDER BY window_start, client_ip, direction"))
         if rows is None or (last_windows is not None and last_windows <= 0):
-            empty = np.zeros(0, dtype=np.int64)
-            return WindowRows(empty, empty, [], np.zeros(0, dtype=bool),
-                              np.zeros((0, CLASS_COUNT), dtype=np.int64), resolution)
+            return WindowRows.empty(resolution)
         start = rows["window_start"].astype(np.int64)
-        return WindowRows(start, start + resolution, [str(c) for c in rows["client_ip"]],
-                          rows["inbound"].astype(bool),
+        starts, first_rows = np.unique(start, return_index=True)  # rows come by window_start
+        return WindowRows(starts, starts + resolution,
+                          np.append(first_rows, len(start)).astype(np.int64),
+                          [str(c) for c in rows["client_ip"]], rows["inbound"].astype(bool),
                           np.column_stack([rows[name] for name in duck.BYTE_COLUMNS]
                                           ).astype(np.int64).reshape(-1, CLASS_COUNT),
                           resolution)
