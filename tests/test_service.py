@@ -108,7 +108,8 @@ def test_the_units_command_captures_with_only_its_capabilities(netns: str, tmp_p
 
 def run_as_service(netns: str, tmp_path: Path, folder: Path, caps: bool) -> None:
     out = folder / "traffic.csv"
-    keys = settings(unit(tmp_path, "--server-ip", "127.0.0.1", "--out", str(out)))
+    keys = settings(unit(tmp_path, "--server-ip", "127.0.0.1", "--out", str(out),
+                         "--history", str(folder / "history")))
     daemon = as_the_service_user(netns, shlex.split(keys["ExecStart"]), caps)
     if caps:
         said = wait_for_line(daemon, "capturing on")  # start-up can be slow on a busy machine

@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
     "report": "traffic_capture.excel.report",
     "serve": "traffic_capture.web.command",
+    "history": "traffic_capture.history.command",
     "view": "traffic_capture.viewer.command",  # with --log; without, a capture with --view
 }
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"
@@ -47,7 +48,8 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
                     "in tumbling windows, appending rows to a CSV that Excel reads.",
         epilog=f"Other commands: '{PROG} excel --help' (ready-made pivot dashboard), "
                f"'{PROG} report --help' (static report), '{PROG} serve --help' (the web dashboard "
-               f"of a CSV), '{PROG} view --help' (the packet viewer window), '{PROG} service-unit "
+               f"of a CSV or a history), '{PROG} history --help' (load CSVs into a history), "
+               f"'{PROG} view --help' (the packet viewer window), '{PROG} service-unit "
                "--help' (a systemd unit). Exit status: 0 done (Ctrl+C, SIGTERM "
                "and --duration are normal ends), 1 runtime error, 2 usage error.",
     )
@@ -190,6 +192,8 @@ def service_unit(argv: list[str]) -> int:
     parser = build_parser(DEFAULT_WINDOW_SECONDS)
     if not any(a == "--out" or a.startswith("--out=") for a in argv):
         argv = [*argv, "--out", str(unit.DEFAULT_CSV)]  # the state folder systemd makes
+    if not any(a == "--history" or a.startswith("--history=") for a in argv):
+        argv = [*argv, "--history", str(unit.DEFAULT_HISTORY)]
     config = config_of(parser, argv)
     if config is None or config.read:
         parser.error("service-unit takes live capture options, not --read or "

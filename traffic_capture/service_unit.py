@@ -18,6 +18,7 @@ from traffic_capture.sinks import Credential
 USER = "traffic-capture"
 STATE = Path("/var/lib/traffic-capture")
 DEFAULT_CSV = STATE / "traffic.csv"
+DEFAULT_HISTORY = STATE / "history"  # months of windows for serve/excel/report (DuckDB)
 UNIT_PATH = "/etc/systemd/system/traffic-capture.service"
 CAPABILITIES = ("CAP_NET_RAW", "CAP_NET_ADMIN")
 

@@ -8,6 +8,9 @@ database file for writing, and then no other may open it).
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,15 @@ def duckdb() -> Any:
     except ImportError:
         raise HistoryError(f"--history needs DuckDB: {INSTALL}") from None
     return module
+
+
+def as_os_error(error: BaseException) -> OSError:
+    """DuckDB's IO error (a full disk, a folder gone read-only) as the OSError it reports:
+    callers handle the disk refusing a write once, whoever wrote."""
+    text = str(error)
+    found = re.search(r'"errno"\s*:\s*"?(\d+)', text)
+    number = int(found.group(1)) if found else errno.EIO
+    return OSError(number, os.strerror(number), text.splitlines()[0] if text else None)
 
 
 def connect(threads: int | None = None) -> Any:

@@ -165,8 +165,11 @@ class HistoryWriter:
         and what is past its keep."""
         if self.closed:
             raise HistoryError(f"history {self.root}: writer closed")
-        self._write_flush(force)
-        self.maintain(merges)
+        try:
+            self._write_flush(force)
+            self.maintain(merges)
+        except duck.duckdb().IOException as error:  # the rows stay buffered for a retry
+            raise duck.as_os_error(error) from None
 
     def close(self, merges: int | None = MERGES_PER_FLUSH) -> None:
         """Write everything buffered and let the folder go to the next writer."""

@@ -1,0 +1,217 @@
+"""--history through the real command: the store holds the CSV's bytes at every resolution;
+it is read while a live daemon writes it; a kill -9 costs it at most a flush, and an import of
+the CSV fills that in without doubling; one writer at a time, refused before anything is
+created; a full disk loses nothing; the service unit turns it on."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scapy.layers.inet import ICMP
+from scapy.utils import wrpcap
+
+from tests.conftest import (
+    DAEMON,
+    Daemon,
+    child_env,
+    fill_disk,
+    in_netns,
+    read_rows,
+    run_cli,
+)
+from tests.frames import IP, SERVER4, TCP, UDP, Ether, Raw
+from traffic_capture.history.reader import HistoryReader
+from traffic_capture.history.writer import HistoryWriter
+from traffic_capture.queries import TimeRange
+from traffic_capture.rules import CLASSES
+
+T0 = 1_780_000_000 // 3600 * 3600  # an hour's start
+EVERYTHING = TimeRange.everything()
+BYTES = [f"{name}_bytes" for name in CLASSES]
+
+
+def two_hours_pcap(path: Path) -> None:
+    """Three clients talking to the server every 7 s for two hours and a bit: windows that
+    roll up into several minutes and three hours."""
+    packets = []
+    for i in range(1100):
+        client = f"198.51.100.{i % 3 + 1}"
+        kind = i % 4
+        upper = (TCP(sport=40000, dport=80) if kind == 0 else TCP(sport=40000, dport=22)
+                 if kind == 1 else UDP(sport=40000, dport=53) if kind == 2 else ICMP())
+        src, dst = (client, SERVER4) if i % 2 else (SERVER4, client)
+        packet = Ether() / IP(src=src, dst=dst) / upper / Raw(b"x" * (i % 50))
+        packet.time = T0 + 7 * i + 0.5
+        packets.append(packet)
+    wrpcap(str(path), packets)
+
+
+def csv_sums(csv: Path) -> dict[tuple[str, str], list[int]]:
+    rows = read_rows(csv)
+    grouped = rows.groupby(["client_ip", "direction"])[BYTES].sum()
+    return {key: [int(v) for v in values] for key, values in zip(
+        grouped.index, grouped.to_numpy().tolist(), strict=True)}
+
+
+def history_sums(path: Path, resolution: int) -> dict[tuple[str, str], list[int]]:
+    totals = HistoryReader(path).client_totals(EVERYTHING, resolution)
+    found = {}
+    for client, sums in zip(totals.clients, totals.sums, strict=True):
+        for side, direction in enumerate(("in", "out")):
+            if sums[side].any():
+                found[(client, direction)] = [int(v) for v in sums[side]]
+    return found
+
+
+def test_a_file_read_with_history_holds_the_csvs_bytes_at_every_resolution(
+        tmp_path: Path) -> None:
+    pcap, csv, store = tmp_path / "t.pcap", tmp_path / "t.csv", tmp_path / "history"
+    two_hours_pcap(pcap)
+    result = run_cli(["--read", str(pcap), "--server-ip", SERVER4, "--out", str(csv),
+                      "--history", str(store)])
+    assert result.returncode == 0, result.stderr
+    assert f"written to {csv}, {store}" in result.stderr
+    expected = csv_sums(csv)
+    assert len(expected) == 6
+    for resolution in (5, 60, 3600):
+        assert history_sums(store, resolution) == expected, resolution
+    held = {r.seconds: r for r in HistoryReader(store).resolutions()}
+    assert held[3600].first_start_s == T0 and held[3600].last_end_s == T0 + 3 * 3600
+    # History options without --history are usage errors, as a bad keep is.
+    for args, message in ((["--history-keep", "5s=1d"], "--history-keep needs --history"),
+                          (["--history", str(store), "--history-keep", "5s=1d,1m=1h"],
+                           "1m is kept less long than 5s"),
+                          (["--history", str(store), "--window", "7"],
+                           "multiples of --window 7")):
+        refused = run_cli(["--read", str(pcap), "--server-ip", SERVER4,
+                           "--out", str(tmp_path / "u.csv"), *args])
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_writer_is_refused_before_anything_is_created(tmp_path: Path) -> None:
+    store, csv = tmp_path / "history", tmp_path / "t.csv"
+    pcap = tmp_path / "t.pcap"
+    two_hours_pcap(pcap)
+    with HistoryWriter(store):
+        result = run_cli(["--read", str(pcap), "--server-ip", SERVER4, "--out", str(csv),
+                          "--history", str(store)])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another process is writing it" in lines[0], result.stderr
+    assert not csv.exists()
+
+
+def ping_for(namespace: str, seconds: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(in_netns(namespace, ["ping", "-n", "-q", "-i", "0.1", "-w",
+                                                 str(int(seconds)), "127.0.0.1"]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_reader_reads_while_a_live_daemon_writes(netns: str, tmp_path: Path) -> None:
+    csv, store = tmp_path / "t.csv", tmp_path / "history"
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(csv), "--window", "1",
+                            "--history", str(store), "--history-flush", "1"])
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def read_all_along(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if store.exists() and (store / "traffic-history.v1").exists():
+                    totals = HistoryReader(store).client_totals(EVERYTHING, 5)
+                    seen.append(int(totals.sums.sum()))
+            except BaseException as error:  # noqa: BLE001 - the test's verdict
+                errors.append(error)
+            time.sleep(0.2)
+
+    stop = threading.Event()
+    reader = threading.Thread(target=read_all_along, args=(stop,))
+    reader.start()
+    try:
+        ping_for(netns, 6).wait(30)
+        time.sleep(2.5)  # a window closes, then a flush
+    finally:
+        stop.set()
+        reader.join(30)
+        code = daemon.stop()
+    assert code == 0, daemon.stderr
+    assert not errors, errors
+    # It read the open period while the daemon ran: totals that only grew, and were there.
+    assert seen and seen == sorted(seen) and seen[-1] > 0, seen
+    final = csv_sums(csv)
+    for resolution in (5, 60, 3600):
+        assert history_sums(store, resolution) == final
+
+
+def test_kill_9_costs_the_history_at_most_a_flush_and_an_import_fills_it(
+        netns: str, tmp_path: Path) -> None:
+    csv, store = tmp_path / "t.csv", tmp_path / "history"
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(csv), "--window", "1",
+                            "--history", str(store), "--history-flush", "1"])
+    ping_for(netns, 4).wait(30)
+    time.sleep(2.5)
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(10)
+    written = csv_sums(csv)
+    held = history_sums(store, 5)
+    assert held, "nothing reached the history in 4 s of pings"
+    for key, values in held.items():  # never more than the CSV, never torn
+        assert all(h <= w for h, w in zip(values, written[key], strict=True))
+    # The lock died with the process: the import writes, and adds only what was missing.
+    result = run_cli(["history", "import", "--history", str(store), str(csv)])
+    assert result.returncode == 0, result.stderr
+    for resolution in (5, 60, 3600):
+        assert history_sums(store, resolution) == written
+    again = run_cli(["history", "import", "--history", str(store), str(csv)])
+    assert again.returncode == 0 and "already imported" in again.stdout
+    assert history_sums(store, 5) == written
+
+
+def test_a_full_disk_under_the_history_loses_no_row(small_disk: Path, tmp_path: Path) -> None:
+    pcap, csv = tmp_path / "t.pcap", tmp_path / "t.csv"
+    two_hours_pcap(pcap)
+    store = small_disk / "history"
+    HistoryWriter(store).close()  # made while there is room
+    filler = fill_disk(small_disk, leave_free=0)
+    process = subprocess.Popen(
+        [*DAEMON, "--read", str(pcap), "--server-ip", SERVER4, "--out", str(csv),
+         "--history", str(store)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True, env=child_env())
+    stderr: list[str] = []
+    lines = threading.Thread(target=lambda: stderr.extend(iter(process.stderr.readline, "")))
+    lines.start()
+    deadline = time.monotonic() + 30
+    while "cannot write the history" not in "".join(stderr) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "cannot write the history" in "".join(stderr), "".join(stderr)
+    filler.unlink()  # room again while the history retries
+    assert process.wait(60) == 0, "".join(stderr)
+    lines.join(5)
+    assert "writable again" in "".join(stderr), "".join(stderr)
+    assert history_sums(store, 5) == csv_sums(csv)
+
+
+def test_the_service_unit_keeps_a_history_in_its_state_folder() -> None:
+    result = run_cli(["service-unit", "--server-ip", "192.0.2.1"])
+    assert result.returncode == 0, result.stderr
+    start = next(line for line in result.stdout.splitlines() if line.startswith("ExecStart="))
+    assert "--history /var/lib/traffic-capture/history" in start
+    assert "ReadWritePaths" not in result.stdout  # the state folder is the service's own
+
+
+def test_history_import_refuses_what_is_not_our_csv_in_one_line(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a,b,c\n1,2,3\n")
+    store = tmp_path / "history"
+    result = run_cli(["history", "import", "--history", str(store), str(foreign)])
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    frame = pd.DataFrame(np.zeros((0, 0)))
+    assert frame.empty
