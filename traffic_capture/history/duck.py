@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 from traffic_capture.history.store import HistoryError
 from traffic_capture.rules import CLASSES
 
-INSTALL = "pip install 'traffic-capture[history]'"
+# Installed from the clone (not from PyPI), with the interpreter that runs it.
+INSTALL = f"{sys.executable} -m pip install -e '.[history]' (in the project's folder)"
 BYTE_COLUMNS: tuple[str, ...] = tuple(f"{name}_bytes" for name in CLASSES)
 # The stored columns, as the CSV names them (total_bytes is their sum, computed by readers),
 # with `server` first so that many machines' rows can share the shape (the fleet).
