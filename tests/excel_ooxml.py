@@ -3,7 +3,6 @@ converter for the tests."""
 
 from __future__ import annotations
 
-import os
 import posixpath
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import pytest
+from tests.requirements import tool
 
 CT_NS = "{http://schemas.openxmlformats.org/package/2006/content-types}"
 RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
@@ -98,14 +97,8 @@ def rels(parts: dict[str, bytes], part: str) -> dict[str, tuple[str, str]]:
 
 
 def soffice() -> str:
-    """The LibreOffice binary; missing is a failure on CI (it installs it), a skip elsewhere."""
-    found = shutil.which("soffice") or shutil.which("libreoffice")
-    if found:
-        return found
-    message = "LibreOffice (Debian package libreoffice-calc) is not installed"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """The LibreOffice binary (tests/requirements.py says what happens when it is missing)."""
+    return tool("soffice")
 
 
 def convert(src: Path, fmt: str, outdir: Path) -> Path:

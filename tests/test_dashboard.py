@@ -214,6 +214,8 @@ def test_slicers_on_who_and_when_each_with_its_own_cache_on_both_pivots(built) -
 
 
 @pytest.mark.parametrize("which", ["built", "linked"])
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-libreoffice")
 def test_libreoffice_pivot_totals_equal_pandas(which: str, lo_books,
                                                request: pytest.FixtureRequest) -> None:
     df = request.getfixturevalue(which)[1]
@@ -313,6 +315,8 @@ def _pivot_area(ws, ref: str) -> list[tuple]:
     return [tuple(c.value for c in row) for row in ws[ref]]
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-libreoffice")
 def test_rendered_pivots_equal_libreoffices_recomputed_ones(built, lo_values) -> None:
     """Issue 10 (4): the file holds the pivots' cells (what Protected View shows before any
     refresh): every number and row label equals what LibreOffice computes from the Data sheet."""
@@ -498,6 +502,8 @@ def a_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return csv, convert_all([out], "xlsx", folder / "lo")[0]
 
 
+@pytest.mark.libreoffice
+@pytest.mark.slow
 def test_a_day_reads_in_hours(a_day) -> None:
     """Issue 10: LibreOffice's recomputed pivot of a day has a few hundred rows at most (auto
     groups by hour: 24) and the CSV's grand total."""
@@ -575,6 +581,8 @@ def test_bytes_read_in_kb_mb_gb_on_titled_axes(built) -> None:
         dashboard.CLIENT_PIVOT_TOP + 2, 2).number_format == BYTES_FORMAT
 
 
+@pytest.mark.libreoffice
+@pytest.mark.slow
 def test_a_days_dashboard_passes_openxml_audit(a_day) -> None:
     """Issue 10: every generated workbook passes the audit, the largest too (17,280 windows: the
     audit takes a few minutes on it, the reason it is checked once, here)."""

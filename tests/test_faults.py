@@ -42,6 +42,7 @@ def data_rows(path: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1)
 
 
+@pytest.mark.slow
 def test_a_locked_csv_delays_rows_and_a_lock_at_stop_sends_them_to_a_side_file(
         netns: str, tmp_path: Path) -> None:
     needs_tools("chattr", "ping")
@@ -120,6 +121,7 @@ def test_a_full_disk_keeps_rows_waiting_and_never_tears_a_row(small_disk: Path, 
     assert "writable again" in "".join(stderr)
 
 
+@pytest.mark.slow
 def test_a_disk_still_full_at_stop_sends_the_rows_to_the_temp_folder(small_disk: Path,
                                                                      tmp_path: Path) -> None:
     pcap = tmp_path / "many.pcap"
@@ -197,6 +199,7 @@ def _windows(count: int) -> list:
     return aggregator.close_all()
 
 
+@pytest.mark.root
 def test_rows_refused_for_long_spill_to_a_side_file_in_order_and_memory_stays_bounded(
         tmp_path: Path) -> None:
     needs_root()

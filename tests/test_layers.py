@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.requirements import missing
 
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     if not LINT_IMPORTS.exists():
-        pytest.fail("lint-imports is missing: pip install -e '.[test]' (CI does)")
+        missing("needs lint-imports (.venv/bin/pip install -e '.[test]')")
     return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--config", "pyproject.toml"],
                           cwd=root, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
@@ -53,3 +54,4 @@ def test_the_command_line_starts_without_the_heavy_libraries() -> None:
                             timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
