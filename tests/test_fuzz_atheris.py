@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, child_env
+from tests.pcapng_builder import mixed_file
 from tests.requirements import needs_module, tool
-from tests.test_pcapng import mixed_file
 
 TARGETS = REPO / "tests" / "fuzz_targets.py"
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scapy.utils import wrpcap
 
 from tests.frames import IP, SERVER4, UDP, Ether, Raw, feed_file
-from tests.test_pcapng import mixed_file
+from tests.pcapng_builder import mixed_file
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.pipeline import Pipeline
 from traffic_capture.servers import ServerSet, parse_server
