@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -36,6 +37,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture in getattr(item, "fixturenames", ()):
             for marker in MARKERS_OF_FIXTURE.get(fixture, ()):
                 item.add_marker(marker)
+    give_each_test_its_own_node_id(items)
+
+
+def give_each_test_its_own_node_id(items: list[pytest.Item]) -> None:
+    """schemathesis gives every API operation of one test the same node id (only the name
+    differs: test_no_server_errors[GET /api/status]), and pytest-xdist's --dist loadgroup
+    schedules by node id: it ran the first operation alone. Such items get the id of their
+    name; a node id that is still shared is an error, never a test silently left out."""
+    shared = {nodeid for nodeid, count in Counter(item.nodeid for item in items).items()
+              if count > 1}
+    for item in items:
+        if item.nodeid in shared and item.parent is not None:
+            if hasattr(item, "_id"):  # pytest 9: a NodeId object
+                item._id = item.parent._id.child(item.name)
+            else:
+                item._nodeid = f"{item.parent.nodeid}::{item.name}"
+    still = [nodeid for nodeid, count in Counter(item.nodeid for item in items).items()
+             if count > 1]
+    if still:
+        raise pytest.UsageError(f"tests that share a node id (xdist would run one): {still}")
 
 
 @pytest.hookimpl(tryfirst=True)
