@@ -4,32 +4,93 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pandas as pd
+import pluggy
 import pytest
+
+from tests import requirements
+from tests.requirements import needs_netns, needs_root, needs_tools
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "sample.pcap"  # a small real capture (samples/README.md)
 DAEMON = [sys.executable, "-m", "traffic_capture"]
 
 
-def needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, packet sockets); CI runs as root")
+# Fixtures that bring their need with them: a test using one carries its markers without
+# saying so (tryfirst: before -m deselects by markers).
+MARKERS_OF_FIXTURE = {"netns": ("root", "netns"), "small_disk": ("root",),
+                      "lab": ("root", "netns"), "display": ("xvfb",)}
 
 
-def needs_tools(*names: str) -> None:
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (installed by .ci/run)")
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for marker in MARKERS_OF_FIXTURE.get(fixture, ()):
+                item.add_marker(marker)
+    give_each_test_its_own_node_id(items)
+
+
+def give_each_test_its_own_node_id(items: list[pytest.Item]) -> None:
+    """schemathesis gives every API operation of one test the same node id (only the name
+    differs: test_no_server_errors[GET /api/status]), and pytest-xdist's --dist loadgroup
+    schedules by node id: it ran the first operation alone. Such items get the id of their
+    name; a node id that is still shared is an error, never a test silently left out."""
+    shared = {nodeid for nodeid, count in Counter(item.nodeid for item in items).items()
+              if count > 1}
+    for item in items:
+        if item.nodeid in shared and item.parent is not None:
+            if hasattr(item, "_id"):  # pytest 9: a NodeId object
+                item._id = item.parent._id.child(item.name)
+            else:
+                item._nodeid = f"{item.parent.nodeid}::{item.name}"
+    still = [nodeid for nodeid, count in Counter(item.nodeid for item in items).items()
+             if count > 1]
+    if still:
+        raise pytest.UsageError(f"tests that share a node id (xdist would run one): {still}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test's markers say what it needs: check that before its fixtures run."""
+    markers = {mark.name for mark in item.iter_markers()}
+    requirements.running_markers = markers
+    if "root" in markers:
+        needs_root()
+    for marker in sorted(markers & requirements.TOOLS_OF_MARKER.keys()):
+        needs_tools(*requirements.TOOLS_OF_MARKER[marker])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    outcome = yield
+    skip_fails_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector
+                               ) -> Generator[None, pluggy.Result[pytest.CollectReport], None]:
+    outcome = yield
+    skip_fails_in_ci(outcome.get_result())
+
+
+def skip_fails_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """In CI a skip (a helper's, pytest.importorskip's, skipif's) is a failure: CI installs
+    every tool and module and runs as root, so a skip there hides a broken set-up."""
+    if requirements.IN_CI and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (TRAFFIC_CAPTURE_CI=1), which must not be: {reason}"
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -52,8 +113,7 @@ def read_rows(path: Path) -> pd.DataFrame:
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A private network namespace with loopback up: its traffic touches nothing else."""
-    needs_root()
-    needs_tools("ip")
+    needs_netns()
     with loopback_namespace("tc-test") as name:
         yield name
 
@@ -62,6 +122,7 @@ def netns() -> Iterator[str]:
 def loopback_namespace(tag: str) -> Iterator[str]:
     """A network namespace of its own with only loopback, up; whatever runs in it is killed
     and the namespace deleted on the way out, also when the test fails."""
+    requirements.declared("netns")
     name = f"{tag}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:

@@ -1,4 +1,4 @@
-"""Pytest fixtures and skips for the real-capture tests (the lab, the tool checks).
+"""Pytest fixtures and requirements for the real-capture tests (the lab, the tool checks).
 
 Why a module of its own: other test modules can use the `lab` fixture by importing it
 (`from tests.realtools_fixtures import lab`) or a conftest can register it, without pulling in
@@ -13,17 +13,15 @@ import pytest
 
 from tests import netns
 from tests import realtools_traffic as rt
+from tests.requirements import needs_module, needs_netns, needs_tools
 
 
 def require_lab() -> None:
-    """Skip when the machine can't build a lab (no root, no ip/tcpdump/tshark); fail when only
-    a traffic tool is missing, since CI installs those and a skip would hide a broken setup."""
-    reason = netns.unavailable_reason()
-    if reason:
-        pytest.skip(f"real-capture tests: {reason}")
-    missing = rt.missing_traffic_tools()
-    if missing:
-        pytest.fail("real-capture tests need: " + ", ".join(missing))
+    """Root, network namespaces, the lab's capture tools and its traffic tools (CI installs
+    them all: tests/requirements.py says what a missing one does)."""
+    needs_netns()
+    needs_tools(*netns.REQUIRED_TOOLS, *rt.TRAFFIC_TOOLS)
+    needs_module("pyftpdlib")
 
 
 @pytest.fixture

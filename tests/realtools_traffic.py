@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,9 +226,18 @@ def start_captures(lab: Lab, caps: Sequence[Capture], timeout: float = 15.0) -> 
 def stop_captures(lab: Lab, caps: Sequence[Capture]) -> None:
     """SIGINT lets tcpdump/dumpcap flush and close their files; check they exited cleanly."""
     time.sleep(0.3)  # the last replies are still in flight when the clients return
+    # All at once: stopped one after another, a late packet (the kernel's own neighbour
+    # solicitation) reached the captures still running and not the first, which then differ.
     for cap in caps:
         assert cap.proc is not None
-        code = lab.stop(cap.proc, sig=signal.SIGINT, timeout=10)
+        with suppress(ProcessLookupError):
+            os.killpg(cap.proc.pid, signal.SIGINT)
+    for cap in caps:
+        assert cap.proc is not None
+        try:
+            code = cap.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = lab.stop(cap.proc, sig=signal.SIGKILL)
         if code != 0 or not cap.path.is_file():
             raise RuntimeError(f"{cap.name} exited {code}: {''.join(cap.stderr_lines)!r}")
 

@@ -69,9 +69,9 @@ def test_utc_keeps_the_hour_the_clocks_go_back_apart(tmp_path: Path) -> None:
 
 def test_a_utc_csv_reads_back_to_the_same_windows_in_the_web(tmp_path: Path) -> None:
     """serve --utc (and --web with --utc) read the times as the daemon wrote them."""
-    import pytest
+    from tests.requirements import needs_module
 
-    pytest.importorskip("fastapi")
+    needs_module("fastapi", extra="web")
     from traffic_capture.csvformat import Row, format_rows, header_line
     from traffic_capture.web.csv_follow import read_history
 

@@ -30,7 +30,7 @@ from traffic_capture.excel import command, dashboard
 from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.ooxml import pivot as px
 from traffic_capture.excel.read import read_traffic
-from traffic_capture.rules import CLASSES
+from traffic_capture.rules import CLASS_LABELS, CLASSES
 
 M = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 X14 = "{http://schemas.microsoft.com/office/spreadsheetml/2009/9/main}"
@@ -214,6 +214,8 @@ def test_slicers_on_who_and_when_each_with_its_own_cache_on_both_pivots(built) -
 
 
 @pytest.mark.parametrize("which", ["built", "linked"])
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-libreoffice")
 def test_libreoffice_pivot_totals_equal_pandas(which: str, lo_books,
                                                request: pytest.FixtureRequest) -> None:
     df = request.getfixturevalue(which)[1]
@@ -313,6 +315,8 @@ def _pivot_area(ws, ref: str) -> list[tuple]:
     return [tuple(c.value for c in row) for row in ws[ref]]
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-libreoffice")
 def test_rendered_pivots_equal_libreoffices_recomputed_ones(built, lo_values) -> None:
     """Issue 10 (4): the file holds the pivots' cells (what Protected View shows before any
     refresh): every number and row label equals what LibreOffice computes from the Data sheet."""
@@ -344,7 +348,7 @@ def test_the_chart_caches_its_points(built) -> None:
         assert [int(float(pt.find(f"{C}v").text)) for pt in values.findall(f"{C}pt")] == \
             sums[column].tolist()
         name = ser.find(f"{C}tx/{C}strRef/{C}strCache/{C}pt/{C}v").text
-        assert name == px.CLASS_LABELS[column.removesuffix("_bytes")]
+        assert name == CLASS_LABELS[column.removesuffix("_bytes")]
 
 
 @pytest.mark.parametrize("path", [r"\\fileserver\logs\traffic.csv", r"C:\capture\traffic.csv"])
@@ -489,15 +493,24 @@ def test_the_connection_splits_on_the_csvs_own_delimiter(delimiter: str, flags: 
 
 
 @pytest.fixture(scope="module")
-def a_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A 24-hour CSV (17,280 windows) and its dashboard, as LibreOffice recomputed it."""
+def a_day_built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 24-hour CSV (17,280 windows) and its dashboard."""
     folder = tmp_path_factory.mktemp("day")
     csv = write_traffic_csv(folder / "traffic.csv", day_rows(hours=24))
     out = folder / "day.xlsx"
     assert dashboard.main(["--csv", str(csv), "--out", str(out)]) == 0
-    return csv, convert_all([out], "xlsx", folder / "lo")[0]
+    return csv, out
 
 
+@pytest.fixture(scope="module")
+def a_day(a_day_built: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The 24-hour CSV and its dashboard, as LibreOffice recomputed it."""
+    csv, out = a_day_built
+    return csv, convert_all([out], "xlsx", out.parent / "lo")[0]
+
+
+@pytest.mark.libreoffice
+@pytest.mark.slow
 def test_a_day_reads_in_hours(a_day) -> None:
     """Issue 10: LibreOffice's recomputed pivot of a day has a few hundred rows at most (auto
     groups by hour: 24) and the CSV's grand total."""
@@ -510,7 +523,10 @@ def test_a_day_reads_in_hours(a_day) -> None:
     header = rows[1]
     assert header[0] == "hour"
     body = rows[2:rows.index(next(r for r in rows if r[0] in GRAND_TOTAL))]
-    assert len(body) == 24 <= 300
+    # The 24 hours, each once, and their bytes add up to the grand total.
+    assert len({row[0] for row in body}) == len(body) == 24
+    total_column = header.index(next(h for h in header if h in GRAND_TOTAL))
+    assert sum(row[total_column] for row in body) == df["total_bytes"].sum()
     total = next(r for r in rows if r[0] in GRAND_TOTAL)
     assert total[header.index(next(h for h in header if h in GRAND_TOTAL))] == \
         df["total_bytes"].sum()
@@ -575,11 +591,12 @@ def test_bytes_read_in_kb_mb_gb_on_titled_axes(built) -> None:
         dashboard.CLIENT_PIVOT_TOP + 2, 2).number_format == BYTES_FORMAT
 
 
-def test_a_days_dashboard_passes_openxml_audit(a_day) -> None:
+@pytest.mark.slow
+def test_a_days_dashboard_passes_openxml_audit(a_day_built) -> None:
     """Issue 10: every generated workbook passes the audit, the largest too (17,280 windows: the
-    audit takes a few minutes on it, the reason it is checked once, here)."""
-    csv, _ = a_day
-    assert audit_problems(csv.parent / "day.xlsx") == []
+    audit takes half a minute on it, the reason it is checked once, here)."""
+    _, out = a_day_built
+    assert audit_problems(out) == []
 
 
 # Issue 16 (6): what a new user hit. Clients whose text order is not their address order
@@ -654,7 +671,7 @@ def test_the_protocols_pivot_prints_on_one_page(by_hour) -> None:
     pages = [p for p in printed.split("\f") if "Bytes per hour and protocol" in p]
     assert len(pages) == 1
     page = pages[0]
-    for label in (*px.CLASS_LABELS.values(), "Total Result"):
+    for label in (*CLASS_LABELS.values(), "Total Result"):
         assert label in page, label
     following = printed.split("\f")[printed.split("\f").index(page) + 1]
     assert not any(label in following.split() for label in ("UDP", "Other"))

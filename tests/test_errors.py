@@ -174,6 +174,7 @@ def test_a_capture_cut_inside_a_record_header_warns_and_keeps_the_complete_packe
     assert read_rows(out)["total_bytes"].sum() == 5 * 128
 
 
+@pytest.mark.root
 def test_an_unknown_interface_lists_the_real_ones(tmp_path: Path) -> None:
     needs_root()
     line = one_line_error(run_cli(["--iface", "nosuch0", "--server-ip", SERVER4,
@@ -181,6 +182,7 @@ def test_an_unknown_interface_lists_the_real_ones(tmp_path: Path) -> None:
     assert "nosuch0" in line and "lo" in line
 
 
+@pytest.mark.root
 def test_no_capture_privilege_says_how_to_get_it(tmp_path: Path) -> None:
     needs_root()
     needs_tools("setpriv")
@@ -320,6 +322,7 @@ def test_an_unknown_link_type_inside_a_pcapng_is_named(tmp_path: Path) -> None:
     assert "link type 189" in line
 
 
+@pytest.mark.root
 def test_an_output_in_a_folder_this_user_cannot_enter_is_one_line(tmp_path: Path,
                                                                   good_pcap: Path) -> None:
     needs_root()

@@ -5,7 +5,6 @@ the commands in the targets' docstring."""
 from __future__ import annotations
 
 import gzip
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, child_env
-from tests.test_pcapng import mixed_file
+from tests.pcapng_builder import mixed_file
+from tests.requirements import needs_module, tool
 
 TARGETS = REPO / "tests" / "fuzz_targets.py"
 
 
 def fuzz(target: str, *args: str, folder: Path) -> None:
-    pytest.importorskip("atheris", reason="atheris is in the test extra (pip install -e "
-                                          "'.[test]'); CI installs it")
+    needs_module("atheris")
     # In a folder of its own: a failing input is saved there as crash-..., not in the repo.
     result = subprocess.run([sys.executable, str(TARGETS), target, *args],
                             capture_output=True, text=True, timeout=600, env=child_env(),
@@ -33,14 +32,14 @@ def test_the_parsers_agree_on_fuzzed_frames(tmp_path: Path) -> None:
     fuzz("parser", "-runs=30000", "-seed=1", folder=tmp_path)
 
 
+@pytest.mark.slow
 def test_the_readers_survive_fuzzed_capture_files(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    editcap = shutil.which("editcap")
     sample = REPO / "samples" / "sample.pcap"
-    if editcap:  # the sample's first packets: small seeds fuzz faster
-        subprocess.run([editcap, "-r", str(sample), str(corpus / "sample.pcap"), "1-12"],
-                       check=True, capture_output=True, timeout=60)
+    # The sample's first packets: small seeds fuzz faster.
+    subprocess.run([tool("editcap"), "-r", str(sample), str(corpus / "sample.pcap"), "1-12"],
+                   check=True, capture_output=True, timeout=60)
     pcapng = mixed_file(seed=3, packets=30)
     (corpus / "mixed.pcapng").write_bytes(pcapng)
     (corpus / "mixed.pcapng.gz").write_bytes(gzip.compress(pcapng))

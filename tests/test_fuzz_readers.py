@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from scapy.utils import wrpcap
 
 from tests.frames import IP, SERVER4, UDP, Ether, Raw, feed_file
-from tests.test_pcapng import mixed_file
+from tests.pcapng_builder import mixed_file
+from traffic_capture.csvformat import Row
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.pipeline import Pipeline
 from traffic_capture.servers import ServerSet, parse_server
@@ -70,10 +71,14 @@ def test_no_mutated_capture_file_raises_anything_but_a_clear_error(case: tuple[s
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"fuzz.{kind}"
         path.write_bytes(data)
-        counted: list[int] = []
-        pipeline = Pipeline(SERVERS, 5, lambda window: counted.append(len(window)))
+        rows: list[Row] = []
+        pipeline = Pipeline(SERVERS, 5, lambda window: rows.extend(window.rows()))
         try:
             feed_file(pipeline, path)
         except TrafficCaptureError as error:
             assert "\n" not in str(error)  # one line for the user
-        assert pipeline.counters.packets_counted >= 0
+            return
+        # Whatever was read is in the rows, byte for byte, and no packet is counted twice.
+        counters = pipeline.counters
+        assert sum(row.total_bytes for row in rows) == counters.bytes_counted
+        assert counters.packets_counted + counters.packets_malformed <= counters.packets_seen

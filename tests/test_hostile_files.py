@@ -3,7 +3,6 @@ them, or counted up to the damage with one warning, never a traceback or a wrapp
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ from scapy.utils import wrpcap
 from tests import pcapng_builder as ng
 from tests.conftest import read_rows, run_cli
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
+from tests.requirements import tool
 from traffic_capture import linktypes
 
 CLIENT = "198.51.100.7"
@@ -72,9 +72,9 @@ def test_fcs_bits_in_the_link_type_field_are_masked_as_libpcap_does(good: Path,
         with_fcs.append(record[:8] + struct.pack("<II", captured + 4, original + 4)
                         + frame + b"\xde\xad\xbe\xef")
     path.write_bytes(header[:20] + struct.pack("<I", 0x34000001) + b"".join(with_fcs))
-    if shutil.which("tshark"):  # the reference reads it too (CI installs tshark)
-        assert subprocess.run(["tshark", "-r", str(path)], capture_output=True,
-                              timeout=60).returncode == 0
+    # The reference reads it too.
+    assert subprocess.run([tool("tshark"), "-r", str(path)], capture_output=True,
+                          timeout=60).returncode == 0
     _, rows = count(path, tmp_path)
     assert rows["total_bytes"].sum() == expected_bytes()  # IP bytes: the FCS is not counted
 
@@ -189,9 +189,7 @@ def _zero_length_packets() -> list:
 
 def test_a_zero_ip_length_counts_the_wire_bytes_whatever_the_snap_length(tmp_path: Path
                                                                          ) -> None:
-    editcap = shutil.which("editcap")
-    if editcap is None:
-        pytest.fail("editcap is missing (Debian: tshark's tools; .ci/run installs them)")
+    editcap = tool("editcap")
     full = tmp_path / "full.pcap"
     wrpcap(str(full), _zero_length_packets())
     expected = {"in": 0, "out": 3000 + 40 + 5000 + 60 + 40 + 8 + 20 + 70000}

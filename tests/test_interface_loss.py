@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests import netns as lab_module
-from tests.conftest import Daemon, needs_tools, read_rows
+from tests.conftest import Daemon, read_rows
 from tests.netns import SERVER_V4, Lab
+from tests.requirements import needs_netns, needs_tools
 
 ICMP_ECHO_IPV4 = 84
 
 
 @pytest.fixture
 def lab() -> Lab:
-    reason = lab_module.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
+    needs_netns()
+    needs_tools(*lab_module.REQUIRED_TOOLS)
     with lab_module.netns_lab("tl") as made:
         yield made
 

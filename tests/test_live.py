@@ -62,6 +62,7 @@ def test_ipv6_ping_and_sigterm_write_the_partial_window_with_its_real_bounds(
     assert int(end[11:13]) == (int(start[11:13]) + 1) % 24
 
 
+@pytest.mark.xdist_group("timing")
 def test_duration_stops_the_daemon_by_itself(netns: str, tmp_path: Path) -> None:
     out = tmp_path / "traffic.csv"
     started = time.monotonic()

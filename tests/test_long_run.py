@@ -9,6 +9,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Daemon, needs_tools, ping, read_rows, run_cli
 from traffic_capture.csvformat import COLUMNS
 
@@ -18,6 +20,7 @@ STATUS = re.compile(r"^traffic-capture: status \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: p
                     r"pending \| kernel drops \d+$")
 
 
+@pytest.mark.xdist_group("timing")
 def test_off_a_terminal_the_status_is_a_plain_line_per_interval(netns: str, tmp_path: Path
                                                                  ) -> None:
     needs_tools("ping")

@@ -31,7 +31,8 @@ from tests.conftest import (
 from tests.packetlog_traffic import CLIENT, SERVER, Packet, expected_preview, md5_hex
 from traffic_capture.sinks.log_lines import KEYS
 
-pytestmark = pytest.mark.root
+# One xdist worker: the recording (module fixture `recorded`) is made once.
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("packet-log")]
 
 
 def read_log(path: Path) -> list[dict]:
@@ -85,6 +86,7 @@ def check_line(line: dict, packet: Packet, with_payload: bool) -> None:
     assert line["payload_hex"] == (captured.hex() if with_payload else None)
 
 
+@pytest.mark.netns
 def test_every_line_matches_tshark_field_by_field(recorded: traffic.Recorded, tmp_path: Path
                                                   ) -> None:
     lines, log, csv = run_log(recorded.whole, tmp_path)
@@ -102,6 +104,7 @@ def test_every_line_matches_tshark_field_by_field(recorded: traffic.Recorded, tm
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
+@pytest.mark.netns
 def test_payload_hex_and_a_cut_capture(recorded: traffic.Recorded, tmp_path: Path) -> None:
     lines, _, csv = run_log(recorded.cut, tmp_path, "--packet-log-payload")
     packets = traffic.tshark_packets(recorded.cut)
@@ -118,6 +121,7 @@ def test_payload_hex_and_a_cut_capture(recorded: traffic.Recorded, tmp_path: Pat
 
 
 @pytest.mark.parametrize("capture", ["whole", "cut"])
+@pytest.mark.netns
 def test_without_the_compiled_steps_the_log_and_csv_are_byte_for_byte_the_same(
         recorded: traffic.Recorded, tmp_path: Path, capture: str) -> None:
     """TRAFFIC_CAPTURE_PURE_PYTHON=1 runs what a machine without a C compiler runs (Windows
@@ -146,6 +150,7 @@ def test_without_the_compiled_steps_the_log_and_csv_are_byte_for_byte_the_same(
         assert said.stdout.split() == expected.split()
 
 
+@pytest.mark.netns
 def test_rotation_keeps_the_newest_lines_in_owner_only_files(recorded: traffic.Recorded,
                                                              tmp_path: Path) -> None:
     full, _, _ = run_log(recorded.whole, tmp_path / "full")
@@ -166,6 +171,7 @@ def test_rotation_keeps_the_newest_lines_in_owner_only_files(recorded: traffic.R
     assert len(kept) < len(full)
 
 
+@pytest.mark.netns
 def test_an_existing_log_is_appended_to_and_narrowed_to_its_owner(recorded: traffic.Recorded,
                                                                    tmp_path: Path) -> None:
     log = tmp_path / "packets.jsonl"
@@ -221,6 +227,8 @@ def test_live_capture_logs_every_counted_packet_up_to_sigint(netns: str, tmp_pat
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
+@pytest.mark.netns
+@pytest.mark.slow
 def test_a_full_disk_drops_log_lines_never_csv_rows(recorded: traffic.Recorded,
                                                     small_disk: Path, tmp_path: Path) -> None:
     """A 64 KiB disk under the log: the CSV is complete, the log holds whole lines only, and

@@ -14,71 +14,10 @@ import pytest
 from tests import pcapng_builder as ng
 from tests import tshark_oracle as oracle
 from tests.conftest import needs_tools, run_cli
-from tests.frames import ICMP, IP, TCP, UDP, Ether, IPv6, Raw
+from tests.pcapng_builder import DLT_EN10MB, DLT_RAW, SERVER4, SERVER6, T0, mixed_file
 from tests.realtools_traffic import run_daemon
 from traffic_capture.sources import chunks
 from traffic_capture.sources.capture_file import CaptureFile
-
-SERVER4, SERVER6 = "192.0.2.1", "2001:db8::1"
-T0 = 1_700_000_000  # seconds
-DLT_EN10MB, DLT_RAW, DLT_LINUX_SLL = 1, 101, 113
-
-
-def _ip_packet(rng: random.Random, version: int) -> bytes:
-    host = rng.randrange(2, 9)
-    client = f"198.51.100.{host}" if version == 4 else f"2001:db8:1::{host}"
-    server = SERVER4 if version == 4 else SERVER6
-    src, dst = (client, server) if rng.random() < 0.5 else (server, client)
-    layer = IP(src=src, dst=dst) if version == 4 else IPv6(src=src, dst=dst)
-    upper = rng.choice([TCP(sport=40000, dport=80), TCP(sport=40000, dport=22),
-                        UDP(sport=40000, dport=53), ICMP()])
-    return bytes(layer / upper / Raw(b"z" * rng.randrange(0, 300)))
-
-
-def _frame(rng: random.Random, linktype: int) -> bytes:
-    """A packet framed for the link type (IPv6 on Ethernet only, to keep SLL and RAW simple)."""
-    if linktype == DLT_EN10MB:
-        version = rng.choice([4, 6])
-        return bytes(Ether(type=0x86DD if version == 6 else 0x0800)
-                     / Raw(_ip_packet(rng, version)))
-    if linktype == DLT_LINUX_SLL:  # incoming, ARPHRD_ETHER, 6-byte address, IPv4
-        return bytes.fromhex("0000000100060202020202020000" "0800") + _ip_packet(rng, 4)
-    return _ip_packet(rng, 4)
-
-
-def mixed_file(seed: int = 7, packets: int = 600) -> bytes:
-    """Two sections (little- then big-endian), three link types, microsecond, nanosecond and
-    2**-20 s time units, a time offset, obsolete packet blocks, statistics, name resolution
-    and custom blocks between packets, EPB options, frames of every length modulo 4."""
-    rng = random.Random(seed)
-    out = [ng.section("<"), ng.interface(DLT_EN10MB), ng.name_resolution(),
-           ng.interface(DLT_RAW, tsresol=9), ng.interface(DLT_LINUX_SLL, tsresol=0x80 | 20),
-           ng.interface(DLT_EN10MB, tsoffset=3)]
-    units = {0: 10**6, 1: 10**9, 2: 2**20, 3: 10**6}
-    links = {0: DLT_EN10MB, 1: DLT_RAW, 2: DLT_LINUX_SLL, 3: DLT_EN10MB}
-    for k in range(packets):
-        at = T0 + k * 0.05 + rng.random() * 0.01  # 30 s: six windows
-        iface = rng.choice([0, 0, 0, 1, 2, 3])
-        offset = 3 if iface == 3 else 0
-        stamp = int((at - offset) * units[iface])
-        frame = _frame(rng, links[iface])
-        if rng.random() < 0.05:
-            out.append(ng.obsolete(iface, stamp, frame))
-        else:
-            out.append(ng.enhanced(iface, stamp, frame, comment=b"c" if k % 9 == 0 else None))
-        if rng.random() < 0.03:
-            out.append(rng.choice([ng.statistics(0, stamp), ng.custom(), ng.name_resolution()]))
-    # A second section: big-endian, its own interfaces (numbered from 0 again).
-    out += [ng.section(">"), ng.interface(DLT_RAW, ">", tsresol=9),
-            ng.interface(DLT_EN10MB, ">")]
-    for k in range(packets // 3):
-        at = T0 + 30 + k * 0.05
-        iface = rng.choice([0, 1])
-        stamp = int(at * (10**9 if iface == 0 else 10**6))
-        out.append(ng.enhanced(iface, stamp, _frame(rng, DLT_RAW if iface == 0 else DLT_EN10MB),
-                               ">"))
-    out.append(ng.statistics(0, T0 * 10**6, ">"))
-    return b"".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +87,7 @@ def test_a_cut_gzip_file_counts_what_came_before_and_says_so(sample_pcap: Path,
 
 def test_simple_packet_blocks_take_the_time_of_the_packet_before(tmp_path: Path) -> None:
     rng = random.Random(1)
-    first, second = _frame(rng, DLT_EN10MB), _frame(rng, DLT_EN10MB)
+    first, second = ng.random_frame(rng, DLT_EN10MB), ng.random_frame(rng, DLT_EN10MB)
     path = tmp_path / "spb.pcapng"
     path.write_bytes(ng.section() + ng.interface(DLT_EN10MB, snaplen=40)
                      + ng.enhanced(0, T0 * 10**6 + 1, first) + ng.simple(second))
@@ -158,7 +97,7 @@ def test_simple_packet_blocks_take_the_time_of_the_packet_before(tmp_path: Path)
 
 def test_a_packet_of_an_undescribed_interface_is_damage_counted_up_to(tmp_path: Path) -> None:
     rng = random.Random(2)
-    before = [_frame(rng, DLT_EN10MB) for _ in range(3)]
+    before = [ng.random_frame(rng, DLT_EN10MB) for _ in range(3)]
     path = tmp_path / "damaged.pcapng"
     path.write_bytes(ng.section() + ng.interface(DLT_EN10MB)
                      + b"".join(ng.enhanced(0, T0 * 10**6 + k, f) for k, f in enumerate(before))

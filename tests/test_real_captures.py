@@ -23,7 +23,8 @@ from tests import tshark_oracle as oracle
 from tests.realtools_fixtures import require_lab
 from tests.realtools_traffic import SERVERS, Recording, record, run_daemon
 
-pytestmark = pytest.mark.root
+# One xdist worker: the lab recording (module fixture `rec`) is made once.
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.xdist_group("real-captures")]
 
 FTP_FILE_SIZE = 150_000
 CAPTURED = ("eth.pcap", "sll.pcap", "sll2.pcap", "eth.pcapng", "snap160.pcap", "eth.nsec.pcap")

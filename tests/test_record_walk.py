@@ -6,10 +6,10 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.requirements import missing
 from traffic_capture.sources import record_walk
 
 
@@ -23,7 +23,7 @@ def assert_walks_agree(name: str, capture: tuple[bytes, bool], at: int, end: int
     """The compiled walk `name` and its Python twin: same count, end, offsets and table."""
     compiled = getattr(record_walk, f"compiled_{name}")
     if compiled is None:
-        pytest.skip("no compiled walk on this machine")
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
     data, big_endian = capture
     results = []
     for walk in (compiled, getattr(record_walk, f"python_{name}")):

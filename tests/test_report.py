@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from tests.conftest import REPO
 from tests.excel_data import CLIENTS, day_rows, traffic_rows, write_traffic_csv
 from tests.excel_ooxml import audit_problems, convert, convert_all, package_problems, read_parts
+from tests.requirements import tool
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import report
 from traffic_capture.excel.read import read_traffic
@@ -90,6 +90,8 @@ def test_numbers_equal_pandas_in_openpyxl(built) -> None:
         assert ws.sheet_properties.pageSetUpPr.fitToPage  # one page wide (fitToWidth 1)
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("report-libreoffice")
 def test_numbers_equal_pandas_after_libreoffice(built, lo_book) -> None:
     _, df = built
     check_numbers(lo_book, df)
@@ -152,13 +154,13 @@ def pdf_pages(built, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The report as LibreOffice prints it, one text per page (pdftotext, poppler-utils)."""
     out, _ = built
     pdf = convert_all([out], "pdf", tmp_path_factory.mktemp("pdf"))[0]
-    if not shutil.which("pdftotext"):
-        pytest.fail("pdftotext (Debian package poppler-utils) is not installed")
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+    text = subprocess.run([tool("pdftotext"), "-layout", str(pdf), "-"], capture_output=True,
                           text=True, check=True, timeout=60).stdout
     return text.split("\f")[:-1]
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("report-libreoffice")
 def test_first_printed_page_has_the_totals_that_matter(pdf_pages, built) -> None:
     _, df = built
     first = pdf_pages[0]
@@ -168,6 +170,8 @@ def test_first_printed_page_has_the_totals_that_matter(pdf_pages, built) -> None
         assert text in first, text
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("report-libreoffice")
 def test_charts_print_whole_each_on_one_page(pdf_pages) -> None:
     """A chart cut by a page break leaves its title on one page and its axis or legend on the
     next: each chart's title, axis titles and legend are on one page, landscape."""

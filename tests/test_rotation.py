@@ -144,13 +144,12 @@ def test_to_remove_takes_the_oldest_first() -> None:
 def test_fsync_also_syncs_a_new_files_folder(tmp_path: Path) -> None:
     """With --fsync, each file created (a new hour here) has its folder synced too, so a power
     loss cannot lose its directory entry; without, only the files' data are synced."""
-    import shutil
     import subprocess
 
     from tests.conftest import DAEMON, child_env
+    from tests.requirements import tool
 
-    strace = shutil.which("strace")
-    assert strace, "strace is missing (Debian: strace; .ci/run installs it)"
+    strace = tool("strace")
     pcap = capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR])
     for flag, folder_syncs in (("--fsync", 3), ("", 0)):
         out = tmp_path / f"out{flag}" / "traffic.csv"

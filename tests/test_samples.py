@@ -6,13 +6,11 @@ changes, the sample must be regenerated (samples/regenerate.py) in the same chan
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-
-import pytest
 
 from tests import tshark_oracle as oracle
 from tests.realtools_traffic import REPO, SERVERS, run_daemon
+from tests.requirements import needs_tools
 
 SAMPLES = REPO / "samples"
 PCAP = SAMPLES / "sample.pcap"
@@ -29,8 +27,8 @@ def test_daemon_reproduces_sample_csv_exactly(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_sample_csv_matches_tshark() -> None:
+    needs_tools("tshark")
     expected = oracle.expected_rows(PCAP, SERVERS, window=5, tz="UTC")
     differences = oracle.diff(expected, oracle.read_csv(CSV))
     assert not differences, differences

@@ -20,7 +20,8 @@ from tests.conftest import DAEMON, Daemon, child_env, needs_root, needs_tools, p
 from tests.packetlog_traffic import OTHER_CLIENT, PING_COUNT, SERVER
 from tests.xserver import private_display
 
-pytestmark = pytest.mark.root
+# One xdist worker: the recording (module fixture `recorded`) is made once.
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("viewer")]
 ICMP_ECHO_IPV4 = 84
 TITLE = "traffic-capture view"
 
@@ -94,6 +95,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> traffic.Recorded:
     return traffic.record(tmp_path_factory.mktemp("viewer"), other_client=True)
 
 
+@pytest.mark.netns
+@pytest.mark.slow
 def test_a_capture_file_fills_the_window_the_filter_and_pause_work_close_ends_the_run(
         recorded: traffic.Recorded, display: str, tmp_path: Path) -> None:
     counted = len(traffic.tshark_packets(recorded.whole))
@@ -161,6 +164,7 @@ def test_closing_the_window_leaves_a_live_capture_running(netns: str, display: s
     assert "viewer window was closed; capture goes on" in daemon.stderr
 
 
+@pytest.mark.netns
 def test_view_log_follows_a_growing_packet_log(recorded: traffic.Recorded, display: str,
                                                tmp_path: Path) -> None:
     counted = len(traffic.tshark_packets(recorded.whole))

@@ -29,6 +29,7 @@ from tests.web_helpers import T0, WebProcess, append, window_rows  # noqa: E402
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = os.environ.get("TRAFFIC_WEB_SCREENSHOT")  # a path: also save a screenshot there
+pytestmark = pytest.mark.browser
 
 
 def browser(language: str = "en-US") -> webdriver.Chrome:
