@@ -627,6 +627,8 @@ def by_hour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "pdf": convert_all([out], "pdf", folder / "pdf")[0]}
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-by-hour")
 def test_the_hourly_dashboard_passes_openxml_audit(by_hour) -> None:
     assert audit_problems(by_hour["built"]) == []
 
@@ -635,6 +637,8 @@ def _first_column(ws, first_row: int, n: int) -> list[object]:
     return [ws.cell(first_row + i, 1).value for i in range(n)]
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-by-hour")
 def test_hour_row_labels_read_as_hours_not_serial_numbers(by_hour) -> None:
     """Issue 16 (6): the hour's number format was one no spreadsheet takes (`hh:00`), so the
     recomputed pivots' row labels, and the Data sheet's hour column, showed 46083.0416666667."""
@@ -651,6 +655,8 @@ def test_hour_row_labels_read_as_hours_not_serial_numbers(by_hour) -> None:
     assert all(f"{h:%Y-%m-%d %H}:00" in printed for h in HOURS)
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-by-hour")
 def test_client_columns_are_in_address_order(by_hour) -> None:
     """Issue 16 (6): clients sorted as addresses (IPv4 before IPv6, by number, as the CSV's
     rows are), not as text (10.0.0.1, 10.0.0.10, 10.0.0.2), in the file and recomputed."""
@@ -664,6 +670,8 @@ def test_client_columns_are_in_address_order(by_hour) -> None:
     assert [s.get("v") for s in clients] == ADDRESS_ORDER
 
 
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("dashboard-by-hour")
 def test_the_protocols_pivot_prints_on_one_page(by_hour) -> None:
     """Issue 16 (6): its last columns went to a second page."""
     printed = subprocess.run(["pdftotext", "-layout", str(by_hour["pdf"]), "-"],

@@ -376,6 +376,7 @@ def test_a_busy_web_port_leaves_no_csv_behind(tmp_path: Path, good_pcap: Path) -
     assert not out.exists()
 
 
+@pytest.mark.root
 def test_a_read_only_packet_log_folder_leaves_no_csv_behind(tmp_path: Path,
                                                             good_pcap: Path) -> None:
     needs_root()  # chattr +i: even root cannot write an immutable folder

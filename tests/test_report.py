@@ -232,6 +232,8 @@ def split_printed(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[l
 
 
 @pytest.mark.parametrize("n", SPLIT_CASES)
+@pytest.mark.libreoffice
+@pytest.mark.xdist_group("report-libreoffice")
 def test_the_in_out_chart_labels_every_client(split_printed, n: int) -> None:
     """Issue 16 (6): the in/out chart of the sample's three clients named two of them, of two
     one (a chart too short for its labels skips some): each client is named twice on the

@@ -68,16 +68,19 @@ def test_service_unit_refuses_what_a_service_cannot_do() -> None:
 
 
 def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 60) -> str:
-    """stderr read until a line holds `text` (what was read is returned)."""
+    """stderr read until it holds `text` (what was read is returned). Read from the pipe's
+    descriptor itself: a readline() would leave lines in its buffer that select() never
+    reports again."""
     assert process.stderr is not None
+    descriptor = process.stderr.fileno()
     seen, deadline = "", time.monotonic() + timeout
     while text not in seen and time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        ready, _, _ = select.select([descriptor], [], [], 0.5)
         if ready:
-            line = process.stderr.readline()
-            if not line:
+            chunk = os.read(descriptor, 65536)
+            if not chunk:
                 break
-            seen += line
+            seen += chunk.decode(errors="replace")
     assert text in seen, seen
     return seen
 
