@@ -93,7 +93,27 @@ class Lab:
                      "nodad")
         for ns, dev in ((self.server_ns, self.srv_if), (self.client_ns, self.cli_if)):
             self._ip("-n", ns, "link", "set", dev, "up")
+        self._pin_neighbours()
         self._wait_link_up()
+
+    def _pin_neighbours(self) -> None:
+        """Permanent neighbour entries both ways: the kernels then send no neighbour
+        solicitation (ICMPv6, counted as traffic) at moments of their own, which a capture
+        stopped a moment earlier or later would see or miss."""
+        server_mac = self._mac(self.server_ns, self.srv_if)
+        client_mac = self._mac(self.client_ns, self.cli_if)
+        for address in (*CLIENT_V4, CLIENT_V6, CLIENT_V6_EXT):
+            self._ip("-n", self.server_ns, "neigh", "replace", address, "lladdr", client_mac,
+                     "dev", self.srv_if, "nud", "permanent")
+        for address in (SERVER_V4, SERVER_V6):
+            self._ip("-n", self.client_ns, "neigh", "replace", address, "lladdr", server_mac,
+                     "dev", self.cli_if, "nud", "permanent")
+
+    @staticmethod
+    def _mac(namespace: str, device: str) -> str:
+        shown = subprocess.run(["ip", "-n", namespace, "-br", "link", "show", device],
+                               check=True, capture_output=True, text=True, timeout=15).stdout
+        return shown.split()[2]
 
     def _wait_link_up(self, timeout: float = 10.0) -> None:
         """veth carriers come up asynchronously; traffic sent before that is silently lost."""
