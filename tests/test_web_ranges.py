@@ -1,6 +1,6 @@
 """Any range through the API: `from`/`to` as epoch seconds or ISO 8601 date-times (local time,
 or UTC with --utc), beside `seconds`; each answer's `resolution`; bad values get 422 with a
-message. Over the web's memory here; over a history in test_web_tiered.py and test_web_history.py."""
+message. Over the web's memory here; over a history: test_web_tiered.py, test_web_history.py."""
 
 from __future__ import annotations
 
