@@ -130,16 +130,17 @@ class WebSink(Sink):
                                        request.bytes, request.count)
 
         reader: Reader = self.store
-        status = context.run_status
+        stored = None
         if settings.history is not None:
             # The history output creates the store on its first flush: until then it is
             # answered empty.
             stored = StoredHistory(settings.history, self.warn)
             reader = TieredReader(self.store, stored)
-            run_status = context.run_status
+        run_status = context.run_status
 
-            def status() -> dict[str, Any]:
-                return {**run_status(), "history_store": stored.summary()}
+        def status() -> dict[str, Any]:
+            return {**run_status(),
+                    "history_store": None if stored is None else stored.summary()}
 
         assert self._socket is not None, "open() before check()"
         app = WebApp(self.store, status, settings.token, inject, reader, context.utc)
