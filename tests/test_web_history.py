@@ -180,3 +180,26 @@ def test_a_week_at_the_minute_sums_as_the_hour(tmp_path: Path) -> None:
     finally:
         assert web.stop() == 0
 
+
+
+def test_a_path_that_turns_out_not_a_history_is_a_503_with_its_line(tmp_path: Path) -> None:
+    """The store did not exist at start; what appeared there is some other folder: each
+    answer is a 503 saying so in one line (the page shows it, and asks again later)."""
+    from fastapi.testclient import TestClient
+
+    from traffic_capture.web.api import WebApp
+    from traffic_capture.web.memory_store import MemoryStore
+    from traffic_capture.web.stored_history import StoredHistory
+    from traffic_capture.web.tiered import TieredReader
+
+    path = tmp_path / "h"
+    memory = MemoryStore(5, 3600)
+    app = TestClient(WebApp(memory, lambda: {}, reader=TieredReader(
+        memory, StoredHistory(path))).app)
+    assert app.get("/api/clients").status_code == 200
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    response = app.get("/api/clients", params={"seconds": 86400})
+    assert response.status_code == 503
+    assert response.json() == {"detail": f"history {path}: not a traffic-capture history (no "
+                                         "traffic-history.v1 in it, and not empty)"}

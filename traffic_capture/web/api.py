@@ -150,6 +150,12 @@ class WebApp:
             # folder made unreadable): its one line, and the page tries again later.
             return JSONResponse({"detail": str(error)}, status_code=503)
 
+        @app.exception_handler(OSError)
+        async def store_unreadable(request: Request, error: OSError) -> JSONResponse:
+            where = f" ({error.filename})" if error.filename else ""
+            return JSONResponse({"detail": f"cannot read the history{where}: "
+                                           f"{error.strerror or error}"}, status_code=503)
+
         if self.token is not None:
             @app.middleware("http")
             async def require_token(request: Request, call_next: Any) -> Response:

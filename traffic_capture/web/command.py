@@ -138,6 +138,9 @@ def _serve(path: Path | None, host: str, port: int, token: str | None, history: 
                     follow_history()
                 except TrafficCaptureError as error:  # a store that cannot be read just now
                     sys.stderr.write(f"{PROG}: warning: {error}\n")
+                except OSError as error:  # its folder made unreadable
+                    sys.stderr.write(f"{PROG}: warning: history {store_path}: "
+                                     f"{error.strerror or error}\n")
             if stop.wait(POLL_SECONDS):
                 break
             if follower is None:
