@@ -76,8 +76,8 @@ def test_serve_reads_a_history_while_a_child_writes_it(tmp_path: Path) -> None:
         assert drill["total"] == sum(sum(w["in"].values()) + sum(w["out"].values())
                                      for w in drill["history"])
         # The last 5 minutes: the memory, which follows the history's newest windows.
-        recent = eventually(lambda: (lambda a: a if a["windows"] == 60 else None)(
-            get(web.url + "api/protocols?seconds=300")[1]))
+        recent = eventually(lambda: (lambda a: a if (a["windows"], a["to"]) == (
+            60, START + 5 * WINDOWS) else None)(get(web.url + "api/protocols?seconds=300")[1]))
         want = prefix_sums(WINDOWS) - prefix_sums(WINDOWS - 60)
         assert per_class(recent) == want.tolist() and recent["resolution"] == 5
         status = get(web.url + "api/status")[1]

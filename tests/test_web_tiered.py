@@ -168,7 +168,8 @@ def test_services_only_where_the_memory_holds_the_whole_range(tmp_path: Path) ->
 
 def test_a_store_still_to_come_answers_empty_then_reads(tmp_path: Path) -> None:
     path = tmp_path / "later"
-    stored = StoredHistory(path)
+    now = [0.0]
+    stored = StoredHistory(path, clock=lambda: now[0])
     stored.check()
     tiered = TieredReader(memory_of([]), stored)
     assert [r.seconds for r in tiered.resolutions()] == [5]
@@ -178,6 +179,9 @@ def test_a_store_still_to_come_answers_empty_then_reads(tmp_path: Path) -> None:
     (path / "writer.lock").touch()  # a writer that has only just begun
     assert tiered.client_totals(TimeRange(START, START + H), 5).coverage == Coverage(0)
     write_history(path, range(720)).close()
+    # What it holds is looked up once a second: until then, as it was (empty)...
+    assert tiered.client_totals(TimeRange(START, START + H), 60).coverage.windows == 0
+    now[0] += 1
     assert tiered.client_totals(TimeRange(START, START + H), 60).coverage.windows == 60
     summary = stored.summary()
     assert summary["exists"] and [r["resolution"] for r in summary["resolutions"]] == [5, 60, H]

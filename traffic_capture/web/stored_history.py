@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from traffic_capture.history.reader import HistoryReader
 
 Warn = Callable[[str], None]
+# What the store holds at each resolution is looked up (a listing of its folders, ~10 ms for
+# a month) at most this often: an API call asks it three times, the status once. A look a
+# second old is still a right one to cut a range by (web/tiered.py): the history only grows
+# at its new end, and each query lists its parts afresh.
+HELD_SECONDS = 1.0
 
 
 def not_yet_a_store(path: Path) -> bool:
@@ -44,11 +50,14 @@ def not_yet_a_store(path: Path) -> bool:
 class StoredHistory:
     """queries.Reader over the history at `path`, empty while the store does not exist."""
 
-    def __init__(self, path: Path, warn: Warn | None = None) -> None:
+    def __init__(self, path: Path, warn: Warn | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self._warn = warn
+        self._clock = clock
         self._reader: HistoryReader | None = None
         self._lock = threading.Lock()
+        self._held: tuple[float, tuple[Resolution, ...]] | None = None
 
     def check(self) -> None:
         """At start: DuckDB installed, and the path a history if it is anything (one line
@@ -78,8 +87,13 @@ class StoredHistory:
     # -- queries.Reader
 
     def resolutions(self) -> tuple[Resolution, ...]:
-        reader = self.reader()
-        return () if reader is None else reader.resolutions()
+        """What the store holds, as looked up at most HELD_SECONDS ago."""
+        now = self._clock()
+        held = self._held
+        if held is None or now - held[0] >= HELD_SECONDS:
+            reader = self.reader()
+            held = self._held = (now, () if reader is None else reader.resolutions())
+        return held[1]
 
     def coverage(self, when: TimeRange, resolution: int) -> Coverage:
         reader = self.reader()

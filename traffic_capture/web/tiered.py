@@ -112,20 +112,24 @@ class TieredReader:
         """A coarser step's range: (what the history's rows of that step answer, what the
         window length's pieces answer, in whole steps)."""
         flushed = held.flushed_to
-        cut = _floor(flushed, resolution) if flushed is not None else when.start_s
+        cut = (_floor(flushed, resolution) if flushed is not None
+               and held.history_at(resolution) is not None else when.start_s)
         coarse = _range(when.start_s, min(when.end_s, cut))
         fine = _range(max(_floor(when.start_s, resolution), cut), _ceil(when.end_s, resolution))
         return coarse, fine
 
     def _kind(self, held: _Held, resolution: int) -> str:
-        """'fine' (the window length), 'rolled' (a multiple of it the history holds: its rows,
-        then the recent steps summed from the window length's) or 'history' (the history's
-        alone: a step finer than the memory's, or not a multiple of it)."""
+        """'fine' (the window length), 'rolled' (a multiple of it: the history's rows of that
+        step, then the recent steps summed from the window length's; all of them summed when
+        the history has none) or 'history' (the history's alone: a step finer than the
+        memory's, or not a multiple of it)."""
         if resolution == held.fine:
             return "fine"
+        if resolution % held.fine == 0:
+            return "rolled"
         if held.history_at(resolution) is None:
             raise ValueError(f"no store holds {resolution}-second windows")
-        return "rolled" if resolution % held.fine == 0 else "history"
+        return "history"
 
     # -- queries.Reader
 
