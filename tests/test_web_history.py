@@ -142,6 +142,8 @@ def test_the_web_sink_answers_from_its_memory_and_the_history(tmp_path: Path) ->
         with HistoryWriter(path, "5s=7d,1m=90d,1h=forever", "t", flush_seconds=0.0) as writer:
             for window in range(2870):  # the history lags the memory by 10 windows
                 writer.add_window(*history_rows(window))
+        # What the store holds is looked up once a second.
+        eventually(lambda: get(url + "api/status")[1]["history_store"]["resolutions"])
         # The last 4 hours, from/to as epoch seconds and as a date-time (UTC: the run's --utc).
         start_utc = datetime.fromtimestamp(START, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         for query in ("seconds=14400", f"from={START}", f"from={start_utc}"):
@@ -199,7 +201,9 @@ def test_a_path_that_turns_out_not_a_history_is_a_503_with_its_line(tmp_path: Pa
     assert app.get("/api/clients").status_code == 200
     path.mkdir()
     (path / "notes.txt").write_text("mine")
-    response = app.get("/api/clients", params={"seconds": 86400})
+    # What the store holds is looked up once a second: the next look says it.
+    response = eventually(lambda: (lambda r: r if r.status_code != 200 else None)(
+        app.get("/api/clients", params={"seconds": 86400})))
     assert response.status_code == 503
     assert response.json() == {"detail": f"history {path}: not a traffic-capture history (no "
                                          "traffic-history.v1 in it, and not empty)"}
