@@ -1,7 +1,7 @@
 """The history engine's speed and memory (issue 17): figures printed, never asserted.
 
     python benchmarks/history.py                 # everything, a few minutes on 2 cores
-    python benchmarks/history.py --only write    # or: month, import, layouts
+    python benchmarks/history.py --only write    # or: month, web, import, layouts
 
 - write: 10,000 clients x 2 directions a window (the --max-clients cap), 5-second windows,
   through HistoryWriter with its default flushing (every 30 s or 100,000 rows): seconds of
@@ -12,6 +12,9 @@
   series, and the month's dashboard (Akvorado's pick: client totals and rows at 1 h); the
   size on disk per month; and pandas over the same month's rows as one CSV would give them
   (the CSV-only path), for the ratio.
+- web: the same month through the web's API (the daemon's memory holding its last hour, the
+  history the rest: web/tiered.py): /api/clients and one client's drill-down over the last
+  hour, day, week and month, at the resolution each picks (needs the `web` extra).
 - import: a 1,000,000-row CSV (20 clients) imported into an empty history, in a child
   process: seconds, rows/s and peak RSS (GNU time when present).
 - layouts: the alternatives measured for the 5-second rows: a month of day parts instead
@@ -231,6 +234,42 @@ def bench_month() -> None:
           f" {day_s * DAYS:.0f} s for the month's 30 files (top {int(top.iloc[0, 0]):,} B)")
 
 
+def bench_web() -> None:
+    from fastapi.testclient import TestClient
+
+    from traffic_capture.web.api import WebApp
+    from traffic_capture.web.memory_store import MemoryStore
+    from traffic_capture.web.stored_history import StoredHistory
+    from traffic_capture.web.tiered import TieredReader
+
+    path = OUT / "month"
+    make_month(path)
+    end = MONTH_START + DAYS * 86400
+    memory = MemoryStore(5, 3600, services=True)
+    rng = np.random.default_rng(1)
+    clients = [f"198.51.100.{c}" for c in range(CLIENTS)]
+    for window in range(720):  # the month's last hour again, as a daemon's memory holds it
+        start = end - 3600 + 5 * window
+        memory.add_window(start, start + 5, clients * 2, np.repeat([True, False], CLIENTS),
+                          rng.integers(0, 100000, (2 * CLIENTS, 5)))
+    app = TestClient(WebApp(memory, lambda: {}, reader=TieredReader(
+        memory, StoredHistory(path))).app)
+    print(f"web: the API over the month, {CLIENTS} clients (median and max of 20 calls)")
+    for span, seconds in (("hour", 3600), ("day", 86400), ("week", 7 * 86400),
+                          ("month", DAYS * 86400)):
+        for what, url in (("/api/clients", f"/api/clients?seconds={seconds}&limit=1000"),
+                          ("drill-down", f"/api/clients/198.51.100.7?seconds={seconds}")):
+            times = []
+            for _ in range(20):
+                began = time.perf_counter()
+                response = app.get(url)
+                times.append(time.perf_counter() - began)
+                assert response.status_code == 200, response.text
+            print(f"  last {span:<5} {what:<12} at {response.json()['resolution']:>4} s:"
+                  f" median {np.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms,"
+                  f" {len(response.content) / 1024:.0f} KiB")
+
+
 def bench_import() -> None:
     csv = OUT / "import-1m.csv"
     if not csv.exists():
@@ -309,15 +348,15 @@ def bench_layouts() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("write", "month", "import", "layouts"))
+    parser.add_argument("--only", choices=("write", "month", "web", "import", "layouts"))
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     import duckdb
 
     print(f"DuckDB {duckdb.__version__}, Python {sys.version.split()[0]},"
           f" {os.cpu_count()} cores")
-    steps = {"write": bench_write, "month": bench_month, "import": bench_import,
-             "layouts": bench_layouts}
+    steps = {"write": bench_write, "month": bench_month, "web": bench_web,
+             "import": bench_import, "layouts": bench_layouts}
     for name, step in steps.items():
         if args.only in (None, name):
             step()

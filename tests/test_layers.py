@@ -39,6 +39,7 @@ def test_the_package_keeps_its_layers() -> None:
     ("sinks/__init__.py", "from traffic_capture import cli"),  # anything importing cli
     ("web/answers.py", "from traffic_capture.web import memory_store"),  # answers over one store
     ("web/memory_store.py", "from traffic_capture.web import api"),  # the store knowing FastAPI
+    ("web/tiered.py", "from traffic_capture.history import reader"),  # one store's class
 ])
 def test_a_planted_violation_is_caught(tmp_path: Path, module: str, planted: str) -> None:
     shutil.copytree(REPO / "traffic_capture", tmp_path / "traffic_capture",

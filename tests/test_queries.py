@@ -46,6 +46,21 @@ def test_a_range_before_everything_takes_what_reaches_furthest_back() -> None:
     assert pick_resolution(only_fine, when).seconds == 5
 
 
+def test_a_range_before_everything_is_answered_as_the_part_held() -> None:
+    """A store two days old asked for the last week: every resolution reaches as far back,
+    and the two days are answered by the minute (2,880 points), not in 34,560 five-second
+    windows (the finest among equals, before); an hour held, asked for a day: at 5 s."""
+    young = (Resolution(5, NOW - 2 * DAY, NOW), Resolution(60, NOW - 2 * DAY, NOW),
+             Resolution(3600, NOW - 2 * DAY, NOW))
+    assert pick_resolution(young, TimeRange.last(7 * DAY, NOW)).seconds == 60
+    assert pick_resolution(young, TimeRange.last(30 * DAY, NOW)).seconds == 60
+    ten_days = (Resolution(5, NOW - 7 * DAY, NOW), Resolution(60, NOW - 10 * DAY, NOW),
+                Resolution(3600, NOW - 10 * DAY, NOW))
+    assert pick_resolution(ten_days, TimeRange.last(30 * DAY, NOW)).seconds == 3600
+    an_hour = (Resolution(5, NOW - 3600, NOW), Resolution(60, NOW - 3600, NOW))
+    assert pick_resolution(an_hour, TimeRange.last(DAY, NOW)).seconds == 5
+
+
 def test_an_empty_store_answers_at_its_finest() -> None:
     empty = (Resolution(5), Resolution(60), Resolution(3600))
     assert pick_resolution(empty, TimeRange.last(DAY, NOW)).seconds == 5

@@ -318,3 +318,131 @@ def test_the_drill_down_says_what_its_chart_and_its_table_count(
         assert not errors, errors
     finally:
         driver.quit()
+
+
+# Issue 17: any range. `serve --history` over a store holding a week, made here with the
+# history's own writer.
+WEEK = 7 * 86400
+WEEK_END = 1_700_000_000 // 3600 * 3600
+WEEK_CLIENTS = ("198.51.100.1", "198.51.100.2", "2001:db8::9")
+
+
+@pytest.fixture(scope="module")
+def week_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
+    pytest.importorskip("duckdb")
+    import numpy as np
+
+    from traffic_capture.history.writer import HistoryWriter
+
+    path = tmp_path_factory.mktemp("week") / "history"
+    with HistoryWriter(path, "5s=7d,1m=90d,1h=forever", "test", flush_seconds=0.0) as writer:
+        for number, start in enumerate(range(WEEK_END - WEEK, WEEK_END, 600)):
+            counts = np.array([[1000 + number, 0, 0, 0, 0], [0, 0, 500, 0, 0],
+                               [0, 0, 0, 70, 7]], dtype=np.int64)
+            writer.add_window(start, start + 5, list(WEEK_CLIENTS),
+                              np.array([True, False, True]), counts)
+    web = WebProcess(["serve", "--history", str(path), "--web", "127.0.0.1:0"])
+    try:
+        yield web
+    finally:
+        assert web.stop() == 0
+
+
+def pick_span(driver: webdriver.Chrome, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, "span")).select_by_value(value)
+
+
+def shown_resolution(driver: webdriver.Chrome, element: str = "resolution") -> str:
+    try:
+        return driver.find_element(By.ID, element).get_attribute("data-resolution") or ""
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+@pytest.mark.parametrize(("language", "per_minute"), [("en-US", "per minute"),
+                                                       ("pt-BR", "por minuto")])
+def test_last_week_over_a_history_at_its_resolution_with_its_drill_down(
+        week_web: WebProcess, language: str, per_minute: str) -> None:
+    """"last week" is asked of the API (the page's memory holds an hour): the bars and the
+    table are the week's, the resolution the answer used is shown (1 minute), and the
+    drill-down's chart is drawn at that resolution, a bar per minute holding traffic."""
+    from tests.web_helpers import get
+
+    driver = browser(language)
+    try:
+        driver.get(week_web.url)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: shown_resolution(d) == "5")  # live: the last 5 minutes
+        pick_span(driver, "604800")
+        wait.until(lambda d: shown_resolution(d) == "60")
+        assert driver.find_element(By.ID, "resolution").text == per_minute
+        api = get(week_web.url + "api/clients?seconds=604800&limit=1000")[1]
+        assert api["resolution"] == 60
+        totals = {c["ip"]: c["total"] for c in api["clients"]}
+        assert set(totals) == set(WEEK_CLIENTS)
+
+        def table(d: webdriver.Chrome) -> dict[str, str]:
+            try:
+                return {row.get_attribute("data-client"): row.text for row in
+                        d.find_elements(By.CSS_SELECTOR, "#clients tbody tr[data-client]")}
+            except StaleElementReferenceException:
+                return {}
+
+        wait.until(lambda d: set(table(d)) == set(WEEK_CLIENTS))
+        separator = "." if language == "pt-BR" else ","
+        total = f"{totals['198.51.100.1']:,}".replace(",", separator)
+        assert total in table(driver)["198.51.100.1"]
+        driver.find_element(By.CSS_SELECTOR, '#clients tr[data-client="198.51.100.1"]').click()
+        wait.until(lambda d: shown_resolution(d, "drill-resolution") == "60")
+        assert per_minute in driver.find_element(By.ID, "drill-chart-title").text
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#drill-chart .trace.bars"))
+        drill = get(week_web.url + "api/clients/198.51.100.1?seconds=604800")[1]
+        assert drill["resolution"] == 60 and len(drill["history"]) == WEEK // 600
+        drawn = driver.execute_script(
+            "const gd = document.getElementById('drill-chart');"
+            "return gd.data.map((trace) => trace.x.length);")
+        assert drawn == [len(drill["history"])] * 10
+        assert driver.find_element(By.CSS_SELECTOR, "#services tbody").text  # says why none
+        driver.find_element(By.ID, "back").click()
+        # Back to a live span: the stream again, at the window length.
+        pick_span(driver, "300")
+        wait.until(lambda d: shown_resolution(d) == "5")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+
+
+def test_from_to_at_420_px(week_web: WebProcess) -> None:
+    """The from/to inputs fit a phone's width; a day of the week at its resolution."""
+    driver = browser()
+    try:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 420, "height": 900, "deviceScaleFactor": 1,
+                                "mobile": False})
+        driver.get(week_web.url)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: shown_resolution(d) == "5")
+        pick_span(driver, "custom")
+        assert driver.find_element(By.ID, "from").is_displayed()
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= 420
+        # One day, two days before the end, typed as a user would (the browser's local time).
+        driver.execute_script(
+            "const local = (s) => { const d = new Date(s * 1000);"
+            " const p = (n) => String(n).padStart(2, '0');"
+            " return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T`"
+            " + `${p(d.getHours())}:${p(d.getMinutes())}`; };"
+            "document.getElementById('from').value = local(arguments[0]);"
+            "document.getElementById('to').value = local(arguments[1]);",
+            WEEK_END - 3 * 86400, WEEK_END - 2 * 86400)
+        driver.find_element(By.ID, "apply").click()
+        wait.until(lambda d: shown_resolution(d) == "60")  # a day: 1,440 minutes
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart [data-client]"))
+        assert "144 " in driver.find_element(By.ID, "status").text  # windows every 10 min
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= 420
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()

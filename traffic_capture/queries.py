@@ -69,19 +69,20 @@ def pick_resolution(held: Sequence[Resolution], when: TimeRange,
                     points: int = DEFAULT_POINTS) -> Resolution:
     """The coarsest resolution whose step is at most range / points and whose oldest window
     still covers the range's start (Akvorado's console, console/clickhouse.go). When none
-    covers the start (the range reaches before everything held), the one reaching furthest
-    back, finest among equals; when none is fine enough, the finest that covers the start.
-    `held` is finest first and not empty."""
+    covers the start (the range reaches before everything held), the same over the part of
+    the range held (from the oldest window held: "the last week" of a store two days old is
+    those two days, hourly or by the minute, not 35,000 five-second windows); when none is
+    fine enough, the finest that covers the start. `held` is finest first and not empty."""
     if not held:
         raise ValueError("a store holds at least one resolution")
-    target = when.seconds / max(points, 1)
     covering = [r for r in held if r.covers(when)]
     if not covering:
-        reached = [r for r in held if r.first_start_s is not None]
+        reached = [r.first_start_s for r in held if r.first_start_s is not None]
         if not reached:
             return held[0]
-        oldest = min(r.first_start_s for r in reached if r.first_start_s is not None)
-        return next(r for r in reached if r.first_start_s == oldest)
+        when = TimeRange(min(reached), max(when.end_s, min(reached) + 1))
+        covering = [r for r in held if r.covers(when)]
+    target = when.seconds / max(points, 1)
     fine_enough = [r for r in covering if r.seconds <= target]
     return fine_enough[-1] if fine_enough else covering[0]
 

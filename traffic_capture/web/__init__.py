@@ -40,6 +40,9 @@ class WebSettings:
     debug_inject: bool = False
     token_from: str | None = None  # secrets.FROM_*: the command line is said once (`ps`)
     token_file: Path | None = None  # --web-token-file
+    # The run's --history store: the answers over a range read it for what the memory does
+    # not hold (older windows, coarser resolutions).
+    history: Path | None = None
 
 
 class WebUnavailable(TrafficCaptureError):

@@ -3,8 +3,10 @@
 so that they are the same over any store of closed windows (the web's memory, a history on
 disk). Pure functions: no FastAPI, no store, no thread.
 
-Every answer over a range says which windows it covers (`seconds`, `windows`, `from`, `to`):
-the last S seconds count back from the newest window held, and a store may hold fewer.
+Every answer over a range says which windows it covers (`seconds`, `windows`, `from`, `to`)
+and the resolution it was answered at (`resolution`, seconds: `queries.pick_resolution`, the
+coarsest that still gives enough points): the last S seconds count back from the newest window
+held, and a store may hold fewer.
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ def canonical_ip(text: str) -> str:
     return str(ipaddress.ip_address(text.strip()))
 
 
+def newest_end(reader: Reader) -> int:
+    """Where the newest window the reader holds ends (0: none held), at its finest resolution
+    holding any: a coarser one ends where its window in progress will (the end of this hour)."""
+    ends = [held.last_end_s for held in reader.resolutions() if held.last_end_s is not None]
+    return ends[0] if ends else 0
+
+
 def last(reader: Reader, seconds: int) -> TimeRange:
     """The last `seconds`, counted back from the newest window the reader holds (live, that
     is now): a capture file or an old CSV answers like a live capture."""
-    ends = [held.last_end_s for held in reader.resolutions() if held.last_end_s is not None]
-    return TimeRange.last(seconds, max(ends, default=0))
+    return TimeRange.last(seconds, newest_end(reader))
 
 
 def classes(counts: Sequence[int]) -> dict[str, int]:
@@ -58,9 +66,9 @@ def window_dict(start_s: int, end_s: int, clients: Sequence[str],
             clients, list(inbound), np.asarray(counts).tolist(), strict=True)]}
 
 
-def _covered(when: TimeRange, coverage: Coverage) -> dict[str, Any]:
+def _covered(when: TimeRange, coverage: Coverage, resolution: int) -> dict[str, Any]:
     return {"seconds": when.seconds, "windows": coverage.windows,
-            "from": coverage.first_start_s, "to": coverage.last_end_s}
+            "from": coverage.first_start_s, "to": coverage.last_end_s, "resolution": resolution}
 
 
 def _client_dict(ip: str, sums: np.ndarray) -> dict[str, Any]:
@@ -90,7 +98,8 @@ def clients(reader: Reader, when: TimeRange, limit: int, direction: str | None =
         order_by = per_direction.sum(axis=1)
     active = np.flatnonzero(order_by > 0)
     top = active[np.argsort(-order_by[active], kind="stable")][:max(limit, 0)]
-    return {**_covered(when, totals.coverage), "clients_active": int(len(active)),
+    return {**_covered(when, totals.coverage, totals.resolution),
+            "clients_active": int(len(active)),
             "clients": [_client_dict(totals.clients[i], sums[i]) for i in top.tolist()]}
 
 
@@ -114,7 +123,7 @@ def client(reader: Reader, ip: str, when: TimeRange) -> dict[str, Any] | None:
         history.append({"start": start, "end": end, "in": classes(sides[0]),
                         "out": classes(sides[1])})
     history.sort(key=lambda window: window["start"])
-    return {**_covered(when, totals.coverage), **_client_dict(ip, sums),
+    return {**_covered(when, totals.coverage, resolution), **_client_dict(ip, sums),
             "history": history, "services": _services(reader, when, ip)}
 
 
@@ -122,7 +131,7 @@ def protocols(reader: Reader, when: TimeRange) -> dict[str, Any]:
     """Bytes per class over `when`, in and out."""
     totals = reader.client_totals(when, _resolution(reader, when))
     per = totals.sums.sum(axis=0)  # (2, classes)
-    return {**_covered(when, totals.coverage), "protocols": [
+    return {**_covered(when, totals.coverage, totals.resolution), "protocols": [
         {"protocol": name, "bytes_in": int(per[0, c]), "bytes_out": int(per[1, c]),
          "total": int(per[0, c] + per[1, c])} for c, name in enumerate(CLASSES)]}
 
@@ -143,7 +152,8 @@ def services(reader: Reader, when: TimeRange) -> dict[str, Any]:
     """Bytes per service of the server's port over `when` (`available: false` when the
     reader has no ports: a CSV's windows)."""
     listed = _services(reader, when)
-    return {**_covered(when, reader.coverage(when, _resolution(reader, when))),
+    resolution = _resolution(reader, when)
+    return {**_covered(when, reader.coverage(when, resolution), resolution),
             "available": listed is not None, "services": listed or []}
 
 

@@ -1,5 +1,6 @@
 """The FastAPI application: the page, the JSON API, the event stream and /metrics, all read-only
-views of the web's memory (plus, with --debug-inject, one endpoint that feeds synthetic packets
+views of the web's memory or of any `queries.Reader` given (the memory and a history together,
+web/tiered.py) (plus, with --debug-inject, one endpoint that feeds synthetic packets
 to the capture through the same pipeline). The handlers parse and check; the JSON comes from
 `answers` (over the store's `queries.Reader`), the stream's text from `events`.
 
@@ -31,6 +32,8 @@ from fastapi.responses import (
 )
 from pydantic import BaseModel, Field
 
+from traffic_capture.errors import TrafficCaptureError
+from traffic_capture.queries import Reader, TimeRange
 from traffic_capture.rules import (
     CLASSES,
     IN,
@@ -44,6 +47,7 @@ from traffic_capture.web import answers
 from traffic_capture.web.answers import canonical_ip
 from traffic_capture.web.events import StreamEvents
 from traffic_capture.web.memory_store import MemoryStore
+from traffic_capture.web.ranges import asked_range
 
 TOKEN_COOKIE = "traffic_web_token"
 Status = Callable[[], dict[str, Any]]
@@ -51,6 +55,17 @@ MAX_SECONDS = 10 * 366 * 86400  # ten years: any real history fits
 Seconds = Annotated[int, Query(ge=1, le=MAX_SECONDS,
                                description="the last S seconds, counted back from the newest "
                                            "window held")]
+RangeSeconds = Annotated[int, Query(ge=1, le=MAX_SECONDS,
+                                    description="the last S seconds, counted back from the "
+                                                "newest window held, or from `to`; unused "
+                                                "with `from`")]
+From = Annotated[str | None, Query(alias="from",
+                                   description="the range's start: epoch seconds, or an ISO "
+                                               "8601 date-time (without a zone: the server's "
+                                               "local time, UTC with --utc)")]
+To = Annotated[str | None, Query(alias="to",
+                                 description="the range's end, as `from`; default: the end "
+                                             "of the newest window held")]
 STATIC = resources.files("traffic_capture.web") / "static"
 
 
@@ -93,8 +108,12 @@ class WebApp:
     """The app and what its handlers share; `closing` ends the event streams at shutdown."""
 
     def __init__(self, store: MemoryStore, status: Status, token: str | None = None,
-                 inject: Inject | None = None) -> None:
+                 inject: Inject | None = None, reader: Reader | None = None,
+                 utc: bool = False) -> None:
         self.store, self.status, self.token, self.inject = store, status, token, inject
+        # What the answers over a range ask: the memory alone, or with a history behind it.
+        self.reader: Reader = reader if reader is not None else store
+        self.utc = utc  # a date-time without a zone is UTC, not local time
         self.events = StreamEvents(store)
         self.closing = threading.Event()
         self.started = time.time()
@@ -110,6 +129,12 @@ class WebApp:
         cookie = request.cookies.get(TOKEN_COOKIE, "")
         return hmac.compare_digest(cookie.encode(), expected)
 
+    def _range(self, seconds: int, start: str | None, end: str | None) -> TimeRange:
+        try:
+            return asked_range(answers.newest_end(self.reader), seconds, start, end, self.utc)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+
     def _build(self) -> FastAPI:
         # No /docs or /redoc: FastAPI's load Swagger UI and ReDoc from a CDN (blank offline),
         # and the Swagger UI on PyPI is too old for the OpenAPI 3.1 schema at /openapi.json.
@@ -117,7 +142,19 @@ class WebApp:
                       description="Per-client bytes of the server, by window, class and "
                                   "direction: the same numbers as traffic.csv.",
                       docs_url=None, redoc_url=None)
-        store = self.store
+        store, reader = self.store, self.reader
+
+        @app.exception_handler(TrafficCaptureError)
+        async def store_failed(request: Request, error: TrafficCaptureError) -> JSONResponse:
+            # A history that cannot be read just now (a part vanishing under a retry loop, a
+            # folder made unreadable): its one line, and the page tries again later.
+            return JSONResponse({"detail": str(error)}, status_code=503)
+
+        @app.exception_handler(OSError)
+        async def store_unreadable(request: Request, error: OSError) -> JSONResponse:
+            where = f" ({error.filename})" if error.filename else ""
+            return JSONResponse({"detail": f"cannot read the history{where}: "
+                                           f"{error.strerror or error}"}, status_code=503)
 
         if self.token is not None:
             @app.middleware("http")
@@ -171,30 +208,35 @@ class WebApp:
         def current() -> dict[str, Any]:
             return {"window": current_window(store)}
 
-        @app.get("/api/clients", summary="Top clients over the last S seconds")
-        def clients(seconds: Seconds = 300,
+        @app.get("/api/clients", summary="Top clients over the last S seconds, or from/to")
+        def clients(seconds: RangeSeconds = 300,
                     limit: Annotated[int, Query(ge=1, le=100_000)] = 20,
-                    direction: Literal["in", "out"] | None = None) -> dict[str, Any]:
-            return answers.clients(store, answers.last(store, seconds), limit, direction)
+                    direction: Literal["in", "out"] | None = None,
+                    start: From = None, end: To = None) -> dict[str, Any]:
+            return answers.clients(reader, self._range(seconds, start, end), limit, direction)
 
         @app.get("/api/clients/{ip}", summary="One client's per-window history (drill-down)",
                  responses={404: {"description": "no held window names this client"}})
         def client(ip: Annotated[str, PathParam(description="IPv4 or IPv6 address")],
-                   seconds: Seconds = 300) -> dict[str, Any]:
+                   seconds: RangeSeconds = 300, start: From = None, end: To = None
+                   ) -> dict[str, Any]:
             address = _ip(ip)
-            found = answers.client(store, address, answers.last(store, seconds))
+            found = answers.client(reader, address, self._range(seconds, start, end))
             if found is None:
                 raise HTTPException(404, f"no window held names client {address}")
             return found
 
-        @app.get("/api/protocols", summary="Bytes per class over the last S seconds")
-        def protocols(seconds: Seconds = 300) -> dict[str, Any]:
-            return answers.protocols(store, answers.last(store, seconds))
+        @app.get("/api/protocols", summary="Bytes per class over the last S seconds, or "
+                                           "from/to")
+        def protocols(seconds: RangeSeconds = 300, start: From = None, end: To = None
+                      ) -> dict[str, Any]:
+            return answers.protocols(reader, self._range(seconds, start, end))
 
         @app.get("/api/services", summary="Bytes per service (server-side port) over the "
-                                          "last S seconds")
-        def services(seconds: Seconds = 300) -> dict[str, Any]:
-            return answers.services(store, answers.last(store, seconds))
+                                          "last S seconds, or from/to")
+        def services(seconds: RangeSeconds = 300, start: From = None, end: To = None
+                     ) -> dict[str, Any]:
+            return answers.services(reader, self._range(seconds, start, end))
 
         @app.get("/api/stream", summary="Server-sent events: `window` (with an id) per closed "
                                         "window, `current` every second",

@@ -40,8 +40,9 @@ class WebOutput(Output[WebSettings]):
         host, port = args.web
         token, token_from = web_token_and_source(args)
         check_exposure(host, token, args.debug_inject)
+        # --history is the history output's option (absent from a parser without it).
         return WebSettings(host, port, token, args.web_history, args.out, args.debug_inject,
-                           token_from, args.web_token_file)
+                           token_from, args.web_token_file, getattr(args, "history", None))
 
     def build(self, settings: WebSettings, context: OutputContext) -> Sink:
         from traffic_capture.web.sink import WebSink

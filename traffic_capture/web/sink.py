@@ -104,13 +104,17 @@ class WebSink(Sink):
         self._socket = bind(self.settings.host, self.settings.port)
 
     def open(self) -> None:
-        """The CSV's recent history into the store (a restart shows the past), then serve."""
+        """The CSV's recent history into the store (a restart shows the past), then serve:
+        with --history, any range, from the store and the history behind it."""
         settings, context = self.settings, self.context
         if settings is None or context is None:
             return
+        from traffic_capture.queries import Reader
         from traffic_capture.web.api import WebApp
         from traffic_capture.web.csv_follow import read_history
         from traffic_capture.web.http_server import WebServer
+        from traffic_capture.web.stored_history import StoredHistory
+        from traffic_capture.web.tiered import TieredReader
 
         if not settings.history_csv.is_dir():
             self.store.load_rows(read_history(settings.history_csv, settings.history_seconds,
@@ -125,8 +129,21 @@ class WebSink(Sink):
                 return injector.inject(request.client, request.direction, request.protocol,
                                        request.bytes, request.count)
 
+        reader: Reader = self.store
+        stored = None
+        if settings.history is not None:
+            # The history output creates the store on its first flush: until then it is
+            # answered empty.
+            stored = StoredHistory(settings.history, self.warn)
+            reader = TieredReader(self.store, stored)
+        run_status = context.run_status
+
+        def status() -> dict[str, Any]:
+            return {**run_status(),
+                    "history_store": None if stored is None else stored.summary()}
+
         assert self._socket is not None, "open() before check()"
-        app = WebApp(self.store, context.run_status, settings.token, inject)
+        app = WebApp(self.store, status, settings.token, inject, reader, context.utc)
         self.server = WebServer(app, settings.host, settings.port, self._socket)
         self.server.start()
         if settings.token_from == FROM_COMMAND_LINE:

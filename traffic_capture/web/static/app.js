@@ -1,5 +1,8 @@
-// The dashboard: closed windows arrive on the event stream (/api/stream); the bars and the table
-// are summed here over the chosen span, counted back from the newest window. No polling.
+// The dashboard. Short spans are live: closed windows arrive on the event stream (/api/stream)
+// and the bars and the table are summed here over the span, counted back from the newest
+// window. Longer spans, and from/to, are asked of /api/clients, which answers from the memory
+// or the history at the resolution it picks (said beside the range), again every 30 s for
+// "last ..." spans.
 "use strict";
 
 const CLASSES = ["http", "ftp", "tcp", "udp", "other"];
@@ -8,10 +11,22 @@ const COLOURS = { http: "#1f77b4", ftp: "#ff7f0e", tcp: "#2ca02c", udp: "#9467bd
 // drawn in the legend's swatches too, so "HTTP in" and "HTTP out" never look the same.
 const LIGHTER = { http: "#aec7e8", ftp: "#ffbb78", tcp: "#98df8a", udp: "#c5b0d5", other: "#c49c94" };
 const TOP_BARS = 40;
-
+// Spans up to this long are summed here from the stream (when the dashboard's memory holds
+// them); longer ones are asked of the API, which may read a history.
+const LIVE_MAX_SECONDS = 3600;
+const REFRESH_MS = 30000;
+const FETCH_LIMIT = 1000;
 const TEXT = {
   en: {
-    title: "Server traffic by client", span: "Last", copy: "Copy as CSV", copied: "copied",
+    title: "Server traffic by client", span: "Range", copy: "Copy as CSV", copied: "copied",
+    last1m: "last 1 min", last5m: "last 5 min", last15m: "last 15 min", last1h: "last 1 h",
+    last1d: "last day", last1w: "last week", last1mo: "last month (30 days)",
+    custom: "from / to\u2026", from: "From", to: "To", apply: "Show",
+    per: (s) => ({ 60: "per minute", 3600: "per hour", 86400: "per day" })[s] || `per ${s} s`,
+    badRange: "the start must be before the end", loading: "loading\u2026",
+    noServicesRange: (m) => `service figures only for what the dashboard holds in memory ` +
+      `(the last ${m} min)`,
+    shown: (n, total) => `top ${n} of ${total} clients`,
     client: "Client", in: "In", out: "Out", total: "Total", other: "Other", back: "\u2190 Back",
     service: "Service", bytes: "bytes", waiting: "waiting for the first window\u2026",
     status: (n, from, to) => `${n} windows, ${from} \u2013 ${to}`,
@@ -21,10 +36,20 @@ const TEXT = {
     byPort: "Bytes by service, by the server's port",
     ftpNote: "FTP's data connections use other ports than 20 and 21 (passive mode): the chart " +
       "counts their bytes as FTP, as the CSV does; this table, by port, has them under tcp/other.",
-    lost: "connection lost, reconnecting\u2026", noServices: "no service figures (CSV only)",
+    lost: "connection lost, reconnecting\u2026",
+    noServices: "no service figures (a CSV or a history has no ports)",
   },
   pt: {
-    title: "Tr\u00e1fego do servidor por cliente", span: "\u00daltimos", copy: "Copiar como CSV",
+    title: "Tr\u00e1fego do servidor por cliente", span: "Per\u00edodo", copy: "Copiar como CSV",
+    last1m: "\u00faltimo 1 min", last5m: "\u00faltimos 5 min", last15m: "\u00faltimos 15 min",
+    last1h: "\u00faltima 1 h", last1d: "\u00faltimo dia", last1w: "\u00faltima semana",
+    last1mo: "\u00faltimo m\u00eas (30 dias)", custom: "de / at\u00e9\u2026", from: "De",
+    to: "At\u00e9", apply: "Mostrar",
+    per: (s) => ({ 60: "por minuto", 3600: "por hora", 86400: "por dia" })[s] || `a cada ${s} s`,
+    badRange: "o in\u00edcio deve ser antes do fim", loading: "carregando\u2026",
+    noServicesRange: (m) => `dados por servi\u00e7o s\u00f3 para o que o painel guarda em ` +
+      `mem\u00f3ria (os \u00faltimos ${m} min)`,
+    shown: (n, total) => `${n} maiores de ${total} clientes`,
     copied: "copiado", client: "Cliente", in: "Entrada", out: "Sa\u00edda", total: "Total",
     other: "Outros", back: "\u2190 Voltar", service: "Servi\u00e7o", bytes: "bytes",
     waiting: "aguardando a primeira janela\u2026",
@@ -37,7 +62,7 @@ const TEXT = {
       "passivo): o gr\u00e1fico conta os bytes delas como FTP, como o CSV; esta tabela, por " +
       "porta, os p\u00f5e em tcp/other.",
     lost: "conex\u00e3o perdida, reconectando\u2026",
-    noServices: "sem dados por servi\u00e7o (somente CSV)",
+    noServices: "sem dados por servi\u00e7o (um CSV ou um hist\u00f3rico n\u00e3o tem portas)",
   },
 };
 const LANG = (navigator.languages || [navigator.language || "en"])
@@ -45,10 +70,18 @@ const LANG = (navigator.languages || [navigator.language || "en"])
 const T = TEXT[LANG];
 const NUMBER = new Intl.NumberFormat(navigator.languages ? navigator.languages[0] : undefined);
 const fmt = (n) => NUMBER.format(n);
-const time = (s) => new Date(s * 1000).toLocaleTimeString(navigator.languages ? navigator.languages[0] : undefined);
+const LOCALE = navigator.languages ? navigator.languages[0] : undefined;
+const time = (s) => new Date(s * 1000).toLocaleTimeString(LOCALE);
+const dateTime = (s) => new Date(s * 1000).toLocaleString(LOCALE, { dateStyle: "short", timeStyle: "short" });
 
 const windows = new Map(); // start -> window {start, end, rows}
 let span = Number(document.getElementById("span").value);
+let range = null; // {from, to} epoch seconds: a from/to range instead of the last `span`
+let live = true; // the span is summed here from the stream; else asked of the API
+let fetched = null; // the API's answer shown when not live
+let server = { window_seconds: 5, history_seconds: 3600, services_known: true };
+let refreshTimer = null;
+let asked = 0; // the newest request: an older answer arriving late is dropped
 let sortKey = "total";
 let sortAscending = false;
 let clientsShown = [];
@@ -101,14 +134,101 @@ function queueRender() {
 }
 
 function render() {
+  if (!live) {
+    renderFetched();
+    return;
+  }
   prune();
   const clients = summed();
   const starts = [...windows.keys()];
   const status = document.getElementById("status");
   status.textContent = starts.length
     ? T.status(starts.length, time(Math.min(...starts)), time(newestEnd())) : T.waiting;
+  showResolution(server.window_seconds);
   renderChart(clients);
   renderTable(clients);
+}
+
+function showResolution(seconds) {
+  const el = document.getElementById("resolution");
+  el.dataset.resolution = seconds;
+  el.textContent = T.per(seconds);
+}
+
+// The range as the API's parameters: the last `span` seconds, or from/to.
+function rangeQuery() {
+  return range ? `from=${range.from}&to=${range.to}` : `seconds=${span}`;
+}
+
+// An API answer's clients as the table's: each class's bytes beside the totals.
+function fromAnswer(c) {
+  const row = { ip: c.ip, bytes_in: c.bytes_in, bytes_out: c.bytes_out, total: c.total,
+                in: c.in, out: c.out };
+  for (const k of CLASSES) row[k] = c.protocols[k];
+  return row;
+}
+
+function renderFetched() {
+  const status = document.getElementById("status");
+  if (!fetched) {
+    status.textContent = T.loading;
+    return;
+  }
+  const long = (fetched.to || 0) - (fetched.from || 0) > 86400 || !!range;
+  const when = long ? dateTime : time;
+  let text = fetched.windows ? T.status(fetched.windows, when(fetched.from), when(fetched.to))
+    : T.waiting;
+  if (fetched.clients_active > fetched.clients.length) {
+    text += ` (${T.shown(fetched.clients.length, fetched.clients_active)})`;
+  }
+  status.textContent = text;
+  showResolution(fetched.resolution);
+  const clients = fetched.clients.map(fromAnswer);
+  renderChart(clients);
+  renderTable(clients);
+}
+
+async function load() {
+  const mine = ++asked;
+  let text;
+  try {
+    const response = await fetch(`api/clients?${rangeQuery()}&limit=${FETCH_LIMIT}`);
+    const data = await response.json();
+    if (mine !== asked) return;
+    if (!response.ok) {
+      text = typeof data.detail === "string" ? data.detail : response.statusText;
+    } else {
+      fetched = data;
+      render();
+      return;
+    }
+  } catch (error) {
+    if (mine !== asked) return;
+    text = T.lost;
+  }
+  document.getElementById("status").textContent = text;
+}
+
+// The span or range chosen: live from the stream, or asked of the API (and asked again every
+// 30 s for a "last ..." span, whose end moves).
+function choose() {
+  clearInterval(refreshTimer);
+  refreshTimer = null;
+  live = !range && span <= Math.min(LIVE_MAX_SECONDS, server.history_seconds);
+  windows.clear();
+  fetched = null;
+  if (live) {
+    connect(); // a longer span needs older windows: a fresh stream sends them
+    render();
+    return;
+  }
+  if (source) {
+    source.close();
+    source = null;
+  }
+  render();
+  load();
+  if (!range) refreshTimer = setInterval(load, REFRESH_MS);
 }
 
 const CLASS_NAMES = { http: "HTTP", ftp: "FTP", tcp: "TCP", udp: "UDP", other: T.other };
@@ -227,9 +347,14 @@ async function drill(ip) {
   document.getElementById("drill-title").textContent = T.drill(ip);
   document.getElementById("overview").hidden = true;
   section.hidden = false;
-  const response = await fetch(`api/clients/${encodeURIComponent(ip)}?seconds=${span}`);
+  const drillResolution = document.getElementById("drill-resolution");
+  drillResolution.textContent = "";
+  const response = await fetch(`api/clients/${encodeURIComponent(ip)}?${rangeQuery()}`);
   if (!response.ok || drilled !== ip) return;
   const data = await response.json();
+  // The chart is at the answer's resolution: a bar per window of it.
+  drillResolution.dataset.resolution = data.resolution;
+  drillResolution.textContent = `(${T.per(data.resolution)})`;
   const x = data.history.map((w) => new Date(w.start * 1000));
   const traces = classTraces(x, (i, direction, k) => data.history[i][direction][k]);
   await Plotly.react("drill-chart", traces, chartLayout(60),
@@ -249,7 +374,9 @@ async function drill(ip) {
       tr.appendChild(td);
     }
     return tr;
-  }) : [Object.assign(document.createElement("tr"), { textContent: data.services ? "" : T.noServices })]));
+  }) : [Object.assign(document.createElement("tr"), { textContent: data.services ? ""
+    : !live && server.services_known ? T.noServicesRange(Math.round(server.history_seconds / 60))
+      : T.noServices })]));
 }
 
 function back() {
@@ -280,18 +407,50 @@ function connect() {
     }
   });
   source.onerror = () => {
-    if (source.readyState !== EventSource.OPEN) document.getElementById("status").textContent = T.lost;
+    if (source && source.readyState !== EventSource.OPEN) {
+      document.getElementById("status").textContent = T.lost;
+    }
   };
+}
+
+// datetime-local's value for epoch seconds, in the browser's time zone.
+function localInput(seconds) {
+  const d = new Date(seconds * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+function applyCustom() {
+  // A datetime-local value without a zone is the browser's local time for Date.
+  const from = Math.floor(new Date(document.getElementById("from").value).getTime() / 1000);
+  const to = Math.ceil(new Date(document.getElementById("to").value).getTime() / 1000);
+  if (!(from < to)) {
+    document.getElementById("status").textContent = T.badRange;
+    return;
+  }
+  range = { from, to };
+  choose();
 }
 
 function init() {
   translate();
   document.getElementById("span").addEventListener("change", (event) => {
+    const custom = event.target.value === "custom";
+    document.getElementById("custom").hidden = !custom;
+    if (custom) {
+      const to = document.getElementById("to");
+      if (!to.value) {
+        const end = (fetched && fetched.to) || newestEnd() || Math.floor(Date.now() / 1000);
+        to.value = localInput(end);
+        document.getElementById("from").value = localInput(end - 86400);
+      }
+      return; // shown once Show is pressed
+    }
     span = Number(event.target.value);
-    windows.clear();
-    connect(); // a longer span needs older windows: a fresh stream sends them
-    render();
+    range = null;
+    choose();
   });
+  document.getElementById("apply").addEventListener("click", applyCustom);
   document.querySelectorAll("#clients th[data-key]").forEach((th) => th.addEventListener("click", () => {
     sortAscending = sortKey === th.dataset.key ? !sortAscending : th.dataset.key === "ip";
     sortKey = th.dataset.key;
@@ -310,6 +469,16 @@ function init() {
   document.getElementById("copy").addEventListener("click", copyCsv);
   render();
   connect();
+  // The window length, the memory's span and whether ports are known: the span's mode and
+  // the resolution shown depend on them.
+  fetch("api/status").then((r) => (r.ok ? r.json() : null)).then((status) => {
+    if (!status) return;
+    server = { window_seconds: status.window_seconds || 5,
+               history_seconds: status.history_seconds || LIVE_MAX_SECONDS,
+               services_known: !!status.services_known };
+    if (!range && live !== span <= Math.min(LIVE_MAX_SECONDS, server.history_seconds)) choose();
+    else if (live) render();
+  }).catch(() => {});
 }
 
 init();
