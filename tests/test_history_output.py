@@ -38,9 +38,9 @@ EVERYTHING = TimeRange.everything()
 BYTES = [f"{name}_bytes" for name in CLASSES]
 
 
-def two_hours_pcap(path: Path) -> None:
-    """Three clients talking to the server every 7 s for two hours and a bit: windows that
-    roll up into several minutes and three hours."""
+def four_hours_pcap(path: Path) -> None:
+    """Three clients talking to the server every 13 s for four hours: windows that roll up
+    into minutes and four hours, enough for a range answered per minute."""
     packets = []
     for i in range(1100):
         client = f"198.51.100.{i % 3 + 1}"
@@ -49,7 +49,7 @@ def two_hours_pcap(path: Path) -> None:
                  if kind == 1 else UDP(sport=40000, dport=53) if kind == 2 else ICMP())
         src, dst = (client, SERVER4) if i % 2 else (SERVER4, client)
         packet = Ether() / IP(src=src, dst=dst) / upper / Raw(b"x" * (i % 50))
-        packet.time = T0 + 7 * i + 0.5
+        packet.time = T0 + 13 * i + 0.5
         packets.append(packet)
     wrpcap(str(path), packets)
 
@@ -74,7 +74,7 @@ def history_sums(path: Path, resolution: int) -> dict[tuple[str, str], list[int]
 def test_a_file_read_with_history_holds_the_csvs_bytes_at_every_resolution(
         tmp_path: Path) -> None:
     pcap, csv, store = tmp_path / "t.pcap", tmp_path / "t.csv", tmp_path / "history"
-    two_hours_pcap(pcap)
+    four_hours_pcap(pcap)
     result = run_cli(["--read", str(pcap), "--server-ip", SERVER4, "--out", str(csv),
                       "--history", str(store)])
     assert result.returncode == 0, result.stderr
@@ -84,7 +84,7 @@ def test_a_file_read_with_history_holds_the_csvs_bytes_at_every_resolution(
     for resolution in (5, 60, 3600):
         assert history_sums(store, resolution) == expected, resolution
     held = {r.seconds: r for r in HistoryReader(store).resolutions()}
-    assert held[3600].first_start_s == T0 and held[3600].last_end_s == T0 + 3 * 3600
+    assert held[3600].first_start_s == T0 and held[3600].last_end_s == T0 + 4 * 3600
     # History options without --history are usage errors, as a bad keep is.
     for args, message in ((["--history-keep", "5s=1d"], "--history-keep needs --history"),
                           (["--history", str(store), "--history-keep", "5s=1d,1m=1h"],
@@ -100,7 +100,7 @@ def test_a_file_read_with_history_holds_the_csvs_bytes_at_every_resolution(
 def test_a_second_writer_is_refused_before_anything_is_created(tmp_path: Path) -> None:
     store, csv = tmp_path / "history", tmp_path / "t.csv"
     pcap = tmp_path / "t.pcap"
-    two_hours_pcap(pcap)
+    four_hours_pcap(pcap)
     with HistoryWriter(store):
         result = run_cli(["--read", str(pcap), "--server-ip", SERVER4, "--out", str(csv),
                           "--history", str(store)])
@@ -190,7 +190,7 @@ def test_kill_9_costs_the_history_at_most_a_flush_and_an_import_fills_it(
 
 def test_a_full_disk_under_the_history_loses_no_row(small_disk: Path, tmp_path: Path) -> None:
     pcap, csv = tmp_path / "t.pcap", tmp_path / "t.csv"
-    two_hours_pcap(pcap)
+    four_hours_pcap(pcap)
     store = small_disk / "history"
     HistoryWriter(store).close()  # made while there is room
     filler = fill_disk(small_disk, leave_free=0)
@@ -235,7 +235,7 @@ def test_without_duckdb_history_is_one_line_naming_the_install(tmp_path: Path) -
     hide = ("import sys; sys.modules['duckdb'] = None; from traffic_capture.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
     pcap, csv = tmp_path / "t.pcap", tmp_path / "t.csv"
-    two_hours_pcap(pcap)
+    four_hours_pcap(pcap)
     result = subprocess.run([sys.executable, "-c", hide, "--read", str(pcap), "--server-ip",
                              SERVER4, "--out", str(csv), "--history", str(tmp_path / "h")],
                             capture_output=True, text=True, timeout=60, env=child_env())
@@ -252,7 +252,7 @@ def test_a_read_only_history_folder_waits_and_catches_up(tmp_path: Path) -> None
     needs_root()
     needs_tools("chattr")
     pcap, csv, store = tmp_path / "t.pcap", tmp_path / "t.csv", tmp_path / "history"
-    two_hours_pcap(pcap)
+    four_hours_pcap(pcap)
     HistoryWriter(store).close()
     incoming = store / "incoming"
     subprocess.run(["chattr", "+i", str(incoming)], check=True, timeout=10)
@@ -276,3 +276,30 @@ def test_a_read_only_history_folder_waits_and_catches_up(tmp_path: Path) -> None
     lines.join(5)
     assert "writable again" in "".join(stderr)
     assert history_sums(store, 5) == csv_sums(csv)
+
+
+def test_the_daemons_dashboard_answers_any_range_from_its_history(tmp_path: Path) -> None:
+    """--read with --history and --web: once the file is read, a range beyond the memory is
+    answered from the history at a coarser resolution, with the CSV's bytes."""
+    pytest.importorskip("fastapi")
+    from tests.web_helpers import WebProcess, get
+
+    pcap, csv, store = tmp_path / "t.pcap", tmp_path / "t.csv", tmp_path / "history"
+    four_hours_pcap(pcap)
+    web = WebProcess(["--read", str(pcap), "--server-ip", SERVER4, "--out", str(csv),
+                      "--history", str(store), "--web", "127.0.0.1:0", "--web-history",
+                      "600"])
+    try:
+        web.wait_for("the dashboard stays at")
+        time.sleep(1.5)  # the web looks at what the store holds once a second
+        # Four hours held: 200 points want 72-second steps, so minutes.
+        status, answer = get(f"{web.url}api/clients?from={T0}&to={T0 + 4 * 3600}&limit=10")
+        assert status == 200, answer
+        assert answer["resolution"] == 60, answer
+        found = {(c["ip"], d): [c[d][name] for name in CLASSES]
+                 for c in answer["clients"] for d in ("in", "out") if any(c[d].values())}
+        assert found == csv_sums(csv)
+        status, recent = get(f"{web.url}api/clients?seconds=300")
+        assert status == 200 and recent["resolution"] == 5
+    finally:
+        assert web.stop() == 0, web.stderr
