@@ -146,19 +146,30 @@ class HistoryReader:
         return Coverage(int(span["windows"][0]), int(span["first"][0]), int(span["last"][0]))
 
     def client_totals(self, when: TimeRange, resolution: int) -> ClientTotals:
+        """One scan: the sums per client and direction, and (the grouping set of all rows)
+        the windows they came from."""
         where = self._where(resolution, when)
-        sums = self._fetch(resolution, when, lambda source: (
-            f"SELECT client_ip, direction = {duck.literal(IN)} AS inbound, {duck.SUMS}"
-            f" FROM {source} WHERE {where} GROUP BY client_ip, direction"))
-        if sums is None or not len(sums["client_ip"]):
+        found = self._fetch(resolution, when, lambda source: (
+            f"SELECT client_ip, direction = {duck.literal(IN)} AS inbound, {duck.SUMS},"
+            f" count(DISTINCT window_start) AS windows, min(window_start) AS first,"
+            f" max(window_start) + {resolution} AS last, GROUPING(client_ip) AS everything"
+            f" FROM {source} WHERE {where}"
+            f" GROUP BY GROUPING SETS ((client_ip, direction), ())"))
+        if found is None:
             return ClientTotals.empty(resolution)
+        overall = found["everything"].astype(bool)
+        if not overall.any() or not int(found["windows"][overall][0]):
+            return ClientTotals.empty(resolution)
+        coverage = Coverage(int(found["windows"][overall][0]), int(found["first"][overall][0]),
+                            int(found["last"][overall][0]))
+        sums = {name: column[~overall] for name, column in found.items()}
         clients, row_of = np.unique(sums["client_ip"].astype(str), return_inverse=True)
         totals = np.zeros((len(clients), 2, CLASS_COUNT), dtype=np.int64)
         counts = np.column_stack([sums[name] for name in duck.BYTE_COLUMNS]).astype(np.int64)
         totals[row_of, np.where(sums["inbound"], 0, 1)] = counts
         order = np.lexsort((clients, -totals.sum(axis=(1, 2))))  # most bytes first
         return ClientTotals([str(c) for c in clients[order]], totals[order], resolution,
-                            self.coverage(when, resolution))
+                            coverage)
 
     def window_rows(self, when: TimeRange, resolution: int, client: str | None = None,
                     last_windows: int | None = None) -> WindowRows:
