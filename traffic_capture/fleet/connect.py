@@ -110,6 +110,13 @@ def clickhouse_connect() -> Any:
         import clickhouse_connect as module
     except ImportError:
         raise FleetError(f"ClickHouse needs clickhouse-connect: {INSTALL}") from None
+    # Its failures reach the user as our one line; without a handler of its own, logging's
+    # last resort would print its warnings ("Unexpected Http Driver Exception") before it.
+    import logging
+
+    driver_log = logging.getLogger("clickhouse_connect")
+    if not driver_log.handlers:
+        driver_log.addHandler(logging.NullHandler())
     return module
 
 

@@ -141,12 +141,11 @@ def _drop_unlisted(client: Any, database: str, state: State, levels: Sequence[Le
     for level in state.levels():
         if level.seconds in wanted:
             continue
-        name = table_name(level.seconds)
-        if level.seconds == RAW_SECONDS or not allowed:
+        name = table_name(level.seconds)  # never the raw table: every keep starts with it
+        if not allowed:
             raise FleetError(f"{database}.{name} holds {_count(client, database, name):,}"
-                             f" rows and --keep leaves out {level.name}: keep it in --keep"
-                             + ("" if level.seconds == RAW_SECONDS else
-                                ", or add --drop to delete it"))
+                             f" rows and --keep leaves out {level.name}: keep it in --keep,"
+                             " or add --drop to delete it")
         client.command(drop(database, view_name(level.seconds), view=True))
         client.command(drop(database, name))
         result.done.append(f"{name}: deleted (--drop), with its view")

@@ -236,14 +236,27 @@ def create_servers_view(database: str) -> str:
 
 
 def fill_servers(database: str, source_seconds: int) -> str:
-    """Servers from a table already holding rows. min and max are idempotent, so several
-    sources (and a repeat) add nothing wrong; a rollup gives its last window's start, never
+    """Servers from a table already holding rows, filled finest first. min and max are
+    idempotent, so several sources (and a repeat) add nothing wrong. A rollup's windows are
+    floored to its step, so it tells only of the servers the finer tables do not know, or
+    whose rows it holds from an earlier step than theirs; and its last window's start, never
     past the true end, so that the raw table's exact end wins where it has the server."""
-    end = ("max(window_start + window_seconds)" if source_seconds == RAW_SECONDS
-           else "max(window_start)")
+    source = f"{database}.{table_name(source_seconds)}"
+    if source_seconds == RAW_SECONDS:
+        return (f"INSERT INTO {database}.{SERVERS_TABLE} (server, first_start, last_end)\n"
+                "SELECT server, min(window_start), max(window_start + window_seconds)\n"
+                f"FROM {source}\nGROUP BY server")
+    known = (f"toDateTime(intDiv(toUInt32(known.first_start), {source_seconds})"
+             f" * {source_seconds}, 'UTC')")
     return (f"INSERT INTO {database}.{SERVERS_TABLE} (server, first_start, last_end)\n"
-            f"SELECT server, min(window_start), {end}\n"
-            f"FROM {database}.{table_name(source_seconds)}\nGROUP BY server")
+            "SELECT held.server, held.first_start, held.last_start\n"
+            "FROM (SELECT server, min(window_start) AS first_start,"
+            f" max(window_start) AS last_start FROM {source} GROUP BY server) AS held\n"
+            "LEFT JOIN (SELECT server, min(first_start) AS first_start"
+            f" FROM {database}.{SERVERS_TABLE} GROUP BY server) AS known\n"
+            "ON held.server = known.server\n"
+            "WHERE toUInt32(known.first_start) = 0"  # not known (the join's default)
+            f" OR held.first_start < {known}")
 
 
 def drop(database: str, name: str, view: bool = False) -> str:
