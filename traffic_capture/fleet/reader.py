@@ -111,8 +111,10 @@ class ClickHouseReader:
         return f"{self.database}.{held[resolution]}"
 
     def _level_tables(self) -> dict[int, str]:
-        names = self._columns(1, "SELECT name FROM system.tables WHERE database = {database:String}"
-                              " AND engine LIKE '%MergeTree'", database=self.database)[0]
+        # A cluster's tables of these names are Distributed ones over each shard's own.
+        names = self._columns(1, "SELECT name FROM system.tables WHERE database ="
+                              " {database:String} AND (engine LIKE '%MergeTree'"
+                              " OR engine = 'Distributed')", database=self.database)[0]
         tables = {}
         for name in names:
             seconds = level_of_table(str(name))
