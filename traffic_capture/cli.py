@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     "report": "traffic_capture.excel.report",
     "serve": "traffic_capture.web.command",
     "history": "traffic_capture.history.command",
+    "clickhouse": "traffic_capture.fleet.command",
     "view": "traffic_capture.viewer.command",  # with --log; without, a capture with --view
 }
 SCRIPT_CONSTANT = "SERVER_IP in traffic_capture.py"
