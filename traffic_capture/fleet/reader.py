@@ -28,7 +28,7 @@ from traffic_capture.fleet.schema import (
     check_database,
     level_of_table,
 )
-from traffic_capture.history.reader import FRAME_COLUMNS, _date_times
+from traffic_capture.history.reader import FRAME_COLUMNS, date_times
 from traffic_capture.queries import (
     CLASS_COUNT,
     ClientTotals,
@@ -280,8 +280,8 @@ class ClickHouseReader:
         if servers is not None:
             frame["server"] = pd.Series(servers, dtype=object).astype(str)
         frame.update({
-            "window_start": _date_times(starts, utc),
-            "window_end": _date_times(starts + resolution, utc),
+            "window_start": date_times(starts, utc),
+            "window_end": date_times(starts + resolution, utc),
             "client_ip": pd.Series(clients, dtype=object).astype(str),
             "direction": np.where(inbound, IN, OUT),
             "total_bytes": counts.sum(axis=1),

@@ -90,10 +90,7 @@ def check_database(name: str) -> str:
 def fleet_levels(text: str) -> tuple[Level, ...]:
     """--keep text -> the levels, finest first: the history's rules (retention.parse_keep),
     and the finest is the daemons' 5-second window, held in the raw table."""
-    try:
-        levels = parse_keep(text)
-    except KeepError as error:
-        raise KeepError(str(error).replace("--history-keep", "--keep", 1)) from None
+    levels = parse_keep(text, "--keep")
     if levels[0].seconds != RAW_SECONDS:
         raise KeepError(f"--keep: the finest step is the daemons' {RAW_SECONDS}-second window"
                         f" (the raw table): start with {duration_text(RAW_SECONDS)}=...,"

@@ -208,8 +208,8 @@ class HistoryReader:
         rows = self.window_rows(when, resolution, client)
         counts = rows.counts
         frame: dict[str, Any] = {
-            "window_start": _date_times(rows.window_start, utc),
-            "window_end": _date_times(rows.window_end, utc),
+            "window_start": date_times(rows.window_start, utc),
+            "window_end": date_times(rows.window_end, utc),
             "client_ip": pd.Series(list(rows.clients), dtype=object).astype(str),
             "direction": np.where(rows.inbound, IN, "out"),
             "total_bytes": counts.sum(axis=1),
@@ -219,7 +219,7 @@ class HistoryReader:
         return pd.DataFrame(frame, columns=list(FRAME_COLUMNS))
 
 
-def _date_times(epochs: np.ndarray, utc: bool) -> np.ndarray:
+def date_times(epochs: np.ndarray, utc: bool) -> np.ndarray:
     """Epoch seconds -> naive date-times in local time (TZ honoured, as the CSV writes them)
     or UTC; each distinct time converted once."""
     values, index = np.unique(epochs, return_inverse=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from traffic_capture.errors import UsageError
 
 DEFAULT_KEEP = "5s=7d,1m=90d,1h=forever"
+OPTION = "--history-keep"  # named in the messages; the fleet's `init` says --keep
 FOREVER = "forever"
 DAY_SECONDS = 86400
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY_SECONDS}
@@ -44,15 +45,15 @@ def duration_text(seconds: int) -> str:
     raise ValueError(seconds)  # pragma: no cover - "s" always divides
 
 
-def parse_duration(text: str) -> int:
+def parse_duration(text: str, option: str = OPTION) -> int:
     match = _DURATION.match(text)
     if match is None or int(match.group(1)) == 0:
-        raise KeepError(f"--history-keep: {text.strip()!r} is not a duration"
+        raise KeepError(f"{option}: {text.strip()!r} is not a duration"
                         " (a whole number and s, m, h or d: 5s, 1m, 90d)")
     return int(match.group(1)) * UNITS[match.group(2).lower()]
 
 
-def parse_keep(text: str) -> tuple[Level, ...]:
+def parse_keep(text: str, option: str = OPTION) -> tuple[Level, ...]:
     """'5s=7d,1m=90d,1h=forever' -> the levels, finest first. Each step divides a day (so
     windows never straddle a day, an hour or a month in UTC) and each coarser step is a multiple
     of the finer ones (so its windows are exact sums of theirs); a coarser one is kept at least
@@ -61,27 +62,27 @@ def parse_keep(text: str) -> tuple[Level, ...]:
     for item in text.split(","):
         step, sep, keep = item.partition("=")
         if not sep or not step.strip() or not keep.strip():
-            raise KeepError(f"--history-keep: {item.strip()!r} is not STEP=KEEP"
+            raise KeepError(f"{option}: {item.strip()!r} is not STEP=KEEP"
                             f" (e.g. {DEFAULT_KEEP})")
-        seconds = parse_duration(step)
+        seconds = parse_duration(step, option)
         if DAY_SECONDS % seconds:
-            raise KeepError(f"--history-keep: a step must divide a day, {step.strip()} does"
+            raise KeepError(f"{option}: a step must divide a day, {step.strip()} does"
                             " not (e.g. 5s, 10s, 1m, 5m, 1h, 1d)")
-        keep_s = None if keep.strip().lower() == FOREVER else parse_duration(keep)
+        keep_s = None if keep.strip().lower() == FOREVER else parse_duration(keep, option)
         levels.append(Level(seconds, keep_s))
-    return check_levels(levels)
+    return check_levels(levels, option)
 
 
-def check_levels(given: Iterable[Level]) -> tuple[Level, ...]:
+def check_levels(given: Iterable[Level], option: str = OPTION) -> tuple[Level, ...]:
     levels = tuple(sorted(given, key=lambda level: level.seconds))
     for finer, coarser in zip(levels, levels[1:], strict=False):
         if finer.seconds == coarser.seconds:
-            raise KeepError(f"--history-keep: {finer.name} is given twice")
+            raise KeepError(f"{option}: {finer.name} is given twice")
         if coarser.seconds % finer.seconds:
-            raise KeepError(f"--history-keep: {coarser.name} is not a multiple of"
+            raise KeepError(f"{option}: {coarser.name} is not a multiple of"
                             f" {finer.name}: its windows would not be sums of {finer.name}'s")
         if kept(finer) > kept(coarser):
-            raise KeepError(f"--history-keep: {coarser.name} is kept less long than"
+            raise KeepError(f"{option}: {coarser.name} is kept less long than"
                             f" {finer.name}; keep a coarser step at least as long")
     return levels
 
