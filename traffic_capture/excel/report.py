@@ -17,6 +17,8 @@ from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
 from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
+from traffic_capture.excel.ooxml import rows
+from traffic_capture.excel.ooxml.package import Package
 from traffic_capture.rules import CLASS_LABELS, CLASSES
 
 TOP_CLIENTS = 10  # series in the per-client chart; the rest become one "other clients" series
@@ -135,6 +137,19 @@ def write_report(frames: ReportFrames, out: Path) -> None:
     """Write the report workbook (atomically: a half-written file never replaces a good one)."""
     with replacing(out) as tmp:
         _write(frames, tmp)
+        pkg = Package.read(tmp)
+        rows.fill_rows(pkg, pkg.sheet_part("Data"), data_sheet_columns(frames.data))
+        pkg.write(tmp)
+
+
+def data_sheet_columns(data: pd.DataFrame) -> list[rows.SheetColumn]:
+    """The Data sheet's cells: times as Excel serials, the rest as they are."""
+    return [rows.SheetColumn(tg.excel_serials(data[name]))
+            if pd.api.types.is_datetime64_any_dtype(data[name]) else
+            rows.SheetColumn(data[name].to_numpy())
+            if pd.api.types.is_integer_dtype(data[name]) else
+            rows.SheetColumn(data[name].to_numpy(), "text")
+            for name in data.columns]
 
 
 def _print_setup(ws, header_row: int | None = None) -> None:
@@ -235,7 +250,9 @@ def _write(frames: ReportFrames, path: Path) -> None:
             ws.set_h_pagebreaks([TABLE_ROW])  # the chart alone on the first page
             _print_setup(ws, TABLE_ROW)
 
-        data.to_excel(writer, sheet_name="Data", index=False)
+        # The first row only: rows.fill_rows makes the others from it (XlsxWriter's cell by
+        # cell writing takes minutes and GBs for a million rows).
+        data.head(1).to_excel(writer, sheet_name="Data", index=False)
         ws = writer.sheets["Data"]
         ws.autofilter(0, 0, len(data), len(COLUMNS) - 1)
         ws.freeze_panes(1, 0)
