@@ -142,7 +142,7 @@ def pivot_cache_xml(items: CacheItems, source: str, numfmts: dict[str, int],
                                         listed=name in items.listed)
         elif name in TEXT_FIELDS:
             values = items.items(name)
-            body = "".join(f"<s v={quoteattr(str(v))}/>" for v in values)
+            body = "".join(f"<s v={quoteattr(rows.excel_text(str(v)))}/>" for v in values)
             shared = f'<sharedItems count="{len(values)}">{body}</sharedItems>'
         else:
             shared = ('<sharedItems containsSemiMixedTypes="0" containsString="0" '
@@ -180,7 +180,7 @@ def pivot_records_chunks(df: pd.DataFrame, items: CacheItems) -> Iterator[bytes]
         elif name in TEXT_FIELDS:
             cells.append("<s v=%s/>")
             columns.append(rows.ChunkValues(
-                column, lambda text: quoteattr(str(text))))
+                column, lambda text: quoteattr(rows.excel_text(str(text)))))
         else:
             cells.append('<n v="%d"/>')
             columns.append(rows.ChunkValues(column))
