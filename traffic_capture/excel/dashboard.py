@@ -21,7 +21,13 @@ import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import timegroups as tg
-from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.excel.command import (
+    WorkbookRows,
+    parse_workbook_args,
+    replacing,
+    run_workbook_command,
+    workbook_parser,
+)
 from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
 from traffic_capture.excel.ooxml import pivot as px
 from traffic_capture.excel.ooxml import rows
@@ -362,15 +368,21 @@ def add_link(pkg: Package, p: Plan, csv_path: str, delimiter: str) -> None:
 
 
 def build_dashboard(df: pd.DataFrame, out: Path, link: str | None = None,
-                    delimiter: str = ",", group: str = "auto") -> None:
+                    delimiter: str = ",", group: str = "auto", source: str = "") -> None:
     """Write the dashboard workbook for a typed traffic DataFrame to `out` (atomically).
 
     `link` is the CSV's path as Excel will see it: the Data sheet becomes a query on it.
+    `source` says where rows not from a CSV come from (a history: its rows and range).
     """
     p = plan(df, group)
     pick = "Pick clients, directions, days and hours in the slicers"
-    note = (f"{pick}; Data > Refresh All re-reads {link_name(link)}." if link else
-            f"{pick}. Rebuild with traffic-capture excel for newer rows.")
+    if link:
+        note = f"{pick}; Data > Refresh All re-reads {link_name(link)}."
+    elif source:
+        note = (f"From the {source}. {pick}. Rebuild with traffic-capture excel --history "
+                "for newer rows.")
+    else:
+        note = f"{pick}. Rebuild with traffic-capture excel for newer rows."
     with replacing(out) as tmp:
         write_base(p, tmp, note, linked=link is not None)
         pkg = Package.read(tmp)
@@ -404,7 +416,8 @@ def check_link(link: str) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = workbook_parser(
         "traffic-capture excel",
-        "Build an Excel dashboard (PivotTables, stacked PivotChart, slicers) from traffic.csv.",
+        "Build an Excel dashboard (PivotTables, stacked PivotChart, slicers) from traffic.csv "
+        "or a history.",
         "traffic_dashboard.xlsx")
     parser.add_argument("--link", nargs="?", const="", default=None, metavar="PATH",
                         help="connect the workbook to the CSV so Data > Refresh All re-reads "
@@ -414,7 +427,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--group", choices=tg.GROUP_CHOICES, default="auto",
                         help="time unit of the pivots' rows and the chart's bars: 5s windows, "
                              f"minute, hour or day (default auto: under {tg.MAX_BARS} bars)")
-    return parser.parse_args(argv)
+    args = parse_workbook_args(parser, argv)
+    if args.link is not None and args.history is not None:
+        parser.error("--link connects the workbook to a CSV; it cannot with --history")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,11 +451,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: the workbook reads {link} on refresh; for Excel on Windows give the "
                   "path it sees: --link '\\\\server\\share\\traffic.csv'", file=sys.stderr)
 
-    def build(df: pd.DataFrame) -> None:
+    def build(rows: WorkbookRows) -> None:
         delimiter = csv_delimiter(args.csv) if link is not None else ","
-        build_dashboard(df, args.out, link, delimiter, args.group)
+        build_dashboard(rows.frame, args.out, link, delimiter, rows.group, rows.note)
 
-    return run_workbook_command(prog, args.csv, args.out, build)
+    return run_workbook_command(prog, args, build)
 
 
 if __name__ == "__main__":

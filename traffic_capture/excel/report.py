@@ -15,7 +15,12 @@ import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import timegroups as tg
-from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.excel.command import (
+    parse_workbook_args,
+    replacing,
+    run_workbook_command,
+    workbook_parser,
+)
 from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
 from traffic_capture.excel.ooxml import rows
 from traffic_capture.excel.ooxml.package import Package
@@ -41,6 +46,7 @@ class ReportFrames:
     directions: pd.DataFrame  # direction, total and one column per class
     data: pd.DataFrame  # the rows
     unit: str = "window"  # what one row of the time tables is: window, minute, hour, day
+    source: str = ""  # where rows not from a CSV come from (a history: its rows and range)
 
 
 def top_clients(df: pd.DataFrame) -> pd.DataFrame:
@@ -101,11 +107,12 @@ def directions(df: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis("direction").reset_index()
 
 
-def report_frames(df: pd.DataFrame, group: str = "auto") -> ReportFrames:
+def report_frames(df: pd.DataFrame, group: str = "auto", source: str = "") -> ReportFrames:
     field = tg.group_field(df, group)
     top = top_clients(df)
     return ReportFrames(top, per_client(df, top, field=field), per_protocol(df, field),
-                        directions(df), df.loc[:, list(COLUMNS)], tg.UNIT_NAMES[field])
+                        directions(df), df.loc[:, list(COLUMNS)], tg.UNIT_NAMES[field],
+                        source)
 
 
 def _stacked_chart(wb, sheet: str, frame: pd.DataFrame, title: str, first_row: int = 0):
@@ -185,6 +192,8 @@ def _write(frames: ReportFrames, path: Path) -> None:
         summary.write(1, 0, f"{span}; {data['window_start'].nunique():,} windows, "
                             f"{data['client_ip'].nunique():,} clients; time sheets per "
                             f"{frames.unit}", note)
+        if frames.source:
+            summary.write(2, 0, f"From the {frames.source}", note)
         dirs = frames.directions.set_index("direction")
         summary.write(3, 0, "All traffic", label)
         summary.write_number(3, 1, int(dirs["total_bytes"].sum()), big)
@@ -266,12 +275,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = workbook_parser(
         "traffic-capture report",
         "Build a static Excel report (totals, top clients, stacked charts per client and per "
-        "protocol, in/out split, filterable data) from traffic.csv.",
+        "protocol, in/out split, filterable data) from traffic.csv or a history.",
         "traffic_report.xlsx")
     parser.add_argument("--group", choices=tg.GROUP_CHOICES, default="auto",
                         help="time unit of the per-client and per-protocol sheets: 5s windows, "
                              f"minute, hour or day (default auto: under {tg.MAX_BARS} bars)")
-    return parser.parse_args(argv)
+    return parse_workbook_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage error (2) or --help (0): argparse already printed
         return int(exc.code or 0)
     return run_workbook_command(
-        "traffic-capture report", args.csv, args.out,
-        lambda df: write_report(report_frames(df, args.group), args.out))
+        "traffic-capture report", args,
+        lambda rows: write_report(report_frames(rows.frame, rows.group, rows.note), args.out))
 
 
 if __name__ == "__main__":
