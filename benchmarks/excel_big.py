@@ -81,6 +81,15 @@ def export(revision: str) -> Path:
     return tree
 
 
+def check_code(tree: Path) -> None:
+    """The package a child started as measure() starts it imports is the tree's."""
+    found = subprocess.run([sys.executable, "-c", "import traffic_capture as t; print(t.__file__)"],
+                           env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if Path(found).resolve() != (tree / "traffic_capture" / "__init__.py").resolve():
+        raise SystemExit(f"the child imports {found}, not the code in {tree}")
+
+
 def measure(tree: Path, command: str, csv: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of `traffic-capture COMMAND` run from `tree`."""
     rss_file = out.with_suffix(".rss")
@@ -90,7 +99,8 @@ def measure(tree: Path, command: str, csv: Path, out: Path) -> tuple[float, floa
         argv = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *argv]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     began = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    # From the tree's folder: `python -m` puts the working folder first on the path.
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tree)
     seconds = time.perf_counter() - began
     if done.returncode:
         raise SystemExit(f"{command} from {tree} failed: {done.stderr.strip()}")
@@ -118,6 +128,8 @@ def main() -> None:
     trees = [("this checkout", "this", REPO)]
     if args.baseline:
         trees.insert(0, (args.baseline, "base", export(args.baseline)))
+    for _name, _tag, tree in trees:
+        check_code(tree)
     print(f"{'code':<16} {'command':<8} {'rows':>10} {'seconds':>8} {'peak RSS':>10} "
           f"{'xlsx':>9}")
     figures: dict[tuple[str, str], tuple[float, float]] = {}
