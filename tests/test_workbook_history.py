@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import run_cli
+from tests.excel_ooxml import audit_problems
 from traffic_capture.csvformat import Row, format_rows, header_line
 from traffic_capture.excel.from_history import pick
 from traffic_capture.history.importer import import_csv
@@ -93,6 +94,7 @@ def test_the_dashboard_of_a_range_is_built_from_the_rollup_that_fits_it(
     expected = csv_sums(frame, start, end)
     got = data.groupby(["client_ip", "direction"])[["total_bytes", *CLASS_COLUMNS]].sum()
     pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_dtype=False)
+    assert audit_problems(out) == []
 
 
 @pytest.mark.parametrize(("start", "end", "seconds", "text"), RANGES)
