@@ -5,6 +5,7 @@ never asserted.
     python benchmarks/excel_big.py --rows 239294          # the issue's 24 h of 15 clients
     python benchmarks/excel_big.py --baseline 64d0c53     # also that commit's code, same CSV
     python benchmarks/excel_big.py --repeat 3             # best of 3 runs each
+    python benchmarks/excel_big.py --history              # from a month's history instead
 
 The CSV is written as the daemon writes it (csvformat.format_rows, local time, ','): 5-second
 windows, 15 clients each talking in and out in about 46 % of the windows (the issue's 24 hours
@@ -14,6 +15,10 @@ million rows: about 100 hours). Each command runs in a child process, measured b
 --baseline REV, REV's traffic_capture/ is exported with `git archive` beside the CSV and run
 on the same CSV in the same run, the two taking turns, so that the ratio holds on a shared
 machine (with --repeat N, the best time of N runs and the highest peak RSS).
+With --history, the commands read the month benchmarks/history.py makes (30 days of 100
+clients, both directions every 5-second window: 51.8 M rows, and its rollups) instead: the
+month and the default week (from its hourly rows), the last hour (1-minute rows) and the
+last quarter of an hour (5-second rows).
 Everything is written under benchmarks/out/excel/ (git-ignored).
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -90,11 +96,22 @@ def check_code(tree: Path) -> None:
         raise SystemExit(f"the child imports {found}, not the code in {tree}")
 
 
-def measure(tree: Path, command: str, csv: Path, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of `traffic-capture COMMAND` run from `tree`."""
+def month_history() -> Path:
+    """benchmarks/history.py's month, made once."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import history as bench_history  # benchmarks/history.py
+
+    path = bench_history.OUT / "month"
+    bench_history.make_month(path)
+    return path
+
+
+def measure(tree: Path, command: str, source: list[str], out: Path
+            ) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stderr of `traffic-capture COMMAND SOURCE` run from
+    `tree`."""
     rss_file = out.with_suffix(".rss")
-    argv = [sys.executable, "-m", "traffic_capture", command, "--csv", str(csv),
-            "--out", str(out)]
+    argv = [sys.executable, "-m", "traffic_capture", command, *source, "--out", str(out)]
     if GNU_TIME.exists():
         argv = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *argv]
     env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -105,7 +122,7 @@ def measure(tree: Path, command: str, csv: Path, out: Path) -> tuple[float, floa
     if done.returncode:
         raise SystemExit(f"{command} from {tree} failed: {done.stderr.strip()}")
     rss = int(rss_file.read_text().split()[-1]) / 1024 if rss_file.exists() else float("nan")
-    return seconds, rss
+    return seconds, rss, done.stderr
 
 
 def main() -> None:
@@ -117,8 +134,13 @@ def main() -> None:
                         help="one command (repeatable; default both)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each command and code; the best time is kept")
+    parser.add_argument("--history", action="store_true",
+                        help="read benchmarks/history.py's month instead of a CSV")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.history:
+        bench_history(month_history(), args.only or ("excel", "report"))
+        return
     csv = OUT / f"traffic-{args.rows}.csv"
     if not csv.exists():
         began = time.perf_counter()
@@ -134,10 +156,10 @@ def main() -> None:
           f"{'xlsx':>9}")
     figures: dict[tuple[str, str], tuple[float, float]] = {}
     for command in args.only or ("excel", "report"):
-        runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in trees}
+        runs: dict[str, list[tuple[float, float, str]]] = {name: [] for name, _, _ in trees}
         for _ in range(args.repeat):
             for name, tag, tree in trees:
-                runs[name].append(measure(tree, command, csv,
+                runs[name].append(measure(tree, command, ["--csv", str(csv)],
                                           OUT / f"{command}-{args.rows}-{tag}.xlsx"))
         for name, tag, _tree in trees:
             out = OUT / f"{command}-{args.rows}-{tag}.xlsx"
@@ -151,6 +173,35 @@ def main() -> None:
             (t0, m0), (t1, m1) = figures[args.baseline, command], figures["this checkout",
                                                                           command]
             print(f"{command}: {t0 / t1:.1f}x faster, {m0 / m1:.1f}x less memory")
+
+
+def bench_history(store: Path, commands: list[str] | tuple[str, ...]) -> None:
+    ranges = {"month": ["--from", "2026-05-01", "--to", "2026-05-31"],
+              "default week": [], "last hour": ["--from", "-1h"],
+              "last 15 min": ["--from", "-15m"]}
+    print(f"{'history range':<14} {'command':<8} {'seconds':>8} {'peak RSS':>10} {'rows':>8}"
+          "  read")
+    for command in commands:
+        for name, extra in ranges.items():
+            out = OUT / f"{command}-history-{name.replace(' ', '-')}.xlsx"
+            seconds, rss, said = measure(REPO, command,
+                                         ["--history", str(store), "--utc", *extra], out)
+            read = re.search(r"its (\S+) rows", said)
+            print(f"{name:<14} {command:<8} {seconds:>8.1f} {rss:>7.0f} MiB "
+                  f"{_data_rows(out):>8,}  {read.group(1) if read else '?'}", flush=True)
+
+
+def _data_rows(out: Path) -> int:
+    """The Data sheet's rows, from its dimension (the last sheet of the workbook)."""
+    import zipfile
+
+    with zipfile.ZipFile(out) as book:
+        sheets = sorted(name for name in book.namelist()
+                        if re.fullmatch(r"xl/worksheets/sheet\d+.xml", name))
+        with book.open(sheets[-1]) as sheet:
+            head = sheet.read(4096).decode("utf-8", "replace")
+    found = re.search(r'<dimension ref="[A-Z]+\d+:[A-Z]+(\d+)"', head)
+    return int(found.group(1)) - 1 if found else 0
 
 
 if __name__ == "__main__":
