@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from traffic_capture.excel.read import (
     TrafficCsvError,
     detect_delimiter,
     newest_that_fit,
+    parse_rows,
     read_traffic,
+    read_typed,
 )
 from traffic_capture.rules import CLASSES
 
@@ -157,3 +160,35 @@ def test_a_capture_or_binary_file_as_csv_is_one_plain_line(tmp_path: Path, capsy
     if kind != "binary" and "capture file" in says:
         assert "--read" in err
     assert err.isascii() and all(c.isprintable() for c in err.strip())
+
+
+HEADER = ",".join(COLUMNS)
+ROW = "2026-03-02 00:00:00,2026-03-02 00:00:05"
+
+
+@pytest.mark.parametrize(("body", "typed"), [
+    (f"{ROW},10.0.0.1,in,5,1,1,1,1,1\n{ROW},::1,out,7,0,0,0,0,7\n", True),
+    (f"{ROW}, 10.0.0.1 , in, 5, 1, 1, 1, 1, 1\n", True),  # spaces after the commas, and after
+    (f"{ROW},10.0.0.1,in,5.0,1,1,1,1,1\n", True),  # a whole number written as a decimal
+    (f"{ROW},,in,5,1,1,1,1,1\n{ROW},NA,out,5,1,1,1,1,1\n", True),  # no address; the text NA
+    (f"{ROW},10.0.0.1,in,-5,1,1,1,1,1\n", False),
+    (f"{ROW},10.0.0.1,in,5.5,1,1,1,1,1\n", False),
+    (f"{ROW},10.0.0.1,up,5,1,1,1,1,1\n", False),
+    (f"{ROW},10.0.0.1,in,5,1,1\n", False),
+    ("2026-03-02 00:00,2026-03-02 00:00:05,10.0.0.1,in,5,1,1,1,1,1\n", False),
+])
+def test_reading_as_types_gives_what_reading_as_text_gives(body: str, typed: bool) -> None:
+    """read_typed (each column as its type, the fast way) and parse_rows (every field as a
+    text, then typed: the way that names a bad line) agree, or read_typed leaves it to it."""
+    data = ("\ufeff" + HEADER + "\n" + body).encode()
+    raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False,
+                      encoding="utf-8-sig", skipinitialspace=True)
+    try:
+        as_text = parse_rows(raw)
+    except TrafficCsvError:
+        as_text = None
+    as_types = read_typed(data, ",")
+    assert (as_types is not None) == typed
+    if as_types is not None:
+        assert as_text is not None
+        pd.testing.assert_frame_equal(as_types, as_text)

@@ -1,4 +1,5 @@
-"""What every workbook command shares: the CSV in, a workbook out, errors in one line.
+"""What every workbook command shares: the rows in (a CSV, or a history's rollup that fits
+the range), a workbook out, errors in one line.
 
 `traffic-capture excel` (dashboard.py) and `traffic-capture report` (report.py) are this
 plus how they build their workbook.
@@ -8,22 +9,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import pandas as pd
 
-from traffic_capture.errors import EXIT_USAGE, PROG
+from traffic_capture.errors import EXIT_USAGE, PROG, TrafficCaptureError, UsageError
 from traffic_capture.excel.read import (
     EXCEL_MAX_DATA_ROWS,
     TrafficCsvError,
     newest_that_fit,
     read_traffic,
 )
+from traffic_capture.excel.timespan import EXAMPLES, When, parse_when
 
 
 @contextmanager
@@ -53,14 +57,69 @@ class _Parser(argparse.ArgumentParser):
 
 
 def workbook_parser(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
-    """The options every workbook command shares: the CSV in, the workbook out."""
+    """The options every workbook command shares: the rows in, the workbook out."""
     parser = _Parser(prog=prog, description=description)
-    parser.add_argument("--csv", default="traffic.csv", type=Path,
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--csv", default="traffic.csv", type=Path,
                         help="the capture CSV (any delimiter the daemon writes; "
                              "default: traffic.csv)")
+    source.add_argument("--history", type=Path, metavar="PATH",
+                        help="build from the history at PATH instead (the daemon's --history), "
+                             "from its rollup that fits the range: a month from its hourly "
+                             "rows, an hour from its 5-second ones")
+    parser.add_argument("--from", dest="start", type=_when, metavar="WHEN",
+                        help=f"first time shown: {EXAMPLES}, a span back from the newest "
+                             "window held. Default: with --history, 7 days before --to; "
+                             "with --csv, the first row")
+    parser.add_argument("--to", dest="end", type=_when, metavar="WHEN",
+                        help="time the range ends (same forms; default: the newest window)")
+    parser.add_argument("--utc", action="store_true",
+                        help="with --history: show times, and read --from/--to, in UTC "
+                             "rather than local time")
     parser.add_argument("--out", default=default_out, type=Path,
                         help=f"workbook to write (default: {default_out})")
     return parser
+
+
+def _when(text: str) -> When:
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_workbook_args(parser: argparse.ArgumentParser,
+                        argv: list[str] | None) -> argparse.Namespace:
+    """Parse, refusing in one line what cannot go together."""
+    args = parser.parse_args(_spans_joined(sys.argv[1:] if argv is None else argv))
+    if args.utc and args.history is None:
+        parser.error("--utc goes with --history (a CSV's times are shown as written)")
+    if (args.start is not None and args.end is not None and args.start.wall is not None
+            and args.end.wall is not None and args.start.wall >= args.end.wall):
+        parser.error(f"--from {args.start.wall} is not before --to {args.end.wall}")
+    return args
+
+
+def _spans_joined(argv: list[str]) -> list[str]:
+    """`--from -7d` as `--from=-7d`: argparse takes a value that starts with '-' (and is no
+    number) for an option of its own."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in ("--from", "--to") and re.match(r"-\s*\d", arg):
+            joined[-1] += f"={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
+@dataclass(frozen=True)
+class WorkbookRows:
+    """What a workbook is built from: the rows, the --group to build with, and where they come
+    from ("" for a CSV; for a history its resolution and the range covered)."""
+
+    frame: pd.DataFrame
+    group: str
+    note: str = ""
 
 
 def check_out(out: Path) -> None:
@@ -72,26 +131,68 @@ def check_out(out: Path) -> None:
         raise TrafficCsvError(f"--out {out}: must end in .xlsx (Excel checks the extension)")
 
 
-def load_for_excel(csv: Path, limit: int = EXCEL_MAX_DATA_ROWS) -> pd.DataFrame:
-    """Read the CSV and cut it to what a sheet holds, saying so in one line on stderr."""
+def load_for_excel(csv: Path, limit: int = EXCEL_MAX_DATA_ROWS, start: When | None = None,
+                   end: When | None = None) -> pd.DataFrame:
+    """Read the CSV, keep the rows of the windows in [start, end), and cut them to what a
+    sheet holds, saying so in one line on stderr."""
     df = read_traffic(csv)
+    if start is not None or end is not None:
+        df = _in_range(df, csv, start, end)
+    return _fit(df, str(csv), limit)
+
+
+def _in_range(df: pd.DataFrame, csv: Path, start: When | None, end: When | None
+              ) -> pd.DataFrame:
+    newest = df["window_end"].max()
+    first = start.as_written(newest) if start is not None else df["window_start"].min()
+    last = end.as_written(newest) if end is not None else newest
+    if first >= last:
+        raise UsageError(f"--from {first} is not before --to {last}")
+    kept = df[(df["window_end"] > first) & (df["window_start"] < last)]
+    if kept.empty:
+        raise TrafficCsvError(f"{csv}: no rows from {first} to {last}; it holds "
+                              f"{df['window_start'].min()} to {newest}")
+    return kept.reset_index(drop=True)
+
+
+def _fit(df: pd.DataFrame, source: str, limit: int = EXCEL_MAX_DATA_ROWS) -> pd.DataFrame:
     df, dropped = newest_that_fit(df, limit)
     if dropped:
-        print(f"note: {csv} has {dropped + limit:,} rows, more than an Excel sheet holds; "
+        print(f"note: {source} has {dropped + limit:,} rows, more than an Excel sheet holds; "
               f"kept the newest {limit:,}", file=sys.stderr)
     return df
 
 
-def run_workbook_command(prog: str, csv: Path, out: Path,
-                         build: Callable[[pd.DataFrame], None]) -> int:
-    """CSV in, workbook out, for `excel` and `report`: errors in one line, exit 1."""
+def load_rows(args: argparse.Namespace) -> WorkbookRows:
+    """The rows the options ask for: the CSV's, or the history's at the resolution that fits
+    the range (said on stderr, as the workbook says it)."""
+    if args.history is None:
+        return WorkbookRows(load_for_excel(args.csv, start=args.start, end=args.end),
+                            args.group)
+    from traffic_capture.excel.from_history import read_history
+
+    read = read_history(args.history, args.start, args.end, args.group, args.utc)
+    for warning in read.warnings:
+        print(f"note: {warning}", file=sys.stderr)
+    print(f"note: {read.note}", file=sys.stderr)
+    return WorkbookRows(_fit(read.frame, f"history {args.history}"), read.group, read.note)
+
+
+def run_workbook_command(prog: str, args: argparse.Namespace,
+                         build: Callable[[WorkbookRows], None]) -> int:
+    """Rows in, workbook out, for `excel` and `report`: errors in one line, exit 1 (2 for a
+    range that cannot be)."""
+    out = args.out
     try:
         check_out(out)
-        df = load_for_excel(csv)
-        build(df)
-    except TrafficCsvError as exc:
+        rows = load_rows(args)
+        build(rows)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc} (see {prog} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except TrafficCaptureError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except ImportError as exc:
         # The package is not on PyPI: the install that works is the clone's, into this Python.
         print(f"{prog}: {exc.name} is not installed for {sys.executable}: "
@@ -100,5 +201,5 @@ def run_workbook_command(prog: str, csv: Path, out: Path,
     except OSError as exc:
         print(f"{prog}: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"wrote {out} ({len(df):,} rows)")
+    print(f"wrote {out} ({len(rows.frame):,} rows)")
     return 0

@@ -21,9 +21,16 @@ import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import timegroups as tg
-from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.excel.command import (
+    WorkbookRows,
+    parse_workbook_args,
+    replacing,
+    run_workbook_command,
+    workbook_parser,
+)
 from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
 from traffic_capture.excel.ooxml import pivot as px
+from traffic_capture.excel.ooxml import rows
 from traffic_capture.excel.ooxml.package import Package, insert_before
 from traffic_capture.excel.read import TrafficCsvError, csv_delimiter
 from traffic_capture.rules import CLASS_LABELS, CLASSES
@@ -131,6 +138,22 @@ def print_one_page_wide(ws, header_row: int) -> None:
     ws.repeat_rows(header_row)
 
 
+def data_sheet_columns(frame: pd.DataFrame, linked: bool) -> list[rows.SheetColumn]:
+    """The Data sheet's cells: times as Excel serials; linked, the derived columns are
+    formulas the query table fills down on each refresh (with their values cached)."""
+    columns = []
+    for name in frame.columns:
+        if name in tg.EXCEL_FORMATS:
+            kind = "formula" if linked and name in tg.FORMULAS else "number"
+            columns.append(rows.SheetColumn(tg.excel_serials(frame[name]), kind,
+                                            tg.FORMULAS.get(name, "")))
+        elif pd.api.types.is_integer_dtype(frame[name]):
+            columns.append(rows.SheetColumn(frame[name].to_numpy()))
+        else:
+            columns.append(rows.SheetColumn(frame[name].to_numpy(), "text"))
+    return columns
+
+
 def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     """The sheets, the Data Table (or, linked, the query table's range), the rendered pivot
     cells and the chart; the pivots themselves come after."""
@@ -186,7 +209,9 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
         last = f"${px.col_letter(width - 1)}${n + 1}"
         wb.define_name(f"{DATA}!{QUERY_NAME}", f"={DATA}!$A$1:{last}")
     else:
-        data.add_table(0, 0, n, width - 1, {
+        # Over the first row only: XlsxWriter notes every cell of a table's range (a million
+        # rows: 18 s and GBs); rows.fill_rows stretches it over the rows it adds.
+        data.add_table(0, 0, 1, width - 1, {
             "name": TABLE_NAME,
             "style": "Table Style Medium 2",
             "columns": [{"header": c, "format": f} for c, f in zip(frame.columns, formats,
@@ -199,27 +224,16 @@ def write_base(p: Plan, path: Path, title_note: str, linked: bool) -> None:
     data.set_column(3, 3, 9)
     data.set_column(4, width - 1, 12)
     data.set_column(len(COLUMNS), width - 1, 17)
-    columns = [tg.excel_serials(frame[c]) if c in date_fmts else frame[c].to_numpy()
-               for c in frame.columns]
-    # Linked, the derived columns are formulas the query table fills down on each refresh.
-    kinds = ["formula" if linked and c in tg.FORMULAS else "date" if c in date_fmts else
-             "int" if pd.api.types.is_integer_dtype(frame[c]) else "text"
-             for c in frame.columns]
-    formulas = [tg.FORMULAS.get(c, "") for c in frame.columns]
-    write_number, write_string = data.write_number, data.write_string
-    write_formula = data.write_formula
-    for row, values in enumerate(zip(*columns, strict=True), start=1):
-        for col, value in enumerate(values):
-            kind = kinds[col]
-            if kind == "text":
-                write_string(row, col, value)
-            elif kind == "date":
-                write_number(row, col, float(value), formats[col])
-            elif kind == "formula":
-                write_formula(row, col, formulas[col].format(row=row + 1), formats[col],
-                              float(value))
-            else:
-                write_number(row, col, int(value), formats[col])
+    # XlsxWriter writes the first row (each column's style and shape); rows.fill_rows makes
+    # them all from it.
+    for col, column in enumerate(data_sheet_columns(frame, linked)):
+        value = column.values[0]
+        if column.kind == "text":
+            data.write_string(1, col, str(value))
+        elif column.kind == "formula":
+            data.write_formula(1, col, column.formula.format(row=2), formats[col], float(value))
+        else:
+            data.write_number(1, col, value.item(), formats[col])
 
     chart = wb.add_chart({"type": "column", "subtype": "stacked"})
     pl = lay.protocol
@@ -264,7 +278,7 @@ def add_pivots(pkg: Package, p: Plan, workbook_file: str, source: str) -> None:
     items, lay = p.items, p.lay
     cache_part = "xl/pivotCache/pivotCacheDefinition1.xml"
     records_part = "xl/pivotCache/pivotCacheRecords1.xml"
-    pkg.add_part(records_part, px.pivot_records_xml(p.data, items), "pivotCacheRecords")
+    pkg.add_stream(records_part, px.pivot_records_chunks(p.data, items), "pivotCacheRecords")
     records_rid = pkg.relate(cache_part, records_part, "pivotCacheRecords")
     pkg.add_part(cache_part, px.pivot_cache_xml(items, source, numfmts, records_rid),
                  "pivotCacheDefinition")
@@ -354,18 +368,25 @@ def add_link(pkg: Package, p: Plan, csv_path: str, delimiter: str) -> None:
 
 
 def build_dashboard(df: pd.DataFrame, out: Path, link: str | None = None,
-                    delimiter: str = ",", group: str = "auto") -> None:
+                    delimiter: str = ",", group: str = "auto", source: str = "") -> None:
     """Write the dashboard workbook for a typed traffic DataFrame to `out` (atomically).
 
     `link` is the CSV's path as Excel will see it: the Data sheet becomes a query on it.
+    `source` says where rows not from a CSV come from (a history: its rows and range).
     """
     p = plan(df, group)
     pick = "Pick clients, directions, days and hours in the slicers"
-    note = (f"{pick}; Data > Refresh All re-reads {link_name(link)}." if link else
-            f"{pick}. Rebuild with traffic-capture excel for newer rows.")
+    if link:
+        note = f"{pick}; Data > Refresh All re-reads {link_name(link)}."
+    elif source:
+        note = (f"From the {source}. {pick}. Rebuild with traffic-capture excel --history "
+                "for newer rows.")
+    else:
+        note = f"{pick}. Rebuild with traffic-capture excel for newer rows."
     with replacing(out) as tmp:
         write_base(p, tmp, note, linked=link is not None)
         pkg = Package.read(tmp)
+        rows.fill_rows(pkg, pkg.sheet_part(DATA), data_sheet_columns(p.data, link is not None))
         source = (px.worksheet_source(QUERY_NAME, DATA) if link is not None
                   else px.worksheet_source(TABLE_NAME))
         add_pivots(pkg, p, out.name, source)
@@ -395,7 +416,8 @@ def check_link(link: str) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = workbook_parser(
         "traffic-capture excel",
-        "Build an Excel dashboard (PivotTables, stacked PivotChart, slicers) from traffic.csv.",
+        "Build an Excel dashboard (PivotTables, stacked PivotChart, slicers) from traffic.csv "
+        "or a history.",
         "traffic_dashboard.xlsx")
     parser.add_argument("--link", nargs="?", const="", default=None, metavar="PATH",
                         help="connect the workbook to the CSV so Data > Refresh All re-reads "
@@ -405,7 +427,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--group", choices=tg.GROUP_CHOICES, default="auto",
                         help="time unit of the pivots' rows and the chart's bars: 5s windows, "
                              f"minute, hour or day (default auto: under {tg.MAX_BARS} bars)")
-    return parser.parse_args(argv)
+    args = parse_workbook_args(parser, argv)
+    if args.link is not None and args.history is not None:
+        parser.error("--link connects the workbook to a CSV; it cannot with --history")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,11 +451,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: the workbook reads {link} on refresh; for Excel on Windows give the "
                   "path it sees: --link '\\\\server\\share\\traffic.csv'", file=sys.stderr)
 
-    def build(df: pd.DataFrame) -> None:
+    def build(rows: WorkbookRows) -> None:
         delimiter = csv_delimiter(args.csv) if link is not None else ","
-        build_dashboard(df, args.out, link, delimiter, args.group)
+        build_dashboard(rows.frame, args.out, link, delimiter, rows.group, rows.note)
 
-    return run_workbook_command(prog, args.csv, args.out, build)
+    return run_workbook_command(prog, args, build)
 
 
 if __name__ == "__main__":

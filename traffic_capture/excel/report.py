@@ -15,8 +15,15 @@ import pandas as pd
 
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.excel import timegroups as tg
-from traffic_capture.excel.command import replacing, run_workbook_command, workbook_parser
+from traffic_capture.excel.command import (
+    parse_workbook_args,
+    replacing,
+    run_workbook_command,
+    workbook_parser,
+)
 from traffic_capture.excel.formats import BYTES_AXIS, BYTES_FORMAT, COUNT_FORMAT
+from traffic_capture.excel.ooxml import rows
+from traffic_capture.excel.ooxml.package import Package
 from traffic_capture.rules import CLASS_LABELS, CLASSES
 
 TOP_CLIENTS = 10  # series in the per-client chart; the rest become one "other clients" series
@@ -39,6 +46,7 @@ class ReportFrames:
     directions: pd.DataFrame  # direction, total and one column per class
     data: pd.DataFrame  # the rows
     unit: str = "window"  # what one row of the time tables is: window, minute, hour, day
+    source: str = ""  # where rows not from a CSV come from (a history: its rows and range)
 
 
 def top_clients(df: pd.DataFrame) -> pd.DataFrame:
@@ -99,11 +107,12 @@ def directions(df: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis("direction").reset_index()
 
 
-def report_frames(df: pd.DataFrame, group: str = "auto") -> ReportFrames:
+def report_frames(df: pd.DataFrame, group: str = "auto", source: str = "") -> ReportFrames:
     field = tg.group_field(df, group)
     top = top_clients(df)
     return ReportFrames(top, per_client(df, top, field=field), per_protocol(df, field),
-                        directions(df), df.loc[:, list(COLUMNS)], tg.UNIT_NAMES[field])
+                        directions(df), df.loc[:, list(COLUMNS)], tg.UNIT_NAMES[field],
+                        source)
 
 
 def _stacked_chart(wb, sheet: str, frame: pd.DataFrame, title: str, first_row: int = 0):
@@ -135,6 +144,19 @@ def write_report(frames: ReportFrames, out: Path) -> None:
     """Write the report workbook (atomically: a half-written file never replaces a good one)."""
     with replacing(out) as tmp:
         _write(frames, tmp)
+        pkg = Package.read(tmp)
+        rows.fill_rows(pkg, pkg.sheet_part("Data"), data_sheet_columns(frames.data))
+        pkg.write(tmp)
+
+
+def data_sheet_columns(data: pd.DataFrame) -> list[rows.SheetColumn]:
+    """The Data sheet's cells: times as Excel serials, the rest as they are."""
+    return [rows.SheetColumn(tg.excel_serials(data[name]))
+            if pd.api.types.is_datetime64_any_dtype(data[name]) else
+            rows.SheetColumn(data[name].to_numpy())
+            if pd.api.types.is_integer_dtype(data[name]) else
+            rows.SheetColumn(data[name].to_numpy(), "text")
+            for name in data.columns]
 
 
 def _print_setup(ws, header_row: int | None = None) -> None:
@@ -170,6 +192,8 @@ def _write(frames: ReportFrames, path: Path) -> None:
         summary.write(1, 0, f"{span}; {data['window_start'].nunique():,} windows, "
                             f"{data['client_ip'].nunique():,} clients; time sheets per "
                             f"{frames.unit}", note)
+        if frames.source:
+            summary.write(2, 0, f"From the {frames.source}", note)
         dirs = frames.directions.set_index("direction")
         summary.write(3, 0, "All traffic", label)
         summary.write_number(3, 1, int(dirs["total_bytes"].sum()), big)
@@ -235,7 +259,9 @@ def _write(frames: ReportFrames, path: Path) -> None:
             ws.set_h_pagebreaks([TABLE_ROW])  # the chart alone on the first page
             _print_setup(ws, TABLE_ROW)
 
-        data.to_excel(writer, sheet_name="Data", index=False)
+        # The first row only: rows.fill_rows makes the others from it (XlsxWriter's cell by
+        # cell writing takes minutes and GBs for a million rows).
+        data.head(1).to_excel(writer, sheet_name="Data", index=False)
         ws = writer.sheets["Data"]
         ws.autofilter(0, 0, len(data), len(COLUMNS) - 1)
         ws.freeze_panes(1, 0)
@@ -249,12 +275,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = workbook_parser(
         "traffic-capture report",
         "Build a static Excel report (totals, top clients, stacked charts per client and per "
-        "protocol, in/out split, filterable data) from traffic.csv.",
+        "protocol, in/out split, filterable data) from traffic.csv or a history.",
         "traffic_report.xlsx")
     parser.add_argument("--group", choices=tg.GROUP_CHOICES, default="auto",
                         help="time unit of the per-client and per-protocol sheets: 5s windows, "
                              f"minute, hour or day (default auto: under {tg.MAX_BARS} bars)")
-    return parser.parse_args(argv)
+    return parse_workbook_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage error (2) or --help (0): argparse already printed
         return int(exc.code or 0)
     return run_workbook_command(
-        "traffic-capture report", args.csv, args.out,
-        lambda df: write_report(report_frames(df, args.group), args.out))
+        "traffic-capture report", args,
+        lambda rows: write_report(report_frames(rows.frame, rows.group, rows.note), args.out))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """An .xlsx as a dict of parts: read, add relationships and content types, write back.
 
 Kept tiny on purpose: string edits on the few XML parts XlsxWriter wrote, whose shape we know.
+A part too big to hold as one text (a million rows, their pivot records) is a stream of chunks,
+made and compressed as the package is written.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+import time
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -39,6 +43,7 @@ class Package:
 
     def __init__(self, parts: dict[str, bytes]) -> None:
         self.parts = parts
+        self.streams: dict[str, Iterable[bytes]] = {}
 
     @classmethod
     def read(cls, path: Path) -> Package:
@@ -50,17 +55,40 @@ class Package:
         names = sorted(self.parts, key=lambda n: (n != "[Content_Types].xml", n))
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
             for name in names:
-                zf.writestr(name, self.parts[name])
+                if name in self.streams:
+                    entry = zipfile.ZipInfo(name, time.localtime(time.time())[:6])
+                    entry.compress_type = zipfile.ZIP_DEFLATED
+                    with zf.open(entry, "w") as out:
+                        for chunk in self.streams[name]:
+                            out.write(chunk)
+                else:
+                    zf.writestr(name, self.parts[name])
 
     def text(self, name: str) -> str:
+        if name in self.streams:
+            raise ValueError(f"{name} is streamed: its text is made as the package is written")
         return self.parts[name].decode("utf-8")
 
     def set_text(self, name: str, xml: str) -> None:
+        self.streams.pop(name, None)
         self.parts[name] = xml.encode("utf-8")
+
+    def set_stream(self, name: str, chunks: Iterable[bytes]) -> None:
+        """The part is `chunks`, consumed once, when the package is written."""
+        self.parts[name] = b""
+        self.streams[name] = chunks
 
     def add_part(self, name: str, xml: str, kind: str) -> None:
         """Add a part and its content-type override."""
         self.set_text(name, xml)
+        self._add_type(name, kind)
+
+    def add_stream(self, name: str, chunks: Iterable[bytes], kind: str) -> None:
+        """Add a streamed part (set_stream) and its content-type override."""
+        self.set_stream(name, chunks)
+        self._add_type(name, kind)
+
+    def _add_type(self, name: str, kind: str) -> None:
         types = self.text("[Content_Types].xml")
         override = f'<Override PartName="/{name}" ContentType="{CT[kind]}"/>'
         self.set_text("[Content_Types].xml", types.replace("</Types>", override + "</Types>"))
