@@ -274,6 +274,8 @@ class ClickHouseSink(Sink):
         self._batch_rows += len(window)
         if self._batch_since is None:
             self._batch_since = time.monotonic()
+        if self._batch_rows >= self.settings.batch_rows:
+            self._close_batch()
 
     def poll_seconds(self) -> float | None:
         now = time.monotonic()
@@ -287,9 +289,8 @@ class ClickHouseSink(Sink):
         return max(0.01, min(waits)) if waits else None
 
     def flush(self) -> None:
-        if self._batch_since is not None and (
-                self._batch_rows >= self.settings.batch_rows
-                or time.monotonic() - self._batch_since >= self.settings.batch_seconds):
+        if self._batch_since is not None and \
+                time.monotonic() - self._batch_since >= self.settings.batch_seconds:
             self._close_batch()
         self._spool_waiting()
         self._send(SEND_SLICE_SECONDS)
@@ -331,7 +332,7 @@ class ClickHouseSink(Sink):
             self.dropped_over_max += rows
             if first:
                 self.warn(f"the ClickHouse spool {self.spool.folder} passed "
-                          f"--clickhouse-spool-max ({self.settings.spool_max:,} bytes): its "
+                          f"--clickhouse-spool-max ({size_text(self.settings.spool_max)}): its "
                           f"oldest batches are given up ({rows:,} rows so far; the CSV has "
                           "them)")
 
@@ -388,7 +389,7 @@ class ClickHouseSink(Sink):
             return None
         self.written += rows
         self._count_expired(data, oldest)
-        self._taken_again()
+        self._taken_again(rows)
         return True
 
     def _count_expired(self, data: bytes, oldest: int) -> None:
@@ -410,7 +411,7 @@ class ClickHouseSink(Sink):
         if self._failing_since is None:
             self._failing_since, self._delay, self._last_warned = now, RETRY_INTERVAL_SECONDS, now
             self.warn(f"{error}. Capture and the CSV go on; batches wait in {self.spool.folder} "
-                      f"(up to {self.settings.spool_max:,} bytes) and are sent in order once "
+                      f"(up to {size_text(self.settings.spool_max)}) and are sent in order once "
                       "ClickHouse takes them")
         else:
             self._delay = min(self._delay * 2, MAX_RETRY_SECONDS)
@@ -420,29 +421,30 @@ class ClickHouseSink(Sink):
                           f"{self.pending():,} rows wait in {self.spool.folder}")
         self._next_try = now + self._delay
 
-    def _taken_again(self) -> None:
+    def _taken_again(self, rows_taken: int) -> None:
         if self._failing_since is None:
             return
         waited = time.monotonic() - self._failing_since
         self._failing_since, self._next_try, self.last_error = None, 0.0, None
-        self.info(f"ClickHouse at {self.url} takes rows again after {waited:.0f} s: the "
-                  f"{self.pending():,} waiting rows are sent in order")
+        waiting = self.spool.rows + sum(r for _, r, _ in self._unspooled) - rows_taken
+        self.info(f"ClickHouse at {self.url} takes rows again after {waited:.0f} s"
+                  + (f": the {waiting:,} rows waiting in the spool are sent in order"
+                     if waiting > 0 else ""))
 
     def finish(self) -> None:
-        """The last batch, then everything waiting, sent; a ClickHouse that still fails is
-        retried as the CSV is (STOP_RETRY_SECONDS, not after a second Ctrl+C), and what it
-        did not take stays in the spool for the next run."""
+        """The last batch, then everything waiting, sent: ClickHouse is tried again at once,
+        and one that fails is retried as the CSV is (STOP_RETRY_SECONDS, not after a second
+        Ctrl+C). What it did not take stays in the spool for the next run."""
         if self._batch_since is not None:
             self._close_batch()
         self._spool_waiting()
-        give_up_at: float | None = None
+        self._next_try, self._delay = 0.0, RETRY_INTERVAL_SECONDS
+        give_up_at = time.monotonic() + STOP_RETRY_SECONDS
         while (self.spool.batches or self._unspooled) and not self.hurry.is_set():
             now = time.monotonic()
             if now >= self._next_try:
                 self._send(float("inf"))
-                continue
-            give_up_at = give_up_at or now + STOP_RETRY_SECONDS
-            if now >= give_up_at or self.hurry.wait(min(self._next_try, give_up_at) - now):
+            elif now >= give_up_at or self.hurry.wait(min(self._next_try, give_up_at) - now):
                 break
         if self._unspooled:  # neither the spool nor ClickHouse took them
             rows = sum(r for _, r, _ in self._unspooled)
@@ -490,6 +492,14 @@ class ClickHouseSink(Sink):
                 "clickhouse_spool": str(self.spool.folder),
                 "clickhouse_spool_bytes": self.spool.size,
                 "clickhouse_error": self.last_error}
+
+
+def size_text(size: int) -> str:
+    """Bytes as --clickhouse-spool-max takes them: 1 GiB, 500 MiB, 64 KiB, 900 bytes."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
 
 
 def _duration(seconds: int) -> str:

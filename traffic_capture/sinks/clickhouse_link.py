@@ -66,7 +66,8 @@ REFUSED_USER = {192: "unknown user", 193: "wrong password", 194: "a password is 
                 516: "authentication failed"}
 ACCESS_DENIED = 497
 UNKNOWN_DATABASE, UNKNOWN_TABLE = 81, 60
-UNREADABLE_BATCH = {6, 26, 27, 38, 41, 69, 72, 117, 131}  # parse errors: retrying cannot help
+# Parse errors (a value a column cannot hold): sending the batch again cannot help.
+UNREADABLE_BATCH = {6, 26, 27, 38, 41, 70, 72, 117, 131, 691}
 
 
 class StoreError(TrafficCaptureError):
@@ -167,10 +168,13 @@ class Credentials:
 
     def password_origin(self) -> str:
         """Where the password came from, in the words of the option or variable."""
-        return {FROM_FILE: f"the file {self.password_file}",
-                FROM_ENVIRONMENT: f"${PASSWORD_ENV}",
-                FROM_CREDENTIAL: f"systemd's credential '{PASSWORD_CREDENTIAL}'",
-                }.get(self.password_from or "", "no password given")
+        origin = {FROM_FILE: f"the file {self.password_file}",
+                  FROM_ENVIRONMENT: f"${PASSWORD_ENV}",
+                  FROM_CREDENTIAL: f"systemd's credential '{PASSWORD_CREDENTIAL}'",
+                  }.get(self.password_from or "")
+        return (f"from {origin}" if origin else
+                f"none was given: ${PASSWORD_ENV}, --clickhouse-password-file or systemd's "
+                f"credential '{PASSWORD_CREDENTIAL}'")
 
 
 def find_credentials(target: Target, password_file: Path | None) -> Credentials:
@@ -334,15 +338,17 @@ class Store:
         url, database = self.target.url, self.target.database
         code = getattr(error, "code", None)
         said = self.credentials.scrub(_said(error))
+        found = re.search(r"HTTP status (\d{3})\b", str(error))
+        status = found.group(1) if found else None
         transport = _transport_cause(error)
         if transport is not None:
             return self._transport(transport)
-        if code in REFUSED_USER or (code is None and re.search(r"HTTP status 40[13]\b", said)):
+        if code in REFUSED_USER or (code is None and status in ("401", "403")):
             user = self.credentials.user or "default"
             reason = REFUSED_USER.get(code or 0, "refused")
             return StoreRefused(f"ClickHouse at {url} refused the user '{user}' ({reason}): "
-                                f"check the user and the password (from "
-                                f"{self.credentials.password_origin()})")
+                                f"check the user and the password "
+                                f"({self.credentials.password_origin()})")
         if code == ACCESS_DENIED:
             return StoreRefused(f"ClickHouse at {url} denies the user "
                                 f"'{self.credentials.user or 'default'}' a right it needs "
@@ -358,12 +364,11 @@ class Store:
             return BatchRejected(f"ClickHouse at {url} cannot read the batch: {said}")
         if code is not None:  # ClickHouse answered with an error it may not give next time
             return StoreUnavailable(f"ClickHouse at {url} failed: {said}")
-        status = re.search(r"HTTP status (\d{3})\b", said)
-        if status is not None and status.group(1) in ("500", "502", "503", "504"):
-            return StoreUnavailable(f"{url} answered HTTP {status.group(1)}: {said}")
+        if status in ("500", "502", "503", "504"):
+            return StoreUnavailable(f"{url} answered HTTP {status}: {said}")
         return StoreRefused(
             f"{url} answers, but not as ClickHouse"
-            + (f" (HTTP {status.group(1)})" if status else "")
+            + (f" (HTTP {status})" if status else "")
             + ": check the host, the port (ClickHouse's HTTP port is 8123, 8443 with TLS) and "
             "http or https")
 
