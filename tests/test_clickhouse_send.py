@@ -380,6 +380,45 @@ def test_a_spool_left_by_kill_9_is_sent_by_the_next_run_without_doubling(
     assert spooled(spool) == []
 
 
+def test_a_clickhouse_down_at_start_gets_the_waiting_batches_once_it_is_up(
+        tmp_path: Path, store: Path) -> None:
+    """Nothing listens at start: capture and the CSV start anyway, batches wait; once
+    ClickHouse listens on that port, the running daemon checks its table and sends them."""
+    with unused_port() as port:
+        pass
+    csv, spool, stderr = tmp_path / "t.csv", tmp_path / "clickhouse-spool", tmp_path / "err"
+    daemon = subprocess.Popen(
+        [*DAEMON, "--server-ip", SERVER4, "--utc", "--read", "-", "--out", str(csv),
+         "--clickhouse", f"http://127.0.0.1:{port}/{DATABASE}", "--clickhouse-batch-seconds",
+         "0.2", "--clickhouse-batch-rows", "10"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr.open("w"),
+        env=sender_env())
+    assert daemon.stdin is not None
+    try:
+        daemon.stdin.write(PCAP_HEADER + traffic(RECENT, 40))
+        daemon.stdin.flush()
+        wait_until(lambda: "refuses connections" in stderr.read_text() and csv.exists()
+                   and sum(r for _, r in spooled(spool)) == len(read_rows(csv)) > 0)
+        with ChdbOverHttp(store, port=port) as clickhouse:
+            wait_until(lambda: "takes rows again" in stderr.read_text()
+                       and not spooled(spool))
+            daemon.stdin.close()  # the stream ends: the last window is written, and sent
+            assert daemon.wait(60) == 0, stderr.read_text()
+            assert store_sums(clickhouse.query_client()) == csv_sums(csv)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
+
+
+def wait_until(ready: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("it never happened")
+        time.sleep(0.1)
+
+
 def test_three_daemons_of_three_servers_fill_one_store(tmp_path: Path, store: Path) -> None:
     """Three captures read at once by three daemons, each with its server's name, into one
     ClickHouse (chDB behind the local HTTP server: chDB opens a folder in one process only)."""
