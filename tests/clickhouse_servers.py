@@ -51,6 +51,7 @@ class Insert:
     rows: int
     body: bytes
     outcome: str  # "stored", "failed" (500, nothing stored), "lost" (stored, then 500)
+    settings: dict[str, str] | None = None  # as they came, on the wire
 
 
 class _Server(ThreadingHTTPServer):
@@ -249,7 +250,7 @@ class ChdbOverHttp(LocalServer):
         columns = [c.strip().strip("`\"") for c in found.group(2).decode().split(",")]
         record = Insert(settings.get("insert_deduplication_token"),
                         max(data.count(b"\n") - 1, 0), data,
-                        {"fail": "failed", "lose": "lost"}.get(step, "stored"))
+                        {"fail": "failed", "lose": "lost"}.get(step, "stored"), settings)
         self.inserts.append(record)
         if step == "fail":
             clickhouse_error(handler, 1002, "a fault on purpose, nothing stored")

@@ -276,6 +276,15 @@ def test_failures_then_acceptance_keep_the_order_and_double_nothing(
         assert [i.outcome for i in inserts[:3]] == ["lost", "failed", "stored"]
         assert len({i.token for i in inserts[:3]}) == 1
         assert len({i.body for i in inserts[:3]}) == 1  # the same bytes, from the spool
+        for insert in inserts:  # async inserts, answered once stored, deduplicated
+            assert insert.settings is not None
+            assert {k: insert.settings.get(k) for k in (
+                "async_insert", "wait_for_async_insert", "deduplicate_insert",
+                "async_insert_deduplicate",
+                "deduplicate_blocks_in_dependent_materialized_views")} == {
+                "async_insert": "1", "wait_for_async_insert": "1", "deduplicate_insert":
+                "enable", "async_insert_deduplicate": "1",
+                "deduplicate_blocks_in_dependent_materialized_views": "1"}
         tokens = [i.token for i in inserts]
         first_seen = list(dict.fromkeys(tokens))
         assert [i.token for i in inserts if i.outcome == "stored"] == first_seen
