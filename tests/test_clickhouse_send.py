@@ -180,6 +180,11 @@ def test_a_url_that_is_not_clickhouse_stops_the_run_in_one_line(tmp_path: Path) 
     line = one_line(result)
     assert f"{web_server.url()} answers, but not as ClickHouse" in line
     assert "ClickHouse's HTTP port is 8123" in line
+    with NotClickHouse() as web_server:  # https to a port that speaks plain http
+        url = web_server.url().replace("http://", "https://")
+        result = send(["--read", str(pcap), "--out", str(csv), "--clickhouse", url])
+    assert result.returncode == 1
+    assert f"{url}: the TLS handshake failed" in one_line(result)
     assert not csv.exists()
 
 

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import socket
-import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,7 +376,7 @@ class Store:
         if isinstance(cause, socket.gaierror) or "NameResolution" in type(cause).__name__:
             return StoreRefused(f"--clickhouse {url}: the host {target.host} is not known "
                                 "(DNS)")
-        if isinstance(cause, ssl.SSLError):
+        if type(cause).__name__ == "SSLError":  # ssl's, or urllib3's around it
             return StoreRefused(f"{url}: the TLS handshake failed ({_first_line(cause)}): is "
                                 "it an http port given as https, or a certificate this "
                                 "machine does not trust?")
@@ -416,8 +415,8 @@ def _transport_cause(error: BaseException) -> BaseException | None:
         module = type(current).__module__
         if isinstance(current, OSError) or module.startswith("urllib3"):
             found = current
-            if isinstance(current, (socket.gaierror, ssl.SSLError, ConnectionRefusedError,
-                                    TimeoutError)):
+            if isinstance(current, (socket.gaierror, ConnectionRefusedError, TimeoutError)) \
+                    or type(current).__name__ == "SSLError":
                 return current
         reason = getattr(current, "reason", None)  # urllib3's MaxRetryError holds the cause
         current = reason if isinstance(reason, BaseException) else (
