@@ -172,6 +172,7 @@ def test_refused_credentials_stop_the_run_in_one_line_that_never_shows_the_passw
 
 
 def test_a_url_that_is_not_clickhouse_stops_the_run_in_one_line(tmp_path: Path) -> None:
+    needs_module("clickhouse_connect")
     pcap, csv = write_pcap(tmp_path / "a.pcap", RECENT, 10), tmp_path / "t.csv"
     with NotClickHouse() as web_server:
         result = send(["--read", str(pcap), "--out", str(csv), "--clickhouse",
@@ -220,6 +221,7 @@ def test_a_clickhouse_that_never_answers_leaves_capture_and_the_csv_alone(
         tmp_path: Path) -> None:
     """Timeouts: the rows all reach the CSV (as without --clickhouse), the batches wait in
     the spool, /api/status says so, and the run ends normally."""
+    needs_module("clickhouse_connect")
     needs_module("fastapi", "web")
     import httpx
 
