@@ -37,10 +37,10 @@ from tests.clickhouse_store import (
     traffic,
     write_pcap,
 )
-from tests.conftest import DAEMON, child_env, read_rows
+from tests.conftest import DAEMON, child_env, fill_disk, read_rows
 from tests.frames import SERVER4
 from tests.requirements import needs_module
-from traffic_capture.sinks.clickhouse_spool import BATCH_NAME, REJECTED
+from traffic_capture.sinks.clickhouse_spool import BATCH_NAME, REJECTED, Spool
 
 NOW = int(time.time()) // 60 * 60
 RECENT = NOW - 1200  # well inside the ingest table's TTL of 15 days
@@ -501,6 +501,26 @@ def test_a_batch_clickhouse_cannot_read_is_set_aside_and_the_rest_goes_on(
         assert store_sums(client) == csv_sums(csv)
 
 
+def test_a_full_disk_under_the_spool_sends_the_batches_from_memory(
+        small_disk: Path, tmp_path: Path, store: Path) -> None:
+    spool = small_disk / "spool"
+    made = Spool(spool, 1 << 20)
+    made.open()  # made while there is room (its lock file), then let go
+    made.close()
+    fill_disk(small_disk, leave_free=0)
+    pcap, csv = write_pcap(tmp_path / "a.pcap", RECENT, 60), tmp_path / "t.csv"
+    result = send(["--read", str(pcap), "--out", str(csv), "--clickhouse",
+                   f"chdb://{store}/{DATABASE}", "--clickhouse-spool", str(spool),
+                   "--clickhouse-batch-rows", "10"])
+    assert result.returncode == 0, result.stderr
+    assert f"cannot write the ClickHouse spool {spool} (No space left on device)" in \
+        result.stderr
+    assert ", 0 pending" in result.stderr and "given up" not in result.stderr
+    with chdb_client(store) as client:
+        assert store_sums(client) == csv_sums(csv)
+        assert stored_rows(client) == len(read_rows(csv))
+
+
 def test_the_service_unit_loads_the_password_and_keeps_it_out_of_the_unit(
         tmp_path: Path) -> None:
     password = "unit-Passw0rd-987"
@@ -549,8 +569,6 @@ def test_the_daemon_reads_the_password_from_systemds_credential(tmp_path: Path,
 
 def test_a_second_daemon_on_the_same_spool_is_refused_before_anything_is_created(
         tmp_path: Path, store: Path) -> None:
-    from traffic_capture.sinks.clickhouse_spool import Spool
-
     spool = Spool(tmp_path / "spool", 1 << 20)
     spool.open()
     try:

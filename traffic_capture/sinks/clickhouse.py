@@ -252,7 +252,7 @@ class ClickHouseSink(Sink):
     def open(self) -> None:
         left = self.spool.open()
         self.carried = sum(batch.rows for batch in left)
-        self._give_up(self.spool.trim(), over_max=True)
+        self._over_max(self.spool.trim())
         if left:
             self.info(f"clickhouse: {self.carried:,} rows an earlier run left in "
                       f"{self.spool.folder} are sent first")
@@ -314,27 +314,28 @@ class ClickHouseSink(Sink):
                               f"({error.strerror or error}): batches wait in memory (up to "
                               f"{MAX_UNSPOOLED_ROWS:,} rows) and are sent from there")
                 while sum(r for _, r, _ in self._unspooled) > MAX_UNSPOOLED_ROWS:
-                    self.dropped += self._unspooled.popleft()[1]
+                    rows = self._unspooled.popleft()[1]
+                    self.dropped += rows
+                    self.warn(f"clickhouse: {rows:,} rows neither spooled nor sent are given "
+                              f"up, past {MAX_UNSPOOLED_ROWS:,} in memory (the CSV has them)")
                 return
             self._unspooled.popleft()
-            self._give_up(dropped, over_max=True)
+            self._over_max(dropped)
             if self._spool_refused:
                 self._spool_refused = False
                 self.info(f"the ClickHouse spool {self.spool.folder} is writable again")
 
-    def _give_up(self, batches: list[SpooledBatch], over_max: bool) -> None:
+    def _over_max(self, batches: list[SpooledBatch]) -> None:
+        """Batches the spool gave up to stay under --clickhouse-spool-max: counted, said once."""
         if not batches:
             return
         rows = sum(batch.rows for batch in batches)
         self.dropped += rows
-        if over_max:
-            first = not self.dropped_over_max
-            self.dropped_over_max += rows
-            if first:
-                self.warn(f"the ClickHouse spool {self.spool.folder} passed "
-                          f"--clickhouse-spool-max ({size_text(self.settings.spool_max)}): its "
-                          f"oldest batches are given up ({rows:,} rows so far; the CSV has "
-                          "them)")
+        if not self.dropped_over_max:
+            self.warn(f"the ClickHouse spool {self.spool.folder} passed --clickhouse-spool-max "
+                      f"({size_text(self.settings.spool_max)}): its oldest batches are given "
+                      f"up ({rows:,} rows so far; the CSV has them)")
+        self.dropped_over_max += rows
 
     def _send(self, budget: float) -> None:
         """Waiting batches to ClickHouse, oldest first, for about `budget` seconds; the first
