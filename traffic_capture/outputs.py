@@ -17,6 +17,7 @@ REGISTRY: list[str] = [
     "traffic_capture.sinks.csv_file",  # always on: the CSV is the product
     "traffic_capture.web.output",
     "traffic_capture.sinks.history",
+    "traffic_capture.sinks.clickhouse",
     "traffic_capture.sinks.packet_log",
     "traffic_capture.sinks.viewer",
 ]

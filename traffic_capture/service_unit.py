@@ -75,18 +75,20 @@ def service_arguments(parser: argparse.ArgumentParser, argv: list[str],
     return arguments
 
 
-def save_credentials(credentials: list[Credential]) -> None:
-    """Write the secrets given on this command line to their root-only files."""
-    for credential in credentials:
+def save_credentials(credentials: list[tuple[Credential, str | None]]) -> None:
+    """Write the secrets given on this command line to their root-only files; each comes
+    with the option that names such a file instead (for the error's advice)."""
+    for credential, file_option in credentials:
         if credential.value is None:
             continue
         try:
             write_secret_file(credential.path, credential.value)
         except OSError as error:
+            instead = f" with {file_option}" if file_option else ""
             raise UsageError(
                 f"cannot save the {credential.name} to {credential.path} "
                 f"({error.strerror or error}): run this as root, or give the file yourself "
-                "(mode 0600, root's) with --web-token-file") from None
+                f"(mode 0600, root's){instead}") from None
 
 
 def unit_for(python: str, parser: argparse.ArgumentParser, argv: list[str],
@@ -95,10 +97,12 @@ def unit_for(python: str, parser: argparse.ArgumentParser, argv: list[str],
     holds --out (the command line adds the state folder's CSV when the user gave none)."""
     leave_out = {option for enabled in config.outputs
                  for option in enabled.output.secret_options}
-    credentials = [Credential(c.name, c.path.expanduser().absolute(), c.value)
-                   for enabled in config.outputs
-                   for c in enabled.output.service_credentials(enabled.settings)]
-    save_credentials(credentials)
+    owned = [(Credential(c.name, c.path.expanduser().absolute(), c.value),
+              next((o for o in enabled.output.secret_options if o.endswith("-file")), None))
+             for enabled in config.outputs
+             for c in enabled.output.service_credentials(enabled.settings)]
+    save_credentials(owned)
+    credentials = [credential for credential, _ in owned]
     folders = [folder.expanduser().absolute() for enabled in config.outputs
                for folder in enabled.output.service_folders(enabled.settings)]
     csv = config.settings_of("csv")
