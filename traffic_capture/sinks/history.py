@@ -36,6 +36,7 @@ POLL_SECONDS = 5.0
 # --history-flush: how late readers see the open period, and the most a kill -9 takes from the
 # history (the CSV has it all). Each flush is a part to read until the next merge.
 DEFAULT_FLUSH_SECONDS = 30.0
+FILE_FLUSH_SECONDS = 1.0  # reading capture files (see HistoryOutput.build)
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,12 @@ class HistoryOutput(Output[HistorySettings]):
                                args.history_flush or DEFAULT_FLUSH_SECONDS)
 
     def build(self, settings: HistorySettings, context: OutputContext) -> Sink:
+        # Reading files, windows come in bursts and a reader (the dashboard that stays up
+        # after them) should not wait half a minute for their last rows: flush each second.
+        flush_seconds = (min(settings.flush_seconds, FILE_FLUSH_SECONDS) if context.lossless
+                         else settings.flush_seconds)
         return HistorySink(settings.path, settings.levels, context.warn, context.info,
-                           flush_seconds=settings.flush_seconds)
+                           flush_seconds=flush_seconds)
 
     def service_folders(self, settings: HistorySettings) -> list[Path]:
         return [settings.path]
