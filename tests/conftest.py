@@ -38,6 +38,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             for marker in MARKERS_OF_FIXTURE.get(fixture, ()):
                 item.add_marker(marker)
     give_each_test_its_own_node_id(items)
+    suffix_groups_for_pytest_9(items)
+
+
+def suffix_groups_for_pytest_9(items: list[pytest.Item]) -> None:
+    """pytest-xdist's --dist loadgroup schedules by a node id ending in @GROUP, which it sets
+    on `_nodeid`; pytest 9 derives the node id from `_id`, so that suffix never showed and
+    every group's tests were spread over the workers (each worker then built the group's
+    costly fixtures again). Here the suffix goes where pytest 9 reads it."""
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        if names and hasattr(item, "_id") and "@" not in item.nodeid:
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
 
 
 def give_each_test_its_own_node_id(items: list[pytest.Item]) -> None:

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_COLUMNS = [*COLUMNS, *tg.DERIVED]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     folder = tmp_path_factory.mktemp("dash")
     csv = write_traffic_csv(folder / "traffic.csv", traffic_rows(windows=14))
@@ -51,7 +51,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
     return out, read_traffic(csv)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def linked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, Path]:
     folder = tmp_path_factory.mktemp("linked")
     csv = write_traffic_csv(folder / "traffic.csv", traffic_rows(windows=9, seed=5), ";")
@@ -60,7 +60,7 @@ def linked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame
     return out, read_traffic(csv), csv
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lo_books(built, linked,
              tmp_path_factory: pytest.TempPathFactory) -> dict[str, openpyxl.Workbook]:
     """Both workbooks as LibreOffice computed and saved them (one LibreOffice run)."""
@@ -69,7 +69,7 @@ def lo_books(built, linked,
             "linked": openpyxl.load_workbook(live, data_only=True)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lo_values(lo_books) -> openpyxl.Workbook:
     return lo_books["plain"]
 
@@ -513,7 +513,7 @@ def test_the_connection_splits_on_the_csvs_own_delimiter(delimiter: str, flags: 
 
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def a_day_built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A 24-hour CSV (17,280 windows) and its dashboard."""
     folder = tmp_path_factory.mktemp("day")
@@ -523,7 +523,7 @@ def a_day_built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return csv, out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def a_day(a_day_built: tuple[Path, Path]) -> tuple[Path, Path]:
     """The 24-hour CSV and its dashboard, as LibreOffice recomputed it."""
     csv, out = a_day_built
@@ -628,7 +628,7 @@ ADDRESS_ORDER = ["9.1.1.1", "10.0.0.1", "10.0.0.2", "10.0.0.10", "192.168.1.1", 
 HOURS = [datetime(2026, 3, 2, h) for h in (10, 11, 12, 13)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def by_hour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The hourly dashboard, as built and as LibreOffice recomputed and printed it."""
     folder = tmp_path_factory.mktemp("by_hour")

@@ -49,7 +49,7 @@ def run_log(pcap: Path, out_dir: Path, *extra: str) -> tuple[list[dict], Path, P
     return read_log(log), log, csv
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> traffic.Recorded:
     needs_root()
     needs_tools("ip", "tcpdump", "tshark", "curl", "ping", "ss")

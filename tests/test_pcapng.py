@@ -20,7 +20,7 @@ from traffic_capture.sources import chunks
 from traffic_capture.sources.capture_file import CaptureFile
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pcapng") / "mixed.pcapng"
     path.write_bytes(mixed_file())

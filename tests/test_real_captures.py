@@ -40,7 +40,7 @@ FORMATS = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rec(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     """One traffic session recorded by every capture kind (built once for the module)."""
     require_lab()

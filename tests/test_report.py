@@ -25,7 +25,7 @@ C = "{http://schemas.openxmlformats.org/drawingml/2006/chart}"
 LABELS = ["HTTP", "FTP", "TCP", "UDP", "Other"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     folder = tmp_path_factory.mktemp("report")
     csv = write_traffic_csv(folder / "traffic.csv", traffic_rows(windows=15, seed=3), ";")
@@ -34,7 +34,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
     return out, read_traffic(csv)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lo_book(built, tmp_path_factory: pytest.TempPathFactory) -> openpyxl.Workbook:
     out, _ = built
     return openpyxl.load_workbook(convert(out, "xlsx", tmp_path_factory.mktemp("lo")),
@@ -149,7 +149,7 @@ def test_bad_header_is_one_line(tmp_path: Path, capsys) -> None:
 
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pdf_pages(built, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The report as LibreOffice prints it, one text per page (pdftotext, poppler-utils)."""
     out, _ = built
@@ -209,7 +209,7 @@ def split_case(n: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def split_printed(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[list[str], str]]:
     """The clients and the first printed page of the report of 1, 2 and 3 clients (3: the
     sample's CSV) and of as many as the in/out chart shows."""

@@ -88,7 +88,7 @@ def screenshot(display: str, path: Path) -> None:
     assert int(colours) > 20, "the screen is blank"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> traffic.Recorded:
     needs_root()
     needs_tools("ip", "tcpdump", "tshark", "curl", "ping", "ss")

@@ -155,7 +155,7 @@ def test_a_window_closed_again_adds_to_the_page_instead_of_replacing_it(tmp_path
 CLASS_NAMES = ("HTTP", "FTP", "TCP", "UDP", "Other")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sample_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
     out = tmp_path_factory.mktemp("page") / "t.csv"
     web = WebProcess(["--read", str(REPO / "samples" / "sample.pcap"), "--server-ip", "192.0.2.1",
@@ -327,7 +327,7 @@ WEEK_END = 1_700_000_000 // 3600 * 3600
 WEEK_CLIENTS = ("198.51.100.1", "198.51.100.2", "2001:db8::9")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def week_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
     pytest.importorskip("duckdb")
     import numpy as np

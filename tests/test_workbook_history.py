@@ -29,7 +29,7 @@ CLIENTS = ("10.0.0.2", "10.0.0.10", "192.0.2.7", "2001:db8::5")
 CLASS_COLUMNS = [f"{c}_bytes" for c in CLASSES]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     """Ten hours of 5-second windows (4 clients, each direction in 3 windows of 10) as the
     daemon writes them in local time, imported into a history; and the CSV's rows."""
