@@ -79,9 +79,9 @@ def _serve(path: Path | None, host: str, port: int, token: str | None, history: 
     require_web()
     from traffic_capture.web.api import WebApp
     from traffic_capture.web.csv_follow import CsvFollower
-    from traffic_capture.web.history_follow import HistoryFollower
     from traffic_capture.web.http_server import WebServer
     from traffic_capture.web.memory_store import MemoryStore
+    from traffic_capture.web.store_follow import StoreFollower
     from traffic_capture.web.stored_history import StoredHistory
     from traffic_capture.web.tiered import TieredReader
 
@@ -94,7 +94,7 @@ def _serve(path: Path | None, host: str, port: int, token: str | None, history: 
     window = rows[-1].window_end - rows[-1].window_start if rows else _finest(stored)
     store = MemoryStore(max(window, 1), history)
     store.load_rows(rows)
-    history_follower = (HistoryFollower(stored, store.window_seconds)
+    history_follower = (StoreFollower(stored, store.window_seconds)
                         if follower is None and stored is not None else None)
     reader: Reader = store if stored is None else TieredReader(store, stored)
     started = time.time()
