@@ -227,9 +227,9 @@ def _serve_fleet(url: str, password_file: Path | None, host: str, port: int,
             server.start()
             if not quiet:
                 count = len(scopes.servers())
-                sys.stderr.write(f"{PROG}: serving {target.shown} ({count} server"
-                                 f"{'s' if count != 1 else ''}) at {server.url}"
-                                 + (" (token required)" if token else "") + "; Ctrl+C to stop\n")
+                sys.stderr.write(f"{PROG}: serving {target.shown} at {server.url} ({count} "
+                                 f"server{'s' if count != 1 else ''}"
+                                 + (", token required" if token else "") + "); Ctrl+C to stop\n")
                 sys.stderr.flush()
             while not stop.wait(STORE_POLL_SECONDS):
                 try:
