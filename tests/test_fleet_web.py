@@ -328,3 +328,40 @@ def test_the_page_picks_a_server_and_a_range_at_420_px(
         assert not console_errors(driver)
     finally:
         driver.quit()
+
+
+def test_no_generated_request_gets_a_500_over_a_fleet(tmp_path: Path) -> None:
+    """schemathesis against the API's spec over a fleet (chDB in this process, a store of its
+    own): every operation but the endless stream, servers held and not, ranges of any kind."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.fleet_store import KEEP_ALL, engine, insert
+    from traffic_capture.fleet.migrate import init
+    from traffic_capture.fleet.reader import ClickHouseReader
+    from traffic_capture.web.api import WebApp
+    from traffic_capture.web.fleet import FleetScopes
+
+    with engine(tmp_path / "ch") as client:
+        database = fresh_database("schema")
+        init(client, database, keep=KEEP_ALL)
+        insert(client, database, [(server, FLEET_START + 5 * k, "10.0.0.1", "in",
+                                   [k, 1, 2, 3, 4]) for k in range(50) for server in SERVERS])
+        scopes = FleetScopes(ClickHouseReader(client, database=database), 3600)
+        scopes.poll()
+        app = WebApp(scopes.scope(None).store, lambda: {"mode": "test"}, scopes=scopes).app
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
+            path="/api/stream")
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert len(operations) == 9
+        for operation in operations:
+            @given(operation.as_strategy(), st.sampled_from([None, *SERVERS]))
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+            def no_500(case: Any, server: str | None) -> None:
+                if server is not None and isinstance(case.query, dict):
+                    case.query["server"] = server
+                response = case.call()
+                assert response.status_code < 500, (case.path, case.query, response.text)
+
+            no_500()
