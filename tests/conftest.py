@@ -160,8 +160,9 @@ def in_netns(namespace: str, command: list[str]) -> list[str]:
 class ChildProcess:
     """A command in a child process; stderr is drained in a thread so it never blocks."""
 
-    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+    def __init__(self, command: list[str], env: dict[str, str] | None = None,
+                 stdin: int = subprocess.DEVNULL) -> None:
+        self.process = subprocess.Popen(command, stdin=stdin,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         env=env if env is not None else child_env())
         self._stderr: list[str] = []

@@ -4,7 +4,6 @@ browser): no console errors, one bar per client, a click drills down, Back retur
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,32 +17,16 @@ from selenium.common.exceptions import (  # noqa: E402
     NoSuchElementException,
     StaleElementReferenceException,
 )
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from tests.conftest import REPO  # noqa: E402
+from tests.web_browser import browser, pick_span, shown_resolution  # noqa: E402
 from tests.web_helpers import T0, WebProcess, append, window_rows  # noqa: E402
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = os.environ.get("TRAFFIC_WEB_SCREENSHOT")  # a path: also save a screenshot there
 pytestmark = pytest.mark.browser
-
-
-def browser(language: str = "en-US") -> webdriver.Chrome:
-    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
-        pytest.skip("needs Debian's chromium and chromium-driver (installed by .ci/run)")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1200,900", f"--lang={language}"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": language})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(DRIVER))
 
 
 def test_page_bars_drill_down_and_back(tmp_path: Path) -> None:
@@ -346,19 +329,6 @@ def week_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
         yield web
     finally:
         assert web.stop() == 0
-
-
-def pick_span(driver: webdriver.Chrome, value: str) -> None:
-    from selenium.webdriver.support.ui import Select
-
-    Select(driver.find_element(By.ID, "span")).select_by_value(value)
-
-
-def shown_resolution(driver: webdriver.Chrome, element: str = "resolution") -> str:
-    try:
-        return driver.find_element(By.ID, element).get_attribute("data-resolution") or ""
-    except (NoSuchElementException, StaleElementReferenceException):
-        return ""
 
 
 @pytest.mark.parametrize(("language", "per_minute"), [("en-US", "per minute"),

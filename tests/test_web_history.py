@@ -80,7 +80,10 @@ def test_serve_reads_a_history_while_a_child_writes_it(tmp_path: Path) -> None:
             60, START + 5 * WINDOWS) else None)(get(web.url + "api/protocols?seconds=300")[1]))
         want = prefix_sums(WINDOWS) - prefix_sums(WINDOWS - 60)
         assert per_class(recent) == want.tolist() and recent["resolution"] == 5
-        status = get(web.url + "api/status")[1]
+        # The memory looks at the history every 5 s: the child may have written it all since
+        # the last look.
+        status = eventually(lambda: (lambda a: a if a["history_to"] == START + 5 * WINDOWS
+                                     else None)(get(web.url + "api/status")[1]))
         assert status["history_windows"] == 720  # the memory: its last hour
         assert [r["resolution"] for r in status["history_store"]["resolutions"]] == [5, 60, 3600]
         assert status["history_store"]["resolutions"][0]["to"] == START + 5 * WINDOWS

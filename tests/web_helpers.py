@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -51,8 +52,11 @@ def append(path: Path, rows: list[Row]) -> None:
 class WebProcess(ChildProcess):
     """`traffic-capture ... --web` (or `serve`) in a child process, returned with its URL."""
 
-    def __init__(self, args: list[str], prefix: list[str] | None = None, **env: str) -> None:
-        super().__init__([*(prefix or []), *DAEMON, *args], env=child_env(**env))
+    def __init__(self, args: list[str], prefix: list[str] | None = None,
+                 program: list[str] | None = None, stdin: int = subprocess.DEVNULL,
+                 **env: str) -> None:
+        super().__init__([*(prefix or []), *(program or DAEMON), *args], env=child_env(**env),
+                         stdin=stdin)
         self.url = self._wait_url()
 
     def _wait_url(self) -> str:

@@ -1,5 +1,6 @@
 """The questions every store of closed windows answers, whatever holds them: the web's memory
-of the last hour, the DuckDB history of months, a ClickHouse fleet.
+of the last hour, the DuckDB history of months, a ClickHouse fleet (which also answers per
+server: `FleetReader`).
 
 A store implements `Reader` (a few range aggregates, in numpy columns); the web's API, `excel`
 and `report` ask through it and never know which store, or which SQL, answered. The shapes
@@ -186,4 +187,42 @@ class Reader(Protocol):
                        ) -> ServiceTotals | None:
         """Bytes per server-side service, or None when the store has no ports (a CSV, the
         history): only live packets carry them."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServerSpan:
+    """A server of a fleet and the windows held of it: from the start of the first to the end
+    of the last (None: none held)."""
+
+    name: str
+    first_start_s: int | None
+    last_end_s: int | None
+
+
+@dataclass(frozen=True)
+class ServerTotals:
+    """Bytes per server over a range: sums[i, 0] in, sums[i, 1] out, each (classes,); servers
+    by name."""
+
+    servers: Sequence[str]
+    sums: np.ndarray  # int64 (servers, 2, classes)
+    resolution: int
+    coverage: Coverage
+
+
+class FleetReader(Reader, Protocol):
+    """A store of many servers' windows: as a Reader, every server's rows summed (a client's
+    bytes on two servers are added up); per server through `of_servers`."""
+
+    def servers(self) -> list[ServerSpan]:
+        """Every server held, by name."""
+        ...
+
+    def server_totals(self, when: TimeRange, resolution: int) -> ServerTotals:
+        """Each server's bytes over the windows of that resolution overlapping `when`."""
+        ...
+
+    def of_servers(self, servers: Sequence[str] | None) -> FleetReader:
+        """The same store read for these servers only (None: all of them)."""
         ...

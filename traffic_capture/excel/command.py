@@ -1,5 +1,5 @@
-"""What every workbook command shares: the rows in (a CSV, or a history's rollup that fits
-the range), a workbook out, errors in one line.
+"""What every workbook command shares: the rows in (a CSV, or the rollup that fits the range
+of a history or of a fleet's ClickHouse), a workbook out, errors in one line.
 
 `traffic-capture excel` (dashboard.py) and `traffic-capture report` (report.py) are this
 plus how they build their workbook.
@@ -67,15 +67,27 @@ def workbook_parser(prog: str, description: str, default_out: str) -> argparse.A
                         help="build from the history at PATH instead (the daemon's --history), "
                              "from its rollup that fits the range: a month from its hourly "
                              "rows, an hour from its 5-second ones")
+    source.add_argument("--clickhouse", metavar="URL",
+                        help="build from a fleet's ClickHouse database instead (http://HOST:"
+                             "8123/DATABASE, https://HOST:8443/DATABASE or chdb://FOLDER/"
+                             "DATABASE; the 'clickhouse' extra), from its rollup that fits "
+                             "the range, every server's rows with a server slicer. The user "
+                             "comes from the URL or TRAFFIC_CLICKHOUSE_USER, the password from "
+                             "--password-file, TRAFFIC_CLICKHOUSE_PASSWORD or the systemd "
+                             "credential clickhouse-password")
+    parser.add_argument("--server", action="append", metavar="NAME",
+                        help="with --clickhouse: this server's rows only (repeat for several)")
+    parser.add_argument("--password-file", type=Path, metavar="PATH",
+                        help="with --clickhouse: a file whose first line is the password")
     parser.add_argument("--from", dest="start", type=_when, metavar="WHEN",
                         help=f"first time shown: {EXAMPLES}, a span back from the newest "
-                             "window held. Default: with --history, 7 days before --to; "
-                             "with --csv, the first row")
+                             "window held. Default: with --history or --clickhouse, 7 days "
+                             "before --to; with --csv, the first row")
     parser.add_argument("--to", dest="end", type=_when, metavar="WHEN",
                         help="time the range ends (same forms; default: the newest window)")
     parser.add_argument("--utc", action="store_true",
-                        help="with --history: show times, and read --from/--to, in UTC "
-                             "rather than local time")
+                        help="with --history or --clickhouse: show times, and read "
+                             "--from/--to, in UTC rather than local time")
     parser.add_argument("--out", default=default_out, type=Path,
                         help=f"workbook to write (default: {default_out})")
     return parser
@@ -92,8 +104,12 @@ def parse_workbook_args(parser: argparse.ArgumentParser,
                         argv: list[str] | None) -> argparse.Namespace:
     """Parse, refusing in one line what cannot go together."""
     args = parser.parse_args(_spans_joined(sys.argv[1:] if argv is None else argv))
-    if args.utc and args.history is None:
-        parser.error("--utc goes with --history (a CSV's times are shown as written)")
+    if args.utc and args.history is None and args.clickhouse is None:
+        parser.error("--utc goes with --history or --clickhouse (a CSV's times are shown as "
+                     "written)")
+    for given, flag in ((args.server, "--server"), (args.password_file, "--password-file")):
+        if given and args.clickhouse is None:
+            parser.error(f"{flag} goes with --clickhouse")
     if (args.start is not None and args.end is not None and args.start.wall is not None
             and args.end.wall is not None and args.start.wall >= args.end.wall):
         parser.error(f"--from {args.start.wall} is not before --to {args.end.wall}")
@@ -114,12 +130,15 @@ def _spans_joined(argv: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class WorkbookRows:
-    """What a workbook is built from: the rows, the --group to build with, and where they come
-    from ("" for a CSV; for a history its resolution and the range covered)."""
+    """What a workbook is built from: the rows (with a `server` column when several servers of
+    a fleet are in), the --group to build with, where they come from ("" for a CSV; for a
+    history or a fleet its resolution and the range covered) and the option that reads them
+    again ("--history", "--clickhouse")."""
 
     frame: pd.DataFrame
     group: str
     note: str = ""
+    source_option: str = ""
 
 
 def check_out(out: Path) -> None:
@@ -166,16 +185,24 @@ def _fit(df: pd.DataFrame, source: str, limit: int = EXCEL_MAX_DATA_ROWS) -> pd.
 def load_rows(args: argparse.Namespace) -> WorkbookRows:
     """The rows the options ask for: the CSV's, or the history's at the resolution that fits
     the range (said on stderr, as the workbook says it)."""
-    if args.history is None:
+    if args.history is None and args.clickhouse is None:
         return WorkbookRows(load_for_excel(args.csv, start=args.start, end=args.end),
                             args.group)
-    from traffic_capture.excel.from_history import read_history
+    if args.history is not None:
+        from traffic_capture.excel.from_history import read_history
 
-    read = read_history(args.history, args.start, args.end, args.group, args.utc)
+        read = read_history(args.history, args.start, args.end, args.group, args.utc)
+        source, option = f"history {args.history}", "--history"
+    else:
+        from traffic_capture.excel.from_fleet import read_fleet
+
+        read = read_fleet(args.clickhouse, args.password_file, args.server, args.start,
+                          args.end, args.group, args.utc)
+        source, option = f"ClickHouse {args.clickhouse}", "--clickhouse"
     for warning in read.warnings:
         print(f"note: {warning}", file=sys.stderr)
     print(f"note: {read.note}", file=sys.stderr)
-    return WorkbookRows(_fit(read.frame, f"history {args.history}"), read.group, read.note)
+    return WorkbookRows(_fit(read.frame, source), read.group, read.note, option)
 
 
 def run_workbook_command(prog: str, args: argparse.Namespace,

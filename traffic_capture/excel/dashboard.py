@@ -2,7 +2,8 @@
 
 The workbook holds the rows on the Data sheet (a Table, or with --link the range of a query table
 over the CSV), two PivotTables on one cache (per client, per protocol) with their cells already
-rendered, a stacked PivotChart with its points cached, and slicers wired to both pivots.
+rendered, a stacked PivotChart with its points cached, and slicers wired to both pivots (one
+more, `server`, when a fleet's rows of several servers are in).
 XlsxWriter writes the sheets, the Table, the rendered cells and the chart; ooxml/ adds what it
 cannot (pivot cache and records, pivots, slicers, the PivotChart link, the CSV connection) to the
 zip it produced.
@@ -45,9 +46,13 @@ CHART_SCALE = (2.0, 1.3)
 X14_NS = px.X14_NS
 # client and direction pick who; date and hour pick when (the time-range picker).
 SLICER_FIELDS = ("client_ip", "direction", "date", "hour")
-# Where each slicer sits on the dashboard: (column, row) of its top-left and bottom-right cells.
+SERVER = "server"  # a fleet's rows of several servers: a column and a slicer more
+# Where each slicer sits on the dashboard: (column, row) of its top-left and bottom-right cells;
+# with a server slicer, it takes the top of the client's.
 SLICER_ANCHORS = {"client_ip": ((0, 2), (3, 10)), "direction": ((0, 10), (3, 13)),
                   "date": ((0, 13), (3, 17)), "hour": ((0, 17), (3, 21))}
+SERVER_SLICER_ANCHORS = {**SLICER_ANCHORS, SERVER: ((0, 2), (3, 6)),
+                         "client_ip": ((0, 6), (3, 10))}
 # Excel keeps a text connection's file name in 255 characters at most.
 EXCEL_MAX_PATH = 255
 WINDOWS_PATH_FORBIDDEN = set('<>"|?*') | {chr(c) for c in range(32)}
@@ -61,12 +66,18 @@ class Layouts:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the workbook shows: the Data sheet's columns and the pivots' row field."""
+    """What the workbook shows: the Data sheet's columns, the pivots' row field and the
+    slicers."""
 
     data: pd.DataFrame
     row_field: str
     items: px.CacheItems
     lay: Layouts
+    slicers: tuple[str, ...] = SLICER_FIELDS
+
+    @property
+    def anchors(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+        return SERVER_SLICER_ANCHORS if SERVER in self.slicers else SLICER_ANCHORS
 
 
 def layouts(items: px.CacheItems, row_field: str) -> Layouts:
@@ -80,11 +91,14 @@ def layouts(items: px.CacheItems, row_field: str) -> Layouts:
 
 
 def plan(df: pd.DataFrame, group: str = "auto") -> Plan:
-    """The Data sheet (the CSV's columns, then date, hour, minute) and the unit pivots group by."""
-    data = tg.with_derived(df.loc[:, list(COLUMNS)])
+    """The Data sheet (the CSV's columns, a fleet's server, then date, hour, minute) and the
+    unit pivots group by."""
+    server = [SERVER] if SERVER in df.columns else []
+    data = tg.with_derived(df.loc[:, [*COLUMNS, *server]])
     row_field = tg.group_field(data, group)
-    items = px.cache_items(data, tuple(dict.fromkeys((row_field, *SLICER_FIELDS))))
-    return Plan(data, row_field, items, layouts(items, row_field))
+    slicers = (*server, *SLICER_FIELDS)
+    items = px.cache_items(data, tuple(dict.fromkeys((row_field, *slicers))))
+    return Plan(data, row_field, items, layouts(items, row_field), slicers)
 
 
 def unit(p: Plan) -> str:
@@ -297,14 +311,14 @@ def add_pivots(pkg: Package, p: Plan, workbook_file: str, source: str) -> None:
     pivots = [(pkg.sheet_id(lay.client.sheet), lay.client.name),
               (pkg.sheet_id(lay.protocol.sheet), lay.protocol.name)]
     slicer_rids = []
-    for n, field in enumerate(SLICER_FIELDS, start=1):
+    for n, field in enumerate(p.slicers, start=1):
         part = f"xl/slicerCaches/slicerCache{n}.xml"
         pkg.add_part(part, px.slicer_cache_xml(field, items, pivots), "slicerCache")
         slicer_rids.append(pkg.relate("xl/workbook.xml", part, "slicerCache"))
 
     workbook = pkg.text("xl/workbook.xml")
     names = "".join(f'<definedName name="{px.slicer_cache_name(f)}">#N/A</definedName>'
-                    for f in SLICER_FIELDS)
+                    for f in p.slicers)
     if "<definedNames>" in workbook:
         workbook = workbook.replace("<definedNames>", "<definedNames>" + names, 1)
     else:
@@ -323,7 +337,7 @@ def add_pivots(pkg: Package, p: Plan, workbook_file: str, source: str) -> None:
     # Slicer views on the dashboard sheet: a slicers part plus anchors in its drawing.
     sheet = pkg.sheet_part(DASHBOARD)
     slicers_part = "xl/slicers/slicer1.xml"
-    pkg.add_part(slicers_part, px.slicers_xml(SLICER_FIELDS), "slicer")
+    pkg.add_part(slicers_part, px.slicers_xml(p.slicers), "slicer")
     rid = pkg.relate(sheet, slicers_part, "slicer")
     sheet_xml = pkg.text(sheet).replace(
         "</worksheet>",
@@ -333,8 +347,8 @@ def add_pivots(pkg: Package, p: Plan, workbook_file: str, source: str) -> None:
     )
     pkg.set_text(sheet, sheet_xml)
     drawing = next(t for t in pkg.rels_of(sheet).values() if "/drawings/" in t)
-    anchors = "".join(px.slicer_anchor_xml(field, 1001 + i, *SLICER_ANCHORS[field])
-                      for i, field in enumerate(SLICER_FIELDS))
+    anchors = "".join(px.slicer_anchor_xml(field, 1001 + i, *p.anchors[field])
+                      for i, field in enumerate(p.slicers))
     pkg.set_text(drawing, pkg.text(drawing).replace("</xdr:wsDr>", anchors + "</xdr:wsDr>"))
 
     # The chart becomes a PivotChart of the protocol pivot.
@@ -368,19 +382,24 @@ def add_link(pkg: Package, p: Plan, csv_path: str, delimiter: str) -> None:
 
 
 def build_dashboard(df: pd.DataFrame, out: Path, link: str | None = None,
-                    delimiter: str = ",", group: str = "auto", source: str = "") -> None:
+                    delimiter: str = ",", group: str = "auto", source: str = "",
+                    source_option: str = "--history") -> None:
     """Write the dashboard workbook for a typed traffic DataFrame to `out` (atomically).
 
     `link` is the CSV's path as Excel will see it: the Data sheet becomes a query on it.
-    `source` says where rows not from a CSV come from (a history: its rows and range).
+    `source` says where rows not from a CSV come from (a history or a fleet: its rows and
+    range), `source_option` the option that reads them again. A `server` column (a fleet's
+    rows of several servers) is a column of the Data table and a slicer.
     """
     p = plan(df, group)
-    pick = "Pick clients, directions, days and hours in the slicers"
+    pick = ("Pick servers, clients, directions, days and hours in the slicers (all servers: "
+            "a client's bytes on several servers added up)" if SERVER in p.slicers
+            else "Pick clients, directions, days and hours in the slicers")
     if link:
         note = f"{pick}; Data > Refresh All re-reads {link_name(link)}."
     elif source:
-        note = (f"From the {source}. {pick}. Rebuild with traffic-capture excel --history "
-                "for newer rows.")
+        note = (f"From the {source}. {pick}. Rebuild with traffic-capture excel "
+                f"{source_option} for newer rows.")
     else:
         note = f"{pick}. Rebuild with traffic-capture excel for newer rows."
     with replacing(out) as tmp:
@@ -428,8 +447,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="time unit of the pivots' rows and the chart's bars: 5s windows, "
                              f"minute, hour or day (default auto: under {tg.MAX_BARS} bars)")
     args = parse_workbook_args(parser, argv)
-    if args.link is not None and args.history is not None:
-        parser.error("--link connects the workbook to a CSV; it cannot with --history")
+    if args.link is not None and (args.history is not None or args.clickhouse is not None):
+        parser.error("--link connects the workbook to a CSV; it cannot with "
+                     + ("--history" if args.history is not None else "--clickhouse"))
     return args
 
 
@@ -453,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def build(rows: WorkbookRows) -> None:
         delimiter = csv_delimiter(args.csv) if link is not None else ","
-        build_dashboard(rows.frame, args.out, link, delimiter, rows.group, rows.note)
+        build_dashboard(rows.frame, args.out, link, delimiter, rows.group, rows.note,
+                        rows.source_option)
 
     return run_workbook_command(prog, args, build)
 

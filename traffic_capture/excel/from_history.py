@@ -1,5 +1,6 @@
-"""A workbook's rows from a history: the range asked, the rollup that fits it, and the note
-that says which rows and which range the workbook shows.
+"""A workbook's rows from a store of several resolutions (a history, or a fleet's ClickHouse:
+excel/from_fleet.py): the range asked, the rollup that fits it, and the note that says which
+rows and which range the workbook shows.
 
 The time unit of the bars comes first (`--group`, or for `auto` the finest that keeps the
 chart under MAX_BARS bars over the range), then the resolution, with
@@ -12,9 +13,10 @@ the bars need.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
@@ -22,7 +24,7 @@ from traffic_capture.csvformat import local_time_text
 from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.excel import timegroups as tg
 from traffic_capture.excel.timespan import When
-from traffic_capture.queries import Resolution, TimeRange, pick_resolution
+from traffic_capture.queries import Coverage, Resolution, TimeRange, pick_resolution
 
 # Without --from: the last week, in hour bars (168 of them; the 5-second rows are kept a week
 # by default, but the week's dashboard needs only the hourly ones).
@@ -32,7 +34,18 @@ UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 class HistoryRangeError(TrafficCaptureError):
-    """A range the history holds no rows of; one line."""
+    """A range the store holds no rows of; one line."""
+
+
+class StoreOfRows(Protocol):
+    """What a workbook asks of a store: what it holds, and how many windows of a range."""
+
+    def resolutions(self) -> tuple[Resolution, ...]: ...
+
+    def coverage(self, when: TimeRange, resolution: int) -> Coverage: ...
+
+
+Frame = Callable[[TimeRange, int], pd.DataFrame]  # rows of a range at a resolution
 
 
 @dataclass(frozen=True)
@@ -102,10 +115,18 @@ def read_history(path: Path, start: When | None, end: When | None, group: str,
     from traffic_capture.history.reader import HistoryReader
 
     reader = HistoryReader(path)
+    return read_store(reader, f"history {path}", start, end, group, utc,
+                      lambda when, seconds: reader.rows_frame(when, seconds, utc))
+
+
+def read_store(reader: StoreOfRows, shown: str, start: When | None, end: When | None,
+               group: str, utc: bool, frame_of: Frame) -> HistoryRows:
+    """The rows of a store (`shown` in messages and the note: "history PATH") for a workbook,
+    read by `frame_of` at the resolution that fits the range."""
     held = reader.resolutions()
     ends = [r.last_end_s for r in held if r.last_end_s is not None]
     if not ends:
-        raise HistoryRangeError(f"history {path}: holds no rows yet")
+        raise HistoryRangeError(f"{shown}: holds no rows yet")
     newest = max(ends)
     end_s = end.epoch(newest, utc) if end is not None else newest
     start_s = start.epoch(newest, utc) if start is not None else end_s - DEFAULT_SPAN_S
@@ -119,20 +140,20 @@ def read_history(path: Path, start: When | None, end: When | None, group: str,
         asked = (f"from {local_time_text(start_s, utc)}" if end is None else
                  f"before {local_time_text(end_s, utc)}" if start is None else
                  f"from {local_time_text(start_s, utc)} to {local_time_text(end_s, utc)}")
-        raise HistoryRangeError(f"history {path}: no rows {asked}; {holds}")
+        raise HistoryRangeError(f"{shown}: no rows {asked}; {holds}")
     chosen = pick(held, start_s, min(end_s, newest), group)
     seconds = chosen.resolution.seconds
     covered = reader.coverage(chosen.when, seconds)
     if not covered.windows or covered.first_start_s is None or covered.last_end_s is None:
-        raise HistoryRangeError(f"history {path}: no rows from "
+        raise HistoryRangeError(f"{shown}: no rows from "
                                 f"{local_time_text(chosen.when.start_s, utc)} to "
                                 f"{local_time_text(chosen.when.end_s, utc)}; {holds}")
-    frame = reader.rows_frame(chosen.when, seconds, utc)
-    note = (f"history {path}, its {resolution_text(seconds)} rows: "
+    frame = frame_of(chosen.when, seconds)
+    note = (f"{shown}, its {resolution_text(seconds)} rows: "
             f"{local_time_text(covered.first_start_s, utc)} to "
             f"{local_time_text(covered.last_end_s, utc)} {zone} ({covered.windows:,} windows)")
     warnings: tuple[str, ...] = ()
     if chosen.regrouped:
-        warnings = (f"--group {group}: the history keeps {resolution_text(seconds)} rows only "
+        warnings = (f"--group {group}: {shown} keeps {resolution_text(seconds)} rows only "
                     f"that far back; grouped per {tg.UNIT_NAMES[tg.GROUP_FIELDS[chosen.group]]}",)
     return HistoryRows(frame, chosen.group, note, warnings)

@@ -1,7 +1,10 @@
 """`traffic-capture report`: a static Excel report for people without pivots or on LibreOffice.
 
 Everything is computed here with pandas and written as plain numbers and charts (XlsxWriter), so
-any spreadsheet shows the same figures without refreshing anything.
+any spreadsheet shows the same figures without refreshing anything. A fleet's rows of several
+servers (a `server` column) add a sheet per server's totals and the column on the Data sheet,
+whose filter picks a server; every other sheet sums the servers (a client's bytes on several
+added up).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 CHART_SIZE = (1000, 460)
 TABLE_ROW = 25
 SPLIT_CLIENTS = 15  # clients in the summary's in/out chart
+SERVER = "server"  # a fleet's rows of several servers
 
 
 @dataclass(frozen=True)
@@ -47,19 +51,21 @@ class ReportFrames:
     data: pd.DataFrame  # the rows
     unit: str = "window"  # what one row of the time tables is: window, minute, hour, day
     source: str = ""  # where rows not from a CSV come from (a history: its rows and range)
+    per_server: pd.DataFrame | None = None  # server, in, out, total, share (a fleet's rows)
 
 
-def top_clients(df: pd.DataFrame) -> pd.DataFrame:
-    """Clients by total bytes, largest first, with their in/out split and share of all traffic."""
-    by = df.pivot_table(index="client_ip", columns="direction", values="total_bytes",
+def top_clients(df: pd.DataFrame, by_field: str = "client_ip") -> pd.DataFrame:
+    """Clients (or servers) by total bytes, largest first, with their in/out split and share of
+    all traffic."""
+    by = df.pivot_table(index=by_field, columns="direction", values="total_bytes",
                         aggfunc="sum", fill_value=0)
     by = by.reindex(columns=["in", "out"], fill_value=0)
-    out = pd.DataFrame({"client_ip": by.index, "in_bytes": by["in"].to_numpy(),
+    out = pd.DataFrame({by_field: by.index, "in_bytes": by["in"].to_numpy(),
                         "out_bytes": by["out"].to_numpy()})
     out["total_bytes"] = out["in_bytes"] + out["out_bytes"]
     grand = out["total_bytes"].sum()
     out["share"] = out["total_bytes"] / grand if grand else 0.0
-    out = out.sort_values(["total_bytes", "client_ip"], ascending=[False, True])
+    out = out.sort_values(["total_bytes", by_field], ascending=[False, True])
     return out.reset_index(drop=True)
 
 
@@ -110,9 +116,11 @@ def directions(df: pd.DataFrame) -> pd.DataFrame:
 def report_frames(df: pd.DataFrame, group: str = "auto", source: str = "") -> ReportFrames:
     field = tg.group_field(df, group)
     top = top_clients(df)
+    fleet = SERVER in df.columns
     return ReportFrames(top, per_client(df, top, field=field), per_protocol(df, field),
-                        directions(df), df.loc[:, list(COLUMNS)], tg.UNIT_NAMES[field],
-                        source)
+                        directions(df), df.loc[:, [*COLUMNS, *([SERVER] if fleet else [])]],
+                        tg.UNIT_NAMES[field], source,
+                        top_clients(df, SERVER) if fleet else None)
 
 
 def _stacked_chart(wb, sheet: str, frame: pd.DataFrame, title: str, first_row: int = 0):
@@ -189,9 +197,11 @@ def _write(frames: ReportFrames, path: Path) -> None:
         span = (f"{data['window_start'].min():%Y-%m-%d %H:%M:%S} to "
                 f"{data['window_end'].max():%Y-%m-%d %H:%M:%S}")
         summary.write(0, 0, "Traffic report", title)
+        servers = ("" if frames.per_server is None else
+                   f"{len(frames.per_server):,} servers, added up (Per server: each one's); ")
         summary.write(1, 0, f"{span}; {data['window_start'].nunique():,} windows, "
-                            f"{data['client_ip'].nunique():,} clients; time sheets per "
-                            f"{frames.unit}", note)
+                            f"{data['client_ip'].nunique():,} clients; {servers}time sheets "
+                            f"per {frames.unit}", note)
         if frames.source:
             summary.write(2, 0, f"From the {frames.source}", note)
         dirs = frames.directions.set_index("direction")
@@ -245,6 +255,20 @@ def _write(frames: ReportFrames, path: Path) -> None:
         _print_setup(summary)
         summary.activate()
 
+        if frames.per_server is not None:
+            per_server = wb.add_worksheet("Per server")
+            per_server.write(0, 0, "Bytes per server (in + out)", heading)
+            for col, name in enumerate(frames.per_server.columns):
+                per_server.write(1, col, name, head)
+            for i, row in enumerate(frames.per_server.itertuples(index=False), start=2):
+                per_server.write_string(i, 0, str(row[0]))
+                for col, value in enumerate(row[1:4], start=1):
+                    per_server.write_number(i, col, int(value), sizes)
+                per_server.write_number(i, 4, float(row[4]), pct)
+            per_server.set_column(0, 0, 28)
+            per_server.set_column(1, 4, 14)
+            _print_setup(per_server, 1)
+
         for sheet, frame, chart_title in (
             ("Per client", frames.per_client, f"Bytes per {frames.unit}, by client"),
             ("Per protocol", frames.per_protocol, f"Bytes per {frames.unit}, by protocol"),
@@ -263,11 +287,12 @@ def _write(frames: ReportFrames, path: Path) -> None:
         # cell writing takes minutes and GBs for a million rows).
         data.head(1).to_excel(writer, sheet_name="Data", index=False)
         ws = writer.sheets["Data"]
-        ws.autofilter(0, 0, len(data), len(COLUMNS) - 1)
+        ws.autofilter(0, 0, len(data), data.shape[1] - 1)  # a fleet's: its server's too
         ws.freeze_panes(1, 0)
         ws.set_column(0, 1, 20)
         ws.set_column(2, 2, 26)
         ws.set_column(4, len(COLUMNS) - 1, 12, ints)
+        ws.set_column(len(COLUMNS), data.shape[1] - 1, 20)
         _print_setup(ws, 0)
 
 

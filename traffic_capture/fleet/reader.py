@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,25 +33,19 @@ from traffic_capture.queries import (
     ClientTotals,
     Coverage,
     Resolution,
+    ServerSpan,
+    ServerTotals,
     ServiceTotals,
     TimeRange,
     WindowRows,
 )
 from traffic_capture.rules import IN, OUT
 
+__all__ = ["ClickHouseReader", "ServerSpan"]
+
 # DateTime's range: a bound outside it selects everything on that side.
 LAST_DATETIME = 2**32 - 1
 SUMS = ", ".join(f"toInt64(sum({name})) AS {name}" for name in BYTE_COLUMNS)
-
-
-@dataclass(frozen=True)
-class ServerSpan:
-    """A server of the fleet and the windows held of it: from the start of the first to the
-    end of the last."""
-
-    name: str
-    first_start_s: int | None
-    last_end_s: int | None
 
 
 class ClickHouseReader:
@@ -234,7 +227,22 @@ class ClickHouseReader:
                        ) -> ServiceTotals | None:
         return None  # the fleet keeps the CSV's classes; ports are live only
 
-    # -- the fleet's own
+    # -- the fleet's own (queries.FleetReader)
+
+    def server_totals(self, when: TimeRange, resolution: int) -> ServerTotals:
+        """Each server's bytes (of those read) over the range, by name."""
+        where, parameters = self._where(when, resolution)
+        columns = self._columns(
+            2 + CLASS_COUNT, f"SELECT server, direction = '{IN}' AS inbound, {SUMS}"
+            f" FROM {self._table(resolution)} WHERE {where} GROUP BY server, direction",
+            **parameters)
+        names = sorted({str(name) for name in columns[0]})
+        sums = np.zeros((len(names), 2, CLASS_COUNT), dtype=np.int64)
+        if names:
+            row_of = np.searchsorted(names, np.array(columns[0], dtype=object).astype(str))
+            sums[row_of, np.where(np.array(columns[1], dtype=bool), 0, 1)] = np.array(
+                columns[2:], dtype=np.int64).T
+        return ServerTotals(names, sums, resolution, self.coverage(when, resolution))
 
     def servers(self) -> list[ServerSpan]:
         """Every server of the fleet (whichever are read), by name, with the first and last

@@ -1,7 +1,8 @@
 """The web's answers: the JSON of /api/clients, /api/clients/{ip}, /api/protocols,
 /api/services, /api/windows and /metrics' top clients, built from `queries.Reader` calls only,
 so that they are the same over any store of closed windows (the web's memory, a history on
-disk). Pure functions: no FastAPI, no store, no thread.
+disk, a ClickHouse fleet); /api/servers from a `queries.FleetReader`'s. Pure functions: no
+FastAPI, no store, no thread.
 
 Every answer over a range says which windows it covers (`seconds`, `windows`, `from`, `to`)
 and the resolution it was answered at (`resolution`, seconds: `queries.pick_resolution`, the
@@ -20,6 +21,7 @@ import numpy as np
 from traffic_capture.queries import (
     CLASS_COUNT,
     Coverage,
+    FleetReader,
     Reader,
     TimeRange,
     WindowRows,
@@ -168,3 +170,19 @@ def windows(reader: Reader, limit: int) -> dict[str, Any]:
                     inbound[bounds[i]:bounds[i + 1]], rows.counts[bounds[i]:bounds[i + 1]])
         for i, (start, end) in enumerate(zip(rows.starts.tolist(), rows.ends.tolist(),
                                              strict=True))]}
+
+
+def servers(fleet: FleetReader, when: TimeRange) -> dict[str, Any]:
+    """Every server of the fleet, by name: the windows held of it (`held_from`, `held_to`)
+    and its bytes over `when` (zeros when it sent none then)."""
+    resolution = _resolution(fleet, when)
+    totals = fleet.server_totals(when, resolution)
+    sums = dict(zip(totals.servers, totals.sums, strict=True))
+    none = np.zeros((2, CLASS_COUNT), dtype=np.int64)
+    listed = []
+    for span in fleet.servers():
+        found = _client_dict(span.name, sums.get(span.name, none))
+        found["name"] = found.pop("ip")
+        listed.append({"name": span.name, "held_from": span.first_start_s,
+                       "held_to": span.last_end_s, **found})
+    return {**_covered(when, totals.coverage, resolution), "fleet": True, "servers": listed}

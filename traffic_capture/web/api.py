@@ -1,11 +1,13 @@
 """The FastAPI application: the page, the JSON API, the event stream and /metrics, all read-only
 views of the web's memory or of any `queries.Reader` given (the memory and a history together,
-web/tiered.py) (plus, with --debug-inject, one endpoint that feeds synthetic packets
-to the capture through the same pipeline). The handlers parse and check; the JSON comes from
-`answers` (over the store's `queries.Reader`), the stream's text from `events`.
+web/tiered.py), or of a fleet's servers, all or one (`server=`, web/scopes.py) (plus, with
+--debug-inject, one endpoint that feeds synthetic packets to the capture through the same
+pipeline). The handlers parse and check; the JSON comes from `answers` (over the scope's
+`queries.Reader`), the stream's text from `events`.
 
-Bad parameters get 422 with a message, an unknown client 404; queries are plain numpy over the
-store, so nothing here should raise: a 500 is a bug (the schemathesis test looks for one).
+Bad parameters get 422 with a message, an unknown client or server 404; queries are plain numpy
+over the store, so nothing here should raise: a 500 is a bug (the schemathesis test looks for
+one).
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ from traffic_capture.rules import (
 from traffic_capture.version import __version__
 from traffic_capture.web import answers
 from traffic_capture.web.answers import canonical_ip
-from traffic_capture.web.events import StreamEvents
 from traffic_capture.web.memory_store import MemoryStore
 from traffic_capture.web.ranges import asked_range
+from traffic_capture.web.scopes import OneScope, Scope, Scopes, UnknownServer
 
 TOKEN_COOKIE = "traffic_web_token"
 Status = Callable[[], dict[str, Any]]
@@ -66,6 +68,10 @@ From = Annotated[str | None, Query(alias="from",
 To = Annotated[str | None, Query(alias="to",
                                  description="the range's end, as `from`; default: the end "
                                              "of the newest window held")]
+ServerName = Annotated[str | None, Query(
+    description="a server of the fleet (serve --clickhouse): its windows alone; without it, "
+                "every server's, a client's bytes on several servers added up. A server not "
+                "held: 404")]
 STATIC = resources.files("traffic_capture.web") / "static"
 
 
@@ -109,12 +115,13 @@ class WebApp:
 
     def __init__(self, store: MemoryStore, status: Status, token: str | None = None,
                  inject: Inject | None = None, reader: Reader | None = None,
-                 utc: bool = False) -> None:
+                 utc: bool = False, scopes: Scopes | None = None) -> None:
         self.store, self.status, self.token, self.inject = store, status, token, inject
-        # What the answers over a range ask: the memory alone, or with a history behind it.
+        # What the answers over a range ask: the memory alone, or with a history behind it;
+        # a fleet's scopes instead, one per server asked for.
         self.reader: Reader = reader if reader is not None else store
+        self.scopes: Scopes = scopes if scopes is not None else OneScope(store, self.reader)
         self.utc = utc  # a date-time without a zone is UTC, not local time
-        self.events = StreamEvents(store)
         self.closing = threading.Event()
         self.started = time.time()
         self.app = self._build()
@@ -129,9 +136,16 @@ class WebApp:
         cookie = request.cookies.get(TOKEN_COOKIE, "")
         return hmac.compare_digest(cookie.encode(), expected)
 
-    def _range(self, seconds: int, start: str | None, end: str | None) -> TimeRange:
+    def _scope(self, server: str | None) -> Scope:
         try:
-            return asked_range(answers.newest_end(self.reader), seconds, start, end, self.utc)
+            return self.scopes.scope(server)
+        except UnknownServer as error:
+            raise HTTPException(404, str(error)) from None
+
+    def _range(self, reader: Reader, seconds: int, start: str | None, end: str | None
+               ) -> TimeRange:
+        try:
+            return asked_range(answers.newest_end(reader), seconds, start, end, self.utc)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
 
@@ -142,7 +156,8 @@ class WebApp:
                       description="Per-client bytes of the server, by window, class and "
                                   "direction: the same numbers as traffic.csv.",
                       docs_url=None, redoc_url=None)
-        store, reader = self.store, self.reader
+        not_held: dict[int | str, dict[str, Any]] = {
+            404: {"description": "no such server held"}}
 
         @app.exception_handler(TrafficCaptureError)
         async def store_failed(request: Request, error: TrafficCaptureError) -> JSONResponse:
@@ -195,71 +210,99 @@ class WebApp:
             return Response((STATIC / name).read_bytes(), media_type=kind,
                             headers={"Cache-Control": "no-cache"})
 
-        @app.get("/api/status", summary="What is captured, counted and written")
-        def status() -> dict[str, Any]:
-            return {**self.status(), **store.summary(),
+        @app.get("/api/status", summary="What is captured, counted and written",
+                 responses=not_held)
+        def status(server: ServerName = None) -> dict[str, Any]:
+            scope = self._scope(server)
+            fleet = {"server": scope.server} if self.scopes.fleet is not None else {}
+            return {**self.status(), **scope.store.summary(), **fleet,
                     "web_uptime_seconds": round(time.time() - self.started, 1)}
 
-        @app.get("/api/windows", summary="The last closed windows with their rows")
-        def windows(limit: Annotated[int, Query(ge=1, le=100_000)] = 12) -> dict[str, Any]:
-            return answers.windows(store, limit)
+        @app.get("/api/servers", summary="The fleet's servers, with the windows held of each "
+                                         "and their bytes over the last S seconds, or from/to")
+        def servers(seconds: RangeSeconds = 300, start: From = None, end: To = None
+                    ) -> dict[str, Any]:
+            fleet = self.scopes.fleet
+            if fleet is None:
+                return {"fleet": False, "servers": []}
+            return answers.servers(fleet, self._range(fleet, seconds, start, end))
 
-        @app.get("/api/windows/current", summary="The window in progress so far")
-        def current() -> dict[str, Any]:
-            return {"window": current_window(store)}
+        @app.get("/api/windows", summary="The last closed windows with their rows",
+                 responses=not_held)
+        def windows(limit: Annotated[int, Query(ge=1, le=100_000)] = 12,
+                    server: ServerName = None) -> dict[str, Any]:
+            return answers.windows(self._scope(server).store, limit)
 
-        @app.get("/api/clients", summary="Top clients over the last S seconds, or from/to")
+        @app.get("/api/windows/current", summary="The window in progress so far",
+                 responses=not_held)
+        def current(server: ServerName = None) -> dict[str, Any]:
+            return {"window": current_window(self._scope(server).store)}
+
+        @app.get("/api/clients", summary="Top clients over the last S seconds, or from/to",
+                 responses=not_held)
         def clients(seconds: RangeSeconds = 300,
                     limit: Annotated[int, Query(ge=1, le=100_000)] = 20,
                     direction: Literal["in", "out"] | None = None,
-                    start: From = None, end: To = None) -> dict[str, Any]:
-            return answers.clients(reader, self._range(seconds, start, end), limit, direction)
+                    start: From = None, end: To = None, server: ServerName = None
+                    ) -> dict[str, Any]:
+            reader = self._scope(server).reader
+            return {**answers.clients(reader, self._range(reader, seconds, start, end), limit,
+                                      direction), **self._server(server)}
 
         @app.get("/api/clients/{ip}", summary="One client's per-window history (drill-down)",
-                 responses={404: {"description": "no held window names this client"}})
+                 responses={404: {"description": "no held window names this client, or no "
+                                                 "such server"}})
         def client(ip: Annotated[str, PathParam(description="IPv4 or IPv6 address")],
-                   seconds: RangeSeconds = 300, start: From = None, end: To = None
-                   ) -> dict[str, Any]:
+                   seconds: RangeSeconds = 300, start: From = None, end: To = None,
+                   server: ServerName = None) -> dict[str, Any]:
             address = _ip(ip)
-            found = answers.client(reader, address, self._range(seconds, start, end))
+            reader = self._scope(server).reader
+            found = answers.client(reader, address, self._range(reader, seconds, start, end))
             if found is None:
-                raise HTTPException(404, f"no window held names client {address}")
-            return found
+                on = f" on server {server}" if server is not None else ""
+                raise HTTPException(404, f"no window held names client {address}{on}")
+            return {**found, **self._server(server)}
 
         @app.get("/api/protocols", summary="Bytes per class over the last S seconds, or "
-                                           "from/to")
-        def protocols(seconds: RangeSeconds = 300, start: From = None, end: To = None
-                      ) -> dict[str, Any]:
-            return answers.protocols(reader, self._range(seconds, start, end))
+                                           "from/to", responses=not_held)
+        def protocols(seconds: RangeSeconds = 300, start: From = None, end: To = None,
+                      server: ServerName = None) -> dict[str, Any]:
+            reader = self._scope(server).reader
+            return {**answers.protocols(reader, self._range(reader, seconds, start, end)),
+                    **self._server(server)}
 
         @app.get("/api/services", summary="Bytes per service (server-side port) over the "
-                                          "last S seconds, or from/to")
-        def services(seconds: RangeSeconds = 300, start: From = None, end: To = None
-                     ) -> dict[str, Any]:
-            return answers.services(reader, self._range(seconds, start, end))
+                                          "last S seconds, or from/to", responses=not_held)
+        def services(seconds: RangeSeconds = 300, start: From = None, end: To = None,
+                     server: ServerName = None) -> dict[str, Any]:
+            reader = self._scope(server).reader
+            return {**answers.services(reader, self._range(reader, seconds, start, end)),
+                    **self._server(server)}
 
         @app.get("/api/stream", summary="Server-sent events: `window` (with an id) per closed "
                                         "window, `current` every second",
-                 response_class=StreamingResponse)
+                 response_class=StreamingResponse, responses=not_held)
         async def stream(request: Request, seconds: Seconds = 300,
-                         last_event_id: Annotated[str | None, Header()] = None
-                         ) -> StreamingResponse:
+                         last_event_id: Annotated[str | None, Header()] = None,
+                         server: ServerName = None) -> StreamingResponse:
+            # A server's memory is made and filled when first asked: off the event loop.
+            scope = await asyncio.to_thread(self._scope, server)
             after: int | None = None
             if last_event_id is not None and last_event_id.strip():
                 try:
-                    after = self.events.position(last_event_id)
+                    after = scope.events.position(last_event_id)
                 except ValueError:
                     raise HTTPException(422, "Last-Event-ID must be an id as sent: a window "
                                              "start in whole seconds, maybe with .N") from None
-            return StreamingResponse(self._events(request, after, seconds),
+            return StreamingResponse(self._events(request, after, seconds, scope),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache",
                                               "X-Accel-Buffering": "no"})
 
         @app.get("/metrics", response_class=PlainTextResponse,
-                 summary="Prometheus text format")
-        def metrics() -> str:
-            return self._metrics()
+                 summary="Prometheus text format", responses=not_held)
+        def metrics(server: ServerName = None) -> str:
+            return self._metrics(self._scope(server).store)
 
         if self.inject is not None:
             inject = self.inject
@@ -280,9 +323,13 @@ class WebApp:
 
         return app
 
-    async def _events(self, request: Request, after: int | None, seconds: int
+    def _server(self, server: str | None) -> dict[str, Any]:
+        """A fleet's answer says whose windows it sums: a server's, or all (null)."""
+        return {"server": server} if self.scopes.fleet is not None else {}
+
+    async def _events(self, request: Request, after: int | None, seconds: int, scope: Scope
                       ) -> AsyncIterator[bytes]:
-        events = self.events
+        events = scope.events
 
         def cached(after: int | None) -> tuple[list[tuple[int, bytes]], bytes] | None:
             windows = events.windows(after, seconds, build=False)
@@ -316,10 +363,13 @@ class WebApp:
             if await request.is_disconnected():
                 return
             await asyncio.sleep(WEB_CURRENT_EVENT_SECONDS)
+            if scope.server is not None:  # an open stream keeps its server's memory held
+                scope = await asyncio.to_thread(self._scope, scope.server)
+                if scope.events is not events:  # dropped and made again: start afresh
+                    return
 
-    def _metrics(self) -> str:
+    def _metrics(self, store: MemoryStore) -> str:
         status = self.status()
-        store = self.store
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str,

@@ -28,7 +28,7 @@ XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 PIVOT_CACHE_ID = 1  # the x14 id slicer caches use to name the pivot cache
 CLASS_COLUMNS = tuple(f"{c}_bytes" for c in CLASSES)
 # Legend names of the protocol pivot's values; they must differ from every field name.
-TEXT_FIELDS = ("client_ip", "direction")
+TEXT_FIELDS = ("client_ip", "direction", "server")  # server: a fleet's rows
 GRAND_TOTAL = "Grand Total"
 CLIENT_VALUES = "Total bytes"  # the client pivot's data field caption
 VALUES_CAPTION = "Values"

@@ -2,7 +2,8 @@
 // and the bars and the table are summed here over the span, counted back from the newest
 // window. Longer spans, and from/to, are asked of /api/clients, which answers from the memory
 // or the history at the resolution it picks (said beside the range), again every 30 s for
-// "last ..." spans.
+// "last ..." spans. Over a fleet (serve --clickhouse) a picker chooses all servers (a client's
+// bytes on several added up) or one (its rows alone): every request then names it (server=).
 "use strict";
 
 const CLASSES = ["http", "ftp", "tcp", "udp", "other"];
@@ -37,7 +38,11 @@ const TEXT = {
     ftpNote: "FTP's data connections use other ports than 20 and 21 (passive mode): the chart " +
       "counts their bytes as FTP, as the CSV does; this table, by port, has them under tcp/other.",
     lost: "connection lost, reconnecting\u2026",
-    noServices: "no service figures (a CSV or a history has no ports)",
+    noServices: "no service figures (a CSV, a history or a fleet has no ports)",
+    serverPick: "Server", allServers: "all servers",
+    allNote: "all servers: a client's bytes on several servers are added up",
+    oneNote: (name) => `server ${name} only`,
+    onServer: (name) => `on ${name}`, onAll: "on all servers",
   },
   pt: {
     title: "Tr\u00e1fego do servidor por cliente", span: "Per\u00edodo", copy: "Copiar como CSV",
@@ -62,7 +67,13 @@ const TEXT = {
       "passivo): o gr\u00e1fico conta os bytes delas como FTP, como o CSV; esta tabela, por " +
       "porta, os p\u00f5e em tcp/other.",
     lost: "conex\u00e3o perdida, reconectando\u2026",
-    noServices: "sem dados por servi\u00e7o (um CSV ou um hist\u00f3rico n\u00e3o tem portas)",
+    noServices: "sem dados por servi\u00e7o (um CSV, um hist\u00f3rico ou uma frota n\u00e3o " +
+      "t\u00eam portas)",
+    serverPick: "Servidor", allServers: "todos os servidores",
+    allNote: "todos os servidores: os bytes de um cliente em v\u00e1rios servidores s\u00e3o " +
+      "somados",
+    oneNote: (name) => `s\u00f3 o servidor ${name}`,
+    onServer: (name) => `em ${name}`, onAll: "em todos os servidores",
   },
 };
 const LANG = (navigator.languages || [navigator.language || "en"])
@@ -88,6 +99,8 @@ let clientsShown = [];
 let drilled = null;
 let renderQueued = false;
 let source = null;
+let fleet = false; // serve --clickhouse: servers to pick from
+let serverName = null; // the server picked; null: all of them
 
 function translate() {
   document.documentElement.lang = LANG === "pt" ? "pt-BR" : "en";
@@ -155,9 +168,14 @@ function showResolution(seconds) {
   el.textContent = T.per(seconds);
 }
 
-// The range as the API's parameters: the last `span` seconds, or from/to.
+// The server picked as the API's parameter ("" for all servers, or outside a fleet).
+function serverQuery() {
+  return serverName === null ? "" : `&server=${encodeURIComponent(serverName)}`;
+}
+
+// The range as the API's parameters: the last `span` seconds, or from/to; and the server.
 function rangeQuery() {
-  return range ? `from=${range.from}&to=${range.to}` : `seconds=${span}`;
+  return (range ? `from=${range.from}&to=${range.to}` : `seconds=${span}`) + serverQuery();
 }
 
 // An API answer's clients as the table's: each class's bytes beside the totals.
@@ -344,7 +362,8 @@ async function drill(ip) {
   drilled = ip;
   const section = document.getElementById("drill");
   section.dataset.drilldown = ip;
-  document.getElementById("drill-title").textContent = T.drill(ip);
+  document.getElementById("drill-title").textContent = T.drill(ip) + (fleet
+    ? ` (${serverName === null ? T.onAll : T.onServer(serverName)})` : "");
   document.getElementById("overview").hidden = true;
   section.hidden = false;
   const drillResolution = document.getElementById("drill-resolution");
@@ -390,7 +409,7 @@ function back() {
 
 function connect() {
   if (source) source.close();
-  source = new EventSource(`api/stream?seconds=${span}`);
+  source = new EventSource(`api/stream?seconds=${span}${serverQuery()}`);
   source.addEventListener("window", (event) => {
     const w = JSON.parse(event.data);
     // A window closed again by late packets (id start.1...): its rows add to the first ones.
@@ -432,6 +451,40 @@ function applyCustom() {
   choose();
 }
 
+// A fleet's servers in the picker (the one picked kept); and which is shown, said beside it.
+function showServers(listed) {
+  const select = document.getElementById("server");
+  const names = listed.map((s) => s.name);
+  const options = [select.options[0], ...names.map((name) => {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    return option;
+  })];
+  select.replaceChildren(...options);
+  select.value = serverName === null ? "" : serverName;
+  const note = document.getElementById("scope-note");
+  note.dataset.server = serverName === null ? "" : serverName;
+  note.textContent = serverName === null ? T.allNote : T.oneNote(serverName);
+}
+
+function loadServers() {
+  return fetch("api/servers").then((r) => (r.ok ? r.json() : null)).then((data) => {
+    if (!data || !data.fleet) return;
+    fleet = true;
+    document.getElementById("fleet").hidden = false;
+    showServers(data.servers);
+  }).catch(() => {});
+}
+
+function pickServer(name) {
+  serverName = name || null;
+  showServers([...document.getElementById("server").options].slice(1)
+    .map((o) => ({ name: o.value })));
+  if (drilled !== null) back();
+  choose();
+}
+
 function init() {
   translate();
   document.getElementById("span").addEventListener("change", (event) => {
@@ -466,6 +519,8 @@ function init() {
     if (row && event.key === "Enter") drill(row.dataset.client);
   });
   document.getElementById("back").addEventListener("click", back);
+  document.getElementById("server").addEventListener("change",
+    (event) => pickServer(event.target.value));
   document.getElementById("copy").addEventListener("click", copyCsv);
   render();
   connect();
@@ -479,6 +534,9 @@ function init() {
     if (!range && live !== span <= Math.min(LIVE_MAX_SECONDS, server.history_seconds)) choose();
     else if (live) render();
   }).catch(() => {});
+  // A fleet: its servers to pick from, listed again now and then (a server that began
+  // sending since).
+  loadServers().then(() => { if (fleet) setInterval(loadServers, REFRESH_MS); });
 }
 
 init();
