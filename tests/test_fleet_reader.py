@@ -30,7 +30,7 @@ EVERYTHING = TimeRange(0, 1 << 40)
 BYTES = [f"{name}_bytes" for name in CLASSES]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with engine(tmp_path_factory.mktemp("chdb")) as opened:
         yield opened

@@ -48,7 +48,7 @@ RENDERINGS = {**{f"v{m.version}.sql": (m.version, DEFAULT_KEEP) for m in MIGRATI
                   (SCHEMA_VERSION, "5s=2d,1m=7d,1h=30d,1d=forever")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     with engine(tmp_path_factory.mktemp("chdb")) as opened:
         yield opened
