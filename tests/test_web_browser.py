@@ -306,6 +306,7 @@ def test_the_drill_down_says_what_its_chart_and_its_table_count(
 # Issue 17: any range. `serve --history` over a store holding a week, made here with the
 # history's own writer.
 WEEK = 7 * 86400
+MONTH = 30 * 86400  # what the store holds: the issue's "30 generated days"
 WEEK_END = 1_700_000_000 // 3600 * 3600
 WEEK_CLIENTS = ("198.51.100.1", "198.51.100.2", "2001:db8::9")
 
@@ -319,7 +320,7 @@ def week_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebProcess]:
 
     path = tmp_path_factory.mktemp("week") / "history"
     with HistoryWriter(path, "5s=7d,1m=90d,1h=forever", "test", flush_seconds=0.0) as writer:
-        for number, start in enumerate(range(WEEK_END - WEEK, WEEK_END, 600)):
+        for number, start in enumerate(range(WEEK_END - MONTH, WEEK_END, 600)):
             counts = np.array([[1000 + number, 0, 0, 0, 0], [0, 0, 500, 0, 0],
                                [0, 0, 0, 70, 7]], dtype=np.int64)
             writer.add_window(start, start + 5, list(WEEK_CLIENTS),
@@ -369,7 +370,11 @@ def test_last_week_over_a_history_at_its_resolution_with_its_drill_down(
         assert per_minute in driver.find_element(By.ID, "drill-chart-title").text
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#drill-chart .trace.bars"))
         drill = get(week_web.url + "api/clients/198.51.100.1?seconds=604800")[1]
-        assert drill["resolution"] == 60 and len(drill["history"]) == WEEK // 600
+        # "The last week" counts back from the newest 5-second window's end; a minute holding
+        # traffic is in it when it ends after the week's start.
+        week_start = WEEK_END - 600 + 5 - WEEK
+        minutes = [s for s in range(WEEK_END - MONTH, WEEK_END, 600) if s + 60 > week_start]
+        assert drill["resolution"] == 60 and len(drill["history"]) == len(minutes)
         drawn = driver.execute_script(
             "const gd = document.getElementById('drill-chart');"
             "return gd.data.map((trace) => trace.x.length);")
@@ -381,6 +386,44 @@ def test_last_week_over_a_history_at_its_resolution_with_its_drill_down(
         wait.until(lambda d: shown_resolution(d) == "5")
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize(("language", "per_hour"), [("en-US", "per hour"),
+                                                     ("pt-BR", "por hora")])
+def test_last_month_of_a_30_day_history_per_hour(week_web: WebProcess, language: str,
+                                                 per_hour: str) -> None:
+    """The issue's "serve --history over 30 generated days shows a month": the month's bars
+    from the hourly rows, the page saying so, every client's total the API's."""
+    from tests.web_helpers import get
+
+    driver = browser(language)
+    try:
+        driver.get(week_web.url)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: shown_resolution(d) == "5")
+        pick_span(driver, str(MONTH))
+        wait.until(lambda d: shown_resolution(d) == "3600")
+        assert driver.find_element(By.ID, "resolution").text == per_hour
+        api = get(week_web.url + f"api/clients?seconds={MONTH}&limit=1000")[1]
+        assert api["resolution"] == 3600 and api["windows"] == MONTH // 3600
+        month = get(week_web.url + f"api/clients?seconds={WEEK}&limit=1000")[1]
+        assert all(c["total"] < m["total"] for c, m in zip(
+            sorted(month["clients"], key=lambda c: c["ip"]),
+            sorted(api["clients"], key=lambda c: c["ip"]), strict=True))
+
+        def rows(d: webdriver.Chrome) -> dict[str, str]:
+            try:
+                return {row.get_attribute("data-client"): row.text for row in
+                        d.find_elements(By.CSS_SELECTOR, "#clients tbody tr[data-client]")}
+            except StaleElementReferenceException:
+                return {}
+
+        wait.until(lambda d: set(rows(d)) == set(WEEK_CLIENTS))
+        separator = "." if language == "pt-BR" else ","
+        for client in api["clients"]:
+            assert f"{client['total']:,}".replace(",", separator) in rows(driver)[client["ip"]]
     finally:
         driver.quit()
 
