@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.clickhouse_store import DATABASE, create_ingest_table  # noqa: E402
+from traffic_capture.fleet.connect import Credentials, parse_url  # noqa: E402
 from traffic_capture.servers import ServerSet  # noqa: E402
 from traffic_capture.sinks import OutputContext  # noqa: E402
 from traffic_capture.sinks.clickhouse import ClickHouseSettings, ClickHouseSink  # noqa: E402
-from traffic_capture.sinks.clickhouse_link import Credentials, parse_url  # noqa: E402
 from traffic_capture.windows import ClosedWindow, Sums  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "fleet_send"

@@ -23,8 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.history.retention import (
@@ -36,6 +35,9 @@ from traffic_capture.history.retention import (
     parse_keep,
 )
 from traffic_capture.rules import CLASSES, IN, OUT
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The daemons' windows: the raw table holds them as they closed.
 RAW_SECONDS = 5
@@ -87,20 +89,29 @@ MONTHLY_FROM_SECONDS = 3600
 DEDUPLICATION_WINDOW = 100_000
 DATABASE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _UNITS = (("DAY", DAY_SECONDS), ("HOUR", 3600), ("MINUTE", 60), ("SECOND", 1))
-_TTL_IN_ENGINE = re.compile(
-    r"\bTTL window_start \+ toInterval(Second|Minute|Hour|Day|Week)\((\d+)\)")
-_SECONDS_OF = {"Second": 1, "Minute": 60, "Hour": 3600, "Day": DAY_SECONDS, "Week": 7 * DAY_SECONDS}
+# A TTL as system.tables.engine_full spells it (toIntervalDay(15)), or as a statement may
+# (INTERVAL 15 DAY): a table altered by hand is read too.
+_TTL_IN_ENGINE = re.compile(r"\bTTL\s+window_start\s*\+\s*(?:toInterval(\w+?)\((\d+)\)|"
+                            r"INTERVAL\s+(\d+)\s+(\w+?)S?\b)", re.IGNORECASE)
+_SECONDS_OF = {"second": 1, "minute": 60, "hour": 3600, "day": DAY_SECONDS,
+               "week": 7 * DAY_SECONDS,
+               # Calendar months and years (never set by --keep), taken at their shortest: a
+               # row is said expired only when ClickHouse surely dropped it.
+               "month": 28 * DAY_SECONDS, "quarter": 89 * DAY_SECONDS,
+               "year": 365 * DAY_SECONDS}
 
 
 class FleetError(TrafficCaptureError):
     """A ClickHouse server or database the fleet cannot use, said in one line."""
 
 
-def check_database(name: str) -> str:
-    """The database's name, when it is a plain identifier (it goes into statements)."""
+def check_database(name: str, option: str = "") -> str:
+    """The database's name, when it is a plain identifier (it goes into statements);
+    `option`, the option that gave it, starts the message otherwise."""
     if not DATABASE_PATTERN.match(name):
-        raise UsageError(f"{name!r} is not a database name for traffic-capture: letters,"
-                         " digits and _, not starting with a digit (e.g. traffic)")
+        raise UsageError(f"{option + ': ' if option else ''}{name!r} is not a database name:"
+                         " it must be letters, digits and _, not starting with a digit (e.g."
+                         " traffic)")
     return name
 
 
@@ -153,10 +164,15 @@ def ttl_expression(keep_s: int) -> str:
 
 
 def keep_in_engine(engine_full: str) -> int | None:
-    """The keep a table's engine clause (system.tables.engine_full) sets, in seconds; None:
-    no TTL (kept for ever)."""
+    """The keep a table's engine clause (system.tables.engine_full) sets on window_start, in
+    seconds; None: no TTL this reads (kept for ever)."""
     match = _TTL_IN_ENGINE.search(engine_full)
-    return None if match is None else int(match.group(2)) * _SECONDS_OF[match.group(1)]
+    if match is None:
+        return None
+    unit, number = ((match.group(1), match.group(2)) if match.group(1)
+                    else (match.group(4), match.group(3)))
+    seconds = _SECONDS_OF.get(unit.lower())
+    return None if seconds is None else seconds * int(number)
 
 
 def floor_expression(seconds: int) -> str:
@@ -402,6 +418,8 @@ def expired_at_insert(levels: Iterable[Level], starts: Sequence[int] | np.ndarra
     or, when they share a day with newer rows, as soon as that day's part is past it; either
     way they are gone. The raw table's view still sums them into a rollup that keeps them.
     Only the tables that drop some are named."""
+    import numpy as np  # not at the top: the daemon's --help imports this module
+
     values = np.asarray(starts, dtype=np.int64)
     dropped = {}
     for level in levels:
