@@ -30,7 +30,7 @@ from tests.clickhouse_store import (
     DATABASE,
     PCAP_HEADER,
     chdb_client,
-    create_ingest_table,
+    create_store,
     csv_sums,
     store_sums,
     stored_rows,
@@ -77,7 +77,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     folder = tmp_path / "store"
-    create_ingest_table(folder)
+    create_store(folder)
     return folder
 
 
@@ -194,8 +194,8 @@ def test_a_missing_schema_stops_the_run_in_one_line_naming_init(tmp_path: Path) 
     empty, no_table, old = tmp_path / "empty", tmp_path / "no-table", tmp_path / "old"
     with chdb_client(empty, database=None) as client:
         client.command("SELECT 1")
-    create_ingest_table(no_table, table=False)
-    create_ingest_table(old, table=False)
+    create_store(no_table, schema=False)
+    create_store(old, schema=False)
     with chdb_client(old) as client:
         client.command(f"CREATE TABLE {DATABASE}.traffic_5s (server String, window_start "
                        "DateTime('UTC')) ENGINE = MergeTree ORDER BY server")
