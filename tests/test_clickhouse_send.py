@@ -34,12 +34,16 @@ from tests.clickhouse_store import (
     csv_sums,
     store_sums,
     stored_rows,
+    table_sums,
     traffic,
     write_pcap,
 )
-from tests.conftest import DAEMON, child_env, fill_disk, read_rows
+from tests.conftest import DAEMON, child_env, fill_disk, read_rows, run_cli
 from tests.frames import SERVER4
 from tests.requirements import needs_module
+from traffic_capture.fleet.connect import Credentials, parse_url
+from traffic_capture.sinks.clickhouse import HEADER, utc_text
+from traffic_capture.sinks.clickhouse_link import Store
 from traffic_capture.sinks.clickhouse_spool import BATCH_NAME, REJECTED, Spool
 
 NOW = int(time.time()) // 60 * 60
@@ -460,6 +464,35 @@ def test_three_daemons_of_three_servers_fill_one_store(tmp_path: Path, store: Pa
             assert store_sums(client, server=name) == csv_sums(csv), name
         assert store_sums(client) == csv_sums(*csvs)
         assert stored_rows(client) == sum(len(read_rows(csv)) for csv in csvs)
+
+
+def test_a_batch_sent_twice_with_its_token_is_stored_once_in_every_table(
+        tmp_path: Path) -> None:
+    """On the schema `clickhouse init` makes (the command, in a child), the sender's Store
+    inserts a batch, then the same batch again as a retry does (the same bytes, so the same
+    token): traffic_5s holds it once, and so do traffic_1m and traffic_1h (their views
+    deduplicate with it); another batch is stored."""
+    folder = tmp_path / "store"
+    url = f"chdb://{folder}/{DATABASE}"
+    made = run_cli(["clickhouse", "init", url], timeout=120)
+    assert made.returncode == 0, made.stderr
+    lines = [f'"web-1",{utc_text(RECENT + 5 * n)},5,198.51.100.{n % 3},{"in" if n % 2 else "out"},'
+             f"{n},1,2,3,4\n" for n in range(30)]  # two and a half minutes
+    batch = (HEADER + "".join(lines)).encode()
+    other = (HEADER + lines[0].replace('"web-1"', '"web-2"')).encode()
+    store = Store(parse_url(url), Credentials(), timeout=30)
+    try:
+        assert store.verify().keep_s == 15 * 86400
+        store.insert(batch)
+        store.insert(batch)  # its answer was lost: sent again
+        store.insert(other)
+    finally:
+        store.close()
+    once = [sum(range(30)) + 0, 31, 62, 93, 124]
+    with chdb_client(folder) as client:
+        assert stored_rows(client) == 31
+        for table in ("traffic_5s", "traffic_1m", "traffic_1h"):
+            assert table_sums(client, table) == once, table
 
 
 def test_rows_older_than_the_ttl_are_counted_and_said_once(tmp_path: Path,
