@@ -42,6 +42,8 @@ from tests.conftest import DAEMON, child_env, fill_disk, read_rows, run_cli
 from tests.frames import SERVER4
 from tests.requirements import needs_module
 from traffic_capture.fleet.connect import Credentials, parse_url
+from traffic_capture.fleet.reader import ClickHouseReader
+from traffic_capture.queries import TimeRange
 from traffic_capture.sinks.clickhouse import HEADER, utc_text
 from traffic_capture.sinks.clickhouse_link import Store
 from traffic_capture.sinks.clickhouse_spool import BATCH_NAME, REJECTED, Spool
@@ -441,7 +443,9 @@ def wait_until(ready: object, timeout: float = 60) -> None:
 
 def test_three_daemons_of_three_servers_fill_one_store(tmp_path: Path, store: Path) -> None:
     """Three captures read at once by three daemons, each with its server's name, into one
-    ClickHouse (chDB behind the local HTTP server: chDB opens a folder in one process only)."""
+    ClickHouse (chDB behind the local HTTP server: chDB opens a folder in one process only);
+    the fleet's reader gives each server's totals and the fleet's, equal to the CSVs', at
+    5 s, 1 min and 1 h."""
     names = ("web-1", "web-2", "db-1")
     with ChdbOverHttp(store) as clickhouse:
         daemons = []
@@ -464,6 +468,23 @@ def test_three_daemons_of_three_servers_fill_one_store(tmp_path: Path, store: Pa
             assert store_sums(client, server=name) == csv_sums(csv), name
         assert store_sums(client) == csv_sums(*csvs)
         assert stored_rows(client) == sum(len(read_rows(csv)) for csv in csvs)
+        fleet = ClickHouseReader(client, database=DATABASE)
+        assert [server.name for server in fleet.servers()] == sorted(names)
+        for resolution in (5, 60, 3600):
+            for name, csv in zip(names, csvs, strict=True):
+                assert reader_sums(fleet.of_servers([name]), resolution) == csv_sums(csv), (
+                    name, resolution)
+            assert reader_sums(fleet, resolution) == csv_sums(*csvs), resolution
+
+
+def reader_sums(reader: ClickHouseReader, resolution: int
+                ) -> dict[tuple[str, str], list[int]]:
+    """csv_sums' shape from the fleet reader's client totals over everything it holds."""
+    totals = reader.client_totals(TimeRange(0, 1 << 40), resolution)
+    assert totals.resolution == resolution
+    return {(client, direction): [int(v) for v in sums]
+            for client, both in zip(totals.clients, totals.sums, strict=True)
+            for direction, sums in zip(("in", "out"), both, strict=True) if sums.any()}
 
 
 def test_a_batch_sent_twice_with_its_token_is_stored_once_in_every_table(
