@@ -117,7 +117,7 @@ class ClickHouseOutput(Output[ClickHouseSettings]):
         add = group.add_argument
         add("--clickhouse", metavar="URL",
             help="also send every closed window's rows to ClickHouse: http://HOST:8123/DATABASE "
-                 "or https://HOST:8443/DATABASE (chdb://PATH/DATABASE: ClickHouse's engine in "
+                 "or https://HOST:8443/DATABASE (chdb://FOLDER/DATABASE: ClickHouse's engine in "
                  f"this process, Linux, for trials). The user: the URL's (http://USER@HOST...), "
                  f"else ${USER_ENV}; the password: --clickhouse-password-file, "
                  f"${PASSWORD_ENV} or systemd's credential '{PASSWORD_CREDENTIAL}', never the "
