@@ -35,11 +35,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.clickhouse_store import DATABASE, create_ingest_table  # noqa: E402
+from tests.clickhouse_store import DATABASE, create_store  # noqa: E402
+from traffic_capture.fleet.connect import Credentials, parse_url  # noqa: E402
 from traffic_capture.servers import ServerSet  # noqa: E402
 from traffic_capture.sinks import OutputContext  # noqa: E402
 from traffic_capture.sinks.clickhouse import ClickHouseSettings, ClickHouseSink  # noqa: E402
-from traffic_capture.sinks.clickhouse_link import Credentials, parse_url  # noqa: E402
 from traffic_capture.windows import ClosedWindow, Sums  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "fleet_send"
@@ -68,7 +68,7 @@ def serve_store(folder: Path) -> None:
     """The child: the tests' HTTP server over chDB, its port on stdout, until stdin closes."""
     from tests.clickhouse_servers import ChdbOverHttp
 
-    create_ingest_table(folder)
+    create_store(folder)
     with ChdbOverHttp(folder) as store:
         store.query_client().command("SELECT 1")  # the engine loaded before the clock starts
         cpu = time.process_time()
@@ -149,7 +149,7 @@ def main() -> int:
             direct = OUT / f"{servers}x{args.clients}-direct"
             shutil.rmtree(direct, ignore_errors=True)
             direct.mkdir(parents=True)
-            create_ingest_table(direct / "store")
+            create_store(direct / "store")
             figures = run(servers, args.clients, args.windows,
                           f"chdb://{direct / 'store'}/{DATABASE}", direct)
             rows = figures["rows"]

@@ -1,9 +1,6 @@
 """The store the ClickHouse sender's tests send to: chDB (ClickHouse's engine in this process)
-with the ingest table, captures to send, and the totals to compare with the CSVs.
-
-INGEST_DDL stands in for the schema `traffic-capture clickhouse init` makes (built beside this
-branch): the same columns, a plain MergeTree, with the deduplication window the schema must
-keep and the raw table's TTL. When the two meet, `create_ingest_table` calls `init` instead.
+with the schema users get (`traffic-capture clickhouse init`: fleet.migrate.init), captures to
+send, and the totals to compare with the CSVs.
 """
 
 from __future__ import annotations
@@ -22,45 +19,45 @@ from scapy.packet import Raw
 from tests.conftest import read_rows
 from tests.frames import SERVER4
 from tests.requirements import needs_module
+from traffic_capture.fleet.connect import Target, open_client
 from traffic_capture.rules import CLASSES
 
 DATABASE = "traffic"
 BYTES = [f"{name}_bytes" for name in CLASSES]
-INGEST_DDL = f"""
-CREATE TABLE {DATABASE}.traffic_5s (
-    server LowCardinality(String),
-    window_start DateTime('UTC'),
-    window_seconds UInt32,
-    client_ip String,
-    direction Enum8('in' = 1, 'out' = 2),
-    http_bytes UInt64, ftp_bytes UInt64, tcp_bytes UInt64, udp_bytes UInt64, other_bytes UInt64
-) ENGINE = MergeTree
-PARTITION BY toDate(window_start)
-ORDER BY (server, window_start, client_ip, direction)
-TTL window_start + INTERVAL 15 DAY
-SETTINGS non_replicated_deduplication_window = 10000
-"""
 
 
 @contextlib.contextmanager
 def chdb_client(folder: Path, database: str | None = DATABASE) -> Iterator[Any]:
-    """A clickhouse-connect client on chDB's folder, closed on the way out: chDB holds one
-    folder per process, and the next test may want another."""
-    clickhouse_connect = needs_module("clickhouse_connect")
+    """A clickhouse-connect client on chDB's folder (made when no database is asked for),
+    closed on the way out: chDB holds one folder per process, and the next test may want
+    another."""
+    needs_module("clickhouse_connect")
     needs_module("chdb")
-    client = clickhouse_connect.get_client(dsn=f"chdb://{folder}", database=database)
+    client = open_client(Target("chdb", database or DATABASE, folder=folder),
+                         with_database=database is not None)
     try:
         yield client
     finally:
         client.close()
 
 
-def create_ingest_table(folder: Path, table: bool = True) -> None:
-    """The database, and (unless table=False) the ingest table, in chDB's folder."""
+def create_store(folder: Path, schema: bool = True) -> None:
+    """The database in chDB's folder, with the schema `clickhouse init` makes (default keep:
+    traffic_5s 15 days, its rollups, the deduplication window), unless schema=False."""
+    from traffic_capture.fleet.migrate import init
+
     with chdb_client(folder, database=None) as client:
-        client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-        if table:
-            client.command(INGEST_DDL)
+        if schema:
+            init(client, DATABASE)
+        else:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+
+
+def table_sums(client: Any, table: str) -> list[int]:
+    """Every class's bytes in one of the schema's tables (summed: a rollup merges lazily)."""
+    columns = ", ".join(f"toInt64(sum({b}))" for b in BYTES)
+    return [int(v) for v in client.query(
+        f"SELECT {columns} FROM {DATABASE}.{table}").result_rows[0]]
 
 
 def store_sums(client: Any, server: str | None = None) -> dict[tuple[str, str], list[int]]:

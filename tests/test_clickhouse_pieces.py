@@ -1,21 +1,21 @@
-"""The ClickHouse sender's small parts, alone: its URLs, the TTL it reads, the rows it counts
-as expired, and the spool's files (whole, in order, bounded, one daemon at a time)."""
+"""The ClickHouse sender's small parts, alone: its URLs (fleet.connect's, with the daemon's
+stricter checks), the TTL it reads, the rows it counts as expired, and the spool's files
+(whole, in order, bounded, one daemon at a time)."""
 
 from __future__ import annotations
 
+import calendar
+import time
 from pathlib import Path
 
 import pytest
 
 from traffic_capture.errors import UsageError
-from traffic_capture.sinks.clickhouse import csv_field, size_text
-from traffic_capture.sinks.clickhouse_link import (
-    Credentials,
-    batch_token,
-    parse_url,
-    rows_older_than,
-    ttl_seconds,
-)
+from traffic_capture.fleet.connect import Credentials, parse_url
+from traffic_capture.fleet.schema import expired_at_insert, keep_in_engine
+from traffic_capture.history.retention import Level
+from traffic_capture.sinks.clickhouse import batch_starts, csv_field, size_text
+from traffic_capture.sinks.clickhouse_link import batch_token
 from traffic_capture.sinks.clickhouse_spool import LOCK, REJECTED, Spool, SpoolError
 
 
@@ -36,7 +36,7 @@ def test_urls_are_taken_apart(url: str, shown: str, host: str, port: int, databa
 
 def test_a_chdb_url_names_a_folder_and_its_database(tmp_path: Path) -> None:
     target = parse_url(f"chdb://{tmp_path}/store/traffic")
-    assert target.chdb_folder == tmp_path / "store" and target.database == "traffic"
+    assert target.folder == tmp_path / "store" and target.database == "traffic"
     assert target.url == f"chdb://{tmp_path}/store/traffic"
 
 
@@ -66,7 +66,7 @@ def test_the_password_never_shows_in_a_repr_or_a_scrubbed_message() -> None:
 ])
 def test_the_raw_tables_ttl_is_read_from_its_engine(engine_full: str,
                                                     seconds: int | None) -> None:
-    assert ttl_seconds(engine_full) == seconds
+    assert keep_in_engine(engine_full) == seconds
 
 
 def test_expired_rows_are_counted_by_their_window_start() -> None:
@@ -77,6 +77,14 @@ def test_expired_rows_are_counted_by_their_window_start() -> None:
             f"{server},2026-03-01 00:00:05,5,198.51.100.1,out,1,0,0,0,0\n").encode()
     assert rows_older_than(data, "2026-02-01 00:00:00") == 1
     assert rows_older_than(data, "2025-01-01 00:00:00") == 0
+
+
+def rows_older_than(data: bytes, cutoff: str) -> int:
+    """The rows of a batch the raw table drops at insert when `cutoff` is its keep ago, as
+    the sender counts them (its batch's starts, the schema's rule)."""
+    keep_s = 30 * 86400
+    now = calendar.timegm(time.strptime(cutoff, "%Y-%m-%d %H:%M:%S")) + keep_s
+    return expired_at_insert((Level(5, keep_s),), batch_starts(data), now).get("traffic_5s", 0)
 
 
 def test_a_batchs_token_is_its_contents() -> None:

@@ -30,16 +30,22 @@ from tests.clickhouse_store import (
     DATABASE,
     PCAP_HEADER,
     chdb_client,
-    create_ingest_table,
+    create_store,
     csv_sums,
     store_sums,
     stored_rows,
+    table_sums,
     traffic,
     write_pcap,
 )
-from tests.conftest import DAEMON, child_env, fill_disk, read_rows
+from tests.conftest import DAEMON, child_env, fill_disk, read_rows, run_cli
 from tests.frames import SERVER4
 from tests.requirements import needs_module
+from traffic_capture.fleet.connect import Credentials, parse_url
+from traffic_capture.fleet.reader import ClickHouseReader
+from traffic_capture.queries import TimeRange
+from traffic_capture.sinks.clickhouse import HEADER, utc_text
+from traffic_capture.sinks.clickhouse_link import Store
 from traffic_capture.sinks.clickhouse_spool import BATCH_NAME, REJECTED, Spool
 
 NOW = int(time.time()) // 60 * 60
@@ -77,7 +83,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     folder = tmp_path / "store"
-    create_ingest_table(folder)
+    create_store(folder)
     return folder
 
 
@@ -194,8 +200,8 @@ def test_a_missing_schema_stops_the_run_in_one_line_naming_init(tmp_path: Path) 
     empty, no_table, old = tmp_path / "empty", tmp_path / "no-table", tmp_path / "old"
     with chdb_client(empty, database=None) as client:
         client.command("SELECT 1")
-    create_ingest_table(no_table, table=False)
-    create_ingest_table(old, table=False)
+    create_store(no_table, schema=False)
+    create_store(old, schema=False)
     with chdb_client(old) as client:
         client.command(f"CREATE TABLE {DATABASE}.traffic_5s (server String, window_start "
                        "DateTime('UTC')) ENGINE = MergeTree ORDER BY server")
@@ -437,7 +443,9 @@ def wait_until(ready: object, timeout: float = 60) -> None:
 
 def test_three_daemons_of_three_servers_fill_one_store(tmp_path: Path, store: Path) -> None:
     """Three captures read at once by three daemons, each with its server's name, into one
-    ClickHouse (chDB behind the local HTTP server: chDB opens a folder in one process only)."""
+    ClickHouse (chDB behind the local HTTP server: chDB opens a folder in one process only);
+    the fleet's reader gives each server's totals and the fleet's, equal to the CSVs', at
+    5 s, 1 min and 1 h."""
     names = ("web-1", "web-2", "db-1")
     with ChdbOverHttp(store) as clickhouse:
         daemons = []
@@ -460,6 +468,52 @@ def test_three_daemons_of_three_servers_fill_one_store(tmp_path: Path, store: Pa
             assert store_sums(client, server=name) == csv_sums(csv), name
         assert store_sums(client) == csv_sums(*csvs)
         assert stored_rows(client) == sum(len(read_rows(csv)) for csv in csvs)
+        fleet = ClickHouseReader(client, database=DATABASE)
+        assert [server.name for server in fleet.servers()] == sorted(names)
+        for resolution in (5, 60, 3600):
+            for name, csv in zip(names, csvs, strict=True):
+                assert reader_sums(fleet.of_servers([name]), resolution) == csv_sums(csv), (
+                    name, resolution)
+            assert reader_sums(fleet, resolution) == csv_sums(*csvs), resolution
+
+
+def reader_sums(reader: ClickHouseReader, resolution: int
+                ) -> dict[tuple[str, str], list[int]]:
+    """csv_sums' shape from the fleet reader's client totals over everything it holds."""
+    totals = reader.client_totals(TimeRange(0, 1 << 40), resolution)
+    assert totals.resolution == resolution
+    return {(client, direction): [int(v) for v in sums]
+            for client, both in zip(totals.clients, totals.sums, strict=True)
+            for direction, sums in zip(("in", "out"), both, strict=True) if sums.any()}
+
+
+def test_a_batch_sent_twice_with_its_token_is_stored_once_in_every_table(
+        tmp_path: Path) -> None:
+    """On the schema `clickhouse init` makes (the command, in a child), the sender's Store
+    inserts a batch, then the same batch again as a retry does (the same bytes, so the same
+    token): traffic_5s holds it once, and so do traffic_1m and traffic_1h (their views
+    deduplicate with it); another batch is stored."""
+    folder = tmp_path / "store"
+    url = f"chdb://{folder}/{DATABASE}"
+    made = run_cli(["clickhouse", "init", url], timeout=120)
+    assert made.returncode == 0, made.stderr
+    lines = [f'"web-1",{utc_text(RECENT + 5 * n)},5,198.51.100.{n % 3},{"in" if n % 2 else "out"},'
+             f"{n},1,2,3,4\n" for n in range(30)]  # two and a half minutes
+    batch = (HEADER + "".join(lines)).encode()
+    other = (HEADER + lines[0].replace('"web-1"', '"web-2"')).encode()
+    store = Store(parse_url(url), Credentials(), timeout=30)
+    try:
+        assert store.verify().keep_s == 15 * 86400
+        store.insert(batch)
+        store.insert(batch)  # its answer was lost: sent again
+        store.insert(other)
+    finally:
+        store.close()
+    once = [sum(range(30)) + 0, 31, 62, 93, 124]
+    with chdb_client(folder) as client:
+        assert stored_rows(client) == 31
+        for table in ("traffic_5s", "traffic_1m", "traffic_1h"):
+            assert table_sums(client, table) == once, table
 
 
 def test_rows_older_than_the_ttl_are_counted_and_said_once(tmp_path: Path,

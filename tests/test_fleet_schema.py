@@ -26,6 +26,7 @@ from traffic_capture.errors import UsageError
 from traffic_capture.fleet.connect import parse_url
 from traffic_capture.fleet.migrate import init, read_state
 from traffic_capture.fleet.schema import (
+    DEDUPLICATION_WINDOW,
     DEFAULT_KEEP,
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -42,10 +43,12 @@ pytestmark = pytest.mark.xdist_group(GROUP)
 DDL = REPO / "tests" / "data" / "clickhouse"
 UPDATE = os.environ.get("TRAFFIC_CAPTURE_UPDATE_DDL") == "1"
 DAY = 86400
-# The renderings kept: each version with the default keep, and the latest with another.
+# The renderings kept: each version with the default keep, and from version 3 on with
+# another.
 RENDERINGS = {**{f"v{m.version}.sql": (m.version, DEFAULT_KEEP) for m in MIGRATIONS},
-              f"v{SCHEMA_VERSION}-keep-2d-7d-30d-forever.sql":
-                  (SCHEMA_VERSION, "5s=2d,1m=7d,1h=30d,1d=forever")}
+              **{f"v{m.version}-keep-2d-7d-30d-forever.sql":
+                 (m.version, "5s=2d,1m=7d,1h=30d,1d=forever") for m in MIGRATIONS
+                 if m.version >= 3}}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,7 @@ def test_init_creates_the_schema_and_a_rerun_changes_nothing(client: Any) -> Non
     assert "ORDER BY (server, window_start, client_ip, direction)" in built["traffic_5s"]
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_older_version_is_migrated_and_its_rows_rolled_up(client: Any, version: int
                                                             ) -> None:
     """A database built by an older version's DDL, holding rows, becomes what a fresh init
@@ -134,6 +137,41 @@ def test_an_older_version_is_migrated_and_its_rows_rolled_up(client: Any, versio
                            " GROUP BY server ORDER BY server").result_rows
     assert servers == [("web1", start, start + 1500 * 5), ("web2", start, start + 1500 * 5)]
     assert not result.warnings
+
+
+def insert_twice(client: Any, database: str, token: str) -> None:
+    """One batch inserted twice with one deduplication token, as a sender retries it."""
+    row = [["web1", now_window(), 5, "192.0.2.1", "in", 1, 2, 3, 4, 5]]
+    for _ in range(2):
+        client.insert(f"{database}.traffic_5s", row, column_names=[
+            "server", "window_start", "window_seconds", "client_ip", "direction",
+            "http_bytes", "ftp_bytes", "tcp_bytes", "udp_bytes", "other_bytes"],
+            settings={"insert_deduplication_token": token,
+                      "deduplicate_blocks_in_dependent_materialized_views": 1})
+
+
+def test_every_resolutions_table_drops_a_retried_insert(client: Any) -> None:
+    """Version 3's tables stored a batch retried with its token twice (a plain MergeTree
+    keeps no deduplication window by default); version 4's, and a rollup a later --keep
+    adds, store it once, in the raw table and in every rollup."""
+    old = fresh_database("old")
+    build(client, 3, old)
+    insert_twice(client, old, "retried-batch")
+    assert class_sums(client, old, "traffic_5s") == [2, 4, 6, 8, 10]  # the finding
+    database = fresh_database()
+    init(client, database)
+    init(client, database, keep="5s=15d,1m=90d,5m=90d,1h=forever")
+    built = tables(client, database)
+    for table in ("traffic_5s", "traffic_1m", "traffic_5m", "traffic_1h"):
+        assert (f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+                in built[table]), table
+    insert_twice(client, database, "retried-batch")
+    for table in ("traffic_5s", "traffic_1m", "traffic_5m", "traffic_1h"):
+        assert class_sums(client, database, table) == [1, 2, 3, 4, 5], table
+    init(client, old)  # migrated: the same from then on
+    insert_twice(client, old, "another-batch")
+    assert class_sums(client, old, "traffic_5s") == [3, 6, 9, 12, 15]
+    assert class_sums(client, old, "traffic_1h") == [3, 6, 9, 12, 15]
 
 
 def test_the_keep_sets_the_ttls_and_another_keep_alters_them(client: Any) -> None:

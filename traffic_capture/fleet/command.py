@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     try:
         from traffic_capture.fleet.connect import find_credentials, open_client, parse_url
 
-        target = parse_url(args.url)
+        target = parse_url(args.url, option="URL")  # init's and info's argument
         credentials = find_credentials(target, args.password_file)
         client = open_client(target, credentials, with_database=args.command == "info")
         try:

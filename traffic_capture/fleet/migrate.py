@@ -28,15 +28,14 @@ from traffic_capture.fleet.schema import (
     FleetError,
     Step,
     create_database,
-    create_level_table,
     drop,
     fill_level,
     fill_servers,
     fleet_levels,
     keep_in_engine,
     level_of_table,
+    level_steps,
     record_migration,
-    rollup_steps,
     set_keep,
     table_name,
     view_name,
@@ -155,6 +154,10 @@ def _run_steps(client: Any, database: str, steps: Sequence[Step], held_before: s
                result: InitResult) -> None:
     existing = set(read_state(client, database).tables)
     for step in steps:
+        if step.alters:
+            if step.name in existing:
+                client.command(step.ddl)
+            continue
         if step.name in existing:
             continue
         empty = step.feeds is not None and _count(client, database, step.feeds) == 0
@@ -197,9 +200,7 @@ def _reach_keep(client: Any, database: str, levels: Sequence[Level], held_before
     for level in levels:
         name = table_name(level.seconds)
         if level.seconds not in held:  # added to a database past the version that made it
-            steps = (rollup_steps(database, level) if level.seconds != RAW_SECONDS
-                     else (Step(name, create_level_table(database, level)),))
-            _run_steps(client, database, steps, held_before, result)
+            _run_steps(client, database, level_steps(database, level), held_before, result)
             fed = "" if level.seconds == RAW_SECONDS else f", fed by {view_name(level.seconds)}"
             result.done.append(f"{name}: created ({_kept(level)}){fed}")
             continue

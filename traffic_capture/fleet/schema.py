@@ -23,8 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from traffic_capture.errors import TrafficCaptureError, UsageError
 from traffic_capture.history.retention import (
@@ -36,6 +35,9 @@ from traffic_capture.history.retention import (
     parse_keep,
 )
 from traffic_capture.rules import CLASSES, IN, OUT
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The daemons' windows: the raw table holds them as they closed.
 RAW_SECONDS = 5
@@ -68,22 +70,48 @@ SORTING_KEY: tuple[str, ...] = ("server", "window_start", "client_ip", "directio
 # that their keep (days) drops whole days. A partition key cannot be changed by ALTER, so it
 # depends on the step alone, never on the keep.
 MONTHLY_FROM_SECONDS = 3600
+# The inserts of which each resolution's table keeps a hash, to drop a retried one. A sender's
+# batch carries an insert_deduplication_token (the hash of its bytes); sent again (its answer
+# was lost, its daemon killed before it heard it), ClickHouse drops it if the token is among
+# the table's last N inserts, and with deduplicate_blocks_in_dependent_materialized_views each
+# rollup does the same for what its view sums. A plain MergeTree keeps none unless told
+# (non_replicated_deduplication_window is 0 by default: chDB stored a retried batch twice).
+# N counts the whole fleet's inserts, not one sender's: it must outlast the time from a
+# batch's first attempt to its last retry while the other servers go on inserting. 100,000
+# is 17 to 24 minutes of a 1,000-server fleet (70 to 100 inserts a second, README's sizing),
+# almost 3 hours at 50 servers, a day at 5: a lost answer retried (within 30 s), a daemon
+# restarted, a short network cut. Past it, a retry is stored twice. The cost: a block id per
+# insert in memory and in a log file beside each table (some 150 bytes each, an estimate:
+# 15 MiB a table), looked up in a hash map (ClickHouse's warning that a large window slows
+# inserts is about Replicated tables, whose hashes are in Keeper; theirs keep 10,000 for at
+# most an hour by default).
+# traffic_servers keeps none: min and max of a repeated insert change nothing.
+DEDUPLICATION_WINDOW = 100_000
 DATABASE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _UNITS = (("DAY", DAY_SECONDS), ("HOUR", 3600), ("MINUTE", 60), ("SECOND", 1))
-_TTL_IN_ENGINE = re.compile(
-    r"\bTTL window_start \+ toInterval(Second|Minute|Hour|Day|Week)\((\d+)\)")
-_SECONDS_OF = {"Second": 1, "Minute": 60, "Hour": 3600, "Day": DAY_SECONDS, "Week": 7 * DAY_SECONDS}
+# A TTL as system.tables.engine_full spells it (toIntervalDay(15)), or as a statement may
+# (INTERVAL 15 DAY): a table altered by hand is read too.
+_TTL_IN_ENGINE = re.compile(r"\bTTL\s+window_start\s*\+\s*(?:toInterval(\w+?)\((\d+)\)|"
+                            r"INTERVAL\s+(\d+)\s+(\w+?)S?\b)", re.IGNORECASE)
+_SECONDS_OF = {"second": 1, "minute": 60, "hour": 3600, "day": DAY_SECONDS,
+               "week": 7 * DAY_SECONDS,
+               # Calendar months and years (never set by --keep), taken at their shortest: a
+               # row is said expired only when ClickHouse surely dropped it.
+               "month": 28 * DAY_SECONDS, "quarter": 89 * DAY_SECONDS,
+               "year": 365 * DAY_SECONDS}
 
 
 class FleetError(TrafficCaptureError):
     """A ClickHouse server or database the fleet cannot use, said in one line."""
 
 
-def check_database(name: str) -> str:
-    """The database's name, when it is a plain identifier (it goes into statements)."""
+def check_database(name: str, option: str = "") -> str:
+    """The database's name, when it is a plain identifier (it goes into statements);
+    `option`, the option that gave it, starts the message otherwise."""
     if not DATABASE_PATTERN.match(name):
-        raise UsageError(f"{name!r} is not a database name for traffic-capture: letters,"
-                         " digits and _, not starting with a digit (e.g. traffic)")
+        raise UsageError(f"{option + ': ' if option else ''}{name!r} is not a database name:"
+                         " it must be letters, digits and _, not starting with a digit (e.g."
+                         " traffic)")
     return name
 
 
@@ -136,10 +164,15 @@ def ttl_expression(keep_s: int) -> str:
 
 
 def keep_in_engine(engine_full: str) -> int | None:
-    """The keep a table's engine clause (system.tables.engine_full) sets, in seconds; None:
-    no TTL (kept for ever)."""
+    """The keep a table's engine clause (system.tables.engine_full) sets on window_start, in
+    seconds; None: no TTL this reads (kept for ever)."""
     match = _TTL_IN_ENGINE.search(engine_full)
-    return None if match is None else int(match.group(2)) * _SECONDS_OF[match.group(1)]
+    if match is None:
+        return None
+    unit, number = ((match.group(1), match.group(2)) if match.group(1)
+                    else (match.group(4), match.group(3)))
+    seconds = _SECONDS_OF.get(unit.lower())
+    return None if seconds is None else seconds * int(number)
 
 
 def floor_expression(seconds: int) -> str:
@@ -269,6 +302,13 @@ def set_keep(database: str, level: Level) -> str:
     return f"ALTER TABLE {table} MODIFY TTL {ttl_expression(level.keep_s)}"
 
 
+def set_deduplication_window(database: str, seconds: int) -> str:
+    """The statement that makes a resolution's table drop a retried insert (see
+    DEDUPLICATION_WINDOW)."""
+    return (f"ALTER TABLE {database}.{table_name(seconds)} MODIFY SETTING"
+            f" non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}")
+
+
 def _quoted(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -279,12 +319,15 @@ def _quoted(text: str) -> str:
 @dataclass(frozen=True)
 class Step:
     """One object a migration creates (`name`, a table or view, looked for in
-    system.tables), by an idempotent statement. A view that feeds a table created in the same
-    run names it in `feeds`: the rows held before it existed are filled in."""
+    system.tables), by an idempotent statement: skipped when it is there. A view that feeds a
+    table created in the same run names it in `feeds`: the rows held before it existed are
+    filled in. A step that `alters` changes `name` instead, when it is there (a resolution
+    the keep adds later is made by level_steps, already altered)."""
 
     name: str
     ddl: str
     feeds: str | None = None
+    alters: bool = False
 
 
 @dataclass(frozen=True)
@@ -311,6 +354,26 @@ def rollup_steps(database: str, level: Level) -> tuple[Step, ...]:
                  feeds=table_name(level.seconds)))
 
 
+def deduplication_step(database: str, level: Level) -> Step:
+    return Step(table_name(level.seconds), set_deduplication_window(database, level.seconds),
+                alters=True)
+
+
+def _deduplication_steps(database: str, levels: Sequence[Level]) -> tuple[Step, ...]:
+    return tuple(deduplication_step(database, level) for level in levels)
+
+
+def level_steps(database: str, level: Level) -> tuple[Step, ...]:
+    """A resolution's table as the latest version makes it, for one `--keep` adds to a
+    database past the versions that made the others: created, given its deduplication
+    window, then (a rollup) fed by its view."""
+    made = (Step(table_name(level.seconds), create_level_table(database, level)),
+            deduplication_step(database, level))
+    if level.seconds == RAW_SECONDS:
+        return made
+    return (*made, rollup_steps(database, level)[1])
+
+
 def _servers_steps(database: str, levels: Sequence[Level]) -> tuple[Step, ...]:
     return (Step(SERVERS_TABLE, create_servers_table(database)),
             Step(SERVERS_VIEW, create_servers_view(database), feeds=SERVERS_TABLE))
@@ -320,6 +383,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the raw 5-second table", _raw_steps),
     Migration(2, "rollups fed by materialized views", _rollup_steps),
     Migration(3, "each server's first and last window", _servers_steps),
+    Migration(4, "a deduplication window on each resolution's table, so that a retried"
+                 " batch is stored once", _deduplication_steps),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -353,6 +418,8 @@ def expired_at_insert(levels: Iterable[Level], starts: Sequence[int] | np.ndarra
     or, when they share a day with newer rows, as soon as that day's part is past it; either
     way they are gone. The raw table's view still sums them into a rollup that keeps them.
     Only the tables that drop some are named."""
+    import numpy as np  # not at the top: the daemon's --help imports this module
+
     values = np.asarray(starts, dtype=np.int64)
     dropped = {}
     for level in levels:

@@ -21,25 +21,26 @@ from typing import TYPE_CHECKING, Any
 
 from traffic_capture import argtypes
 from traffic_capture.errors import UsageError
+from traffic_capture.fleet.connect import (
+    PASSWORD_CREDENTIAL,
+    PASSWORD_ENV,
+    USER_ENV,
+    Credentials,
+    Target,
+    find_credentials,
+    parse_url,
+)
+from traffic_capture.fleet.schema import INSERT_COLUMNS, RAW_SECONDS, RAW_TABLE, expired_at_insert
+from traffic_capture.history.retention import Level
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
 from traffic_capture.secrets import FROM_CREDENTIAL, FROM_FILE
 from traffic_capture.sinks import Credential, Notes, Output, OutputContext, Sink
 from traffic_capture.sinks.clickhouse_link import (
-    COLUMNS,
-    INGEST_TABLE,
-    PASSWORD_CREDENTIAL,
-    PASSWORD_ENV,
-    USER_ENV,
     BatchRejected,
-    Credentials,
     Store,
     StoreError,
     StoreUnavailable,
     TableInfo,
-    Target,
-    find_credentials,
-    parse_url,
-    rows_older_than,
 )
 from traffic_capture.sinks.clickhouse_spool import Spool, SpooledBatch
 
@@ -63,6 +64,7 @@ SEND_SLICE_SECONDS = 1.0  # sending a backlog yields to new windows this often
 # are given up (counted; the CSV has them).
 MAX_UNSPOOLED_ROWS = 2_000_000
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+PASSWORD_OPTION = "--clickhouse-password-file"
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class ClickHouseOutput(Output[ClickHouseSettings]):
         add = group.add_argument
         add("--clickhouse", metavar="URL",
             help="also send every closed window's rows to ClickHouse: http://HOST:8123/DATABASE "
-                 "or https://HOST:8443/DATABASE (chdb://PATH/DATABASE: ClickHouse's engine in "
+                 "or https://HOST:8443/DATABASE (chdb://FOLDER/DATABASE: ClickHouse's engine in "
                  f"this process, Linux, for trials). The user: the URL's (http://USER@HOST...), "
                  f"else ${USER_ENV}; the password: --clickhouse-password-file, "
                  f"${PASSWORD_ENV} or systemd's credential '{PASSWORD_CREDENTIAL}', never the "
@@ -147,9 +149,9 @@ class ClickHouseOutput(Output[ClickHouseSettings]):
                 if getattr(args, flag) is not None:
                     raise UsageError(f"--{flag.replace('_', '-')} needs --clickhouse URL")
             return None
-        target = parse_url(args.clickhouse)
+        target = parse_url(args.clickhouse, "--clickhouse", PASSWORD_OPTION)
         return ClickHouseSettings(
-            target, find_credentials(target, args.clickhouse_password_file),
+            target, find_credentials(target, args.clickhouse_password_file, PASSWORD_OPTION),
             server_name(args.server_name), args.clickhouse_spool or default_spool(args.out),
             args.clickhouse_spool_max or DEFAULT_SPOOL_MAX,
             args.clickhouse_batch_seconds or DEFAULT_BATCH_SECONDS,
@@ -190,17 +192,30 @@ def utc_text(epoch_seconds: float) -> str:
     return time.strftime(TIME_FORMAT, time.gmtime(epoch_seconds))
 
 
-HEADER = ",".join(COLUMNS) + "\n"
+HEADER = ",".join(INSERT_COLUMNS) + "\n"
 
 
 def window_lines(window: ClosedWindow, server_field: str) -> str:
-    """A closed window's rows as CSVWithNames lines (the columns of COLUMNS), from its sums."""
+    """A closed window's rows as CSVWithNames lines (the columns of INSERT_COLUMNS), from its
+    sums."""
     prefix = f"{server_field},{utc_text(window.start_s)},{window.end_s - window.start_s},"
     template = prefix.replace("%", "%%") + "%s,%s,%d,%d,%d,%d,%d\n"
     return "".join([template % (client, direction, *numbers)
                     for client, direction, numbers in zip(
                         window.client_texts(), window.directions(),
                         window.sums.counts.tolist(), strict=True)])
+
+
+def batch_starts(data: bytes) -> list[int]:
+    """The window_start of every row of a batch (CSVWithNames), in epoch seconds."""
+    import calendar
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(data.decode("utf-8")))
+    next(reader, None)
+    at = INSERT_COLUMNS.index("window_start")
+    return [calendar.timegm(time.strptime(row[at], TIME_FORMAT)) for row in reader if row]
 
 
 class ClickHouseSink(Sink):
@@ -258,7 +273,7 @@ class ClickHouseSink(Sink):
                       f"{self.spool.folder} are sent first")
         if self.table is not None:
             self.info(f"clickhouse: rows go to {self.url} ({self.settings.target.database}."
-                      f"{INGEST_TABLE}) as server '{self.settings.server_name}'")
+                      f"{RAW_TABLE}) as server '{self.settings.server_name}'")
 
     # The capture thread's side.
     def window(self, window: ClosedWindow) -> None:
@@ -394,14 +409,17 @@ class ClickHouseSink(Sink):
         return True
 
     def _count_expired(self, data: bytes, oldest: int) -> None:
-        ttl = self.table.ttl_seconds if self.table is not None else None
-        cutoff = time.time() - ttl if ttl is not None else None
-        if cutoff is None or oldest >= cutoff:
+        """Rows of a batch ClickHouse drops from the raw table as they are inserted (past its
+        TTL: schema.expired_at_insert), counted and said once."""
+        keep_s = self.table.keep_s if self.table is not None else None
+        now = time.time()
+        if keep_s is None or oldest + keep_s > now:
             return
-        found = rows_older_than(data, utc_text(cutoff))
+        found = expired_at_insert((Level(RAW_SECONDS, keep_s),), batch_starts(data),
+                                  now).get(RAW_TABLE, 0)
         if found and not self.expired:
-            self.warn(f"clickhouse: {found:,} rows sent are older than {INGEST_TABLE}'s TTL "
-                      f"({_duration(ttl or 0)}): ClickHouse drops them from that table at "
+            self.warn(f"clickhouse: {found:,} rows sent are older than {RAW_TABLE}'s TTL "
+                      f"({_duration(keep_s)}): ClickHouse drops them from that table at "
                       "insert (an old capture?); the summary gives the total")
         self.expired += found
 
@@ -478,9 +496,9 @@ class ClickHouseSink(Sink):
             notes.append((True, f"clickhouse: {self.rejected:,} rows were refused by ClickHouse "
                                 f"as unreadable; set aside in {self.spool.folder}"))
         if self.expired:
-            ttl = self.table.ttl_seconds if self.table is not None else None
+            keep_s = self.table.keep_s if self.table is not None else None
             notes.append((True, f"clickhouse: {self.expired:,} rows sent were older than "
-                                f"{INGEST_TABLE}'s TTL ({_duration(ttl or 0)}): ClickHouse "
+                                f"{RAW_TABLE}'s TTL ({_duration(keep_s or 0)}): ClickHouse "
                                 "dropped them from that table at insert"))
         return notes
 
