@@ -217,7 +217,7 @@ def test_usage_errors_are_one_line_exit_2(store: tuple[str, pd.DataFrame], tmp_p
 
 @pytest.mark.parametrize(("what", "says"), [
     ("unknown server", "no server 'web9'; it holds db1, web1, web2"),
-    ("no schema", "no database 'traffic': create the schema with"),
+    ("no schema", "create the schema first with 'traffic-capture clickhouse init"),
     ("empty range", "no rows from 2020-01-01 00:00:00 to 2020-01-02 00:00:00; it holds"),
 ])
 @pytest.mark.parametrize("command", ["excel", "report"])
