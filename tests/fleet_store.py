@@ -21,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,9 @@ def insert(client: Any, database: str, rows: Iterable[Row], window_seconds: int 
     """Rows into the raw table, as a sender inserts them."""
     data = [[server, start, window_seconds, client_ip, direction, *counts]
             for server, start, client_ip, direction, counts in rows]
-    if data:
-        client.insert(f"{database}.{RAW_TABLE}", data, column_names=list(INSERT_COLUMNS))
+    if data:  # a token of its own, as the sender's: the schema's tables deduplicate inserts
+        client.insert(f"{database}.{RAW_TABLE}", data, column_names=list(INSERT_COLUMNS),
+                      settings={"insert_deduplication_token": uuid.uuid4().hex})
 
 
 def class_sums(client: Any, database: str, table: str, where: str = "1",

@@ -5,6 +5,7 @@ stricter checks), the TTL it reads, the rows it counts as expired, and the spool
 from __future__ import annotations
 
 import calendar
+import hashlib
 import time
 from pathlib import Path
 
@@ -16,7 +17,13 @@ from traffic_capture.fleet.schema import expired_at_insert, keep_in_engine
 from traffic_capture.history.retention import Level
 from traffic_capture.sinks.clickhouse import batch_starts, csv_field, size_text
 from traffic_capture.sinks.clickhouse_link import batch_token
-from traffic_capture.sinks.clickhouse_spool import LOCK, REJECTED, Spool, SpoolError
+from traffic_capture.sinks.clickhouse_spool import (
+    LOCK,
+    REJECTED,
+    Spool,
+    SpoolError,
+    new_identity,
+)
 
 
 @pytest.mark.parametrize(("url", "shown", "host", "port", "database", "user"), [
@@ -87,8 +94,15 @@ def rows_older_than(data: bytes, cutoff: str) -> int:
     return expired_at_insert((Level(5, keep_s),), batch_starts(data), now).get("traffic_5s", 0)
 
 
-def test_a_batchs_token_is_its_contents() -> None:
-    assert batch_token(b"a") == batch_token(b"a") != batch_token(b"b")
+def test_a_batchs_token_is_its_identity_and_its_contents() -> None:
+    """A retry (the same identity, the same bytes) has the same token; another batch of the
+    same bytes (a window closed again with the same late bytes) has another; a batch an older
+    version spooled (no identity) keeps the token it had."""
+    one, two = new_identity(), new_identity()
+    assert one != two and len(one) == 16
+    assert batch_token(b"a", one) == batch_token(b"a", one) != batch_token(b"b", one)
+    assert batch_token(b"a", one) != batch_token(b"a", two)
+    assert batch_token(b"a", "") == "traffic-capture-" + hashlib.sha256(b"a").hexdigest()
 
 
 def test_sizes_read_as_the_option_takes_them() -> None:
@@ -104,22 +118,28 @@ def test_the_spool_keeps_whole_batches_in_order_and_the_newest_past_its_bound(
     assert spool.open() == []
     dropped = []
     for number in range(5):
-        dropped += spool.add(bytes([65 + number]) * 100, rows=number + 1, oldest_start=number)
+        dropped += spool.add(bytes([65 + number]) * 100, rows=number + 1, oldest_start=number,
+                             identity=f"{number:016x}")
     assert [b.rows for b in dropped] == [1, 2, 3] and spool.size == 200
     assert [b.rows for b in spool.batches] == [4, 5]
     assert spool.oldest() is not None and spool.oldest().read() == b"D" * 100
-    spool.add(b"huge" * 100, rows=9, oldest_start=9)  # bigger than the bound: kept alone
+    spool.add(b"huge" * 100, rows=9, oldest_start=9,  # bigger than the bound: kept alone
+              identity="9" * 16)
     assert [b.rows for b in spool.batches] == [9]
     spool.close()
     (tmp_path / "spool" / ".tmp-000000000009-1-1.csv").write_bytes(b"half a batch")
     again = Spool(tmp_path / "spool", max_bytes=1000)
+    (tmp_path / "spool" / "000000000001-2-3.csv").write_bytes(b"an older version's batch")
     left = again.open()  # a new run takes up what is left, and numbers on from it
-    assert [(b.sequence, b.rows, b.oldest_start) for b in left] == [(6, 9, 9)]
+    assert [(b.sequence, b.rows, b.oldest_start, b.identity) for b in left] == [
+        (1, 2, 3, ""), (6, 9, 9, "9" * 16)]
+    again.remove(left[0])
     assert not (tmp_path / "spool" / ".tmp-000000000009-1-1.csv").exists()
-    again.add(b"x", rows=1, oldest_start=10)
-    assert again.batches[-1].path.name == "000000000007-1-10.csv"
+    again.add(b"x", rows=1, oldest_start=10, identity="a" * 16)
+    assert again.batches[-1].path.name == f"000000000007-1-10-{'a' * 16}.csv"
     aside = again.set_aside(again.batches[0])
-    assert aside == tmp_path / "spool" / REJECTED / "000000000006-9-9.csv" and aside.exists()
+    assert aside == tmp_path / "spool" / REJECTED / f"000000000006-9-9-{'9' * 16}.csv"
+    assert aside.exists()
     assert [b.sequence for b in again.batches] == [7]
     again.close()
 

@@ -492,7 +492,8 @@ def test_a_batch_sent_twice_with_its_token_is_stored_once_in_every_table(
     """On the schema `clickhouse init` makes (the command, in a child), the sender's Store
     inserts a batch, then the same batch again as a retry does (the same bytes, so the same
     token): traffic_5s holds it once, and so do traffic_1m and traffic_1h (their views
-    deduplicate with it); another batch is stored."""
+    deduplicate with it); another batch is stored, and so are two batches of the same bytes
+    (each its own identity)."""
     folder = tmp_path / "store"
     url = f"chdb://{folder}/{DATABASE}"
     made = run_cli(["clickhouse", "init", url], timeout=120)
@@ -504,14 +505,17 @@ def test_a_batch_sent_twice_with_its_token_is_stored_once_in_every_table(
     store = Store(parse_url(url), Credentials(), timeout=30)
     try:
         assert store.verify().keep_s == 15 * 86400
-        store.insert(batch)
-        store.insert(batch)  # its answer was lost: sent again
-        store.insert(other)
+        store.insert(batch, "1" * 16)
+        store.insert(batch, "1" * 16)  # its answer was lost: sent again
+        store.insert(other, "2" * 16)
+        late = (HEADER + lines[5]).encode()  # a window closed again, with the same bytes
+        store.insert(late, "3" * 16)
+        store.insert(late, "4" * 16)  # ... twice: two batches of the same bytes both count
     finally:
         store.close()
-    once = [sum(range(30)) + 0, 31, 62, 93, 124]
+    once = [sum(range(30)) + 0 + 2 * 5, 33, 66, 99, 132]
     with chdb_client(folder) as client:
-        assert stored_rows(client) == 31
+        assert stored_rows(client) == 33
         for table in ("traffic_5s", "traffic_1m", "traffic_1h"):
             assert table_sums(client, table) == once, table
 

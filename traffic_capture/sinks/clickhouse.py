@@ -42,7 +42,7 @@ from traffic_capture.sinks.clickhouse_link import (
     StoreUnavailable,
     TableInfo,
 )
-from traffic_capture.sinks.clickhouse_spool import Spool, SpooledBatch
+from traffic_capture.sinks.clickhouse_spool import Spool, SpooledBatch, new_identity
 
 if TYPE_CHECKING:
     from traffic_capture.windows import ClosedWindow
@@ -240,7 +240,7 @@ class ClickHouseSink(Sink):
         self._batch_oldest = 0
         self._batch_since: float | None = None
         # (data, rows, oldest window) of closed batches the spool's disk refused, in order
-        self._unspooled: deque[tuple[bytes, int, int]] = deque()
+        self._unspooled: deque[tuple[bytes, int, int, str]] = deque()
         self._spool_refused = False
         self.rows_queued = 0  # put by the capture
         self.carried = 0  # rows an earlier run left in the spool
@@ -312,23 +312,23 @@ class ClickHouseSink(Sink):
 
     def _close_batch(self) -> None:
         data = (HEADER + "".join(self._lines)).encode("utf-8")
-        self._unspooled.append((data, self._batch_rows, self._batch_oldest))
+        self._unspooled.append((data, self._batch_rows, self._batch_oldest, new_identity()))
         self._lines, self._batch_rows, self._batch_since = [], 0, None
 
     def _spool_waiting(self) -> None:
         """Closed batches into the spool, in order; a disk that refuses keeps them in memory
         (bounded), and they are sent from there."""
         while self._unspooled:
-            data, rows, oldest = self._unspooled[0]
+            data, rows, oldest, identity = self._unspooled[0]
             try:
-                dropped = self.spool.add(data, rows, oldest)
+                dropped = self.spool.add(data, rows, oldest, identity)
             except OSError as error:
                 if not self._spool_refused:
                     self._spool_refused = True
                     self.warn(f"cannot write the ClickHouse spool {self.spool.folder} "
                               f"({error.strerror or error}): batches wait in memory (up to "
                               f"{MAX_UNSPOOLED_ROWS:,} rows) and are sent from there")
-                while sum(r for _, r, _ in self._unspooled) > MAX_UNSPOOLED_ROWS:
+                while self._unspooled_rows() > MAX_UNSPOOLED_ROWS:
                     rows = self._unspooled.popleft()[1]
                     self.dropped += rows
                     self.warn(f"clickhouse: {rows:,} rows neither spooled nor sent are given "
@@ -367,7 +367,7 @@ class ClickHouseSink(Sink):
                     self.warn(f"cannot read {batch.path} ({error.strerror or error}): its "
                               f"{batch.rows:,} rows are given up")
                     continue
-                outcome = self._deliver(data, batch.rows, batch.oldest_start)
+                outcome = self._deliver(data, batch.rows, batch.oldest_start, batch.identity)
                 if outcome is None:
                     return
                 if outcome:
@@ -377,8 +377,8 @@ class ClickHouseSink(Sink):
                     self.warn(f"{self.last_error}; its {batch.rows:,} rows were set aside in "
                               f"{aside} (the CSV has them) and the next batches go on")
             elif self._unspooled:
-                data, rows, oldest = self._unspooled[0]
-                outcome = self._deliver(data, rows, oldest)
+                data, rows, oldest, identity = self._unspooled[0]
+                outcome = self._deliver(data, rows, oldest, identity)
                 if outcome is None:
                     return
                 if not outcome:
@@ -388,13 +388,13 @@ class ClickHouseSink(Sink):
             else:
                 return
 
-    def _deliver(self, data: bytes, rows: int, oldest: int) -> bool | None:
+    def _deliver(self, data: bytes, rows: int, oldest: int, identity: str) -> bool | None:
         """True: ClickHouse took the batch; False: it cannot read it (given up and counted);
         None: not now (an outage: retried later)."""
         try:
             if self.table is None:
                 self.table = self.store.verify()
-            self.store.insert(data)
+            self.store.insert(data, identity)
         except BatchRejected as error:
             self.last_error = str(error)
             self.dropped += rows
@@ -440,12 +440,15 @@ class ClickHouseSink(Sink):
                           f"{self.pending():,} rows wait in {self.spool.folder}")
         self._next_try = now + self._delay
 
+    def _unspooled_rows(self) -> int:
+        return sum(batch[1] for batch in self._unspooled)
+
     def _taken_again(self, rows_taken: int) -> None:
         if self._failing_since is None:
             return
         waited = time.monotonic() - self._failing_since
         self._failing_since, self._next_try, self.last_error = None, 0.0, None
-        waiting = self.spool.rows + sum(r for _, r, _ in self._unspooled) - rows_taken
+        waiting = self.spool.rows + self._unspooled_rows() - rows_taken
         self.info(f"ClickHouse at {self.url} takes rows again after {waited:.0f} s"
                   + (f": the {waiting:,} rows waiting in the spool are sent in order"
                      if waiting > 0 else ""))
@@ -466,7 +469,7 @@ class ClickHouseSink(Sink):
             elif now >= give_up_at or self.hurry.wait(min(self._next_try, give_up_at) - now):
                 break
         if self._unspooled:  # neither the spool nor ClickHouse took them
-            rows = sum(r for _, r, _ in self._unspooled)
+            rows = self._unspooled_rows()
             self.dropped += rows
             self._unspooled.clear()
             self.warn(f"clickhouse: {rows:,} rows could neither be sent nor spooled: given up "

@@ -63,10 +63,12 @@ class BatchRejected(StoreError):
     """ClickHouse cannot read this batch: sending it again would fail again."""
 
 
-def batch_token(data: bytes) -> str:
-    """A batch's insert_deduplication_token: the hash of its bytes, so that the same batch,
-    sent again by this run or by the next one (from the spool), gets the same token."""
-    return "traffic-capture-" + hashlib.sha256(data).hexdigest()
+def batch_token(data: bytes, identity: str) -> str:
+    """A batch's insert_deduplication_token: its identity (spool_batch.new_identity) and the
+    hash of its bytes, so that the same batch, sent again by this run or by the next one
+    (from the spool), gets the same token, and another batch of the same bytes another."""
+    digest = hashlib.sha256(data).hexdigest()
+    return f"traffic-capture-{identity}-{digest}" if identity else f"traffic-capture-{digest}"
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,13 @@ class Store:
         except Exception as error:  # noqa: BLE001
             raise self.explain(error) from None
 
-    def insert(self, data: bytes) -> None:
+    def insert(self, data: bytes, identity: str) -> None:
         """One batch (CSVWithNames), with its deduplication token."""
         if self._client is None:
             self.connect()
         known = self._client.server_settings
         settings = {name: value for name, value in INSERT_SETTINGS.items() if name in known}
-        settings["insert_deduplication_token"] = batch_token(data)
+        settings["insert_deduplication_token"] = batch_token(data, identity)
         try:
             self._client.raw_insert(RAW_TABLE, INSERT_COLUMNS, data, settings=settings,
                                     fmt="CSVWithNames")

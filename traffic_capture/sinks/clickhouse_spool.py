@@ -3,11 +3,13 @@ removed once ClickHouse took them; bounded, the oldest given up first (and count
 
 Every batch goes through the spool, so a batch never exists only in memory once it is closed:
 one that a killed daemon left is sent by the next run, with the same deduplication token
-(the hash of its bytes: see clickhouse_link.batch_token). A file is ClickHouse's
-CSVWithNames format, the bytes sent as they are: the column names, then one line a row
-(read it with any CSV reader, or `clickhouse local`). It is written whole under a temporary
-name and renamed, so the spool never holds half a batch. Its name holds its place in the
-order, its rows and its oldest window: NNNNNNNNNNNN-ROWS-OLDEST.csv.
+(the batch's identity and the hash of its bytes: see clickhouse_link.batch_token). A file
+is ClickHouse's CSVWithNames format, the bytes sent as they are: the column names, then one
+line a row (read it with any CSV reader, or `clickhouse local`). It is written whole under a
+temporary name and renamed, so the spool never holds half a batch. Its name holds its place in the
+order, its rows, its oldest window and its identity (random, made when the batch closed):
+NNNNNNNNNNNN-ROWS-OLDEST-IDENTITY.csv. A spool of a version before identities holds names
+without one; those batches keep the token they had.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from traffic_capture.errors import TrafficCaptureError
 
-BATCH_NAME = re.compile(r"(\d{12})-(\d+)-(\d+)\.csv\Z")
+BATCH_NAME = re.compile(r"(\d{12})-(\d+)-(\d+)(?:-([0-9a-f]{16}))?\.csv\Z")
 LOCK = "spool.lock"
 REJECTED = "rejected"  # batches ClickHouse cannot read, set aside (never sent again)
 _TEMPORARY = ".tmp-"
@@ -38,13 +41,20 @@ class SpooledBatch:
     rows: int
     oldest_start: int  # the oldest window_start in it (epoch seconds)
     size: int
+    identity: str = ""  # see new_identity ("" in a spool an older version wrote)
 
     def read(self) -> bytes:
         return self.path.read_bytes()
 
 
-def batch_name(sequence: int, rows: int, oldest_start: int) -> str:
-    return f"{sequence:012d}-{rows}-{oldest_start}.csv"
+def new_identity() -> str:
+    """A closed batch's own name: two batches of the same bytes (a window closed again with
+    the same late bytes as an earlier batch) are two inserts, never one deduplicated."""
+    return secrets.token_hex(8)
+
+
+def batch_name(sequence: int, rows: int, oldest_start: int, identity: str) -> str:
+    return f"{sequence:012d}-{rows}-{oldest_start}-{identity}.csv"
 
 
 class Spool:
@@ -98,19 +108,20 @@ class Spool:
                 continue
             match = BATCH_NAME.match(entry.name)
             if match and entry.is_file():
-                sequence, rows, oldest = (int(part) for part in match.groups())
+                sequence, rows, oldest = (int(part) for part in match.groups()[:3])
                 found.append(SpooledBatch(Path(entry.path), sequence, rows, oldest,
-                                          entry.stat().st_size))
+                                          entry.stat().st_size, match.group(4) or ""))
         found.sort(key=lambda batch: batch.sequence)
         self.batches = found
         self.size = sum(batch.size for batch in found)
         self._next = found[-1].sequence + 1 if found else 1
         return list(found)
 
-    def add(self, data: bytes, rows: int, oldest_start: int) -> list[SpooledBatch]:
+    def add(self, data: bytes, rows: int, oldest_start: int,
+            identity: str) -> list[SpooledBatch]:
         """Write a batch whole; past max_bytes, the oldest batches go (returned), never the
         newest. OSError when the disk refuses it (nothing is left behind then)."""
-        name = batch_name(self._next, rows, oldest_start)
+        name = batch_name(self._next, rows, oldest_start, identity)
         path = self.folder / name
         temporary = self.folder / f"{_TEMPORARY}{name}"
         try:
@@ -127,7 +138,8 @@ class Spool:
         if self.fsync:
             _sync_folder(self.folder)
         self._next += 1
-        self.batches.append(SpooledBatch(path, self._next - 1, rows, oldest_start, len(data)))
+        self.batches.append(SpooledBatch(path, self._next - 1, rows, oldest_start, len(data),
+                                          identity))
         self.size += len(data)
         return self.trim()
 
