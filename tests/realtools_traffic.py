@@ -199,7 +199,9 @@ def capture_specs(lab: Lab, out: Path, names: Sequence[str]) -> list[Capture]:
         "eth.pcap": (tcpdump + ["-i", dev, "-w"], "listening on"),
         "sll.pcap": (tcpdump + ["-i", "any", "-y", "LINUX_SLL", "-w"], "listening on"),
         "sll2.pcap": (tcpdump + ["-i", "any", "-y", "LINUX_SLL2", "-w"], "listening on"),
-        "eth.pcapng": (["dumpcap", "-n", "-B", "16", "-i", dev, "-w"], "Capturing on"),
+        # dumpcap says "Capturing on" before it opens the interface (a loaded machine's
+        # first packets were missed), "File:" once it has opened it and its file.
+        "eth.pcapng": (["dumpcap", "-n", "-B", "16", "-i", dev, "-w"], "File: "),
         "snap160.pcap": (tcpdump + ["-s", "160", "-i", dev, "-w"], "listening on"),
         "eth.nsec.pcap": (tcpdump + ["--time-stamp-precision=nano", "-i", dev, "-w"],
                           "listening on"),

@@ -250,7 +250,7 @@ def test_kill_9_loses_at_most_the_rows_not_flushed(tmp_path: Path) -> None:
                                  stdout=subprocess.PIPE, text=True, env=child_env())
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
         flushed = written
-        deadline = time.monotonic() + rng.uniform(0.2, 1.2)
+        deadline = time.monotonic() + rng.uniform(0.1, 0.6)
         while time.monotonic() < deadline:
             line = child.stdout.readline()
             if line.startswith("flushed"):
