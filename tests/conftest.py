@@ -38,7 +38,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             for marker in MARKERS_OF_FIXTURE.get(fixture, ()):
                 item.add_marker(marker)
     give_each_test_its_own_node_id(items)
+    group_by_session_fixtures(items)
     suffix_groups_for_pytest_9(items)
+
+
+def group_by_session_fixtures(items: list[pytest.Item]) -> None:
+    """A test module's session fixture (a 30-day history served, a day's workbook, a
+    recorded lab) is built once in each worker that runs one of its tests: spread over four
+    workers, the browser's 30-day history was built four times. The module's tests that use
+    one go to one worker (a group named after the module), unless they have a group already."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or any(item.iter_markers("xdist_group")):
+            continue
+        for name in item.fixturenames:
+            definitions = info.name2fixturedefs.get(name)
+            if definitions and definitions[-1].scope == "session" \
+                    and definitions[-1].baseid.endswith(".py"):
+                module = definitions[-1].baseid.rsplit("/", 1)[-1].removesuffix(".py")
+                item.add_marker(pytest.mark.xdist_group(module))
+                break
 
 
 def suffix_groups_for_pytest_9(items: list[pytest.Item]) -> None:
