@@ -277,7 +277,14 @@ def test_the_page_picks_a_server_and_a_range_at_420_px(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    from tests.web_browser import browser, console_errors, narrow, pick_span, shown_resolution
+    from tests.web_browser import (
+        browser,
+        console_errors,
+        narrow,
+        pick_span,
+        release,
+        shown_resolution,
+    )
 
     def bars(d: Any) -> set[str]:
         try:
@@ -327,7 +334,7 @@ def test_the_page_picks_a_server_and_a_range_at_420_px(
         assert driver.execute_script("return document.documentElement.scrollWidth") <= 420
         assert not console_errors(driver)
     finally:
-        driver.quit()
+        release(driver)
 
 
 def test_no_generated_request_gets_a_500_over_a_fleet(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from tests.conftest import REPO  # noqa: E402
-from tests.web_browser import browser, pick_span, shown_resolution  # noqa: E402
+from tests.web_browser import browser, pick_span, release, shown_resolution  # noqa: E402
 from tests.web_helpers import T0, WebProcess, append, window_rows  # noqa: E402
 
 SCREENSHOT = os.environ.get("TRAFFIC_WEB_SCREENSHOT")  # a path: also save a screenshot there
@@ -75,7 +75,7 @@ def test_page_bars_drill_down_and_back(tmp_path: Path) -> None:
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
     finally:
-        driver.quit()
+        release(driver)
         assert web.stop() == 0
 
 
@@ -101,7 +101,7 @@ def test_page_in_portuguese_with_brazilian_numbers(tmp_path: Path) -> None:
         assert driver.find_element(By.ID, "back").get_attribute("textContent").strip().endswith(
             "Voltar")
     finally:
-        driver.quit()
+        release(driver)
         assert web.stop() == 0
 
 
@@ -130,7 +130,7 @@ def test_a_window_closed_again_adds_to_the_page_instead_of_replacing_it(tmp_path
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
     finally:
-        driver.quit()
+        release(driver)
         assert web.stop() == 0
 
 
@@ -213,7 +213,7 @@ def test_in_and_out_look_different_in_the_legend_and_the_bars(sample_web: WebPro
         for name, paints in bars.items():
             assert paints == {legend[name]}, (name, paints, legend[name])
     finally:
-        driver.quit()
+        release(driver)
 
 
 def _rect(driver: webdriver.Chrome, element: Any) -> dict[str, float]:
@@ -245,7 +245,7 @@ def test_a_narrow_page_does_not_scroll_sideways_and_the_legend_clears_the_bars(
         table = driver.find_element(By.ID, "clients")
         assert "Other" in table.get_attribute("textContent")
     finally:
-        driver.quit()
+        release(driver)
 
 
 @pytest.mark.parametrize("language", ["en-US", "pt-BR"])
@@ -260,7 +260,7 @@ def test_table_headers_carry_the_unit(sample_web: WebProcess, language: str) -> 
         assert ["bytes" in text.split() for text in shown] == \
             [False] + [True] * 8 + [False] + [True] * 3, shown
     finally:
-        driver.quit()
+        release(driver)
 
 
 def drill_into(driver: webdriver.Chrome, ip: str) -> Any:
@@ -300,7 +300,7 @@ def test_the_drill_down_says_what_its_chart_and_its_table_count(
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
     finally:
-        driver.quit()
+        release(driver)
 
 
 # Issue 17: any range. `serve --history` over a store holding a week, made here with the
@@ -387,7 +387,7 @@ def test_last_week_over_a_history_at_its_resolution_with_its_drill_down(
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
     finally:
-        driver.quit()
+        release(driver)
 
 
 @pytest.mark.parametrize(("language", "per_hour"), [("en-US", "per hour"),
@@ -425,7 +425,7 @@ def test_last_month_of_a_30_day_history_per_hour(week_web: WebProcess, language:
         for client in api["clients"]:
             assert f"{client['total']:,}".replace(",", separator) in rows(driver)[client["ip"]]
     finally:
-        driver.quit()
+        release(driver)
 
 
 def test_from_to_at_420_px(week_web: WebProcess) -> None:
@@ -458,4 +458,4 @@ def test_from_to_at_420_px(week_web: WebProcess) -> None:
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
     finally:
-        driver.quit()
+        release(driver)
