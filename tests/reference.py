@@ -93,8 +93,9 @@ class ReferencePipeline:
         # then closes with the next one due).
         self._close_due: int | None = None
 
-    def feed(self, ts_ns: int, linktype: int, frame: bytes) -> None:
-        fields = parse_frame(linktype, frame)
+    def feed(self, ts_ns: int, linktype: int, frame: bytes, wire_length: int | None = None
+             ) -> None:
+        fields = parse_frame(linktype, frame, wire_length)
         if fields is not None:
             packet = classify(fields, frame, self.servers, self.ftp)
             if packet is not None:

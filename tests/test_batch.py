@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scapy.layers.inet6 import Jumbo
 
 from tests.frames import (
     ICMP,
@@ -16,6 +20,7 @@ from tests.frames import (
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
     Raw,
     arp_frame,
     collecting_pipeline,
@@ -25,6 +30,8 @@ from tests.reference import reference_pipeline
 from traffic_capture import linktypes, windows
 from traffic_capture.csvformat import Row
 from traffic_capture.frames import NS, batch_of_frames
+from traffic_capture.linktypes import link_type
+from traffic_capture.parse import ip_offset, parse_frame
 
 HOSTS4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "198.51.100.8", "203.0.113.9"]
 HOSTS6 = ["2001:db8::1", "2001:db8:1::7", "2001:db8:1::8"]
@@ -44,7 +51,11 @@ COMMANDS = [b"PORT 198,51,100,7,11,184\r\n", b"port 198,51,100,7,11,184\r\n",
 
 packet_kinds = st.sampled_from(
     ["tcp", "udp", "icmp", "fragment", "ext6", "frag6", "ftp227", "ftp-data", "port", "vlan",
-     "arp", "short"])
+     "arp", "short", "zero", "jumbo"])
+
+# A record's length on the wire, as a writer may claim it: the captured length (None), 0 (a
+# damaged record), a few bytes more (an FCS the capture left out) or anything.
+wire_lengths = st.one_of(st.none(), st.just(0), st.integers(0, 70_000))
 
 
 @st.composite
@@ -83,16 +94,46 @@ def packets(draw: st.DrawFn) -> tuple[int, object, str]:
         return offset, ("vlan", layer / UDP(sport=41000, dport=port) / Raw(b"v" * size)), kind
     elif kind == "arp":
         return offset, ("arp", None), kind
+    elif kind == "zero":  # an IP length field of 0 (segmentation offload, or damage)
+        if version == 4:
+            ip = IP(src=src, dst=dst, len=0) / UDP(sport=41000, dport=port) / Raw(b"z" * size)
+        else:
+            ext = [IPv6ExtHdrDestOpt()] if draw(st.booleans()) else []
+            ip = IPv6(src=src, dst=dst, plen=0)
+            for header in ext:
+                ip = ip / header
+            ip = ip / UDP(sport=41000, dport=port) / Raw(b"z" * size)
+        return offset, ("zero", ip, draw(st.booleans()), draw(wire_lengths)), kind
+    elif kind == "jumbo":  # RFC 2675's option, sound (>= 65,536) or not, any wire length
+        jumbo = draw(st.one_of(st.integers(0, 2**32 - 1), st.integers(65_536, 70_000)))
+        ip = (IPv6(src=hosts6(src), dst=hosts6(dst), plen=0)
+              / IPv6ExtHdrHopByHop(options=[Jumbo(jumboplen=jumbo)])
+              / UDP(sport=41000, dport=port) / Raw(b"j" * size))
+        return offset, ("zero", ip, False, draw(wire_lengths)), kind
     else:  # short: a frame cut inside its headers
         ip = layer / TCP(sport=41000, dport=port) / Raw(b"s" * size)
         return offset, ("short", ip, draw(st.integers(1, 60))), kind
     return offset, ("ip", ip), kind
 
 
-def frames(linktype_name: str, specs: list) -> list[tuple[int, int, bytes]]:
+def hosts6(address: str) -> str:
+    """An IPv4 host drawn for a jumbogram, as one of the IPv6 hosts."""
+    return address if ":" in address else HOSTS6[HOSTS4.index(address) % len(HOSTS6)]
+
+
+Record = tuple[int, int, bytes, int | None]  # time, link type, frame, wire length (or None)
+
+
+def frames(linktype_name: str, specs: list) -> list[Record]:
     linktype, build = LINK_TYPES[linktype_name]
-    records = []
+    records: list[Record] = []
     for offset, spec, _ in specs:
+        if spec[0] == "zero":
+            _, ip, tagged, wire = spec
+            tagged = tagged and linktype == linktypes.DLT_EN10MB
+            records.append((T0 + offset, linktype, ethernet_vlan(ip) if tagged else build(ip),
+                            wire))
+            continue
         if spec[0] == "ip":
             frame = build(spec[1])
         elif spec[0] == "vlan":
@@ -105,8 +146,16 @@ def frames(linktype_name: str, specs: list) -> list[tuple[int, int, bytes]]:
             frame = arp_frame()
         else:
             frame = build(spec[1])[:spec[2]]
-        records.append((T0 + offset, linktype, frame))
+        records.append((T0 + offset, linktype, frame, None))
     return records
+
+
+def as_batch(records: list[Record]):  # noqa: ANN201 - a frames.Batch
+    """Records -> one Batch, with the wire lengths they claim."""
+    batch = batch_of_frames([(ts, linktype, frame) for ts, linktype, frame, _ in records])
+    wire = np.array([len(frame) if wire is None else wire for _, _, frame, wire in records],
+                    dtype=np.int64)
+    return dataclasses.replace(batch, wire_lengths=wire)
 
 
 def scalar_rows(records: list, servers: list[str], window: int) -> list[Row]:
@@ -122,7 +171,7 @@ def batch_rows(records: list, servers: list[str], window: int, cuts: list[int]) 
     bounds = sorted({0, len(records), *(c % (len(records) + 1) for c in cuts)})
     for start, stop in zip(bounds, bounds[1:], strict=False):
         if stop > start:
-            pipeline.feed_batch(batch_of_frames(records[start:stop]))
+            pipeline.feed_batch(as_batch(records[start:stop]))
     pipeline.finish()
     return rows
 
@@ -139,6 +188,7 @@ def test_a_batch_gives_the_rows_of_packet_by_packet(specs: list, link: str, serv
         specs = sorted(specs, key=lambda spec: spec[0])
     records = frames(link, specs)
     expected = scalar_rows(records, servers, window)
+    assert all(min(row[4:]) >= 0 for row in expected)  # a byte count is never negative
     assert batch_rows(records, servers, window, cuts) == expected
     # Again with a window's packets summed every 3 packets (busy servers: COMPACT_PACKETS).
     compact_every, windows.COMPACT_PACKETS = windows.COMPACT_PACKETS, 3
@@ -167,3 +217,20 @@ def test_every_form_of_ftp_announcement_is_seen_by_the_batch_path(payload: bytes
     announces = b"999" not in payload and not payload.startswith((b"226", b"REPORT"))
     data_bytes = 2 * len(data) if announces else 0
     assert sum(row.ftp_bytes for row in expected) == len(control) + data_bytes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(packets(), min_size=1, max_size=10), st.sampled_from(sorted(LINK_TYPES)))
+def test_a_packet_counts_between_nothing_and_its_wire_length_less_its_link_header(
+        specs: list, link: str) -> None:
+    """Issue 20 (1, 2): whatever its length fields say (0 behind a VLAN tag or an extension
+    header, a jumbo option of 2**32 - 1 or under 65,536), and whatever wire length its record
+    claims (0 too), a packet counts at least nothing and at most what followed its link header
+    on the wire (or was captured, if more), in both parsers."""
+    for _, linktype, frame, wire in frames(link, specs):
+        fields = parse_frame(linktype, frame, wire)
+        if fields is None:
+            continue
+        link_header = ip_offset(link_type(linktype), frame)
+        most = max(len(frame), wire or 0) - link_header
+        assert 0 <= fields[5] <= most, (fields[5], most)

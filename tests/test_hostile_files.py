@@ -181,6 +181,8 @@ def _zero_length_packets() -> list:
     jumbo = ether / IPv6(src="2001:db8::1", dst="2001:db8:1::7", plen=0) \
         / IPv6ExtHdrHopByHop(options=[Jumbo(jumboplen=8 + 20 + 70000)]) \
         / TCP(sport=443, dport=40000) / Raw(b"j" * 2000)  # the capture holds 2000 of them
+    # ... of a frame that was whole on the wire (a packet never counts more than its wire).
+    jumbo.wirelen = 14 + 40 + 8 + 20 + 70000
     made = [tso, big, jumbo]
     for i, packet in enumerate(made):
         packet.time = T0 + i
@@ -242,3 +244,60 @@ def test_payload_spans_of_a_zero_ip_length_count_the_wire_bytes() -> None:
     _, lengths, _ = payload_spans(batch)
     assert lengths.tolist() == [3000, 5000]
     assert payload_span(linktypes.DLT_EN10MB, cut[0], len(tso))[1] == 3000
+
+
+def _classic(path: Path, frames: list[tuple[bytes, int]],
+             linktype: int = linktypes.DLT_EN10MB) -> Path:
+    """A little-endian classic pcap of (frame, the wire length its record claims)."""
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)
+                     + b"".join(struct.pack("<IIII", T0 + k, 0, len(frame), wire) + frame
+                                for k, (frame, wire) in enumerate(frames)))
+    return path
+
+
+def test_a_zero_ip_length_in_a_record_claiming_no_wire_bytes_never_counts_below_zero(
+        tmp_path: Path) -> None:
+    """Issue 20 (1): IPv4 of total length 0 behind a VLAN tag, and IPv6 of payload length 0
+    with an extension header, each in a record whose original length is 0, count what was
+    captured after the link header (the frame-by-frame parser took -18 and -14)."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
+    from scapy.layers.l2 import Dot1Q
+
+    ether = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    tagged = bytes(ether / Dot1Q(vlan=7) / IP(src=CLIENT, dst=SERVER4, len=0)
+                   / TCP(sport=40000, dport=80) / Raw(b"h" * 30))
+    ext = bytes(ether / IPv6(src="2001:db8:1::7", dst="2001:db8::1", plen=0)
+                / IPv6ExtHdrDestOpt() / UDP(sport=40000, dport=53) / Raw(b"u" * 30))
+    path = _classic(tmp_path / "zero.pcap", [(tagged, 0), (ext, 0)])
+    out = tmp_path / "zero.csv"
+    result = run_cli(["--read", str(path), "--server-ip", SERVER4, "--server-ip", "2001:db8::1",
+                      "--out", str(out), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out).set_index("client_ip")
+    assert rows.loc[CLIENT, "http_bytes"] == len(tagged) - 18
+    assert rows.loc["2001:db8:1::7", "udp_bytes"] == len(ext) - 14
+
+
+@pytest.mark.parametrize(("jumbo", "why"), [
+    (2**32 - 1, "more than the wire holds"),
+    (65_535, "under 65,536: RFC 2675 forbids it"),
+])
+def test_a_jumbo_option_never_counts_more_than_the_wire(tmp_path: Path, jumbo: int,
+                                                        why: str) -> None:
+    """Issue 20 (2): a 208-byte frame whose Jumbo Payload option says 4 GB was counted as
+    4,294,967,335 bytes. A packet never counts more than its wire length less its link header;
+    a jumbo option under 65,536 is damage, and the wire gives the bytes."""
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, Jumbo
+
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IPv6(src="2001:db8:1::7", dst="2001:db8::1", plen=0)
+                  / IPv6ExtHdrHopByHop(options=[Jumbo(jumboplen=jumbo)])
+                  / UDP(sport=40000, dport=53) / Raw(b"j" * 138))
+    assert len(frame) == 208
+    path = _classic(tmp_path / "jumbo.pcap", [(frame, 208)])
+    out = tmp_path / "jumbo.csv"
+    result = run_cli(["--read", str(path), "--server-ip", "2001:db8::1", "--out", str(out),
+                      "--quiet"])
+    assert result.returncode == 0, result.stderr
+    assert read_rows(out)["total_bytes"].sum() == 208 - 14, why

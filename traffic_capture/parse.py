@@ -76,7 +76,9 @@ def parse_ip(frame: bytes, at: int, wire_length: int | None = None) -> Fields | 
     `wire_length`: the frame's length on the wire, when the capture cut it."""
     if at < 0 or len(frame) < at + 20:
         return None
-    after_link = (len(frame) if wire_length is None else wire_length) - at
+    # What follows the link header on the wire: never less than what was captured (a writer
+    # may claim a wire length of 0), and the most any IP length field may count.
+    after_link = max(len(frame), wire_length or 0) - at
     version = frame[at] >> 4
     if version == 4:
         return _parse_ipv4(frame, at, after_link)
@@ -95,6 +97,7 @@ def _parse_ipv4(frame: bytes, at: int, after_link: int) -> Fields | None:
         # link header on the wire is then the count (not the captured bytes, which the snap
         # length cuts).
         total_len = after_link
+    total_len = min(total_len, after_link)  # a length field never counts past the wire
     proto = frame[at + 9]
     src = frame[at + 12 : at + 16]
     dst = frame[at + 16 : at + 20]
@@ -112,8 +115,8 @@ def _parse_ipv6(frame: bytes, at: int, after_link: int) -> Fields | None:
     dst = frame[at + 24 : at + 40]
     # A jumbogram says 0 here: its length is in a hop-by-hop Jumbo Payload option (RFC 2675),
     # else (BIG TCP, offload) what follows the link header on the wire is the count.
-    ip_bytes = payload_len + 40 if payload_len else (
-        _jumbo_length(frame, at) or after_link)
+    ip_bytes = min(payload_len + 40 if payload_len else (
+        _jumbo_length(frame, at) or after_link), after_link)
     next_header, l4, later_fragment, whole = ipv6_upper_layer(frame, at)
     if not whole:
         # Cut short by the snaplen: the protocol is known, the ports are not.
@@ -149,7 +152,9 @@ def ipv6_upper_layer(frame: bytes, at: int) -> tuple[int, int, bool, bool]:
 
 
 def _jumbo_length(frame: bytes, at: int) -> int | None:
-    """IPv6 bytes from a Jumbo Payload option (type 0xC2) in a hop-by-hop header, if any."""
+    """IPv6 bytes from a Jumbo Payload option (type 0xC2) in a hop-by-hop header, if any. A
+    value under 65,536 is damage (RFC 2675 forbids it; tshark says so): None, and the wire
+    gives the bytes, as for a jumbo option beside a non-zero payload length (never read)."""
     if frame[at + 6] != IPV6_EXT_HOP_BY_HOP or len(frame) < at + 48:
         return None
     end = min(at + 40 + (frame[at + 41] + 1) * 8, len(frame))
@@ -160,12 +165,14 @@ def _jumbo_length(frame: bytes, at: int) -> int | None:
             option += 1
             continue
         if kind == _JUMBO_PAYLOAD and frame[option + 1] == 4 and option + 6 <= end:
-            return int.from_bytes(frame[option + 2:option + 6], "big") + 40
+            jumbo = int.from_bytes(frame[option + 2:option + 6], "big")
+            return jumbo + 40 if jumbo >= _JUMBO_MINIMUM else None
         option += 2 + frame[option + 1]
     return None
 
 
 _JUMBO_PAYLOAD = 0xC2
+_JUMBO_MINIMUM = 65_536
 
 
 def _with_ports(
@@ -262,14 +269,14 @@ def parse_batch(batch: Batch) -> Parsed:
     after_link = np.maximum(batch.wire(), lengths) - ip
     header_len = (first & 0x0F) * 4
     total_len = words[:, 1].astype(np.int64)
-    v4_bytes = np.where(total_len < header_len, after_link, total_len)
+    v4_bytes = np.minimum(np.where(total_len < header_len, after_link, total_len), after_link)
     fragment = words[:, 3].astype(np.int64) & 0x1FFF
     proto4 = header[:, 9].astype(np.int64)
     # IPv6 (extension headers, and so jumbograms: the scalar parser follows them)
     payload_len = words[:, 2].astype(np.int64)
     next_header = header[:, 6].astype(np.int64)
     scalar |= v6 & IS_IPV6_EXTENSION[next_header]
-    v6_bytes = np.where(payload_len > 0, payload_len + 40, after_link)
+    v6_bytes = np.minimum(np.where(payload_len > 0, payload_len + 40, after_link), after_link)
 
     is6 = v6
     proto = np.where(v6, next_header, proto4)
