@@ -69,8 +69,8 @@ def test_fcs_bits_in_the_link_type_field_are_masked_as_libpcap_does(good: Path,
     with_fcs = []
     for record, frame in records:
         captured, original = struct.unpack_from("<II", record, 8)
-        with_fcs.append(record[:8] + struct.pack("<II", captured + 4, original + 4)
-                        + frame + b"\xde\xad\xbe\xef")
+        with_fcs.append(record[:8] + struct.pack("<II", captured + 6, original + 6)
+                        + frame + b"\xde\xad\xbe\xef\x00\x00")
     path.write_bytes(header[:20] + struct.pack("<I", 0x34000001) + b"".join(with_fcs))
     # The reference reads it too.
     assert subprocess.run([tool("tshark"), "-r", str(path)], capture_output=True,
@@ -93,24 +93,61 @@ def test_every_raw_ip_number_reads_alike(good: Path, tmp_path: Path, number: int
     assert rows["total_bytes"].sum() == rows["udp_bytes"].sum() == expected_bytes()
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    (4, 1_000_000, "a packet's timestamp has 1,000,000 microseconds"),
-    (8, 262_145, "a packet claims 262,145 captured bytes, over libpcap's 262,144"),
+@pytest.mark.parametrize(("value", "present"), [
+    (262_145, True),  # a record that long, for real: the walk must not stop short of it
+    (20_000_000, False),  # claimed only (the file ends before): not "the middle of a packet"
+    (0x7FFFFFFF, False),
 ])
-def test_impossible_record_fields_are_damage_counted_up_to(good: Path, tmp_path: Path,
-                                                           field: int, value: int,
-                                                           message: str) -> None:
+def test_a_record_over_libpcaps_length_is_damage_counted_up_to(
+        good: Path, tmp_path: Path, value: int, present: bool) -> None:
+    """Issue 20 (7): a record claiming 0x7FFFFFFF or 20 MB is said to be over 262,144
+    bytes, not a file that ends in the middle of a packet."""
     header, records = pcap_records(good)
     record, frame = records[2]
-    if field == 8:  # a record that long, for real: the walk must not stop short of it
+    if present:
         frame = frame + b"\0" * (value - len(frame))
-    bad = record[:field] + struct.pack("<I", value) + record[field + 4:]
+    bad = record[:8] + struct.pack("<I", value) + record[12:]
     path = tmp_path / "bad.pcap"
     path.write_bytes(header + b"".join(r + f for r, f in records[:2]) + bad + frame
                      + b"".join(r + f for r, f in records[3:]))
     result, rows = count(path, tmp_path)
     assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in packets()[:2])
+    message = f"a packet claims {value:,} captured bytes, over libpcap's 262,144"
     assert f"is damaged ({message}" in result.stderr
+    assert "middle of a packet" not in result.stderr
+
+
+@pytest.mark.parametrize(("nano", "fraction"), [(False, 1_000_000), (False, 0xFFFFFFFF),
+                                                 (True, 1_000_000_000)])
+def test_one_bad_timestamp_is_one_damaged_packet_not_the_end_of_the_file(
+        tmp_path: Path, nano: bool, fraction: int) -> None:
+    """Issue 20 (4): a record whose microseconds (or nanoseconds) make a second or more
+    stopped the read there. Its lengths are sound: it is counted in the window of its
+    seconds, said once, and the packets after it are counted too."""
+    made = packets(40)
+    frames = [bytes(p) for p in made]
+    bad = 17
+    records = b"".join(
+        struct.pack("<IIII", T0 + k // 4, fraction if k == bad else 0, len(f), len(f)) + f
+        for k, f in enumerate(frames))
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    path = tmp_path / "time.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, 65535, linktypes.DLT_EN10MB)
+                     + records)
+    result, rows = count(path, tmp_path)
+    assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in made)
+    window = rows[rows.window_start == time_text(T0 + bad // 4 // 5 * 5)]
+    assert window["total_bytes"].sum() == sum(len(made[k][IP]) for k in range(len(made))
+                                              if (T0 + k // 4) // 5 == (T0 + bad // 4) // 5)
+    (said,) = [line for line in result.stderr.splitlines() if "timestamp" in line]
+    assert ": 1 packet has a damaged timestamp" in said and "damaged (" not in result.stderr
+
+
+def time_text(epoch: int) -> str:
+    """A window start as the CSV writes it (local time)."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
 def _pcapng(tmp_path: Path, interface: bytes, *packets_: bytes) -> Path:
@@ -301,3 +338,34 @@ def test_a_jumbo_option_never_counts_more_than_the_wire(tmp_path: Path, jumbo: i
                       "--quiet"])
     assert result.returncode == 0, result.stderr
     assert read_rows(out)["total_bytes"].sum() == 208 - 14, why
+
+
+def test_link_type_reserved_bits_are_refused_as_libpcap_and_tshark_do(good: Path,
+                                                                     tmp_path: Path) -> None:
+    """Issue 20 (5): libpcap's linktype-reserved-field-not-zero.pcap (0x00010001) was read as
+    Ethernet; it is refused with the message of any unknown link type."""
+    header, records = pcap_records(good)
+    path = tmp_path / "reserved.pcap"
+    path.write_bytes(header[:20] + struct.pack("<I", 0x00010001)
+                     + b"".join(r + f for r, f in records))
+    assert subprocess.run([tool("tshark"), "-r", str(path)], capture_output=True,
+                          timeout=60).returncode != 0
+    result = run_cli(["--read", str(path), "--server-ip", SERVER4, "--out",
+                      str(tmp_path / "r.csv")])
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "link type 65537 is not a link type this tool reads" in line
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_an_fcs_is_not_counted_where_the_ip_length_says_0(tmp_path: Path) -> None:
+    """Issue 20 (5): with the FCS bits set (4 bytes) and an IPv4 total length of 0, the bytes
+    after the link header less the FCS are the count: 1,040, not 1,044."""
+    ip = IP(src=CLIENT, dst=SERVER4, len=0) / UDP(sport=40000, dport=53) / Raw(b"f" * 1012)
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / ip)
+    assert len(frame) == 14 + 1040
+    with_fcs = frame + b"\xde\xad\xbe\xef"
+    path = _classic(tmp_path / "fcs0.pcap", [(with_fcs, len(with_fcs)), (frame + b"\0" * 4, 0)],
+                    linktype=0x24000001)  # Ethernet, FCS of 2 16-bit words present
+    _, rows = count(path, tmp_path)
+    assert rows["udp_bytes"].tolist() == [2 * 1040]  # one window

@@ -45,7 +45,7 @@ class Batch:
     table (the capture-file walk) hands it over: row i holds frame i's first HEADER_BYTES from
     column `headers_at` on. `wire_lengths`, when the source knows them, are the frames' lengths
     on the wire (the captured ones may be cut by the snap length): where an IP header says 0
-    (segmentation offload, jumbograms) they give the bytes.
+    (segmentation offload, jumbograms) they give the bytes, less `fcs_bytes`.
     """
 
     data: np.ndarray  # uint8
@@ -56,6 +56,7 @@ class Batch:
     headers: np.ndarray | None = None  # uint8, (frames, >= headers_at + HEADER_BYTES)
     headers_at: int = 0
     wire_lengths: np.ndarray | None = None  # int64; None: as captured
+    fcs_bytes: int = 0  # the FCS that ends each frame on the wire (a capture file says so)
 
     def wire(self) -> np.ndarray:
         return self.lengths if self.wire_lengths is None else self.wire_lengths
@@ -139,4 +140,4 @@ def gather_frames(batch: Batch, chosen: np.ndarray, limit: int | None = None) ->
         _copy_frames(batch.data, starts.astype(np.int64), lengths.astype(np.int64), data,
                      new_starts)
     return Batch(data, new_starts, np.array(lengths, copy=True), batch.ts_ns[chosen],
-                 batch.linktype, wire_lengths=batch.wire()[chosen])
+                 batch.linktype, wire_lengths=batch.wire()[chosen], fcs_bytes=batch.fcs_bytes)

@@ -71,14 +71,17 @@ def ip_offset(link: LinkType, frame: bytes) -> int:
     return _ethertype_offset(frame, (frame[at] << 8) | frame[at + 1], link.ip_at)
 
 
-def parse_ip(frame: bytes, at: int, wire_length: int | None = None) -> Fields | None:
+def parse_ip(frame: bytes, at: int, wire_length: int | None = None,
+             fcs_bytes: int = 0) -> Fields | None:
     """Parse the IP header starting at `at`; None when it is not a readable IPv4/IPv6 header.
-    `wire_length`: the frame's length on the wire, when the capture cut it."""
+    `wire_length`: the frame's length on the wire, when the capture cut it; `fcs_bytes`: the
+    FCS it ends in, if the capture says so."""
     if at < 0 or len(frame) < at + 20:
         return None
-    # What follows the link header on the wire: never less than what was captured (a writer
-    # may claim a wire length of 0), and the most any IP length field may count.
-    after_link = max(len(frame), wire_length or 0) - at
+    # What follows the link header on the wire (less an FCS): never less than what was
+    # captured (a writer may claim a wire length of 0), and the most any IP length field
+    # may count.
+    after_link = max(max(len(frame), wire_length or 0) - fcs_bytes - at, 20)
     version = frame[at] >> 4
     if version == 4:
         return _parse_ipv4(frame, at, after_link)
@@ -188,10 +191,11 @@ def _with_ports(
     return (src, dst, proto, sport, dport, ip_bytes, payload_at)
 
 
-def parse_frame(linktype: int, frame: bytes, wire_length: int | None = None) -> Fields | None:
+def parse_frame(linktype: int, frame: bytes, wire_length: int | None = None,
+                fcs_bytes: int = 0) -> Fields | None:
     """One frame of a given link type -> its IP fields, or None for non-IP frames. Raises
     UnknownLinkType for a link type nobody reads."""
-    return parse_ip(frame, ip_offset(link_type(linktype), frame), wire_length)
+    return parse_ip(frame, ip_offset(link_type(linktype), frame), wire_length, fcs_bytes)
 
 
 # The batch path.
@@ -266,7 +270,7 @@ def parse_batch(batch: Batch) -> Parsed:
 
     # IPv4 (a length of 0: segmentation offload; the bytes on the wire after the link header)
     # (A writer may claim a wire length under the captured one: never count less than that.)
-    after_link = np.maximum(batch.wire(), lengths) - ip
+    after_link = np.maximum(np.maximum(batch.wire(), lengths) - batch.fcs_bytes - ip, 20)
     header_len = (first & 0x0F) * 4
     total_len = words[:, 1].astype(np.int64)
     v4_bytes = np.minimum(np.where(total_len < header_len, after_link, total_len), after_link)
@@ -311,7 +315,7 @@ def parse_batch(batch: Batch) -> Parsed:
     wire = batch.wire()
     for i in np.flatnonzero(scalar):
         _fill_from_scalar(parsed, int(i), parse_frame(batch.linktype, batch.frame(int(i)),
-                                                      int(wire[i])))
+                                                      int(wire[i]), batch.fcs_bytes))
     return parsed
 
 

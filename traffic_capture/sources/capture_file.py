@@ -117,6 +117,12 @@ class CaptureFile:
         """Why reading stopped before the end, if it did."""
         return self._chunks.damaged if self._chunks is not None else None
 
+    @property
+    def bad_timestamps(self) -> int:
+        """Packets whose timestamp's fraction was a second or more (counted, in the window
+        of their seconds)."""
+        return self._chunks.bad_timestamps if self._chunks is not None else 0
+
     def _open(self) -> io.BufferedIOBase | io.RawIOBase:
         """The file's bytes (decompressed), from the start; a stream's only once."""
         if self._stream is None:

@@ -65,6 +65,7 @@ class ChunkReader:
                       for _ in range(slots)]
         self.consumed, self.handed_out = 0, True
         self.damaged: str | None = None  # why the walker stopped before the end
+        self.bad_timestamps = 0  # packets whose time's fraction is a second or more
         self.truncated = False  # read to the end, which is in the middle of a record
         self.cut = False  # the decompressor met the end of a compressed file too early
         self._consumed_total = start

@@ -30,24 +30,37 @@ def pcap_batches(header: ClassicPcap, chunks: ChunkReader) -> Iterator[list[Batc
             record = table[:, :16].view(word)  # seconds, fraction, captured, original
             seconds, fraction, captured, original = (record[:, k].astype(np.int64)
                                                      for k in range(4))
-            # Two reductions, and the mask only for a damaged chunk: this runs per chunk.
+            # Two reductions, and the masks only for a damaged chunk: this runs per chunk.
             usable = count
-            if fraction.max() >= NS // scale or captured.max() > MAX_CAPTURED_BYTES:
-                bad = (fraction >= NS // scale) | (captured > MAX_CAPTURED_BYTES)
-                usable = int(np.argmax(bad))
+            if captured.max() > MAX_CAPTURED_BYTES:  # the walk cannot be trusted past it
+                usable = int(np.argmax(captured > MAX_CAPTURED_BYTES))
+            if fraction.max() >= NS // scale:
+                # One damaged packet, not the end of the file (libpcap and tshark read on):
+                # counted in the window its seconds give, and said.
+                bad = fraction[:usable] >= NS // scale
+                chunks.bad_timestamps += int(np.count_nonzero(bad))
+                fraction = np.where(fraction >= NS // scale, 0, fraction)
             if usable:
                 yield [Batch(slot.data, slot.offsets[:usable] + 16, captured[:usable],
                              seconds[:usable] * NS + fraction[:usable] * scale,
                              header.linktype, headers=table[:usable], headers_at=16,
-                             wire_lengths=original[:usable])]
+                             wire_lengths=original[:usable], fcs_bytes=header.fcs_bytes)]
             if usable < count:
-                chunks.damaged = _record_damage(int(fraction[usable]), NS // scale,
-                                                int(captured[usable]))
+                chunks.damaged = too_long(int(captured[usable]))
+                return
+        if count < len(slot.offsets):  # the walk stopped short of a record: too long?
+            claimed = _claimed_length(slot.data, chunks.consumed, end, big_endian)
+            if claimed > MAX_CAPTURED_BYTES:
+                chunks.damaged = too_long(claimed)
                 return
 
 
-def _record_damage(fraction: int, fractions_per_second: int, captured: int) -> str:
-    if fraction >= fractions_per_second:
-        unit = "microseconds" if fractions_per_second == 1_000_000 else "nanoseconds"
-        return f"a packet's timestamp has {fraction:,} {unit}, more than a second holds"
+def too_long(captured: int) -> str:
     return f"a packet claims {captured:,} captured bytes, over libpcap's {MAX_CAPTURED_BYTES:,}"
+
+
+def _claimed_length(data: np.ndarray, at: int, end: int, big_endian: bool) -> int:
+    """The captured length the record header at `at` claims (0 when it is not all there)."""
+    if end - at < 16:
+        return 0
+    return int.from_bytes(data[at + 8:at + 12].tobytes(), "big" if big_endian else "little")

@@ -17,6 +17,12 @@ HEAD_BYTES = PCAP_HEADER_BYTES + 4  # enough to tell every format read
 GZIP_MAGIC = b"\x1f\x8b"
 # libpcap's LT_LINKTYPE(): the link-type field's upper bits carry the FCS length and flags.
 LINKTYPE_MASK = 0xFFFF
+# LT_RESERVED1(): bits that must be 0; libpcap and tshark refuse a file that sets them, and so
+# does this reader (the whole number is then an unknown link type).
+LINKTYPE_RESERVED = 0x03FF0000
+# LT_FCS_LENGTH_PRESENT() and LT_FCS_LENGTH(): each frame ends in an FCS of that many 16-bit
+# words, which is no part of the IP packet.
+LINKTYPE_FCS_PRESENT = 0x04000000
 
 
 @dataclass
@@ -26,6 +32,7 @@ class ClassicPcap:
     endian: str
     nano: bool
     linktype: int
+    fcs_bytes: int = 0  # the FCS each frame ends in (LT_FCS_LENGTH), 0 when none is said
 
 
 # The magic number as it lies on disk: byte order, and whether timestamps are nanoseconds.
@@ -49,8 +56,11 @@ def file_format(head: bytes) -> ClassicPcap | str | None:
     kind = CLASSIC_MAGIC.get(head[:4])
     if kind is not None and len(head) >= PCAP_HEADER_BYTES:
         endian, nano = kind
-        (linktype,) = struct.unpack_from(endian + "I", head, 20)
-        return ClassicPcap(endian, nano, linktype & LINKTYPE_MASK)
+        (field,) = struct.unpack_from(endian + "I", head, 20)
+        if field & LINKTYPE_RESERVED:
+            return ClassicPcap(endian, nano, field)
+        fcs = (field >> 28) * 2 if field & LINKTYPE_FCS_PRESENT else 0
+        return ClassicPcap(endian, nano, field & LINKTYPE_MASK, fcs)
     endian_ng = pcapng.section_byte_order(head)
     if endian_ng is not None and len(head) >= 14:
         (major,) = struct.unpack_from(endian_ng + "H", head, 12)

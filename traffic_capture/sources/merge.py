@@ -55,7 +55,7 @@ def _owned(batch: Batch, running_max: int) -> _Pending:
         headers = np.ascontiguousarray(batch.headers[:, at:at + HEADER_BYTES])
     keys = np.maximum.accumulate(np.maximum(batch.ts_ns, running_max))
     owned = _trimmed(_Pending(batch.data, batch.starts, batch.lengths, batch.ts_ns, keys,
-                              np.full(len(batch), batch.linktype, dtype=np.int64), headers,
+                              np.full(len(batch), _link_key(batch), dtype=np.int64), headers,
                               batch.wire()))
     owned.data = owned.data.copy()
     return owned
@@ -146,6 +146,12 @@ def _in_order(parts: list[_Pending]) -> Iterator[Batch]:
     cuts = (np.flatnonzero(linktypes[1:] != linktypes[:-1]) + 1).tolist()
     for start, stop in zip([0, *cuts], [*cuts, len(order)], strict=True):
         run = order[start:stop]
+        key = int(linktypes[start])
         yield Batch(joined.data, joined.starts[run], joined.lengths[run], joined.ts_ns[run],
-                    int(linktypes[start]), headers=joined.headers[run], headers_at=0,
-                    wire_lengths=joined.wire[run])
+                    key & 0xFFFFFFFF, headers=joined.headers[run], headers_at=0,
+                    wire_lengths=joined.wire[run], fcs_bytes=key >> 32)
+
+
+def _link_key(batch: Batch) -> int:
+    """A frame's link type and FCS length in one number: a merged batch holds one of each."""
+    return batch.linktype | (batch.fcs_bytes << 32)

@@ -79,6 +79,12 @@ class FileSource:
     def warnings(self) -> list[str]:
         said = []
         for capture in self.files:
+            if capture.bad_timestamps:
+                many = capture.bad_timestamps
+                said.append(f"{capture.shown_as}: {many:,} "
+                            f"{'packet has' if many == 1 else 'packets have'} a "
+                            "damaged timestamp (its fraction of a second is a second or more): "
+                            "counted in the window of their whole seconds")
             if capture.damaged:
                 said.append(f"{capture.shown_as} is damaged ({capture.damaged}): counted every "
                             "packet before the damage, nothing after it")
