@@ -369,3 +369,28 @@ def test_an_fcs_is_not_counted_where_the_ip_length_says_0(tmp_path: Path) -> Non
                     linktype=0x24000001)  # Ethernet, FCS of 2 16-bit words present
     _, rows = count(path, tmp_path)
     assert rows["udp_bytes"].tolist() == [2 * 1040]  # one window
+
+
+@pytest.mark.parametrize(("damage", "said"), [
+    ("garbage", "bytes that are not gzip follow its compressed data, after its last packet: "
+                "every packet in it was read and counted"),
+    ("crc", "its gzip checksum does not match the data (some bytes may be damaged), after its "
+            "last packet: every packet in it was read and counted"),
+    ("cut", "ends in the middle of a packet (a capture that was killed?)"),
+])
+def test_a_gzip_file_says_what_is_wrong_with_it(good: Path, tmp_path: Path, damage: str,
+                                                said: str) -> None:
+    """Issue 20 (7): trailing garbage and a bad CRC got the warning of a cut file although
+    every packet was counted."""
+    import gzip
+
+    packed = gzip.compress(good.read_bytes())
+    path = tmp_path / "t.pcap.gz"
+    path.write_bytes({"garbage": packed + b"garbage!",
+                      "crc": packed[:-8] + b"\0\0\0\0" + packed[-4:],
+                      "cut": packed[:-30]}[damage])
+    result, rows = count(path, tmp_path)
+    if damage != "cut":
+        assert rows["total_bytes"].sum() == expected_bytes()
+    (line,) = [line for line in result.stderr.splitlines() if "t.pcap.gz" in line]
+    assert said in line

@@ -118,6 +118,11 @@ class CaptureFile:
         return self._chunks.damaged if self._chunks is not None else None
 
     @property
+    def compression_damage(self) -> str | None:
+        """What the decompressor found wrong after the last data it gave, if anything."""
+        return self._chunks.compression_damage if self._chunks is not None else None
+
+    @property
     def bad_timestamps(self) -> int:
         """Packets whose timestamp's fraction was a second or more (counted, in the window
         of their seconds)."""

@@ -32,6 +32,15 @@ def untouched(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     return np.frombuffer(memory, dtype=dtype, count=count).reshape(shape)
 
 
+def gzip_damage(said: str) -> str:
+    """Python's gzip error, as a user reads it."""
+    if said.startswith("CRC check failed"):
+        return "its gzip checksum does not match the data (some bytes may be damaged)"
+    if said.startswith("Not a gzipped file"):
+        return "bytes that are not gzip follow its compressed data"
+    return f"its gzip data is damaged ({said})"
+
+
 @dataclass
 class Slot:
     """One of the rotating chunk buffers, with the walk's outputs for it."""
@@ -68,6 +77,9 @@ class ChunkReader:
         self.bad_timestamps = 0  # packets whose time's fraction is a second or more
         self.truncated = False  # read to the end, which is in the middle of a record
         self.cut = False  # the decompressor met the end of a compressed file too early
+        # What the decompressor found wrong after the data it gave (a checksum that does not
+        # match, bytes after the compressed data): every packet before it was read.
+        self.compression_damage: str | None = None
         self._consumed_total = start
         self._raw: Any = None  # a compressed file's own file, for the progress bar
         self._raw_position = 0
@@ -85,6 +97,8 @@ class ChunkReader:
         out cut short, the pieces before the cut still count."""
         if not self.compressed:
             return capture.readinto(view) or 0
+        if self.cut or self.compression_damage:  # asked again, gzip would say something else
+            return 0
         got = 0
         try:
             while got < len(view):
@@ -93,8 +107,13 @@ class ChunkReader:
                     break
                 view[got:got + len(piece)] = piece
                 got += len(piece)
-        except (EOFError, zlib.error, gzip.BadGzipFile):
+        except EOFError:
             self.cut = True
+        except gzip.BadGzipFile as error:  # met at the end of a member: its data was given
+            self.compression_damage = gzip_damage(str(error))
+        except zlib.error as error:  # inside the data: what follows is lost
+            self.cut = True
+            self.compression_damage = gzip_damage(str(error))
         return got
 
     @staticmethod

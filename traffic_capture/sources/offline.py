@@ -89,6 +89,11 @@ class FileSource:
                 said.append(f"{capture.shown_as} is damaged ({capture.damaged}): counted every "
                             "packet before the damage, nothing after it")
             elif capture.truncated or capture.shown_as in self._cut_short:
-                said.append(f"{capture.shown_as} ends in the middle of a packet (a capture that "
-                            "was killed?): counted every complete packet before the cut")
+                why = capture.compression_damage
+                said.append(f"{capture.shown_as} ends in the middle of a packet "
+                            + (f"where {why}" if why else "(a capture that was killed?)")
+                            + ": counted every complete packet before the cut")
+            elif capture.compression_damage:
+                said.append(f"{capture.shown_as}: {capture.compression_damage}, after its "
+                            "last packet: every packet in it was read and counted")
         return said
