@@ -101,3 +101,43 @@ def test_tcpdump_piped_in_writes_rows_as_time_passes(netns: str, tmp_path: Path)
     rows = read_rows(out)
     # tcpdump on lo sees each packet once: request and reply, 84 bytes each.
     assert rows["other_bytes"].sum() % (2 * 84) == 0 and rows["other_bytes"].sum() >= 5 * 2 * 84
+
+
+def waiting_in(pid: int, calls: set[str], timeout: float = 20) -> None:
+    """Until the process sleeps in one of these kernel functions (its wchan)."""
+    deadline = time.monotonic() + timeout
+    wchan = ""
+    while time.monotonic() < deadline:
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        if wchan in calls:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the daemon did not wait as expected (wchan {wchan!r})")
+
+
+@pytest.mark.parametrize("source", ["named pipe", "standard input"])
+def test_ctrl_c_while_waiting_for_the_input_ends_like_any_ctrl_c(tmp_path: Path,
+                                                                 source: str) -> None:
+    """Issue 20 (6): Ctrl+C while a named pipe waits for its writer, or standard input for
+    its first bytes, printed a KeyboardInterrupt traceback. One line, exit 0, no CSV."""
+    pipe = tmp_path / "capture.fifo"
+    os.mkfifo(pipe)
+    out = tmp_path / "t.csv"
+    read = str(pipe) if source == "named pipe" else "-"
+    daemon = subprocess.Popen([*DAEMON, "--read", read, *SERVERS, "--out", str(out)],
+                              env=child_env(), stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        # Opening a FIFO with no writer sleeps in fifo_open's wait_for_partner; reading an
+        # empty pipe, in pipe_read (anon_pipe_read on newer kernels).
+        waiting_in(daemon.pid, {"wait_for_partner", "fifo_open", "pipe_read", "anon_pipe_read"})
+        daemon.send_signal(signal.SIGINT)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert daemon.returncode == 0, stderr
+    assert stderr.strip().splitlines() == [
+        "traffic-capture: stopped (Ctrl+C) before the input began: nothing was read or written"]
+    assert not out.exists()

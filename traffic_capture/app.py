@@ -89,6 +89,9 @@ def run(config: Config) -> int:
             config, chosen or [], reporter)
     except TrafficCaptureError as error:
         return fail(error)
+    except KeyboardInterrupt:  # waiting for a named pipe's writer or standard input's start
+        reporter.info("stopped (Ctrl+C) before the input began: nothing was read or written")
+        return 0
     try:
         sinks.open()
     except TrafficCaptureError as error:
