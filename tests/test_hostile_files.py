@@ -394,3 +394,53 @@ def test_a_gzip_file_says_what_is_wrong_with_it(good: Path, tmp_path: Path, dama
         assert rows["total_bytes"].sum() == expected_bytes()
     (line,) = [line for line in result.stderr.splitlines() if "t.pcap.gz" in line]
     assert said in line
+
+
+@pytest.mark.parametrize("block", ["enhanced", "obsolete"])
+@pytest.mark.parametrize(("tsresol", "offset"), [
+    (6, -10**10),  # microseconds, an offset of -10**10 s
+    (10, T0 - 10**9),  # 10**10 units a second (its 64 bits hold 58 years: an offset)
+    (12, T0 - 10**7),  # finer
+])
+def test_a_large_time_offset_or_a_fine_resolution_landing_in_range_is_read(
+        tmp_path: Path, block: str, tsresol: int, offset: int) -> None:
+    """Issue 20 (3): an interface offset of -10**10 s whose packets land in 2023 (tshark reads
+    them) stopped with an OverflowError ("unexpected error", no rows), in both packet blocks;
+    so did an Obsolete Packet Block with a resolution of 10**10 or finer."""
+    made = packets(3)
+    write = ng.enhanced if block == "enhanced" else ng.obsolete
+    path = _pcapng(tmp_path, ng.interface(linktypes.DLT_EN10MB, tsresol=tsresol,
+                                          tsoffset=offset),
+                   *(write(0, (T0 + k - offset) * 10**tsresol, bytes(p))
+                     for k, p in enumerate(made)))
+    result, rows = count(path, tmp_path)
+    assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in made)
+    assert rows["window_start"].str.startswith("2023-11-").all()
+    assert "damaged" not in result.stderr
+
+
+@pytest.mark.parametrize(("tsresol", "tsoffset", "units"), [
+    (6, None, 2**64 - 1),  # microseconds up to the year 584,554: it landed in 1969
+    (6, 2**62, T0 * 10**6),  # a large offset
+    (12, 2**62, 10**19),  # a fine resolution, and a large offset
+])
+def test_an_obsolete_packet_blocks_time_out_of_range_is_damage_as_an_enhanced_ones(
+        tmp_path: Path, tsresol: int, tsoffset: int | None, units: int) -> None:
+    """Issue 20 (3): an Obsolete Packet Block (type 2) with a large offset or a resolution of
+    10**10 or finer raised OverflowError; one at 2**64 - 1 us landed silently in 1969. It is
+    one path with the Enhanced Packet Block's: counted up to it, then one warning."""
+    made = packets(2)
+    per_second = 10**tsresol
+    path = _pcapng(tmp_path, ng.interface(linktypes.DLT_EN10MB, tsresol=tsresol,
+                                          tsoffset=tsoffset),
+                   ng.obsolete(0, (T0 - (tsoffset or 0)) * per_second, bytes(made[0]))
+                   if (tsoffset or 0) <= T0 else b"",
+                   ng.obsolete(0, units, bytes(made[1])))
+    result, rows = count(path, tmp_path)
+    assert "is damaged (a packet's time, with its interface's offset, is before 1970 or past " \
+        "2262)" in result.stderr
+    if (tsoffset or 0) <= T0:
+        assert rows["total_bytes"].sum() == len(made[0][IP])
+        assert rows["window_start"].str.startswith("2023-11-").all()
+    else:
+        assert rows.empty

@@ -95,15 +95,22 @@ def representable(units: np.ndarray, interface: Interface) -> np.ndarray:
 def timestamps_ns(units: np.ndarray, interface: Interface) -> np.ndarray:
     """Timestamps in the interface's units (uint64) -> integer ns since the epoch, exactly
     floor(units * 10**9 / units_per_second) + the offset, as the scalar reading gives. Only
-    for representable() ones."""
+    for representable() ones: the offset is applied to the seconds (an offset of -10**10 s
+    is -10**19 ns, past int64, while the time it gives is not)."""
     per_second = interface.units_per_second
-    offset = interface.offset_seconds * NS
+    offset = interface.offset_seconds
     if per_second * NS >= 2**63:  # finer than 10**-10 s: exact Python integers instead
-        return np.array([int(u) * NS // per_second + offset for u in units.tolist()],
+        return np.array([int(u) * NS // per_second + offset * NS for u in units.tolist()],
                         dtype=np.int64)
     seconds, rest = np.divmod(units, np.uint64(per_second))
+    # representable(): seconds + offset is within 0..MAX_SECONDS, so is each step here.
+    seconds = seconds + np.uint64(offset) if offset >= 0 else seconds - np.uint64(-offset)
     nanoseconds = seconds * np.uint64(NS) + rest * np.uint64(NS) // np.uint64(per_second)
-    return nanoseconds.astype(np.int64) + offset
+    return nanoseconds.astype(np.int64)
+
+
+# Said of a packet whose time is not representable, whichever block holds it.
+TIME_DAMAGE = "a packet's time, with its interface's offset, is before 1970 or past 2262"
 
 
 def packet(block: bytes, endian: str, interfaces: list[Interface], last_ts: int
@@ -124,8 +131,11 @@ def packet(block: bytes, endian: str, interfaces: list[Interface], last_ts: int
     if 28 + captured > len(block) - 4:
         raise DamagedBlock(f"a packet block of {len(block)} bytes claims {captured}")
     interface = described(interfaces, index)
-    ts = timestamps_ns(np.array([(high << 32) | low], dtype=np.uint64), interface)
-    return int(ts[0]), interface.linktype, bytes(block[28:28 + captured])
+    units = np.array([(high << 32) | low], dtype=np.uint64)
+    if not representable(units, interface)[0]:  # as for an Enhanced Packet Block
+        raise DamagedBlock(TIME_DAMAGE)
+    return int(timestamps_ns(units, interface)[0]), interface.linktype, bytes(
+        block[28:28 + captured])
 
 
 def described(interfaces: list[Interface], index: int) -> Interface:

@@ -132,7 +132,6 @@ class Section:
             if kind == "interface":
                 pcapng.described(self.interfaces, int(index[usable]))  # raises, saying why
             if kind == "time":
-                raise pcapng.DamagedBlock("a packet's time, with its interface's offset, is "
-                                          "before 1970 or past 2262")
+                raise pcapng.DamagedBlock(pcapng.TIME_DAMAGE)
             raise pcapng.DamagedBlock(f"a packet claims {int(captured[usable]):,} captured "
                                       f"bytes, over libpcap's {MAX_CAPTURED_BYTES:,}")
