@@ -79,18 +79,22 @@ def parse_ip(frame: bytes, at: int, wire_length: int | None = None,
     if at < 0 or len(frame) < at + 20:
         return None
     # What follows the link header on the wire (less an FCS): never less than what was
-    # captured (a writer may claim a wire length of 0), and the most any IP length field
-    # may count.
+    # captured (a writer may claim a wire length of 0), and, when the wire length is known,
+    # the most any IP length field may count (a source that gives none: no bound).
     after_link = max(max(len(frame), wire_length or 0) - fcs_bytes - at, 20)
+    most = after_link if wire_length is not None else _NO_BOUND
     version = frame[at] >> 4
     if version == 4:
-        return _parse_ipv4(frame, at, after_link)
+        return _parse_ipv4(frame, at, after_link, most)
     if version == 6 and len(frame) >= at + 40:
-        return _parse_ipv6(frame, at, after_link)
+        return _parse_ipv6(frame, at, after_link, most)
     return None
 
 
-def _parse_ipv4(frame: bytes, at: int, after_link: int) -> Fields | None:
+_NO_BOUND = 2**62
+
+
+def _parse_ipv4(frame: bytes, at: int, after_link: int, most: int) -> Fields | None:
     header_len = (frame[at] & 0x0F) * 4
     if header_len < 20:
         return None
@@ -100,7 +104,7 @@ def _parse_ipv4(frame: bytes, at: int, after_link: int) -> Fields | None:
         # link header on the wire is then the count (not the captured bytes, which the snap
         # length cuts).
         total_len = after_link
-    total_len = min(total_len, after_link)  # a length field never counts past the wire
+    total_len = min(total_len, most)  # a length field never counts past the wire
     proto = frame[at + 9]
     src = frame[at + 12 : at + 16]
     dst = frame[at + 16 : at + 20]
@@ -111,7 +115,7 @@ def _parse_ipv4(frame: bytes, at: int, after_link: int) -> Fields | None:
     return _with_ports(frame, src, dst, proto, l4, total_len)
 
 
-def _parse_ipv6(frame: bytes, at: int, after_link: int) -> Fields | None:
+def _parse_ipv6(frame: bytes, at: int, after_link: int, most: int) -> Fields | None:
     payload_len = (frame[at + 4] << 8) | frame[at + 5]
     next_header = frame[at + 6]
     src = frame[at + 8 : at + 24]
@@ -119,7 +123,7 @@ def _parse_ipv6(frame: bytes, at: int, after_link: int) -> Fields | None:
     # A jumbogram says 0 here: its length is in a hop-by-hop Jumbo Payload option (RFC 2675),
     # else (BIG TCP, offload) what follows the link header on the wire is the count.
     ip_bytes = min(payload_len + 40 if payload_len else (
-        _jumbo_length(frame, at) or after_link), after_link)
+        _jumbo_length(frame, at) or after_link), most)
     next_header, l4, later_fragment, whole = ipv6_upper_layer(frame, at)
     if not whole:
         # Cut short by the snaplen: the protocol is known, the ports are not.
@@ -271,16 +275,17 @@ def parse_batch(batch: Batch) -> Parsed:
     # IPv4 (a length of 0: segmentation offload; the bytes on the wire after the link header)
     # (A writer may claim a wire length under the captured one: never count less than that.)
     after_link = np.maximum(np.maximum(batch.wire(), lengths) - batch.fcs_bytes - ip, 20)
+    most = after_link if batch.wire_lengths is not None else _NO_BOUND  # as parse_ip
     header_len = (first & 0x0F) * 4
     total_len = words[:, 1].astype(np.int64)
-    v4_bytes = np.minimum(np.where(total_len < header_len, after_link, total_len), after_link)
+    v4_bytes = np.minimum(np.where(total_len < header_len, after_link, total_len), most)
     fragment = words[:, 3].astype(np.int64) & 0x1FFF
     proto4 = header[:, 9].astype(np.int64)
     # IPv6 (extension headers, and so jumbograms: the scalar parser follows them)
     payload_len = words[:, 2].astype(np.int64)
     next_header = header[:, 6].astype(np.int64)
     scalar |= v6 & IS_IPV6_EXTENSION[next_header]
-    v6_bytes = np.minimum(np.where(payload_len > 0, payload_len + 40, after_link), after_link)
+    v6_bytes = np.minimum(np.where(payload_len > 0, payload_len + 40, after_link), most)
 
     is6 = v6
     proto = np.where(v6, next_header, proto4)
@@ -312,10 +317,11 @@ def parse_batch(batch: Batch) -> Parsed:
     malformed = int(np.count_nonzero(claims_ip)) - int(np.count_nonzero(is_ip))
     parsed = Parsed(is_ip, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
                     ip_bytes, payload_at, malformed)
-    wire = batch.wire()
+    wire = batch.wire_lengths
     for i in np.flatnonzero(scalar):
-        _fill_from_scalar(parsed, int(i), parse_frame(batch.linktype, batch.frame(int(i)),
-                                                      int(wire[i]), batch.fcs_bytes))
+        _fill_from_scalar(parsed, int(i), parse_frame(
+            batch.linktype, batch.frame(int(i)), None if wire is None else int(wire[i]),
+            batch.fcs_bytes))
     return parsed
 
 
