@@ -16,6 +16,7 @@ from tests.conftest import read_rows, run_cli
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
 from tests.requirements import tool
 from traffic_capture import linktypes
+from traffic_capture.csvformat import local_time_text
 
 CLIENT = "198.51.100.7"
 T0 = 1_700_000_000
@@ -136,18 +137,11 @@ def test_one_bad_timestamp_is_one_damaged_packet_not_the_end_of_the_file(
                      + records)
     result, rows = count(path, tmp_path)
     assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in made)
-    window = rows[rows.window_start == time_text(T0 + bad // 4 // 5 * 5)]
+    window = rows[rows.window_start == local_time_text(T0 + bad // 4 // 5 * 5)]
     assert window["total_bytes"].sum() == sum(len(made[k][IP]) for k in range(len(made))
                                               if (T0 + k // 4) // 5 == (T0 + bad // 4) // 5)
     (said,) = [line for line in result.stderr.splitlines() if "timestamp" in line]
     assert ": 1 packet has a damaged timestamp" in said and "damaged (" not in result.stderr
-
-
-def time_text(epoch: int) -> str:
-    """A window start as the CSV writes it (local time)."""
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
 def _pcapng(tmp_path: Path, interface: bytes, *packets_: bytes) -> Path:
@@ -255,12 +249,9 @@ def test_packets_said_to_be_ip_with_unreadable_headers_are_skipped_and_counted(
     bad_version = bytearray(good[0])
     bad_version[14] = 0x75  # version 7 behind an IPv4 ethertype
     cut = good[0][:14 + 12]  # the IP header cut short
-    path = tmp_path / "malformed.pcap"
-    records = b"".join(struct.pack("<IIII", T0 + k, 0, len(frame), len(frame)) + frame
-                       for k, frame in enumerate([good[0], bytes(bad_ihl), bytes(bad_version),
-                                                  cut, good[1]]))
-    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535,
-                                 linktypes.DLT_EN10MB) + records)
+    path = _classic(tmp_path / "malformed.pcap",
+                    [(frame, len(frame)) for frame in [good[0], bytes(bad_ihl),
+                                                      bytes(bad_version), cut, good[1]]])
     result, rows = count(path, tmp_path)
     assert rows["total_bytes"].sum() == sum(len(p[IP]) for p in packets(2))
     assert "3 packets said to be IP had a header that cannot be read" in result.stderr

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from traffic_capture import argtypes
 from traffic_capture.errors import UsageError
@@ -46,6 +46,16 @@ from traffic_capture.sinks.clickhouse_spool import Spool, SpooledBatch, new_iden
 
 if TYPE_CHECKING:
     from traffic_capture.windows import ClosedWindow
+
+
+class ClosedBatch(NamedTuple):
+    """A closed batch before the spool took it (or while its disk refuses)."""
+
+    data: bytes
+    rows: int
+    oldest: int  # its oldest window_start (epoch seconds)
+    identity: str  # clickhouse_spool.new_identity: its deduplication token's part
+
 
 DEFAULT_BATCH_SECONDS = 5.0
 # ClickHouse prefers inserts of thousands to a hundred thousand rows; async inserts gather
@@ -239,8 +249,8 @@ class ClickHouseSink(Sink):
         self._batch_rows = 0
         self._batch_oldest = 0
         self._batch_since: float | None = None
-        # (data, rows, oldest window) of closed batches the spool's disk refused, in order
-        self._unspooled: deque[tuple[bytes, int, int, str]] = deque()
+        # closed batches the spool's disk refused, in order
+        self._unspooled: deque[ClosedBatch] = deque()
         self._spool_refused = False
         self.rows_queued = 0  # put by the capture
         self.carried = 0  # rows an earlier run left in the spool
@@ -312,7 +322,8 @@ class ClickHouseSink(Sink):
 
     def _close_batch(self) -> None:
         data = (HEADER + "".join(self._lines)).encode("utf-8")
-        self._unspooled.append((data, self._batch_rows, self._batch_oldest, new_identity()))
+        self._unspooled.append(ClosedBatch(data, self._batch_rows, self._batch_oldest,
+                                           new_identity()))
         self._lines, self._batch_rows, self._batch_since = [], 0, None
 
     def _spool_waiting(self) -> None:
@@ -329,7 +340,7 @@ class ClickHouseSink(Sink):
                               f"({error.strerror or error}): batches wait in memory (up to "
                               f"{MAX_UNSPOOLED_ROWS:,} rows) and are sent from there")
                 while self._unspooled_rows() > MAX_UNSPOOLED_ROWS:
-                    rows = self._unspooled.popleft()[1]
+                    rows = self._unspooled.popleft().rows
                     self.dropped += rows
                     self.warn(f"clickhouse: {rows:,} rows neither spooled nor sent are given "
                               f"up, past {MAX_UNSPOOLED_ROWS:,} in memory (the CSV has them)")
@@ -441,7 +452,7 @@ class ClickHouseSink(Sink):
         self._next_try = now + self._delay
 
     def _unspooled_rows(self) -> int:
-        return sum(batch[1] for batch in self._unspooled)
+        return sum(batch.rows for batch in self._unspooled)
 
     def _taken_again(self, rows_taken: int) -> None:
         if self._failing_since is None:

@@ -64,7 +64,7 @@ class BatchRejected(StoreError):
 
 
 def batch_token(data: bytes, identity: str) -> str:
-    """A batch's insert_deduplication_token: its identity (spool_batch.new_identity) and the
+    """A batch's insert_deduplication_token: its identity (clickhouse_spool.new_identity) and the
     hash of its bytes, so that the same batch, sent again by this run or by the next one
     (from the spool), gets the same token, and another batch of the same bytes another."""
     digest = hashlib.sha256(data).hexdigest()

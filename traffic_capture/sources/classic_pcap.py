@@ -9,7 +9,7 @@ import numpy as np
 
 from traffic_capture.frames import HEADER_BYTES, NS, Batch
 from traffic_capture.sources import record_walk
-from traffic_capture.sources.chunks import MAX_CAPTURED_BYTES, ChunkReader
+from traffic_capture.sources.chunks import MAX_CAPTURED_BYTES, ChunkReader, too_long
 from traffic_capture.sources.file_format import ClassicPcap
 
 # A row of the walk's table: the record's own 16-byte header, then the frame's first bytes.
@@ -37,9 +37,9 @@ def pcap_batches(header: ClassicPcap, chunks: ChunkReader) -> Iterator[list[Batc
             if fraction.max() >= NS // scale:
                 # One damaged packet, not the end of the file (libpcap and tshark read on):
                 # counted in the window its seconds give, and said.
-                bad = fraction[:usable] >= NS // scale
-                chunks.bad_timestamps += int(np.count_nonzero(bad))
-                fraction = np.where(fraction >= NS // scale, 0, fraction)
+                bad = fraction >= NS // scale
+                chunks.bad_timestamps += int(np.count_nonzero(bad[:usable]))
+                fraction = np.where(bad, 0, fraction)
             if usable:
                 yield [Batch(slot.data, slot.offsets[:usable] + 16, captured[:usable],
                              seconds[:usable] * NS + fraction[:usable] * scale,
@@ -53,10 +53,6 @@ def pcap_batches(header: ClassicPcap, chunks: ChunkReader) -> Iterator[list[Batc
             if claimed > MAX_CAPTURED_BYTES:
                 chunks.damaged = too_long(claimed)
                 return
-
-
-def too_long(captured: int) -> str:
-    return f"a packet claims {captured:,} captured bytes, over libpcap's {MAX_CAPTURED_BYTES:,}"
 
 
 def _claimed_length(data: np.ndarray, at: int, end: int, big_endian: bool) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 
 from traffic_capture.frames import HEADER_BYTES, Batch, Record, batch_of_frames
 from traffic_capture.sources import pcapng, record_walk
-from traffic_capture.sources.chunks import MAX_CAPTURED_BYTES, ChunkReader, Slot
+from traffic_capture.sources.chunks import MAX_CAPTURED_BYTES, ChunkReader, Slot, too_long
 
 # A row of the walk's table: the Enhanced Packet Block's first 28 bytes, then the frame's.
 PCAPNG_ROW = 28 + HEADER_BYTES
@@ -133,5 +133,4 @@ class Section:
                 pcapng.described(self.interfaces, int(index[usable]))  # raises, saying why
             if kind == "time":
                 raise pcapng.DamagedBlock(pcapng.TIME_DAMAGE)
-            raise pcapng.DamagedBlock(f"a packet claims {int(captured[usable]):,} captured "
-                                      f"bytes, over libpcap's {MAX_CAPTURED_BYTES:,}")
+            raise pcapng.DamagedBlock(too_long(int(captured[usable])))
