@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 
+from traffic_capture.durable import try_lock
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.history.layout import FORMAT_VERSION, LOCK, MARKER, MARKER_PREFIX
 
@@ -64,7 +64,8 @@ class WriterLock:
         except OSError as exc:
             raise HistoryError(f"history {root}: cannot open {LOCK}:"
                                f" {exc.strerror or exc}") from None
-        if not _try_lock(self._fd):
+        os.lseek(self._fd, _LOCKED_OFFSET, os.SEEK_SET)  # Windows locks the byte there
+        if not try_lock(self._fd):
             holder = _read_pid(self._fd)
             os.close(self._fd)
             who = f" (pid {holder})" if holder else ""
@@ -84,24 +85,3 @@ def _read_pid(fd: int) -> int | None:
         os.lseek(fd, 0, os.SEEK_SET)
         return int(os.read(fd, _LOCKED_OFFSET - 1).split()[0])
     return None
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        os.lseek(fd, _LOCKED_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True

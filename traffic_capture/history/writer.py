@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from traffic_capture.durable import sync_folder
 from traffic_capture.history import duck
 from traffic_capture.history.compaction import GRACE_S, MERGE_FLUSHES, Merge, merges_due
 from traffic_capture.history.layout import (
@@ -235,9 +235,9 @@ class HistoryWriter:
                 self._write_levels(source, temporary)
             for marker in markers:
                 (temporary / f"{IMPORTED_PREFIX}{marker}").touch()
-            _sync_folder(temporary)
+            sync_folder(temporary)
             os.rename(temporary, incoming / flush_folder_name(seq))
-            _sync_folder(incoming)
+            sync_folder(incoming)
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise
@@ -327,7 +327,7 @@ class HistoryWriter:
             with contextlib.suppress(OSError):
                 os.remove(temporary)
             raise
-        _sync_folder(target.parent)
+        sync_folder(target.parent)
         self.merges += 1
 
     def _delete_covered(self, choice: Choice) -> None:
@@ -371,7 +371,7 @@ class HistoryWriter:
                 (self.root / IMPORTED).mkdir(exist_ok=True)
                 for name in names:
                     (self.root / IMPORTED / name[len(IMPORTED_PREFIX):]).touch()
-                _sync_folder(self.root / IMPORTED)
+                sync_folder(self.root / IMPORTED)
                 for name in names:
                     os.remove(folder / name)
             with contextlib.suppress(OSError):
@@ -443,16 +443,6 @@ def _sync_file(path: Path) -> None:
     """On the disk before it is renamed into place: a power cut leaves the old parts or the
     new one, never a new name over lost data."""
     fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_folder(folder: Path) -> None:
-    if sys.platform == "win32":
-        return  # folders cannot be opened to sync there; NTFS journals renames
-    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

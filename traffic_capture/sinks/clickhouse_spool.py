@@ -18,10 +18,10 @@ import contextlib
 import os
 import re
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from traffic_capture.durable import sync_folder, try_lock
 from traffic_capture.errors import TrafficCaptureError
 
 BATCH_NAME = re.compile(r"(\d{12})-(\d+)-(\d+)(?:-([0-9a-f]{16}))?\.csv\Z")
@@ -136,7 +136,7 @@ class Spool:
                 temporary.unlink()
             raise
         if self.fsync:
-            _sync_folder(self.folder)
+            sync_folder(self.folder)
         self._next += 1
         self.batches.append(SpooledBatch(path, self._next - 1, rows, oldest_start, len(data),
                                           identity))
@@ -185,38 +185,8 @@ class Spool:
         except OSError as error:
             raise SpoolError(f"--clickhouse-spool {self.folder}: cannot open {LOCK}: "
                              f"{error.strerror or error}") from None
-        if not _try_lock(descriptor):
+        if not try_lock(descriptor):
             os.close(descriptor)
             raise SpoolError(f"--clickhouse-spool {self.folder} is used by another running "
                              "daemon; give each its own --clickhouse-spool")
         self._lock = descriptor
-
-
-def _sync_folder(folder: Path) -> None:
-    if sys.platform == "win32":
-        return  # NTFS keeps the name with the file's own flush
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(descriptor: int) -> bool:
-        try:
-            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-else:
-    import fcntl
-
-    def _try_lock(descriptor: int) -> bool:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traffic_capture import argtypes
+from traffic_capture import argtypes, durable
 from traffic_capture.csvformat import (
     DELIMITER_NAMES,
     header_line,
@@ -186,19 +186,7 @@ def append_text(path: Path, text: str, delimiter: str, sync_folder: bool = False
     finally:
         os.close(fd)
     if new_file and sync_folder:
-        sync_folder_of(path)
-
-
-def sync_folder_of(path: Path) -> None:
-    """fsync a file's folder, so that a file just created (a new day, a rotation) is still
-    there after a power loss (--fsync). Not on Windows, which has no folder descriptors."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    folder = os.open(path.parent if str(path.parent) else Path("."), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+        durable.sync_folder(path.parent)  # a file just created (a new day, a rotation)
 
 
 def side_file_folders(path: Path) -> list[Path]:
