@@ -183,13 +183,15 @@ def test_an_unknown_interface_lists_the_real_ones(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
-def test_no_capture_privilege_says_how_to_get_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["linux", "pcap"])
+def test_no_capture_privilege_says_how_to_get_it(tmp_path: Path, backend: str) -> None:
     needs_root()
     needs_tools("setpriv")
     # Root without the capture capabilities: exactly what a plain user lacks.
     result = subprocess.run(
         ["setpriv", "--bounding-set=-net_raw,-net_admin", "--inh-caps=-net_raw,-net_admin",
-         *DAEMON, "--server-ip", "127.0.0.1", "--out", str(tmp_path / "t.csv")],
+         *DAEMON, "--server-ip", "127.0.0.1", "--out", str(tmp_path / "t.csv"),
+         "--backend", backend],
         capture_output=True, text=True, timeout=60, env=child_env())
     line = one_line_error(result, RUNTIME)
     assert "sudo" in line and "traffic-capture service-unit" in line

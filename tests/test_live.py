@@ -172,3 +172,38 @@ def test_without_a_server_the_interface_addresses_are_the_servers(netns: str, tm
     assert "server addresses: 127.0.0.1, ::1 (from the capture interfaces' addresses)" \
         in daemon.stderr
     assert read_rows(out)["total_bytes"].sum() == 2 * 2 * ICMP_ECHO_IPV6
+
+
+UDP_BURSTS = ("import socket, sys, time\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "for burst in range(int(sys.argv[1])):\n"
+              "    for port in range(1000, 2000):\n"
+              "        s.sendto(b'x' * 1000, ('127.0.0.1', port))\n"
+              "    time.sleep(0.02)\n")
+
+
+def test_a_busy_portable_capture_restarts_its_spool_and_counts_like_a_file(
+        netns: str, tmp_path: Path) -> None:
+    """60,000 datagrams: several pcap_dispatch calls of 16,384 packets and a restart of the
+    16 MiB spool (records of 16 + 384 bytes) on the way; the rows are those of tcpdump's
+    file of the same packets."""
+    needs_tools("tcpdump")
+    pcap = tmp_path / "busy.pcap"
+    tcpdump = start_tcpdump(netns, ["-i", "lo", "-Q", "in", "-s", "2000", "-w", str(pcap),
+                                    "udp"])
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(tmp_path / "live.csv"),
+                            "--backend", "pcap", "--filter", "udp", "--window", "60"])
+    try:
+        subprocess.run(in_netns(netns, [sys.executable, "-c", UDP_BURSTS, "60"]), check=True,
+                       timeout=60)
+        time.sleep(0.5)
+    finally:
+        assert daemon.stop() == 0
+        stop_tcpdump(tcpdump)
+    live = read_rows(tmp_path / "live.csv")
+    assert live["udp_bytes"].sum() == 60_000 * 1028
+    assert "kernel drops: 0" in daemon.stderr
+    result = run_cli(["--read", str(pcap), "--server-ip", "127.0.0.1", "--window", "60",
+                      "--out", str(tmp_path / "file.csv"), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "live.csv").read_text() == (tmp_path / "file.csv").read_text()
