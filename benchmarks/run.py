@@ -10,8 +10,13 @@ ever used): by default a veth pair across two namespaces (replay into one end, c
 other: each packet is received once, as from a NIC); `--live-mode lo` replays into `lo` of one
 namespace instead (the daemon must then skip the outgoing copy).
 
-Usage: sudo python benchmarks/run.py [--offline-only | --live-only] [--packets N]
-       [--rates 50000,100000,200000,300000] [--live-mode veth|lo] [--repeat 3]
+A blast round then floods a veth pair with trafgen (netsniff-ng) from every core, as fast as
+the kernel sends, and reports how much of it the daemon and tcpdump (same 64 MiB buffer) count
+and their CPU per packet.
+
+Usage: sudo python benchmarks/run.py [--offline-only | --live-only | --blast-only]
+       [--packets N] [--rates 50000,100000,200000,300000] [--live-mode veth|lo] [--repeat 3]
+       [--blast PACKETS]
 """
 
 from __future__ import annotations
@@ -667,6 +672,126 @@ def print_live(rounds: list[dict], seconds: float, mode: str) -> None:
             print(f"traffic-capture at {r['rate']:,} pps: {'MEETS' if ok else 'MISSES'} target")
 
 
+# ---------------------------------------------------------------- trafgen blast
+
+# Every blast packet is 46 IP bytes (a 60-byte frame): the CSV's bytes / 46 is the packets counted.
+BLAST_IP_BYTES = 46
+BLAST_CLIENTS = 200
+
+
+def blast_config(rx_mac: str) -> str:
+    """trafgen's packets: UDP and TCP/80 to the benchmark's IPv4 server from 200 clients, in
+    turn; trafgen fills in lengths and checksums."""
+    ip = (f"ipv4(sa=198.51.100.1, sa[3]=dinc(1, {BLAST_CLIENTS}), da={gen_trace.SERVER_V4})")
+    return (f"{{ eth(da={rx_mac}), {ip}, udp(sp=dinc(1024, 60000), dp=9), fill(0x41, 18) }}\n"
+            f"{{ eth(da={rx_mac}), {ip}, tcp(sp=dinc(1024, 60000), dp=80, ack), fill(0x41, 6) }}\n")
+
+
+def blast_round(tool: str, packets: int, cpus: int) -> dict:
+    """trafgen floods the veth from `cpus` cores (as fast as the kernel sends); the capture on
+    the other end counts what it can. The ceiling, not a rate: how much of a flood is seen."""
+    ns = Netns("veth").up()
+    work = Path(tempfile.mkdtemp(prefix="tcbench-blast-"))
+    csv = work / "blast.csv"
+    res: dict = {"tool": tool, "packets": packets, "cpus": cpus}
+    try:
+        rx_mac = json.loads(sh(["ip", "-n", ns.rx_ns, "-j", "link", "show", ns.rx_if]))[0][
+            "address"]
+        config = work / "blast.cfg"
+        config.write_text(blast_config(rx_mac))
+        if tool == "traffic-capture":
+            cmd = daemon_cmd("--iface", ns.rx_if, "--out", str(csv), *LIVE_EXTRA)
+            kw: dict = {"cwd": REPO, "env": daemon_env()}
+        else:  # the same kernel buffer as the daemon's ring (64 MiB)
+            cmd = ["tcpdump", "-i", ns.rx_if, "-n", "-B", "65536", "-w", "/dev/null"]
+            kw = {}
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            cap = _popen(ns.exec(ns.rx_ns, timed(cmd, work / "rss")), stdout=out, stderr=err,
+                         stdin=subprocess.DEVNULL, **kw)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not exited(cap) and ns.packet_sockets() < 1:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            if exited(cap) or ns.packet_sockets() < 1:
+                run = wait_measured(cap, start, 10, out, err, work / "rss")
+                res["error"] = f"capture did not start (rc {run.rc}): {run.stderr.strip()[-200:]}"
+                return res
+            leaf = leaf_pid(cap.pid)
+            cpu0, sent0 = cpu_seconds(leaf), time.perf_counter()
+            gen = subprocess.run(ns.exec(ns.tx_ns, ["trafgen", "-o", ns.tx_if, "-i", str(config),
+                                                    "-n", str(packets), "-P", str(cpus)]),
+                                 capture_output=True, text=True, timeout=600, check=False)
+            seconds = time.perf_counter() - sent0
+            res["cpu_during_blast"] = (cpu_seconds(leaf) - cpu0) / seconds
+            m = re.search(r"(\d+) packets outgoing", gen.stdout + gen.stderr)
+            res["sent"] = int(m.group(1)) if m else 0
+            res["pps"] = res["sent"] / seconds
+            if gen.returncode or not m:
+                res["error"] = f"trafgen rc {gen.returncode}: {gen.stderr.strip()[-200:]}"
+            time.sleep(2.5)  # the daemon's close delay: the last window is due
+            res["iface_rx"] = ns.rx_stats()["packets"]
+            with contextlib.suppress(OSError):
+                os.kill(leaf_pid(cap.pid), signal.SIGINT)
+            run = wait_measured(cap, start, 30, out, err, work / "rss")
+        busy = res["cpu_during_blast"] * seconds
+        if tool == "traffic-capture":
+            m = re.search(r"kernel drops?\D{0,20}?(\d[\d,]*)", run.stderr, re.I)
+            res["kernel_drops"] = int(m.group(1).replace(",", "")) if m else None
+            counted = int(read_rows(csv)["total_bytes"].sum()) // BLAST_IP_BYTES \
+                if csv.exists() else 0
+        else:
+            m = re.search(r"(\d+) packets captured", run.stderr)
+            d = re.search(r"(\d+) packets dropped by kernel", run.stderr)
+            res["kernel_drops"] = int(d.group(1)) if d else None
+            counted = int(m.group(1)) if m else 0
+        res["counted"] = counted
+        res["share"] = counted / res["sent"] if res["sent"] else None
+        res["us_per_packet"] = busy / counted * 1e6 if counted else None
+        return res
+    finally:
+        if "cap" in locals() and not exited(cap):
+            with contextlib.suppress(OSError):
+                os.killpg(cap.pid, signal.SIGKILL)
+        ns.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_blast(rounds: list[dict]) -> None:
+    print("\nBLAST: trafgen floods a veth pair from every core (60-byte frames, UDP and TCP/80 "
+          "from 200 clients); the capture runs on the other end")
+    hdr = (f"{'capture':<16}{'sent':>11}{'sent pps':>12}{'counted':>11}{'share':>10}"
+           f"{'kernel drops':>14}{'CPU':>6}{'us/packet':>11}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rounds:
+        share = f"{r['share'] * 100:.3f}%" if r.get("share") is not None else "-"
+        drops = f"{r['kernel_drops']:,}" if r.get("kernel_drops") is not None else "?"
+        us = f"{r['us_per_packet']:.3f}" if r.get("us_per_packet") else "-"
+        print(f"{r['tool']:<16}{r.get('sent', 0):>11,}{r.get('pps', 0):>12,.0f}"
+              f"{r.get('counted', 0):>11,}{share:>10}{drops:>14}"
+              f"{r.get('cpu_during_blast', 0) * 100:>5.0f}%{us:>11}")
+        if r.get("error"):
+            print(f"{'':<16}ERROR: {r['error']}")
+    print("share = packets counted / sent (traffic-capture: CSV bytes / 46); us/packet = the "
+          "capture's CPU time while trafgen sent / packets counted.")
+
+
+def blast_rounds(packets: int, why_not: str | None) -> list[dict]:
+    """tcpdump's and the daemon's blast rounds, in turn, when trafgen (netsniff-ng) is here."""
+    if os.geteuid() != 0 or not shutil.which("trafgen"):
+        print("\nBLAST: skipped, needs root and trafgen (apt-get install netsniff-ng)")
+        return []
+    tools = ([] if why_not else ["traffic-capture"]) + (
+        ["tcpdump"] if shutil.which("tcpdump") else [])
+    rounds = []
+    for tool in tools:
+        print(f"  blast {tool}: {packets:,} packets ...", file=sys.stderr)
+        rounds.append(blast_round(tool, packets, os.cpu_count() or 1))
+    print_blast(rounds)
+    return rounds
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -693,6 +818,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="offline runs per reader (best kept)")
     ap.add_argument("--no-tcpdump-live", action="store_true",
                     help="skip the tcpdump reference capture at each rate")
+    ap.add_argument("--blast", type=int, default=4_000_000, metavar="PACKETS",
+                    help="packets trafgen floods in the blast round (0: no blast round)")
+    ap.add_argument("--blast-only", action="store_true",
+                    help="only the trafgen blast round (traffic-capture and tcpdump)")
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
     ap.add_argument("--profile", action="store_true",
                     help="also print the daemon's top-15 cProfile lines on the offline trace")
@@ -724,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "cpus": os.cpu_count(), "trace": summary}
 
-    if not args.live_only:
+    if not args.live_only and not args.blast_only:
         off = offline(pcap, args.packets, args.repeat, why_not is None)
         print_offline(off, args.packets, summary["file_bytes"])
         report["offline"] = off
@@ -733,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nPROFILE (python -m cProfile -s tottime, offline trace)\n"
                   f"{report['profile']}")
 
-    if not args.offline_only:
+    if not args.offline_only and not args.blast_only:
         missing = [t for t in ("ip", "tcpreplay") if not shutil.which(t)]
         if os.geteuid() != 0:
             print("\nLIVE: skipped, needs root (network namespaces): "
@@ -755,6 +884,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nLIVE: traffic-capture not measured ({why_not})")
             print_live(rounds, args.seconds, args.live_mode)
             report["live"] = rounds
+    if not args.offline_only and args.blast:
+        blast = blast_rounds(args.blast, why_not)
+        if blast:
+            report["blast"] = blast
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -111,3 +111,53 @@ def test_the_walk_stops_before_a_record_that_does_not_fit() -> None:
                                         False, np.zeros(0, dtype=np.uint8), 0)
     assert (count, following) == (3, len(records))
     assert offsets[:3].tolist() == [0, 26, 62]
+
+
+@st.composite
+def ring_blocks(draw: st.DrawFn) -> tuple[bytearray, int, int]:
+    """A TPACKET_V3 ring: blocks handed over or not, each with packets (tpacket3_hdr, the
+    sockaddr_ll's packet type, a frame at tp_mac) chained by tp_next_offset; now and then a
+    chain that runs off its block or stops early, as a damaged ring would."""
+    block_bytes = draw(st.sampled_from([512, 1024]))
+    block_count = draw(st.integers(1, 4))
+    ring = bytearray(draw(st.binary(min_size=block_bytes * block_count,
+                                     max_size=block_bytes * block_count)))
+    for block in range(block_count):
+        base = block * block_bytes
+        at, packets = 48, 0
+        for _ in range(draw(st.integers(0, 6))):
+            frame = draw(st.binary(max_size=80))
+            mac = 68 + draw(st.integers(0, 4)) * 2
+            size = (mac + len(frame) + 7) // 8 * 8
+            if at + size > block_bytes:
+                break
+            struct.pack_into("=IIIIIIH", ring, base + at, 0, draw(st.integers(0, 2**32 - 1)),
+                             draw(st.integers(0, 999_999_999)), len(frame),
+                             len(frame) + draw(st.integers(0, 9000)), 1, mac)
+            ring[base + at + 58] = draw(st.sampled_from([0, 4, 4, 3]))
+            ring[base + at + mac:base + at + mac + len(frame)] = frame
+            previous, at, packets = at, at + size, packets + 1
+            struct.pack_into("=I", ring, base + previous,
+                             draw(st.sampled_from([size, size, size, 0, 3000])))
+        struct.pack_into("=III", ring, base + 8, draw(st.sampled_from([1, 1, 0, 5])),
+                         packets + draw(st.sampled_from([0, 0, 1])), 48)
+    return ring, block_bytes, block_count
+
+
+@settings(max_examples=300, deadline=None)
+@given(ring_blocks(), st.integers(0, 5), st.integers(1, 8), st.booleans(),
+       st.integers(0, 40), st.integers(0, 130))
+def test_compiled_and_python_ring_walks_agree(ring: tuple[bytearray, int, int], block: int,
+                                              room: int, skip_outgoing: bool, capacity: int,
+                                              width: int) -> None:
+    data, block_bytes, block_count = ring
+    if record_walk.compiled_walk_ring is None:
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
+    results = []
+    for walk in (record_walk.compiled_walk_ring, record_walk.python_walk_ring):
+        columns = [np.full(capacity, -1, dtype=np.int64) for _ in range(4)]
+        table = np.full((capacity, width), 0xAA, dtype=np.uint8)
+        count, taken = walk(data, block % block_count, block_count, block_bytes, room,
+                            skip_outgoing, *columns, table, width)
+        results.append((count, taken, [c[:count].tolist() for c in columns], table.tobytes()))
+    assert results[0] == results[1]

@@ -28,6 +28,8 @@ static void copy_row(unsigned char *row, const unsigned char *bytes, Py_ssize_t 
                      Py_ssize_t end, Py_ssize_t width)
 {
     Py_ssize_t have = end - at < width ? end - at : width;
+    if (have < 0)  /* a ring packet's tp_mac may point past the ring */
+        have = 0;
     memcpy(row, bytes + at, (size_t)have);
     memset(row + have, 0, (size_t)(width - have));
 }
@@ -103,6 +105,79 @@ static PyObject *walk_pcapng(PyObject *self, PyObject *args)
     return walk_with(args, pcapng_packet_block);
 }
 
+/* walk_ring: the packets of a Linux TPACKET_V3 receive ring's blocks that the kernel has handed
+ * over (block_status & TP_STATUS_USER), from block `block` on, whole blocks only, while the
+ * outputs have room for a whole block more (`block_room` packets). Per packet: where its frame
+ * starts (tp_mac past its tpacket3_hdr), its captured and wire lengths, its time in ns, and its
+ * frame's first `width` bytes in a row of the table. With skip_outgoing, packets the host sent
+ * (sll_pkttype PACKET_OUTGOING: lo's first copy) are left out. Host byte order throughout. */
+static uint32_t host_word(const unsigned char *field)
+{
+    uint32_t word;
+    memcpy(&word, field, 4);
+    return word;
+}
+
+static PyObject *walk_ring(PyObject *self, PyObject *args)
+{
+    Py_buffer ring, starts_out, captured_out, wire_out, ts_out, rows_out;
+    Py_ssize_t block, block_count, block_bytes, block_room, width;
+    int skip_outgoing;
+    if (!PyArg_ParseTuple(args, "y*nnnnpw*w*w*w*w*n", &ring, &block, &block_count,
+                          &block_bytes, &block_room, &skip_outgoing, &starts_out,
+                          &captured_out, &wire_out, &ts_out, &rows_out, &width))
+        return NULL;
+    const unsigned char *bytes = (const unsigned char *)ring.buf;
+    int64_t *starts = (int64_t *)starts_out.buf, *captured = (int64_t *)captured_out.buf;
+    int64_t *wire = (int64_t *)wire_out.buf, *ts = (int64_t *)ts_out.buf;
+    unsigned char *rows = (unsigned char *)rows_out.buf;
+    Py_ssize_t capacity = starts_out.len / 8;
+    if (captured_out.len / 8 < capacity) capacity = captured_out.len / 8;
+    if (wire_out.len / 8 < capacity) capacity = wire_out.len / 8;
+    if (ts_out.len / 8 < capacity) capacity = ts_out.len / 8;
+    if (width > 0 && rows_out.len / width < capacity) capacity = rows_out.len / width;
+    if (width < 0) width = 0;
+    Py_ssize_t count = 0, taken = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (taken < block_count && block >= 0 && (block + 1) * block_bytes <= ring.len
+           && count + block_room <= capacity) {
+        Py_ssize_t base = block * block_bytes, end = base + block_bytes;
+        if (!(host_word(bytes + base + 8) & 1))  /* TP_STATUS_USER */
+            break;
+        uint32_t packets = host_word(bytes + base + 12);
+        Py_ssize_t at = base + host_word(bytes + base + 16);
+        for (uint32_t i = 0; i < packets && at >= base && at + 68 <= end; i++) {
+            const unsigned char *header = bytes + at;
+            uint16_t mac;
+            memcpy(&mac, header + 24, 2);
+            if (!(skip_outgoing && header[58] == 4)) {  /* PACKET_OUTGOING */
+                starts[count] = at + mac;
+                captured[count] = host_word(header + 12);
+                wire[count] = host_word(header + 16);
+                ts[count] = (int64_t)host_word(header + 4) * 1000000000 + host_word(header + 8);
+                if (width)
+                    copy_row(rows + count * width, bytes, at + mac, ring.len, width);
+                if (++count == capacity)
+                    break;
+            }
+            uint32_t next = host_word(header);
+            if (next == 0)
+                break;
+            at += next;
+        }
+        taken++;
+        block = (block + 1) % block_count;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&ring);
+    PyBuffer_Release(&starts_out);
+    PyBuffer_Release(&captured_out);
+    PyBuffer_Release(&wire_out);
+    PyBuffer_Release(&ts_out);
+    PyBuffer_Release(&rows_out);
+    return Py_BuildValue("nn", count, taken);
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(buffer, at, end, offsets_out, big_endian, rows_out, width) -> (count, at): offsets "
@@ -112,6 +187,11 @@ static PyMethodDef methods[] = {
     {"walk_pcapng", walk_pcapng, METH_VARARGS,
      "walk_pcapng(...): as walk, over consecutive whole pcapng Enhanced Packet Blocks; `at` "
      "is then the first other block (or unfit one), or where the buffer's whole blocks end."},
+    {"walk_ring", walk_ring, METH_VARARGS,
+     "walk_ring(ring, block, block_count, block_bytes, block_room, skip_outgoing, starts_out, "
+     "captured_out, wire_out, ts_out, rows_out, width) -> (packets, blocks): the packets of "
+     "the TPACKET_V3 blocks the kernel handed over, from `block` on, while the outputs have "
+     "room for `block_room` more."},
     {NULL, NULL, 0, NULL},
 };
 

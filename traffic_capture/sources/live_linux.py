@@ -8,7 +8,6 @@ kernel timestamps, loopback duplicates dropped.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import errno
 import mmap
@@ -22,12 +21,13 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from traffic_capture.frames import NS, Batch
+from traffic_capture.frames import HEADER_BYTES, Batch
 
 if sys.platform != "linux":  # packet sockets and their ring exist on Linux only
     raise ImportError("the packet-socket back end needs Linux; use --backend pcap")
 from traffic_capture.linktypes import LINK_TYPE_BY_ARPHRD
 from traffic_capture.rules import SNAPLEN_COUNTING
+from traffic_capture.sources import record_walk
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -36,10 +36,8 @@ PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_IGNORE_OUTGOING = 23
 TPACKET_V3 = 2
-PACKET_OUTGOING = 4
 ARPHRD_LOOPBACK = 772
 TP_STATUS_KERNEL = 0
-TP_STATUS_USER = 1
 
 # Ring geometry: 32 blocks of 2 MiB (64 MiB, a few hundred milliseconds of a busy 1 Gbit/s
 # link). A block is handed over when full or after BLOCK_TIMEOUT_MS, which bounds the latency.
@@ -47,6 +45,10 @@ BLOCK_BYTES = 2 * 1024 * 1024
 BLOCK_COUNT = 32
 FRAME_BYTES = 2048  # only a unit of the ring's bookkeeping in V3; packets are packed
 BLOCK_TIMEOUT_MS = 50
+# The most packets a block can hold (a tpacket3_hdr and its sockaddr_ll take 68 bytes), and the
+# most one batch takes: whole blocks, at least two.
+BLOCK_PACKETS = BLOCK_BYTES // 64
+BATCH_PACKETS = 2 * BLOCK_PACKETS
 # The ring holds whole frames, read in place at no cost per byte: `snaplen` is not applied to
 # them (counting reads the IP length fields), the per-packet tap cuts what outputs keep.
 SNAPLEN = SNAPLEN_COUNTING
@@ -55,17 +57,10 @@ IDLE_SECONDS = 0.2
 LOST_ERRORS = frozenset({errno.ENETDOWN, errno.ENODEV, errno.ENXIO})
 REOPEN_SECONDS = 1.0  # between attempts to capture again on a lost interface
 
-# struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status,
-# num_pkts, offset_to_first_pkt.
-_BLOCK = struct.Struct("=IIIII")
+# struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status (at
+# 8), num_pkts, offset_to_first_pkt; the packets are read by record_walk.walk_ring.
 _BLOCK_STATUS_AT = 8
-# struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status (u32),
-# tp_mac (u16, at 24); its sockaddr_ll follows at TPACKET_ALIGN(sizeof(tpacket3_hdr)) = 48, where
-# sll_pkttype is at +10.
-_NEXT = struct.Struct("=I")  # tp_next_offset
-_SLL_PKTTYPE_AT = 48 + 10
 _STATUS_KERNEL = struct.pack("=I", TP_STATUS_KERNEL)
-_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 class InterfaceLost(OSError):
@@ -225,6 +220,9 @@ class _Ring:
         self._next_block = 0
         self._taken = 0
         self.view: np.ndarray | None = np.frombuffer(self.ring, dtype=np.uint8)
+        # The walk's table of each packet's first bytes (parse reads them there), reused by
+        # the next batch as the ring's blocks are.
+        self._table = np.empty((BATCH_PACKETS, HEADER_BYTES), dtype=np.uint8)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -252,38 +250,22 @@ class _Ring:
         self.sock.close()
 
     def take_ready(self) -> Batch | None:
-        """The packets of every block the kernel has handed over, as one batch (None: no
-        block ready). The blocks stay ours until give_back()."""
-        ring, view = self.ring, self.view
+        """The packets of the blocks the kernel has handed over (as many as one batch holds),
+        as one Batch (None: no block ready). The blocks stay ours until give_back()."""
+        view = self.view
         assert view is not None, "ring used after close()"
-        offsets = array.array("q")
-        packet_at = offsets.append
-        block, taken = self._next_block, 0
-        while taken < BLOCK_COUNT:
-            base = block * BLOCK_BYTES
-            _, _, status, count, first = _BLOCK.unpack_from(ring, base)
-            if not status & TP_STATUS_USER:
-                break
-            at = base + first
-            for _ in range(count):
-                packet_at(at)
-                at += _NEXT.unpack_from(ring, at)[0]
-            taken += 1
-            block = (block + 1) % BLOCK_COUNT
-        self._taken = taken
-        if not taken:
+        table = self._table
+        starts, captured, wire, ts_ns = (np.empty(BATCH_PACKETS, dtype=np.int64)
+                                         for _ in range(4))
+        count, self._taken = record_walk.walk_ring(
+            self.ring, self._next_block, BLOCK_COUNT, BLOCK_BYTES, BLOCK_PACKETS,
+            self.loopback, starts, captured, wire, ts_ns, table, HEADER_BYTES)
+        if not self._taken:
             return None
-        at = np.frombuffer(offsets, dtype=np.int64)
-        words = view[at[:, None] + np.arange(28)].copy().view(np.uint32)  # tpacket3_hdr
-        seconds, nanoseconds, snaplen, wire = (words[:, k].astype(np.int64) for k in (1, 2, 3, 4))
-        mac = (words[:, 6] & 0xFFFF if _LITTLE_ENDIAN else words[:, 6] >> 16).astype(np.int64)
-        keep = np.full(len(at), self.linktype is not None)
-        if self.loopback:
-            # lo shows each packet twice, leaving and coming back; libpcap keeps one.
-            keep &= view[at + _SLL_PKTTYPE_AT] != PACKET_OUTGOING
-        return Batch(view, (at + mac)[keep], snaplen[keep],
-                     (seconds * NS + nanoseconds)[keep], self.linktype or 0,
-                     wire_lengths=wire[keep])
+        if self.linktype is None:  # a device we cannot read: its blocks are given back
+            count = 0
+        return Batch(view, starts[:count], captured[:count], ts_ns[:count], self.linktype or 0,
+                     headers=table[:count], wire_lengths=wire[:count])
 
     def give_back(self) -> None:
         for _ in range(self._taken):

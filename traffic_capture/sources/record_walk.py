@@ -1,4 +1,5 @@
-"""Where the records of a capture file buffer start, and a table of their first bytes.
+"""Where the records of a capture file buffer (or of a Linux capture ring's blocks) start, and
+a table of their first bytes.
 
 The C version (_record_walk.c) is used when it was compiled at install; these are the same
 loops in Python, for machines without a C compiler. tests/test_record_walk.py checks they agree.
@@ -64,15 +65,74 @@ def _walker(kind: Callable[[Callable[[Any, int], tuple[int]]], Callable[[Any, in
     return walk
 
 
+# struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status (at 8),
+# num_pkts, offset_to_first_pkt. struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec,
+# tp_snaplen, tp_len, tp_status (u32), tp_mac (u16, at 24); its sockaddr_ll follows at
+# TPACKET_ALIGN(sizeof(tpacket3_hdr)) = 48, where sll_pkttype is at +10.
+_RING_WORD = struct.Struct("=I").unpack_from
+PACKET_OUTGOING = 4  # sll_pkttype of a packet this host sent
+TPACKET3_MINIMUM = 68  # tpacket3_hdr (48, aligned) and the sockaddr_ll after it (20)
+
+
+def python_walk_ring(ring: Any, block: int, block_count: int, block_bytes: int,
+                     block_room: int, skip_outgoing: bool, starts: np.ndarray,
+                     captured: np.ndarray, wire: np.ndarray, ts: np.ndarray, rows: np.ndarray,
+                     width: int) -> tuple[int, int]:
+    """The packets of a Linux TPACKET_V3 ring's blocks that the kernel handed over
+    (TP_STATUS_USER), from `block` on, whole blocks only, while the outputs have room for
+    `block_room` more: where each frame starts, its captured and wire lengths, its time in
+    ns, and its first `width` bytes in a row of `rows` (zeros past the ring's end). With
+    skip_outgoing, the packets the host sent (lo's first copy) are left out.
+    (packets, blocks taken)."""
+    capacity = min(len(starts), len(captured), len(wire), len(ts),
+                   rows.size // width if width > 0 else len(starts))
+    length = len(ring)
+    found: list[tuple[int, int, int, int]] = []
+    taken = 0
+    while (taken < block_count and block >= 0 and (block + 1) * block_bytes <= length
+           and len(found) + block_room <= capacity):
+        base = block * block_bytes
+        end = base + block_bytes
+        if not _RING_WORD(ring, base + 8)[0] & 1:  # TP_STATUS_USER
+            break
+        packets, at = _RING_WORD(ring, base + 12)[0], base + _RING_WORD(ring, base + 16)[0]
+        for _ in range(packets):
+            if not (at >= base and at + TPACKET3_MINIMUM <= end):
+                break
+            if not (skip_outgoing and ring[at + 58] == PACKET_OUTGOING):
+                next_at, seconds, nanoseconds, snap, on_wire = struct.unpack_from("=IIIII",
+                                                                                  ring, at)
+                mac = struct.unpack_from("=H", ring, at + 24)[0]
+                found.append((at + mac, snap, on_wire, seconds * 1_000_000_000 + nanoseconds))
+                if len(found) == capacity:
+                    break
+            next_at = _RING_WORD(ring, at)[0]
+            if not next_at:
+                break
+            at += next_at
+        taken += 1
+        block = (block + 1) % block_count
+    count = len(found)
+    if count:
+        columns = np.array(found, dtype=np.int64).reshape(count, 4)
+        starts[:count], captured[:count], wire[:count], ts[:count] = columns.T
+        if width > 0:
+            table = rows.reshape(-1)[:count * width].reshape(count, width)
+            table[:] = rows_at(np.frombuffer(ring, dtype=np.uint8), starts[:count], width)
+    return count, taken
+
+
 python_walk = _walker(_pcap_record)
 python_walk_pcapng = _walker(_pcapng_packet_block)
 
 try:
     from traffic_capture.sources._record_walk import walk as compiled_walk
     from traffic_capture.sources._record_walk import walk_pcapng as compiled_walk_pcapng
+    from traffic_capture.sources._record_walk import walk_ring as compiled_walk_ring
 except ImportError:  # no compiler at install time: same results, ~100x slower
-    compiled_walk = compiled_walk_pcapng = None
+    compiled_walk = compiled_walk_pcapng = compiled_walk_ring = None
 
 walk = compiled_or(compiled_walk, python_walk)
 walk_pcapng = compiled_or(compiled_walk_pcapng, python_walk_pcapng)
+walk_ring = compiled_or(compiled_walk_ring, python_walk_ring)
 COMPILED = compiled_walk is not None
