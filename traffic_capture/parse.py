@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from traffic_capture.addresses import split_address
-from traffic_capture.frames import HEADER_BYTES, Batch, rows_at
+from traffic_capture.frames import HEADER_BYTES, Batch, compiled_or, rows_at
 from traffic_capture.linktypes import LinkType, link_type
 from traffic_capture.rules import PROTO_TCP, PROTO_UDP
 
@@ -234,12 +234,11 @@ def _fields(header: np.ndarray, size: int) -> np.ndarray:
     return header.view(f">u{size}")
 
 
-def link_layer(link: LinkType, h: np.ndarray, lengths: np.ndarray
+def link_layer(ip: int, ethertype_at: int | None, h: np.ndarray, lengths: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
     """Per frame (h: its first bytes, one row each): whether its link header says IP, and
     whether it is left to the frame-by-frame parser (VLAN tags)."""
     n = len(lengths)
-    ip, ethertype_at = link.ip_at, link.ethertype_at
     scalar = np.zeros(n, dtype=bool)
     if ethertype_at is None:
         return (lengths > ip if ip else np.ones(n, dtype=bool)), scalar
@@ -256,15 +255,44 @@ def parse_batch(batch: Batch) -> Parsed:
     through parse_frame and join the same arrays."""
     starts, lengths = batch.starts, batch.lengths
     n = len(starts)
-    # Bytes past a frame's end (the next frame's, or zeros) are masked below by its length.
+    # Bytes past a frame's end (the next frame's, or zeros) are masked by its length.
     if batch.headers is None:
         table, base = rows_at(batch.data, starts, HEADER_BYTES), 0
     else:
-        table, base = batch.headers, batch.headers_at
-    h = table[:, base:base + HEADER_BYTES]
+        table, base = np.ascontiguousarray(batch.headers), batch.headers_at
     link = link_type(batch.linktype)  # raises UnknownLinkType, naming it
-    ip, ethertype_at = link.ip_at, link.ethertype_at
-    link_ok, scalar = link_layer(link, h, lengths)
+    flags = np.empty((3, n), dtype=bool)  # is_ip, is6, left to the frame-by-frame parser
+    addresses = np.empty((4, n), dtype=np.uint64)
+    columns = np.empty((5, n), dtype=np.int64)  # proto, sport, dport, ip_bytes, payload_at
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    wire = np.ascontiguousarray(batch.wire(), dtype=np.int64)
+    malformed = parse_rows(table, table.shape[1] if n else base + HEADER_BYTES, base,
+                           link.ip_at, -1 if link.ethertype_at is None else link.ethertype_at,
+                           lengths, wire, batch.wire_lengths is not None, batch.fcs_bytes,
+                           flags[0], flags[1], *addresses, *columns, flags[2])
+    src_hi, src_lo, dst_hi, dst_lo = addresses
+    proto, sport, dport, ip_bytes, payload_at = columns
+    parsed = Parsed(flags[0], flags[1], src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
+                    ip_bytes, payload_at, malformed)
+    for i in np.flatnonzero(flags[2]):
+        _fill_from_scalar(parsed, int(i), parse_frame(
+            batch.linktype, batch.frame(int(i)),
+            None if batch.wire_lengths is None else int(wire[i]), batch.fcs_bytes))
+    return parsed
+
+
+def python_parse_rows(table: np.ndarray, width: int, base: int, ip: int, ethertype_at: int,
+                      lengths: np.ndarray, wire: np.ndarray, bounded: bool, fcs_bytes: int,
+                      *out: np.ndarray) -> int:
+    """The fields of each frame from its row of `table` (its first bytes from column
+    `base`), into the twelve arrays `out` (Parsed's, then the frames left to parse_frame);
+    the count of malformed frames. _parse_rows.c is the same in one pass."""
+    (is_ip_out, is6_out, src_hi_out, src_lo_out, dst_hi_out, dst_lo_out, proto_out, sport_out,
+     dport_out, ip_bytes_out, payload_at_out, scalar_out) = out
+    n = len(lengths)
+    table = table.reshape(-1)[:n * width].reshape(n, width)
+    h = table[:, base:base + HEADER_BYTES]
+    link_ok, scalar = link_layer(ip, None if ethertype_at < 0 else ethertype_at, h, lengths)
     header = np.ascontiguousarray(h[:, ip:ip + 40])  # the IPv6 header, or IPv4's and more
     words, longs, quads = _fields(header, 2), _fields(header, 4), _fields(header, 8)
     first = header[:, 0].astype(np.int64)
@@ -274,8 +302,8 @@ def parse_batch(batch: Batch) -> Parsed:
 
     # IPv4 (a length of 0: segmentation offload; the bytes on the wire after the link header)
     # (A writer may claim a wire length under the captured one: never count less than that.)
-    after_link = np.maximum(np.maximum(batch.wire(), lengths) - batch.fcs_bytes - ip, 20)
-    most = after_link if batch.wire_lengths is not None else _NO_BOUND  # as parse_ip
+    after_link = np.maximum(np.maximum(wire, lengths) - fcs_bytes - ip, 20)
+    most = after_link if bounded else _NO_BOUND  # as parse_ip
     header_len = (first & 0x0F) * 4
     total_len = words[:, 1].astype(np.int64)
     v4_bytes = np.minimum(np.where(total_len < header_len, after_link, total_len), most)
@@ -287,42 +315,41 @@ def parse_batch(batch: Batch) -> Parsed:
     scalar |= v6 & IS_IPV6_EXTENSION[next_header]
     v6_bytes = np.minimum(np.where(payload_len > 0, payload_len + 40, after_link), most)
 
-    is6 = v6
     proto = np.where(v6, next_header, proto4)
-    ip_bytes = np.where(v6, v6_bytes, v4_bytes)
     l4 = np.where(v6, ip + 40, ip + header_len)  # frame-relative, at most 20 + 60
     with_ports = ((proto == PROTO_TCP) | (proto == PROTO_UDP)) & (lengths >= l4 + 4) & (
         v6 | (fragment == 0))
     flat = table.reshape(-1)  # C-contiguous: a view
-    at = np.arange(n, dtype=np.int64) * table.shape[1] + base + l4
+    at = np.arange(n, dtype=np.int64) * width + base + l4
 
     def byte(offset: int) -> np.ndarray:
         return flat[at + offset].astype(np.int64)
 
-    sport = np.where(with_ports, (byte(0) << 8) | byte(1), NO_PORT)
-    dport = np.where(with_ports, (byte(2) << 8) | byte(3), NO_PORT)
+    sport_out[:] = np.where(with_ports, (byte(0) << 8) | byte(1), NO_PORT)
+    dport_out[:] = np.where(with_ports, (byte(2) << 8) | byte(3), NO_PORT)
     has_payload_at = with_ports & (proto == PROTO_TCP) & (lengths >= l4 + 13)
-    payload_at = np.where(has_payload_at, l4 + (byte(12) >> 4) * 4, -1)
+    payload_at_out[:] = np.where(has_payload_at, l4 + (byte(12) >> 4) * 4, -1)
 
     # Addresses: IPv6 at bytes 8-23 and 24-39, IPv4 at 12-15 and 16-19.
     zero = np.uint64(0)
-    src_hi = np.where(v6, quads[:, 1], zero)
-    src_lo = np.where(v6, quads[:, 2], longs[:, 3].astype(np.uint64))
-    dst_hi = np.where(v6, quads[:, 3], zero)
-    dst_lo = np.where(v6, quads[:, 4], longs[:, 4].astype(np.uint64))
+    src_hi_out[:] = np.where(v6, quads[:, 1], zero)
+    src_lo_out[:] = np.where(v6, quads[:, 2], longs[:, 3].astype(np.uint64))
+    dst_hi_out[:] = np.where(v6, quads[:, 3], zero)
+    dst_lo_out[:] = np.where(v6, quads[:, 4], longs[:, 4].astype(np.uint64))
     is_ip = v4 | v6
+    is_ip_out[:], is6_out[:], scalar_out[:] = is_ip, v6, scalar
+    proto_out[:], ip_bytes_out[:] = proto, np.where(v6, v6_bytes, v4_bytes)
     # Counted, not masked (this runs per batch): a readable header implies a good link header.
-    claims_ip = link_ok if ethertype_at is not None else (
-        link_ok & ((version == 4) | (version == 6)))
-    malformed = int(np.count_nonzero(claims_ip)) - int(np.count_nonzero(is_ip))
-    parsed = Parsed(is_ip, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
-                    ip_bytes, payload_at, malformed)
-    wire = batch.wire_lengths
-    for i in np.flatnonzero(scalar):
-        _fill_from_scalar(parsed, int(i), parse_frame(
-            batch.linktype, batch.frame(int(i)), None if wire is None else int(wire[i]),
-            batch.fcs_bytes))
-    return parsed
+    claims_ip = link_ok if ethertype_at >= 0 else (link_ok & ((version == 4) | (version == 6)))
+    return int(np.count_nonzero(claims_ip)) - int(np.count_nonzero(is_ip))
+
+
+try:
+    from traffic_capture._parse_rows import parse_rows as compiled_parse_rows
+except ImportError:  # no C compiler at install: the same arrays, from numpy
+    compiled_parse_rows = None
+
+parse_rows = compiled_or(compiled_parse_rows, python_parse_rows)
 
 
 def _fill_from_scalar(parsed: Parsed, i: int, fields: Fields | None) -> None:

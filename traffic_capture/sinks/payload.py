@@ -84,7 +84,7 @@ def payload_spans(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ip = link.ip_at
     # int32 (not int64): the table is converted whole, and half the width is half the time.
     h = rows_at(batch.data, starts, HEADER_BYTES).astype(np.int32)
-    link_ok, scalar = link_layer(link, h, lengths)
+    link_ok, scalar = link_layer(ip, link.ethertype_at, h, lengths)
     first = h[:, ip]
     version, header_len = first >> 4, (first & 0x0F) * 4
     v4 = link_ok & (version == 4) & (lengths >= ip + 20) & (header_len >= 20)
