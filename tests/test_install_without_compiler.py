@@ -1,6 +1,6 @@
 """Issue 19: the package installs on a machine without a C compiler (Windows without the Build
-Tools) and gives the same results there. setup.py's three extensions are optional: their
-build fails, pip still succeeds, and the Python twins of the C steps run instead. (Its
+Tools) and gives the same results there. setup.py's extensions (one per C file) are optional:
+their build fails, pip still succeeds, and the Python twins of the C steps run instead. (Its
 dependencies have Windows wheels: .ci/windows-wheels.)
 
 Unlike TRAFFIC_CAPTURE_PURE_PYTHON (tests/test_packet_log.py), this is the real install: pip
@@ -21,7 +21,7 @@ from tests.requirements import needs_module
 
 # What pip needs of the source tree to build the package (pyproject's readme is README.md).
 SOURCE = ("setup.py", "pyproject.toml", "README.md", "traffic_capture")
-# Every C file of the package is one optional extension, named after its path.
+# Every C file of the package is one optional extension of setup.py, named after its path.
 EXTENSIONS = sorted(".".join(c.relative_to(REPO).with_suffix("").parts)
                     for c in (REPO / "traffic_capture").rglob("*.c"))
 # The sample's server (samples/README.md); samples/traffic.csv is what the daemon writes.
@@ -95,7 +95,7 @@ def run_sample(out: Path, options: list[str], env: dict[str, str], cwd: Path
 def test_without_a_compiler_the_install_succeeds_and_reads_the_sample_the_same(
         tmp_path: Path) -> None:
     needs_module("setuptools")  # the venv's own: the build runs without isolation, offline
-    assert len(EXTENSIONS) == 3, EXTENSIONS
+    assert EXTENSIONS, "no C file found: the test would check nothing"
     site, output = install_copy(tmp_path)
     for extension in EXTENSIONS:  # pip tried each, and went on without it
         assert f'building extension "{extension}" failed' in output, (extension, output[-4000:])
