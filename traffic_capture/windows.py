@@ -17,7 +17,7 @@ import numpy as np
 
 from traffic_capture.addresses import AddressText
 from traffic_capture.csvformat import Row
-from traffic_capture.frames import NS
+from traffic_capture.frames import NS, compiled_or
 from traffic_capture.rules import CLASSES, IN, OUT
 
 _CLASS_COUNT = len(CLASSES)
@@ -67,7 +67,8 @@ class WindowAggregator:
             raise ValueError("window must be a positive number of seconds")
         self.window_ns = window_seconds * NS
         self.max_clients = max_clients  # per window and direction; None: no cap
-        self._packets: dict[int, list[Packets]] = {}  # window start -> packets of batches
+        # window start -> its batches' packets, summed per batch (not yet in row order)
+        self._packets: dict[int, list[Sums]] = {}
         self._pending: dict[int, int] = {}  # window start -> how many packets those hold
         self._sums: dict[int, Sums] = {}  # window start -> sum of its packets so far
 
@@ -98,14 +99,14 @@ class WindowAggregator:
 
     def _add_packets(self, start: int, packets: Packets) -> None:
         kept = self._packets.setdefault(start, [])
-        kept.append(packets)
+        kept.append(grouped(packets))
         self._pending[start] = pending = self._pending.get(start, 0) + len(packets)
         if pending > COMPACT_PACKETS:
             self._sums[start] = self._summed(self._sums_of(start), kept)
             del self._packets[start], self._pending[start]
 
-    def _summed(self, sums: list[Sums], packets: list[Packets]) -> Sums:
-        merged = _merged(sums, packets)
+    def _summed(self, sums: list[Sums], packets: list[Sums]) -> Sums:
+        merged = _merged([*sums, *packets], [])
         if self.max_clients is not None:
             merged = capped(merged, self.max_clients)
         return merged
@@ -180,6 +181,49 @@ def _row_keys(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, inbound: np.ndarr
 
 _IPV6_KEYS = np.uint64(1 << 40)  # above every IPv4 key (2**33)
 _OTHER_KEYS = np.uint64(1 << 62)  # above every IPv6 key
+
+
+def grouped(packets: Packets) -> Sums:
+    """A batch's packets summed per (client, direction) and class, in order of first
+    appearance: what a window keeps of them until it closes."""
+    n = len(packets)
+    first = np.empty(n, dtype=np.int64)
+    counts = np.empty((n, _CLASS_COUNT), dtype=np.int64)
+    groups = group_sums(*(np.ascontiguousarray(column) for column in packets), first, counts,
+                        _CLASS_COUNT)
+    first = first[:groups]
+    return Sums(packets.is6[first], packets.hi[first], packets.lo[first],
+                packets.inbound[first], counts[:groups])
+
+
+def python_group_sums(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, inbound: np.ndarray,
+                      protocol_class: np.ndarray, ip_bytes: np.ndarray, first_out: np.ndarray,
+                      counts_out: np.ndarray, classes: int) -> int:
+    """The twin of _group_sums.c: each group's first packet into first_out, its bytes per
+    class into the rows of counts_out, groups in order of first appearance; how many."""
+    n = len(is6)
+    if n and (protocol_class.min() < 0 or protocol_class.max() >= classes):
+        raise ValueError("group_sums: a class out of range")
+    key = np.empty(n, dtype=[("hi", np.uint64), ("lo", np.uint64), ("flags", np.uint8)])
+    key["hi"], key["lo"] = hi, lo
+    key["flags"] = (is6.astype(np.uint8) << 1) | inbound.astype(np.uint8)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # groups by first appearance
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[order] = np.arange(len(first))
+    counts = counts_out.reshape(-1)[:len(first) * classes].reshape(len(first), classes)
+    counts[:] = 0
+    np.add.at(counts, (rank[inverse.reshape(-1)], protocol_class), ip_bytes)
+    first_out[:len(first)] = first[order]
+    return len(first)
+
+
+try:
+    from traffic_capture._group_sums import group_sums as compiled_group_sums
+except ImportError:  # no C compiler at install: the same groups, from numpy
+    compiled_group_sums = None
+
+group_sums = compiled_or(compiled_group_sums, python_group_sums)
 
 
 def _merged(sums: list[Sums], packets: list[Packets]) -> Sums:
