@@ -737,7 +737,9 @@ def blast_round(tool: str, packets: int, cpus: int) -> dict:
         busy = res["cpu_during_blast"] * seconds
         if tool == "traffic-capture":
             m = re.search(r"kernel drops?\D{0,20}?(\d[\d,]*)", run.stderr, re.I)
-            res["kernel_drops"] = int(m.group(1).replace(",", "")) if m else None
+            # --quiet: the daemon says kernel drops only when there are some.
+            res["kernel_drops"] = int(m.group(1).replace(",", "")) if m else (
+                0 if run.rc == 0 else None)
             counted = int(read_rows(csv)["total_bytes"].sum()) // BLAST_IP_BYTES \
                 if csv.exists() else 0
         else:
