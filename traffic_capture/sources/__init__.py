@@ -2,9 +2,9 @@
 
 Every source hands out Batches (frames.py) and nothing else: sources know nothing of servers,
 classes or windows. The live back end is picked here, once, as psutil and scapy pick their
-platform module: Linux packet sockets with a memory-mapped ring (fast), or libpcap/Npcap
-through scapy (portable; Windows' only one). A contract test checks both yield the same
-packets.
+platform module: Linux packet sockets with a memory-mapped ring, or libpcap/Npcap through
+ctypes (portable; Windows' only one), neither with Python per packet. A contract test checks
+both yield the same packets.
 """
 
 from __future__ import annotations
