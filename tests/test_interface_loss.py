@@ -112,3 +112,25 @@ def test_an_interface_deleted_right_after_traffic_loses_none_of_it(lab: Lab, tmp
     rows = read_rows(out)
     by_direction = rows.groupby("direction")["other_bytes"].sum().to_dict()
     assert by_direction == {"in": 5 * ICMP_ECHO_IPV4, "out": 5 * ICMP_ECHO_IPV4}
+
+
+def test_the_portable_back_end_stops_with_exit_1_after_counting_all_before_the_loss(
+        lab: Lab, tmp_path: Path) -> None:
+    """libpcap (Npcap on Windows) says the interface went away: the run stops with one line
+    and exit 1 (it does not wait for the interface), and every packet before is counted."""
+    needs_tools("ping")
+    out = tmp_path / "traffic.csv"
+    daemon = LabDaemon(lab, out, "--backend", "pcap")
+    lab.run(lab.client_ns, ["sh", "-c", f"ping -n -q -c 5 -i 0.2 {SERVER_V4}; "
+                                        f"ip -n {lab.server_ns} link del {lab.srv_if}"])
+    try:
+        code = daemon.process.wait(15)
+    finally:
+        daemon.kill()
+    daemon._reader.join(5)
+    assert code == 1, daemon.stderr
+    last = daemon.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"traffic-capture: error: capture stopped: capture on {lab.srv_if} "
+                           "failed: "), daemon.stderr
+    by_direction = read_rows(out).groupby("direction")["other_bytes"].sum().to_dict()
+    assert by_direction == {"in": 5 * ICMP_ECHO_IPV4, "out": 5 * ICMP_ECHO_IPV4}

@@ -162,6 +162,7 @@ class _Handle:
         self._reader: Any = None
         self._header = ClassicPcap("<", False, 0)
         self._read_at = 0
+        self._failure: str | None = None  # what libpcap said when the capture first failed
         self._ftell = getattr(lib, "pcap_dump_ftell64", None) or lib.pcap_dump_ftell
         self._dump = ctypes.cast(lib.pcap_dump, ctypes.c_void_p)
         self._packets = max(64, min(DISPATCH_PACKETS, SPOOL_BYTES // (16 + snaplen)))
@@ -208,10 +209,18 @@ class _Handle:
     def take(self) -> Batch | None:
         """The packets the kernel holds (up to DISPATCH_PACKETS) as one Batch; None if none.
         The Batch's buffer is reused by the next call."""
-        taken = self._lib.pcap_dispatch(self._pcap, self._packets, self._dump, self._dumper)
+        taken = self._dispatch()
         if taken < 0:
-            raise libpcap.CaptureError(f"capture on {self.device} failed: "
-                                       f"{_error(self._lib, self._pcap)}")
+            said = _error(self._lib, self._pcap)
+            if self._failure is None:
+                # The interface went away (or failed): the kernel hands over its last, partly
+                # filled batch only at its timeout; wait for it once, so that nothing already
+                # captured is lost (as the Linux ring does).
+                self._failure = said
+                time.sleep(2 * TIMEOUT_MS / 1000)
+                taken = self._dispatch()
+            if taken < 0:
+                raise libpcap.CaptureError(f"capture on {self.device} failed: {self._failure}")
         if taken == 0:
             return None
         if self._lib.pcap_dump_flush(self._dumper) != 0:
@@ -230,6 +239,10 @@ class _Handle:
             self._start_spool()
         return walked_records(self._header, self._data, self._offsets, self._table,
                               count).batch if count else None
+
+    def _dispatch(self) -> int:
+        """libpcap writes up to self._packets of the packets it holds into the spool."""
+        return int(self._lib.pcap_dispatch(self._pcap, self._packets, self._dump, self._dumper))
 
     def drops(self) -> int:
         stats = libpcap.Stat()
