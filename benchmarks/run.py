@@ -540,6 +540,40 @@ def parse_drops(stderr: str) -> str:
     return " | ".join(lines)[:160] if lines else "(no drops line)"
 
 
+def start_capture(ns: Netns, cmd: list[str], kw: dict, rss_file: Path, out: IO[bytes],
+                  err: IO[bytes]) -> tuple[subprocess.Popen, float, str | None]:
+    """The capture in the rx namespace, once its packet socket is up: (process, start time,
+    why it did not start or None)."""
+    start = time.perf_counter()
+    cap = _popen(ns.exec(ns.rx_ns, timed(cmd, rss_file)), stdout=out, stderr=err,
+                 stdin=subprocess.DEVNULL, **kw)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not exited(cap) and ns.packet_sockets() < 1:
+        time.sleep(0.05)
+    time.sleep(0.5)  # Socket seen: let it finish setting up its ring and filter.
+    if exited(cap) or ns.packet_sockets() < 1:
+        run = wait_measured(cap, start, 10, out, err, rss_file)
+        return cap, start, f"capture did not start (rc {run.rc}): {run.stderr.strip()[-200:]}"
+    return cap, start, None
+
+
+def end_round(cap: subprocess.Popen | None, ns: Netns, work: Path) -> None:
+    """Whatever happened: the capture killed, the namespaces and the work folder gone."""
+    if cap is not None and not exited(cap):
+        with contextlib.suppress(OSError):
+            os.killpg(cap.pid, signal.SIGKILL)
+    ns.down()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def tcpdump_stats(stderr: str) -> tuple[int | None, int | None, str]:
+    """tcpdump's own last lines: (packets captured, dropped by the kernel, the drops line)."""
+    m = re.search(r"(\d+) packets captured", stderr)
+    d = re.search(r"(\d+) packets dropped by kernel", stderr)
+    return (int(m.group(1)) if m else None, int(d.group(1)) if d else None,
+            d.group(0) if d else "(no stats)")
+
+
 def live_round(tool: str, rate: int, seconds: float, pcap: Path, meta: dict, clients: list[str],
                mode: str) -> dict:
     """One rate: start the capture in the rx namespace, replay, stop it, account for bytes."""
@@ -561,16 +595,9 @@ def live_round(tool: str, rate: int, seconds: float, pcap: Path, meta: dict, cli
         before = ns.rx_stats()
         rss_file = work / "rss"
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            start = time.perf_counter()
-            cap = _popen(ns.exec(ns.rx_ns, timed(cmd, rss_file)), stdout=out, stderr=err,
-                         stdin=subprocess.DEVNULL, **kw)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not exited(cap) and ns.packet_sockets() < 1:
-                time.sleep(0.05)
-            time.sleep(0.5)  # Socket seen: let it finish setting up its ring and filter.
-            if exited(cap) or ns.packet_sockets() < 1:
-                run = wait_measured(cap, start, 10, out, err, rss_file)
-                res["error"] = f"capture did not start (rc {run.rc}): {run.stderr.strip()[-200:]}"
+            cap, start, failed = start_capture(ns, cmd, kw, rss_file, out, err)
+            if failed:
+                res["error"] = failed
                 return res
             sd0 = softnet_dropped()
             leaf = leaf_pid(cap.pid)
@@ -616,20 +643,12 @@ def live_round(tool: str, rate: int, seconds: float, pcap: Path, meta: dict, cli
                 res["error"] = res.get("error") or f"no CSV (rc {run.rc}): " + \
                     run.stderr.strip()[-200:]
         else:
-            m = re.search(r"(\d+) packets captured", run.stderr)
-            d = re.search(r"(\d+) packets dropped by kernel", run.stderr)
-            res["captured"] = int(m.group(1)) if m else None
-            res["kernel_drops"] = int(d.group(1)) if d else None
-            res["drops_line"] = f"{d.group(0)}" if d else "(no stats)"
-            if m and sent:
-                res["share"] = int(m.group(1)) / sent  # Packets, not bytes: tcpdump is a baseline.
+            res["captured"], res["kernel_drops"], res["drops_line"] = tcpdump_stats(run.stderr)
+            if res["captured"] is not None and sent:
+                res["share"] = res["captured"] / sent  # Packets, not bytes: tcpdump is a baseline.
         return res
     finally:
-        if "cap" in locals() and not exited(cap):
-            with contextlib.suppress(OSError):
-                os.killpg(cap.pid, signal.SIGKILL)
-        ns.down()
-        shutil.rmtree(work, ignore_errors=True)
+        end_round(locals().get("cap"), ns, work)
 
 
 def print_live(rounds: list[dict], seconds: float, mode: str) -> None:
@@ -706,16 +725,9 @@ def blast_round(tool: str, packets: int, cpus: int) -> dict:
             cmd = ["tcpdump", "-i", ns.rx_if, "-n", "-B", "65536", "-w", "/dev/null"]
             kw = {}
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            start = time.perf_counter()
-            cap = _popen(ns.exec(ns.rx_ns, timed(cmd, work / "rss")), stdout=out, stderr=err,
-                         stdin=subprocess.DEVNULL, **kw)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not exited(cap) and ns.packet_sockets() < 1:
-                time.sleep(0.05)
-            time.sleep(0.5)
-            if exited(cap) or ns.packet_sockets() < 1:
-                run = wait_measured(cap, start, 10, out, err, work / "rss")
-                res["error"] = f"capture did not start (rc {run.rc}): {run.stderr.strip()[-200:]}"
+            cap, start, failed = start_capture(ns, cmd, kw, work / "rss", out, err)
+            if failed:
+                res["error"] = failed
                 return res
             leaf = leaf_pid(cap.pid)
             cpu0, sent0 = cpu_seconds(leaf), time.perf_counter()
@@ -743,20 +755,14 @@ def blast_round(tool: str, packets: int, cpus: int) -> dict:
             counted = int(read_rows(csv)["total_bytes"].sum()) // BLAST_IP_BYTES \
                 if csv.exists() else 0
         else:
-            m = re.search(r"(\d+) packets captured", run.stderr)
-            d = re.search(r"(\d+) packets dropped by kernel", run.stderr)
-            res["kernel_drops"] = int(d.group(1)) if d else None
-            counted = int(m.group(1)) if m else 0
+            captured, res["kernel_drops"], _ = tcpdump_stats(run.stderr)
+            counted = captured or 0
         res["counted"] = counted
         res["share"] = counted / res["sent"] if res["sent"] else None
         res["us_per_packet"] = busy / counted * 1e6 if counted else None
         return res
     finally:
-        if "cap" in locals() and not exited(cap):
-            with contextlib.suppress(OSError):
-                os.killpg(cap.pid, signal.SIGKILL)
-        ns.down()
-        shutil.rmtree(work, ignore_errors=True)
+        end_round(locals().get("cap"), ns, work)
 
 
 def print_blast(rounds: list[dict]) -> None:

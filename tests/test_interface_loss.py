@@ -38,6 +38,16 @@ class LabDaemon(Daemon):
                                          "--out", str(out), "--window", "1", *extra])
 
 
+def exit_and_last_line(daemon: Daemon) -> tuple[int, str]:
+    """A daemon that stops by itself: its exit status and the last line it wrote."""
+    try:
+        code = daemon.process.wait(15)
+    finally:
+        daemon.kill()
+    daemon._reader.join(5)
+    return code, daemon.stderr.strip().splitlines()[-1]
+
+
 def bounce(lab: Lab) -> None:
     """Down, then up again: the same interface, as `ifdown; ifup` does."""
     lab.run(lab.server_ns, ["ip", "link", "set", lab.srv_if, "down"])
@@ -81,13 +91,8 @@ def test_no_reopen_stops_with_exit_1_after_writing_what_was_counted(lab: Lab, tm
     ping(lab, 3)
     time.sleep(0.5)
     lab.recreate_link()
-    try:
-        code = daemon.process.wait(15)
-    finally:
-        daemon.kill()
-    daemon._reader.join(5)
+    code, last = exit_and_last_line(daemon)
     assert code == 1, daemon.stderr
-    last = daemon.stderr.strip().splitlines()[-1]
     assert last == (f"traffic-capture: error: capture stopped: {lab.srv_if} went down or away "
                     "(--no-reopen)"), daemon.stderr
     assert read_rows(out)["other_bytes"].sum() == 3 * 2 * ICMP_ECHO_IPV4
@@ -123,13 +128,8 @@ def test_the_portable_back_end_stops_with_exit_1_after_counting_all_before_the_l
     daemon = LabDaemon(lab, out, "--backend", "pcap")
     lab.run(lab.client_ns, ["sh", "-c", f"ping -n -q -c 5 -i 0.2 {SERVER_V4}; "
                                         f"ip -n {lab.server_ns} link del {lab.srv_if}"])
-    try:
-        code = daemon.process.wait(15)
-    finally:
-        daemon.kill()
-    daemon._reader.join(5)
+    code, last = exit_and_last_line(daemon)
     assert code == 1, daemon.stderr
-    last = daemon.stderr.strip().splitlines()[-1]
     assert last.startswith(f"traffic-capture: error: capture stopped: capture on {lab.srv_if} "
                            "failed: "), daemon.stderr
     by_direction = read_rows(out).groupby("direction")["other_bytes"].sum().to_dict()
