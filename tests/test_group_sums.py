@@ -30,8 +30,8 @@ def test_the_compiled_group_sums_were_built() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), HALVES, HALVES, st.booleans(),
                           st.integers(0, len(CLASSES) - 1), st.integers(0, 2**40)),
-                max_size=300))
-def test_compiled_and_numpy_group_sums_agree(packets: list[tuple]) -> None:
+                max_size=300), st.integers(0, 2**64 - 1))
+def test_compiled_and_numpy_group_sums_agree(packets: list[tuple], seed: int) -> None:
     columns = list(zip(*packets, strict=True)) if packets else [()] * 6
     dtypes = (bool, np.uint64, np.uint64, bool, np.int64, np.int64)
     arrays = [np.array(column, dtype=dtype) for column, dtype in zip(columns, dtypes,
@@ -40,7 +40,8 @@ def test_compiled_and_numpy_group_sums_agree(packets: list[tuple]) -> None:
     for group_sums in (compiled(), windows.python_group_sums):
         first = np.full(len(packets), -5, dtype=np.int64)
         counts = np.full((len(packets), len(CLASSES)), -5, dtype=np.int64)
-        groups = group_sums(*arrays, first, counts, len(CLASSES))  # type: ignore[operator]
+        groups = group_sums(*arrays, first, counts, len(CLASSES),  # type: ignore[operator]
+                            seed)
         results.append((groups, first[:groups].tolist(), counts[:groups].tolist()))
     assert results[0] == results[1]
     groups, first, counts = results[0]
@@ -55,4 +56,4 @@ def test_a_class_out_of_range_is_refused_by_both(bad_class: int) -> None:
     for group_sums in (compiled(), windows.python_group_sums):
         with pytest.raises(ValueError, match="out of range"):
             group_sums(*arrays, np.empty(2, dtype=np.int64),  # type: ignore[operator]
-                       np.empty((2, len(CLASSES)), dtype=np.int64), len(CLASSES))
+                       np.empty((2, len(CLASSES)), dtype=np.int64), len(CLASSES), 1)

@@ -207,3 +207,25 @@ def test_a_busy_portable_capture_restarts_its_spool_and_counts_like_a_file(
                       "--out", str(tmp_path / "file.csv"), "--quiet"])
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "live.csv").read_text() == (tmp_path / "file.csv").read_text()
+
+
+@pytest.mark.parametrize("backend", ["linux", "pcap"])
+def test_packets_waiting_in_the_kernel_at_stop_are_all_counted(netns: str, tmp_path: Path,
+                                                               backend: str) -> None:
+    """The daemon is frozen while 60,000 small datagrams arrive, then thawed and stopped at
+    once: many ring blocks (libpcap batches) wait, more than one batch takes, and the stop
+    counts them all."""
+    out = tmp_path / "stop.csv"
+    daemon = Daemon(netns, ["--server-ip", "127.0.0.1", "--out", str(out), "--backend", backend,
+                            "--filter", "udp", "--window", "60"])
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        subprocess.run(in_netns(netns, [sys.executable, "-c", UDP_BURSTS.replace(
+            "b'x' * 1000", "b'x' * 18"), "60"]), check=True, timeout=60)
+        time.sleep(0.2)
+    finally:
+        # Ctrl+C first, so that the stop is under way as soon as the daemon runs again.
+        daemon.process.send_signal(signal.SIGINT)
+        daemon.process.send_signal(signal.SIGCONT)
+    assert daemon.stop(signal.SIGCONT) == 0, daemon.stderr
+    assert read_rows(out)["udp_bytes"].sum() == 60_000 * 46

@@ -4,8 +4,8 @@
  * windows.py's python_group_sums gives the same groups, in the same order (first appearance),
  * and the tests check that, byte for byte.
  *
- * group_sums(is6, hi, lo, inbound, protocol_class, ip_bytes, first_out, counts_out, classes)
- *   -> groups
+ * group_sums(is6, hi, lo, inbound, protocol_class, ip_bytes, first_out, counts_out, classes,
+ *            seed) -> groups
  * is6, inbound: bool; hi, lo: uint64; protocol_class, ip_bytes: int64; first_out: int64, the
  * index of each group's first packet; counts_out: int64 (groups, classes), zeroed here. */
 #define PY_SSIZE_T_CLEAN
@@ -13,9 +13,9 @@
 #include <stdint.h>
 #include <string.h>
 
-static uint64_t mix(uint64_t hi, uint64_t lo, uint64_t flags)
+/* murmur3's finaliser: every input bit reaches every output bit. */
+static uint64_t finalise(uint64_t h)
 {
-    uint64_t h = hi * 0x9E3779B97F4A7C15ULL ^ lo ^ (flags << 62);
     h ^= h >> 33;
     h *= 0xFF51AFD7ED558CCDULL;
     h ^= h >> 33;
@@ -23,18 +23,28 @@ static uint64_t mix(uint64_t hi, uint64_t lo, uint64_t flags)
     return h ^ (h >> 33);
 }
 
+/* Keyed by a secret seed, in two rounds: a client's address is the packet's source, which a
+ * flood of spoofed sources chooses; without the seed no one can make its addresses collide and
+ * turn each batch's pass into a quadratic one. */
+static uint64_t slot_hash(uint64_t hi, uint64_t lo, uint64_t flags, uint64_t seed)
+{
+    uint64_t h = finalise(hi ^ seed);
+    return finalise(h ^ lo ^ (flags << 62) ^ (seed * 0x9E3779B97F4A7C15ULL));
+}
+
 static PyObject *group_sums(PyObject *self, PyObject *args)
 {
     Py_buffer is6_in, hi_in, lo_in, inbound_in, class_in, bytes_in, first_out, counts_out;
     Py_ssize_t classes;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*w*w*n", &is6_in, &hi_in, &lo_in, &inbound_in,
-                          &class_in, &bytes_in, &first_out, &counts_out, &classes))
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*w*w*nK", &is6_in, &hi_in, &lo_in, &inbound_in,
+                          &class_in, &bytes_in, &first_out, &counts_out, &classes, &seed))
         return NULL;
     Py_ssize_t n = is6_in.len, groups = 0;
     const char *error = NULL;
-    if (classes <= 0 || hi_in.len < n * 8 || lo_in.len < n * 8 || inbound_in.len < n
-        || class_in.len < n * 8 || bytes_in.len < n * 8 || first_out.len < n * 8
-        || counts_out.len < n * classes * 8)
+    if (classes <= 0 || classes > 64 || hi_in.len < n * 8 || lo_in.len < n * 8
+        || inbound_in.len < n || class_in.len < n * 8 || bytes_in.len < n * 8
+        || first_out.len < n * 8 || counts_out.len / 8 / classes < n)
         error = "group_sums: arrays of different lengths";
     Py_ssize_t size = 16;
     while (!error && size < 2 * n)
@@ -55,7 +65,8 @@ static PyObject *group_sums(PyObject *self, PyObject *args)
                 break;
             }
             uint64_t flags = (uint64_t)(is6[i] != 0) << 1 | (inbound[i] != 0);
-            Py_ssize_t at = (Py_ssize_t)(mix(hi[i], lo[i], flags) & (uint64_t)(size - 1));
+            Py_ssize_t at = (Py_ssize_t)(slot_hash(hi[i], lo[i], flags, seed)
+                                         & (uint64_t)(size - 1));
             int64_t group;
             for (;;) {
                 group = slots[at];
@@ -94,8 +105,9 @@ static PyObject *group_sums(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"group_sums", group_sums, METH_VARARGS,
      "group_sums(is6, hi, lo, inbound, protocol_class, ip_bytes, first_out, counts_out, "
-     "classes) -> groups: the packets summed per (client, direction) and class, groups in "
-     "order of first appearance."},
+     "classes, seed) -> groups: the packets summed per (client, direction) and class, groups "
+     "in order of first appearance (the seed keys the hash; the result does not depend on "
+     "it)."},
     {NULL, NULL, 0, NULL},
 };
 

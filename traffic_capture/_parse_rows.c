@@ -56,6 +56,7 @@ static PyObject *parse_rows(PyObject *self, PyObject *args)
     Py_ssize_t n = lengths_in.len / 8;
     int ok = width > 0 && base >= 0 && ip >= 0 && base + ip + 40 <= width
              && base + ip + 60 + 13 <= width && table_in.len >= n * width
+             && (ethertype_at < 0 || base + ethertype_at + 2 <= width)
              && wire_in.len >= n * 8;
     Py_ssize_t sizes[12] = {1, 1, 8, 8, 8, 8, 8, 8, 8, 8, 8, 1};
     for (int k = 0; k < 12; k++)

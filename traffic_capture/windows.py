@@ -11,6 +11,7 @@ loops in Python per client until the writer thread turns a closed window into ro
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -190,17 +191,23 @@ def grouped(packets: Packets) -> Sums:
     first = np.empty(n, dtype=np.int64)
     counts = np.empty((n, _CLASS_COUNT), dtype=np.int64)
     groups = group_sums(*(np.ascontiguousarray(column) for column in packets), first, counts,
-                        _CLASS_COUNT)
+                        _CLASS_COUNT, _HASH_SEED)
     first = first[:groups]
+    # A copy: a window keeps this batch's groups, not room for all its packets.
     return Sums(packets.is6[first], packets.hi[first], packets.lo[first],
-                packets.inbound[first], counts[:groups])
+                packets.inbound[first], counts[:groups].copy())
+
+
+# The compiled grouping's secret hash key (see _group_sums.c), one per process.
+_HASH_SEED = int.from_bytes(os.urandom(8), "little")
 
 
 def python_group_sums(is6: np.ndarray, hi: np.ndarray, lo: np.ndarray, inbound: np.ndarray,
                       protocol_class: np.ndarray, ip_bytes: np.ndarray, first_out: np.ndarray,
-                      counts_out: np.ndarray, classes: int) -> int:
+                      counts_out: np.ndarray, classes: int, seed: int = 0) -> int:
     """The twin of _group_sums.c: each group's first packet into first_out, its bytes per
-    class into the rows of counts_out, groups in order of first appearance; how many."""
+    class into the rows of counts_out, groups in order of first appearance; how many. (It
+    sorts; `seed`, the C hash's key, changes nothing in the result.)"""
     n = len(is6)
     if n and (protocol_class.min() < 0 or protocol_class.max() >= classes):
         raise ValueError("group_sums: a class out of range")

@@ -118,6 +118,17 @@ static uint32_t host_word(const unsigned char *field)
     return word;
 }
 
+/* The block's status, read before anything the kernel wrote into the block: the kernel sets
+ * it last (after a write barrier), so this read must not be reordered after the others. */
+static uint32_t block_status(const unsigned char *field)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_load_n((const uint32_t *)(const void *)field, __ATOMIC_ACQUIRE);
+#else
+    return host_word(field);  /* MSVC: the ring is Linux's, never walked there */
+#endif
+}
+
 static PyObject *walk_ring(PyObject *self, PyObject *args)
 {
     Py_buffer ring, starts_out, captured_out, wire_out, ts_out, rows_out;
@@ -138,11 +149,13 @@ static PyObject *walk_ring(PyObject *self, PyObject *args)
     if (width > 0 && rows_out.len / width < capacity) capacity = rows_out.len / width;
     if (width < 0) width = 0;
     Py_ssize_t count = 0, taken = 0;
+    if (block_bytes < 68 || block_count < 1 || block_room < 0)
+        block_count = 0;  /* no block to walk: a ring's blocks hold their header and a packet */
     Py_BEGIN_ALLOW_THREADS
     while (taken < block_count && block >= 0 && (block + 1) * block_bytes <= ring.len
            && count + block_room <= capacity) {
         Py_ssize_t base = block * block_bytes, end = base + block_bytes;
-        if (!(host_word(bytes + base + 8) & 1))  /* TP_STATUS_USER */
+        if (!(block_status(bytes + base + 8) & 1))  /* TP_STATUS_USER */
             break;
         uint32_t packets = host_word(bytes + base + 12);
         Py_ssize_t at = base + host_word(bytes + base + 16);

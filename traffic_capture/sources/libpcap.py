@@ -14,6 +14,7 @@ import ctypes.util
 import errno
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ ERROR_PERM_DENIED = -8
 ERROR_IFACE_NOT_UP = -9
 ERROR_PROMISC_PERM_DENIED = -11
 ACTIVATE_ERRNO = {ERROR_NO_SUCH_DEVICE: errno.ENODEV, ERROR_IFACE_NOT_UP: errno.ENETDOWN}
+WAIT_FAILED = 0xFFFFFFFF
 
 
 class Stat(ctypes.Structure):
@@ -156,7 +158,10 @@ def wait_for_events(events: list[int], timeout_ms: int, kernel32: Any = None) ->
         kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
     array = (ctypes.c_void_p * len(events))(*events)
     first = kernel32.WaitForMultipleObjects(len(events), array, False, timeout_ms) & 0xFFFFFFFF
-    return first < len(events)  # WAIT_OBJECT_0 + i; not WAIT_TIMEOUT, WAIT_FAILED
+    if first == WAIT_FAILED:  # more than 64 handles, or one without an event: poll instead
+        time.sleep(timeout_ms / 1000)
+        return True
+    return first < len(events)  # WAIT_OBJECT_0 + i; not WAIT_TIMEOUT
 
 
 class CaptureError(OSError):

@@ -147,8 +147,12 @@ class LinuxLiveSource:
         already captured."""
         time.sleep(2 * BLOCK_TIMEOUT_MS / 1000)
         for ring in rings:
-            batch = ring.take_ready()
-            if batch is not None:
+            # A batch holds a few blocks: take them all (a flood does not stop when we do:
+            # at most the ring's worth).
+            for _ in range(BLOCK_COUNT):
+                batch = ring.take_ready()
+                if batch is None:
+                    break
                 if len(batch):
                     yield batch
                 ring.give_back()

@@ -152,7 +152,7 @@ class _Handle:
                  spool: str | tuple[int, str]) -> None:
         self._lib = lib
         self.device = device
-        self._pcap = _open(lib, device, bpf_filter, snaplen)
+        self._pcap: Any = None
         self._memory_file: int | None = None
         if isinstance(spool, tuple):
             self._memory_file, self._spool = spool
@@ -161,7 +161,7 @@ class _Handle:
         self._dumper: int | None = None
         self._reader: Any = None
         self._header = ClassicPcap("<", False, 0)
-        self._read_at = 0
+        self._read_at = self._written = 0  # in the spool: read up to, written up to
         self._failure: str | None = None  # what libpcap said when the capture first failed
         self._ftell = getattr(lib, "pcap_dump_ftell64", None) or lib.pcap_dump_ftell
         self._dump = ctypes.cast(lib.pcap_dump, ctypes.c_void_p)
@@ -170,6 +170,7 @@ class _Handle:
         self._offsets = np.empty(self._packets, dtype=np.int64)
         self._table = np.empty((self._packets, PCAP_ROW), dtype=np.uint8)
         try:
+            self._pcap = _open(lib, device, bpf_filter, snaplen)
             self._start_spool()
             self.event = lib.pcap_getevent(self._pcap) if sys.platform == "win32" else 0
         except BaseException:
@@ -196,7 +197,7 @@ class _Handle:
         if not isinstance(header, ClassicPcap):
             raise libpcap.CaptureError(f"libpcap wrote no pcap header to {self._spool}")
         self._header = header
-        self._read_at = PCAP_HEADER_BYTES
+        self._read_at = self._written = PCAP_HEADER_BYTES
 
     def _stop_spool(self) -> None:
         if self._reader is not None:
@@ -209,6 +210,26 @@ class _Handle:
     def take(self) -> Batch | None:
         """The packets the kernel holds (up to DISPATCH_PACKETS) as one Batch; None if none.
         The Batch's buffer is reused by the next call."""
+        if self._read_at >= self._written:  # all read: ask libpcap for more
+            if self._written >= SPOOL_BYTES:
+                self._start_spool()
+            if not self._fill_spool():
+                return None
+        size = self._written - self._read_at
+        if size > len(self._data):
+            self._data = np.empty(max(size, 2 * len(self._data)), dtype=np.uint8)
+        self._reader.seek(self._read_at)
+        got = self._reader.readinto(memoryview(self._data)[:size])  # type: ignore[arg-type]
+        count, consumed = record_walk.walk(self._data, 0, got, self._offsets,
+                                           self._header.endian == ">", self._table, PCAP_ROW)
+        # Records past the walk's room (a dispatch that failed after writing some, then its
+        # retry) stay in the spool for the next call; bytes no walk can take are dropped.
+        self._read_at = self._read_at + consumed if count else self._written
+        return walked_records(self._header, self._data, self._offsets, self._table,
+                              count).batch if count else None
+
+    def _fill_spool(self) -> bool:
+        """libpcap writes what it holds into the spool; whether it wrote any packet."""
         taken = self._dispatch()
         if taken < 0:
             said = _error(self._lib, self._pcap)
@@ -220,25 +241,20 @@ class _Handle:
                 time.sleep(2 * TIMEOUT_MS / 1000)
                 taken = self._dispatch()
             if taken < 0:
+                self._note_written()  # what the failed call wrote is still read first
+                if self._read_at < self._written:
+                    return True
                 raise libpcap.CaptureError(f"capture on {self.device} failed: {self._failure}")
         if taken == 0:
-            return None
+            return False
+        self._note_written()
+        return self._read_at < self._written
+
+    def _note_written(self) -> None:
         if self._lib.pcap_dump_flush(self._dumper) != 0:
             raise libpcap.CaptureError(f"cannot write the capture spool {self._spool} "
                                        "(is its disk full?)")
-        end = int(self._ftell(self._dumper))
-        size = end - self._read_at
-        if size > len(self._data):
-            self._data = np.empty(max(size, 2 * len(self._data)), dtype=np.uint8)
-        self._reader.seek(self._read_at)
-        got = self._reader.readinto(memoryview(self._data)[:size])  # type: ignore[arg-type]
-        self._read_at = end
-        count, _ = record_walk.walk(self._data, 0, got, self._offsets, self._header.endian == ">",
-                                    self._table, PCAP_ROW)
-        if end >= SPOOL_BYTES:
-            self._start_spool()
-        return walked_records(self._header, self._data, self._offsets, self._table,
-                              count).batch if count else None
+        self._written = int(self._ftell(self._dumper))
 
     def _dispatch(self) -> int:
         """libpcap writes up to self._packets of the packets it holds into the spool."""

@@ -89,6 +89,8 @@ def python_walk_ring(ring: Any, block: int, block_count: int, block_bytes: int,
     length = len(ring)
     found: list[tuple[int, int, int, int]] = []
     taken = 0
+    if block_bytes < TPACKET3_MINIMUM or block_count < 1 or block_room < 0:
+        block_count = 0  # no block to walk: a ring's blocks hold their header and a packet
     while (taken < block_count and block >= 0 and (block + 1) * block_bytes <= length
            and len(found) + block_room <= capacity):
         base = block * block_bytes
@@ -128,9 +130,12 @@ python_walk_pcapng = _walker(_pcapng_packet_block)
 try:
     from traffic_capture.sources._record_walk import walk as compiled_walk
     from traffic_capture.sources._record_walk import walk_pcapng as compiled_walk_pcapng
-    from traffic_capture.sources._record_walk import walk_ring as compiled_walk_ring
 except ImportError:  # no compiler at install time: same results, ~100x slower
-    compiled_walk = compiled_walk_pcapng = compiled_walk_ring = None
+    compiled_walk = compiled_walk_pcapng = None
+try:  # apart: a module built before walk_ring existed still walks files
+    from traffic_capture.sources._record_walk import walk_ring as compiled_walk_ring
+except ImportError:
+    compiled_walk_ring = None
 
 walk = compiled_or(compiled_walk, python_walk)
 walk_pcapng = compiled_or(compiled_walk_pcapng, python_walk_pcapng)
