@@ -266,7 +266,7 @@ def parse_batch(batch: Batch) -> Parsed:
     columns = np.empty((5, n), dtype=np.int64)  # proto, sport, dport, ip_bytes, payload_at
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     wire = np.ascontiguousarray(batch.wire(), dtype=np.int64)
-    malformed = parse_rows(table, table.shape[1] if n else base + HEADER_BYTES, base,
+    malformed = parse_rows(table, table.shape[1], base,
                            link.ip_at, -1 if link.ethertype_at is None else link.ethertype_at,
                            lengths, wire, batch.wire_lengths is not None, batch.fcs_bytes,
                            flags[0], flags[1], *addresses, *columns, flags[2])

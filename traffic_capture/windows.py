@@ -4,9 +4,10 @@ Pure: no clock, no thread, no I/O. Time is integer nanoseconds since the epoch s
 edge is exact for microsecond and nanosecond captures alike (a float would round
 1700000004.9999999 into the next window).
 
-Batches are summed with numpy into per-window parts, and a window's parts are summed once more
-when it closes: the cost per packet does not depend on how many clients there are, and nothing
-loops in Python per client until the writer thread turns a closed window into rows.
+Each batch is summed per client and class at once (_group_sums.c, or its numpy twin) into
+per-window parts, and a window's parts are merged into row order when it closes: the cost per
+packet does not depend on how many clients there are, and nothing loops in Python per client
+until the writer thread turns a closed window into rows.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class WindowAggregator:
         self.window_ns = window_seconds * NS
         self.max_clients = max_clients  # per window and direction; None: no cap
         # window start -> its batches' packets, summed per batch (not yet in row order)
-        self._packets: dict[int, list[Sums]] = {}
+        self._batches: dict[int, list[Sums]] = {}
         self._pending: dict[int, int] = {}  # window start -> how many packets those hold
         self._sums: dict[int, Sums] = {}  # window start -> sum of its packets so far
 
@@ -78,13 +79,14 @@ class WindowAggregator:
         return len(self._starts())
 
     def _starts(self) -> set[int]:
-        return self._packets.keys() | self._sums.keys()
+        return self._batches.keys() | self._sums.keys()
 
     def add_batch(self, ts_ns: np.ndarray, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray,
                   inbound: np.ndarray, protocol_class: np.ndarray, ip_bytes: np.ndarray) -> None:
-        """Counted packets of a batch, one array element each. They are kept as they are
-        and summed when their window closes (or holds more than COMPACT_PACKETS, which bounds
-        memory): one sort per window, whatever the batch sizes."""
+        """Counted packets of a batch, one array element each. They are summed per client and
+        class at once (grouped), and those sums merged into row order when their window
+        closes (or holds more than COMPACT_PACKETS packets, which bounds memory): one sort of
+        sums per window, whatever the batch sizes."""
         if not len(ts_ns):
             return
         packets = Packets(is6, hi, lo, inbound, protocol_class, ip_bytes)
@@ -99,15 +101,15 @@ class WindowAggregator:
                               Packets(*(column[chosen] for column in packets)))
 
     def _add_packets(self, start: int, packets: Packets) -> None:
-        kept = self._packets.setdefault(start, [])
+        kept = self._batches.setdefault(start, [])
         kept.append(grouped(packets))
         self._pending[start] = pending = self._pending.get(start, 0) + len(packets)
         if pending > COMPACT_PACKETS:
-            self._sums[start] = self._summed(self._sums_of(start), kept)
-            del self._packets[start], self._pending[start]
+            self._sums[start] = self._summed([*self._sums_of(start), *kept])
+            del self._batches[start], self._pending[start]
 
-    def _summed(self, sums: list[Sums], packets: list[Sums]) -> Sums:
-        merged = _merged([*sums, *packets], [])
+    def _summed(self, parts: list[Sums]) -> Sums:
+        merged = _merged(parts)
         if self.max_clients is not None:
             merged = capped(merged, self.max_clients)
         return merged
@@ -132,10 +134,10 @@ class WindowAggregator:
         in progress). Their packets are summed now and kept summed."""
         opened = []
         for start in sorted(self._starts()):
-            packets = self._packets.pop(start, [])
+            batches = self._batches.pop(start, [])
             self._pending.pop(start, None)
-            if packets:
-                self._sums[start] = self._summed(self._sums_of(start), packets)
+            if batches:
+                self._sums[start] = self._summed([*self._sums_of(start), *batches])
             opened.append(OpenWindow(start // NS, (start + self.window_ns) // NS,
                                        self._sums[start]))
         return opened
@@ -148,10 +150,10 @@ class WindowAggregator:
     def _close(self, start: int) -> ClosedWindow:
         sums = self._sums_of(start)
         self._sums.pop(start, None)
-        packets = self._packets.pop(start, [])
+        batches = self._batches.pop(start, [])
         self._pending.pop(start, None)
         # A window summed once already is in row order; anything else is summed now.
-        merged = sums[0] if len(sums) == 1 and not packets else self._summed(sums, packets)
+        merged = sums[0] if len(sums) == 1 and not batches else self._summed([*sums, *batches])
         return ClosedWindow(start // NS, (start + self.window_ns) // NS, merged)
 
 
@@ -233,11 +235,10 @@ except ImportError:  # no C compiler at install: the same groups, from numpy
 group_sums = compiled_or(compiled_group_sums, python_group_sums)
 
 
-def _merged(sums: list[Sums], packets: list[Packets]) -> Sums:
+def _merged(parts: list[Sums]) -> Sums:
     """One sum per (client, direction), in row order (see _row_keys)."""
-    if not sums and not packets:
+    if not parts:
         return empty_sums()
-    parts = [*sums, *packets]
     is6, hi, lo, inbound = (np.concatenate([getattr(part, name) for part in parts])
                             for name in ("is6", "hi", "lo", "inbound"))
     keys = _row_keys(is6, hi, lo, inbound)
@@ -248,12 +249,7 @@ def _merged(sums: list[Sums], packets: list[Packets]) -> Sums:
     row = np.empty(len(keys), dtype=np.int64)  # each element's row in the result
     row[order] = np.cumsum(new) - 1
     counts = np.zeros((int(new.sum()), _CLASS_COUNT), dtype=np.int64)
-    summed = sum(len(part) for part in sums)
-    if sums:
-        np.add.at(counts, row[:summed], np.concatenate([part.counts for part in sums]))
-    if packets:
-        np.add.at(counts, (row[summed:], np.concatenate([p.protocol_class for p in packets])),
-                  np.concatenate([p.ip_bytes for p in packets]))
+    np.add.at(counts, row, np.concatenate([part.counts for part in parts]))
     first = order[new]
     return Sums(is6[first], hi[first], lo[first], inbound[first], counts)
 
@@ -302,7 +298,7 @@ def capped(sums: Sums, max_clients: int) -> Sums:
         return sums
     return _merged([Sums(np.concatenate(parts_is6), np.concatenate(parts_hi),
                          np.concatenate(parts_lo), np.concatenate(parts_in),
-                         np.concatenate(parts_counts).astype(np.int64))], [])
+                         np.concatenate(parts_counts).astype(np.int64))])
 
 
 def _is_other(is6: np.ndarray, hi: np.ndarray) -> np.ndarray:

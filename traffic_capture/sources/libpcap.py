@@ -120,7 +120,6 @@ def _declare(lib: Any) -> Any:
         "pcap_dump_close": (None, [handle]),
         "pcap_stats": (integer, [handle, ctypes.POINTER(Stat)]),
         "pcap_close": (None, [handle]),
-        "pcap_datalink": (integer, [handle]),
         "pcap_lib_version": (text, []),
     }
     optional: dict[str, tuple[Any, list[Any]]] = {
@@ -143,8 +142,8 @@ def _declare(lib: Any) -> Any:
 
 
 def path_bytes(path: str, utf8: bool, platform: str = sys.platform) -> bytes:
-    """A path as libpcap's fopen takes it: the ANSI code page on Windows unless pcap_init set
-    UTF-8; the file-system encoding elsewhere."""
+    """A path (for its fopen) or a device name as libpcap takes it: the ANSI code page on
+    Windows unless pcap_init set UTF-8; the file-system encoding elsewhere."""
     if platform == "win32" and not utf8:
         return path.encode("mbcs")
     return path.encode("utf-8") if platform == "win32" else os.fsencode(path)

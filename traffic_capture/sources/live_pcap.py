@@ -232,12 +232,11 @@ class _Handle:
         """libpcap writes what it holds into the spool; whether it wrote any packet."""
         taken = self._dispatch()
         if taken < 0:
-            said = _error(self._lib, self._pcap)
             if self._failure is None:
                 # The interface went away (or failed): the kernel hands over its last, partly
                 # filled batch only at its timeout; wait for it once, so that nothing already
                 # captured is lost (as the Linux ring does).
-                self._failure = said
+                self._failure = _error(self._lib, self._pcap)
                 time.sleep(2 * TIMEOUT_MS / 1000)
                 taken = self._dispatch()
             if taken < 0:
@@ -279,7 +278,7 @@ class _Handle:
 def _open(lib: Any, device: str, bpf_filter: str | None, snaplen: int) -> Any:
     """An activated, non-blocking handle with the filter set, or the reason why not."""
     errors = ctypes.create_string_buffer(libpcap.ERRBUF_SIZE)
-    pcap = lib.pcap_create(device.encode("utf-8" if lib.utf8 else _local()), errors)
+    pcap = lib.pcap_create(libpcap.path_bytes(device, lib.utf8), errors)
     if not pcap:
         raise libpcap.CaptureError(f"cannot capture on {device}: {_text(errors.value)}")
     try:
@@ -332,7 +331,3 @@ def _error(lib: Any, pcap: Any) -> str:
 
 def _text(said: bytes | None) -> str:
     return (said or b"").decode("utf-8", "replace").strip()
-
-
-def _local() -> str:
-    return "mbcs" if sys.platform == "win32" else "utf-8"

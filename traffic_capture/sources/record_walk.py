@@ -102,8 +102,7 @@ def python_walk_ring(ring: Any, block: int, block_count: int, block_bytes: int,
             if not (at >= base and at + TPACKET3_MINIMUM <= end):
                 break
             if not (skip_outgoing and ring[at + 58] == PACKET_OUTGOING):
-                next_at, seconds, nanoseconds, snap, on_wire = struct.unpack_from("=IIIII",
-                                                                                  ring, at)
+                _, seconds, nanoseconds, snap, on_wire = struct.unpack_from("=IIIII", ring, at)
                 mac = struct.unpack_from("=H", ring, at + 24)[0]
                 found.append((at + mac, snap, on_wire, seconds * 1_000_000_000 + nanoseconds))
                 if len(found) == capacity:
