@@ -143,8 +143,10 @@ def test_without_the_compiled_steps_the_log_and_csv_are_byte_for_byte_the_same(
     switch = ("from traffic_capture.sinks import log_lines as l; "
               "from traffic_capture.sources import record_walk as w; "
               "from traffic_capture import frames as f; "
-              "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is f.python_gather)")
-    for pure, expected in (("0", "True False False"), ("1", "False True True")):
+              "from traffic_capture.sinks import csv_rows as c; "
+              "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is f.python_gather, "
+              "c.window_text is c.python_window_text)")
+    for pure, expected in (("0", "True False False False"), ("1", "False True True True")):
         said = subprocess.run([sys.executable, "-c", switch], capture_output=True, text=True,
                               env=child_env(TRAFFIC_CAPTURE_PURE_PYTHON=pure), check=True)
         assert said.stdout.split() == expected.split()

@@ -25,7 +25,6 @@ from traffic_capture.csvformat import (
     header_line,
     holds_binary,
     local_time_text,
-    row_template,
 )
 from traffic_capture.errors import TrafficCaptureError
 from traffic_capture.rules import DEFAULT_OUT, EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS, ROTATIONS
@@ -37,6 +36,7 @@ from traffic_capture.sinks.csv_rotation import (
     series_pattern,
     to_remove,
 )
+from traffic_capture.sinks.csv_rows import window_text
 
 if TYPE_CHECKING:
     from traffic_capture.windows import ClosedWindow
@@ -52,13 +52,10 @@ class OutputError(TrafficCaptureError):
 
 def format_window(window: ClosedWindow, delimiter: str, utc: bool = False) -> str:
     """CSV text of a closed window, straight from its sums: the rows of format_rows, without
-    building Row objects first (twice as fast, for windows of 100,000 clients)."""
-    template = row_template(local_time_text(window.start_s, utc),
-                            local_time_text(window.end_s, utc), delimiter)
-    return "".join([template % (client, direction, *numbers)
-                    for client, direction, numbers in zip(
-                        window.client_texts(), window.directions(),
-                        window.totals_and_counts().tolist(), strict=True)])
+    building Row objects first (csv_rows.py: in C where it was built)."""
+    return window_text(local_time_text(window.start_s, utc), local_time_text(window.end_s, utc),
+                       delimiter, window.client_texts(), window.sums.inbound,
+                       window.sums.counts)
 
 
 def blocked_advice(path: Path, error: OSError) -> str:

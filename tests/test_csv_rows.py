@@ -1,0 +1,86 @@
+"""The CSV's rows laid out in C (_csv_rows.c) and by their Python twin are the same text, byte
+for byte, and both are the rows csvformat.format_rows writes for the same window."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from traffic_capture.csvformat import DELIMITERS, format_rows
+from traffic_capture.rules import CLASSES
+from traffic_capture.sinks import csv_rows
+from traffic_capture.sinks.csv_file import format_window
+from traffic_capture.windows import OTHER_CLIENT, ClosedWindow, Sums
+
+CLIENTS = st.one_of(
+    st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+    st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+    st.just(OTHER_CLIENT))
+# Byte counts at the edges of their digits, int64's ends (a total may wrap, as numpy's sum).
+COUNTS = st.one_of(st.integers(0, 10**6), st.sampled_from(
+    [0, 9, 10, 99, 100, 2**31, 10**18 - 1, 10**18, 2**63 - 1, -1, -(2**63)]))
+TIMES = st.sampled_from(["2026-01-01 00:00:00", "1999-12-31 23:59:55", "100%d", ""])
+
+
+def compiled() -> object:
+    assert csv_rows._compiled_window_text is not None
+    return csv_rows._c_window_text
+
+
+def test_the_compiled_rows_were_built() -> None:
+    """CI machines have a C compiler: the fast path must be the one tested and measured."""
+    assert csv_rows.COMPILED, "traffic_capture/sinks/_csv_rows.c was not compiled"
+    assert csv_rows.window_text is csv_rows._c_window_text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(CLIENTS, st.booleans(), st.lists(COUNTS, min_size=len(CLASSES),
+                                                          max_size=len(CLASSES))),
+                max_size=60),
+       st.sampled_from(DELIMITERS), TIMES, TIMES)
+def test_compiled_and_python_rows_agree(rows: list[tuple], delimiter: str, start: str,
+                                        end: str) -> None:
+    clients = [client for client, _, _ in rows]
+    inbound = np.array([flag for _, flag, _ in rows], dtype=bool)
+    counts = np.array([numbers for _, _, numbers in rows], dtype=np.int64).reshape(
+        len(rows), len(CLASSES))
+    texts = [write(start, end, delimiter, clients, inbound, counts)  # type: ignore[operator]
+             for write in (compiled(), csv_rows.python_window_text)]
+    assert texts[0] == texts[1]
+    assert texts[0].count("\n") == len(rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.booleans(),
+                          st.lists(st.integers(0, 2**40), min_size=len(CLASSES),
+                                   max_size=len(CLASSES))), max_size=40),
+       st.sampled_from(DELIMITERS))
+def test_a_closed_windows_text_is_its_rows_as_format_rows_writes_them(
+        rows: list[tuple], delimiter: str) -> None:
+    """format_window (what the CSV output writes) against the contract's own row writer."""
+    n = len(rows)
+    sums = Sums(np.zeros(n, dtype=bool), np.zeros(n, dtype=np.uint64),
+                np.array([address for address, _, _ in rows], dtype=np.uint64),
+                np.array([flag for _, flag, _ in rows], dtype=bool),
+                np.array([numbers for _, _, numbers in rows], dtype=np.int64).reshape(
+                    n, len(CLASSES)))
+    window = ClosedWindow(1_767_225_600, 1_767_225_605, sums)
+    assert format_window(window, delimiter, utc=True) == format_rows(window.rows(), delimiter,
+                                                                     utc=True)
+
+
+@pytest.mark.parametrize("clients, inbound, counts, said", [
+    (["192.0.2.1", "cliente-são-paulo"], [True, False], [[1] * len(CLASSES)] * 2, "not ASCII"),
+    (["192.0.2.1"], [True, False], [[1] * len(CLASSES)] * 2, "differ"),
+    (["192.0.2.1", "192.0.2.2"], [True, False], [[1] * len(CLASSES)], "differ"),
+])
+def test_the_compiled_rows_refuse_what_no_window_holds(clients: list[str], inbound: list[bool],
+                                                        counts: list[list[int]],
+                                                        said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        compiled()("2026-01-01 00:00:00", "2026-01-01 00:00:05", ",",  # type: ignore[operator]
+                   clients, np.array(inbound), np.array(counts, dtype=np.int64))
