@@ -95,7 +95,9 @@ class WindowAggregator:
         if first == int(window.max()):  # the common case: the whole batch in one window
             self._add_packets(first * self.window_ns, packets)
             return
-        for value in np.unique(window).tolist():
+        # The distinct windows, sorted (np.unique would import numpy.ma: 7 ms of a file's run).
+        ordered = np.sort(window)
+        for value in ordered[np.flatnonzero(np.diff(ordered, prepend=ordered[0] - 1))].tolist():
             chosen = window == value
             self._add_packets(value * self.window_ns,
                               Packets(*(column[chosen] for column in packets)))

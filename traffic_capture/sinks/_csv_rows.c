@@ -2,7 +2,8 @@
  * one %-format per row (about 0.9 us each, 0.1 s for the 100,000 rows of a 1 M-packet trace,
  * all of it holding the GIL on the CSV writer's thread while the capture thread wants it);
  * here the digits are written without the GIL. csv_rows.py holds the Python twin, which is
- * where the row's layout is written; tests/test_csv_rows.py checks both give the same text. */
+ * where the row's layout is written; tests/test_csv_window_text.py checks both give the same
+ * text. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>

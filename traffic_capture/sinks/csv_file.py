@@ -36,7 +36,6 @@ from traffic_capture.sinks.csv_rotation import (
     series_pattern,
     to_remove,
 )
-from traffic_capture.sinks.csv_rows import window_text
 
 if TYPE_CHECKING:
     from traffic_capture.windows import ClosedWindow
@@ -53,6 +52,9 @@ class OutputError(TrafficCaptureError):
 def format_window(window: ClosedWindow, delimiter: str, utc: bool = False) -> str:
     """CSV text of a closed window, straight from its sums: the rows of format_rows, without
     building Row objects first (csv_rows.py: in C where it was built)."""
+    # Imported here: it needs numpy, which --help and the Excel commands never load.
+    from traffic_capture.sinks.csv_rows import window_text
+
     return window_text(local_time_text(window.start_s, utc), local_time_text(window.end_s, utc),
                        delimiter, window.client_texts(), window.sums.inbound,
                        window.sums.counts)

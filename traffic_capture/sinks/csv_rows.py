@@ -1,6 +1,6 @@
 """A closed window's rows as the CSV's text, laid out by _csv_rows.c (built at install) or, where
 it could not be compiled, by its twin `python_window_text`, which is where the layout is
-written; tests/test_csv_rows.py checks both give the same text.
+written; tests/test_csv_window_text.py checks both give the same text.
 
 The window's times are the same on every row, so each row is a prefix, the client and
 direction texts, and the total and class counts in decimal. In Python that is one %-format

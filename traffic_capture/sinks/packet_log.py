@@ -14,7 +14,6 @@ import argparse
 import bisect
 import contextlib
 import errno
-import multiprocessing
 import os
 import queue
 import signal
@@ -23,7 +22,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +32,8 @@ from traffic_capture.rules import RETRY_INTERVAL_SECONDS
 from traffic_capture.sinks import Notes, Output, OutputContext, Say, Sink
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
     from traffic_capture.pipeline import CountedPackets
     from traffic_capture.sinks.log_lines import Lines
 
@@ -74,6 +74,11 @@ def _render_process_start(live: bool) -> None:
 def renderer(lossless: bool) -> tuple[Executor, int, Callable[..., Lines]]:
     """Where lines are laid out: (the executor, how many parts a batch is cut into, the
     function to run there)."""
+    # Imported here: the executors' modules (multiprocessing above all) cost every run's
+    # start-up ~6 ms, and only a run with a packet log uses them.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
     from traffic_capture.sinks.log_lines import USE_COMPILED, render, render_python
 
     if USE_COMPILED:
