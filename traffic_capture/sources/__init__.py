@@ -58,7 +58,7 @@ def open_live(backend: str, devices: list[str], description: str, bpf_filter: st
               snaplen: int = SNAPLEN_COUNTING) -> Source:
     """The live source of a back end ('auto', 'linux' or 'pcap') on capture devices, keeping
     at most `snaplen` bytes of each frame. `warn` says, and `reopen` decides, what happens
-    when an interface goes away (Linux back end).
+    when an interface goes away.
 
     Raises PermissionError without the right to capture, ImportError when the back end cannot
     run here (no Npcap, not Linux), OSError for the rest.
@@ -71,4 +71,4 @@ def open_live(backend: str, devices: list[str], description: str, bpf_filter: st
         return LinuxLiveSource(devices, description, bpf_filter, warn, reopen, snaplen)
     from traffic_capture.sources.live_pcap import PcapLiveSource
 
-    return PcapLiveSource(devices, description, bpf_filter, snaplen)
+    return PcapLiveSource(devices, description, bpf_filter, warn, reopen, snaplen)

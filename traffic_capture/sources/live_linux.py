@@ -28,6 +28,7 @@ if sys.platform != "linux":  # packet sockets and their ring exist on Linux only
 from traffic_capture.linktypes import LINK_TYPE_BY_ARPHRD
 from traffic_capture.rules import SNAPLEN_COUNTING
 from traffic_capture.sources import record_walk
+from traffic_capture.sources.lost_interfaces import LostInterfaces
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -55,7 +56,6 @@ SNAPLEN = SNAPLEN_COUNTING
 IDLE_SECONDS = 0.2
 # How a packet socket says its interface went down or away (the kernel sets its error).
 LOST_ERRORS = frozenset({errno.ENETDOWN, errno.ENODEV, errno.ENXIO})
-REOPEN_SECONDS = 1.0  # between attempts to capture again on a lost interface
 
 # struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status (at
 # 8), num_pkts, offset_to_first_pkt; the packets are read by record_walk.walk_ring.
@@ -63,16 +63,13 @@ _BLOCK_STATUS_AT = 8
 _STATUS_KERNEL = struct.pack("=I", TP_STATUS_KERNEL)
 
 
-class InterfaceLost(OSError):
-    """An interface went down or away and the run was asked not to wait for it."""
-
-
 class LinuxLiveSource:
     """Packet sockets on the given interfaces, with an optional kernel (BPF) filter.
 
     An interface that goes down or disappears (a VPN or veth restart) is said once through
     `warn`; with `reopen`, capture resumes on the interface of the same name when it is back,
-    while windows go on closing by the clock; without, the capture stops with InterfaceLost.
+    while windows go on closing by the clock; without, the capture stops with InterfaceLost
+    (lost_interfaces.py).
     """
 
     live = True
@@ -83,11 +80,9 @@ class LinuxLiveSource:
         self.interfaces = interfaces
         self.description = description
         self._filter = bpf_filter
-        self._warn = warn or (lambda message: None)
-        self._reopen = reopen
         self._snaplen = snaplen
         self._rings: list[_Ring] = []
-        self._lost: dict[str, float] = {}  # interface -> when to try it again (monotonic)
+        self._lost = LostInterfaces(warn or (lambda message: None), reopen, self._open_again)
         self._drops = 0
         # The kernel resets its drop counter on each read, and lost rings leave the list: the
         # status thread and the capture thread must not both read, add or change it.
@@ -129,7 +124,9 @@ class LinuxLiveSource:
                         yield batch
                     ring.give_back()  # only once the batch is counted: it reads the ring
             if self._lost:
-                self._reopen_lost()
+                for ring in self._lost.back():
+                    with self._lock:
+                        self._rings.append(ring)
             if not busy:
                 readable, _, _ = select.select(self._rings, [], [], IDLE_SECONDS)
                 for ring in readable:
@@ -162,30 +159,17 @@ class LinuxLiveSource:
             self._rings.remove(ring)
             self._drops += ring.take_drops()
         ring.close()
-        if not self._reopen:
-            raise InterfaceLost(f"{ring.interface} went down or away (--no-reopen)")
-        self._lost[ring.interface] = time.monotonic() + REOPEN_SECONDS
-        self._warn(f"{ring.interface} went down or away: nothing is captured on it until it is "
-                   "back, then capture resumes on it; rows counted so far are written as usual")
+        self._lost.lose(ring.interface)
 
-    def _reopen_lost(self) -> None:
-        now = time.monotonic()
-        for name, due in list(self._lost.items()):
-            if now < due:
-                continue
-            try:
-                ring = _Ring(name, self._filter, self._snaplen)
-            except OSError:  # not there yet
-                self._lost[name] = now + REOPEN_SECONDS
-                continue
-            if ring.lost():  # there, but still down
-                ring.close()
-                self._lost[name] = now + REOPEN_SECONDS
-                continue
-            del self._lost[name]
-            with self._lock:
-                self._rings.append(ring)
-            self._warn(f"{name} is back: capturing on it again")
+    def _open_again(self, name: str) -> _Ring | None:
+        try:
+            ring = _Ring(name, self._filter, self._snaplen)
+        except OSError:  # not there yet
+            return None
+        if ring.lost():  # there, but still down
+            ring.close()
+            return None
+        return ring
 
 
 class _Ring:

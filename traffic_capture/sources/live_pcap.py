@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from traffic_capture.rules import SNAPLEN_COUNTING
 from traffic_capture.sources import libpcap, record_walk
 from traffic_capture.sources.classic_pcap import PCAP_ROW, walked_records
 from traffic_capture.sources.file_format import PCAP_HEADER_BYTES, ClassicPcap, file_format
+from traffic_capture.sources.lost_interfaces import LostInterfaces
 
 SNAPLEN = SNAPLEN_COUNTING  # by default, as the Linux back end (rules.py says why)
 KERNEL_BUFFER_BYTES = 64 * 1024 * 1024  # as the Linux ring (live_linux.py)
@@ -53,27 +54,46 @@ LAST_DISPATCHES = 64  # at stop: at most this many more calls per handle
 
 
 class PcapLiveSource:
-    """libpcap/Npcap handles on the given devices, with an optional kernel (BPF) filter."""
+    """libpcap/Npcap handles on the given devices, with an optional kernel (BPF) filter.
+
+    A device whose capture fails (it went down or away: a VPN restart, an adapter reset) is
+    said once through `warn`; with `reopen`, capture resumes on the device of the same name
+    when it can be opened again, as on the Linux back end (lost_interfaces.py).
+    """
 
     live = True
 
     def __init__(self, interfaces: list[str], description: str, bpf_filter: str | None,
+                 warn: Callable[[str], None] | None = None, reopen: bool = True,
                  snaplen: int = SNAPLEN) -> None:
         self.interfaces = interfaces
         self.description = description
         self._lib = libpcap.library()
+        self._filter, self._snaplen = bpf_filter, snaplen
         self._handles: list[_Handle] = []
-        self._drops = 0  # at close, the handles' last figures
-        # The status thread reads the figures while the capture thread may close the handles.
+        self._drops = 0  # the kernel drops of the handles closed so far
+        # The status thread reads the figures while the capture thread closes or adds handles.
         self._lock = threading.Lock()
         self._spool_folder: str | None = None
+        self._spools = 0  # spools made: each handle, a reopened one too, has its own
+        self._lost = LostInterfaces(warn or (lambda message: None), reopen, self._open_again)
         try:
-            for number, name in enumerate(interfaces):
-                self._handles.append(_Handle(self._lib, name, bpf_filter, snaplen,
-                                             self._spool_path(number)))
+            for name in interfaces:
+                self._handles.append(self._new_handle(name))
         except BaseException:
             self.close()
             raise
+
+    def _new_handle(self, name: str) -> _Handle:
+        self._spools += 1
+        return _Handle(self._lib, name, self._filter, self._snaplen,
+                       self._spool_path(self._spools))
+
+    def _open_again(self, name: str) -> _Handle | None:
+        try:
+            return self._new_handle(name)
+        except OSError:  # not there yet, or still down (libpcap: "interface not up")
+            return None
 
     def _spool_path(self, number: int) -> str | tuple[int, str]:
         """An anonymous in-memory file on Linux; elsewhere a file in a folder of our own
@@ -88,8 +108,7 @@ class PcapLiveSource:
 
     def close(self) -> None:
         with self._lock:
-            if self._handles:
-                self._drops = self._read_drops()
+            self._drops += self._read_drops()
             for handle in self._handles:
                 handle.close()
             self._handles = []
@@ -109,31 +128,60 @@ class PcapLiveSource:
 
     def kernel_drops(self) -> int:
         with self._lock:
-            return self._read_drops() if self._handles else self._drops
+            return self._drops + self._read_drops()
 
     def _read_drops(self) -> int:
         return sum(handle.drops() for handle in self._handles)
 
     def batches(self, stop: threading.Event) -> Iterator[Batch | None]:
-        handles = list(self._handles)
         while not stop.is_set():
             busy = False
-            for handle in handles:
-                batch = handle.take()
+            for handle in list(self._handles):
+                try:
+                    batch = handle.take()
+                except HandleFailed as failure:  # all it held was taken first
+                    self._lose(handle, str(failure))
+                    continue
                 if batch is not None:
                     busy = True
                     yield batch
-            if not busy and not _wait(self._lib, handles, IDLE_SECONDS):
+            if self._lost:
+                for handle in self._lost.back():
+                    with self._lock:
+                        self._handles.append(handle)
+            if not busy and not self._wait(IDLE_SECONDS):
                 yield None
         # What the kernel already holds is counted too: it hands a batch over within its
         # timeout. Bounded, for a flood does not stop when we do.
         time.sleep(2 * TIMEOUT_MS / 1000)
-        for handle in handles:
+        for handle in self._handles:
             for _ in range(LAST_DISPATCHES):
-                batch = handle.take()
+                try:
+                    batch = handle.take()
+                except HandleFailed:
+                    break
                 if batch is None:
                     break
                 yield batch
+
+    def _lose(self, handle: _Handle, reason: str) -> None:
+        with self._lock:
+            self._handles.remove(handle)
+            self._drops += handle.drops()
+        handle.close()
+        self._lost.lose(handle.device, reason)
+
+    def _wait(self, seconds: float) -> bool:
+        """Whether a handle may have packets, waiting up to `seconds` for one."""
+        if not self._handles:  # every device lost: only the clock goes on
+            time.sleep(seconds)
+            return False
+        return _wait(self._lib, self._handles, seconds)
+
+
+class HandleFailed(libpcap.CaptureError):
+    """A handle's capture failed (its device went down or away), after all it held was
+    taken; the message is libpcap's."""
 
 
 def _wait(lib: Any, handles: list[_Handle], seconds: float) -> bool:
@@ -243,7 +291,7 @@ class _Handle:
                 self._note_written()  # what the failed call wrote is still read first
                 if self._read_at < self._written:
                     return True
-                raise libpcap.CaptureError(f"capture on {self.device} failed: {self._failure}")
+                raise HandleFailed(self._failure or "libpcap gave no reason")
         if taken == 0:
             return False
         self._note_written()
@@ -273,6 +321,9 @@ class _Handle:
         if self._memory_file is not None:
             os.close(self._memory_file)
             self._memory_file = None
+        else:  # a file: gone with its handle (a device that comes and goes leaves none)
+            with contextlib.suppress(OSError):
+                os.remove(self._spool)
 
 
 def _open(lib: Any, device: str, bpf_filter: str | None, snaplen: int) -> Any:
