@@ -28,14 +28,16 @@ EXTENSIONS = sorted(".".join(c.relative_to(REPO).with_suffix("").parts)
 SAMPLE_RUN = ["--read", str(SAMPLE), "--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1",
               "--quiet"]
 # Which step runs (the packet log's line layout, the record walk, the frame copy, the CSV's
-# rows), and where every module of the package was imported from.
+# rows, the classification), and where every module of the package was imported from.
 SWITCHES = ("import sys; "
             "from traffic_capture.sinks import log_lines as l; "
             "from traffic_capture.sources import record_walk as w; "
             "from traffic_capture import frames as f; "
             "from traffic_capture.sinks import csv_rows as c; "
+            "from traffic_capture import classify as k; "
             "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is f.python_gather, "
-            "c.window_text is c.python_window_text); "
+            "c.window_text is c.python_window_text, "
+            "k.classify_rows is k.python_classify_rows); "
             "[print(m.__file__) for n, m in sorted(sys.modules.items()) "
             "if n.split('.')[0] == 'traffic_capture']")
 
@@ -109,7 +111,7 @@ def test_without_a_compiler_the_install_succeeds_and_reads_the_sample_the_same(
     said = subprocess.run([sys.executable, *options, "-c", SWITCHES], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=120, check=True).stdout
     switches, *files = said.splitlines()
-    assert switches.split() == ["False", "True", "True", "True"], said  # the Python twins
+    assert switches.split() == ["False", "True", "True", "True", "True"], said  # the Python twins
     assert files and all(Path(f).is_relative_to(site) for f in files), said
 
     copied = run_sample(tmp_path / "copy", options, env, tmp_path)

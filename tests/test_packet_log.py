@@ -144,9 +144,12 @@ def test_without_the_compiled_steps_the_log_and_csv_are_byte_for_byte_the_same(
               "from traffic_capture.sources import record_walk as w; "
               "from traffic_capture import frames as f; "
               "from traffic_capture.sinks import csv_rows as c; "
+              "from traffic_capture import classify as k; "
               "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is f.python_gather, "
-              "c.window_text is c.python_window_text)")
-    for pure, expected in (("0", "True False False False"), ("1", "False True True True")):
+              "c.window_text is c.python_window_text, "
+              "k.classify_rows is k.python_classify_rows)")
+    for pure, expected in (("0", "True False False False False"),
+                           ("1", "False True True True True")):
         said = subprocess.run([sys.executable, "-c", switch], capture_output=True, text=True,
                               env=child_env(TRAFFIC_CAPTURE_PURE_PYTHON=pure), check=True)
         assert said.stdout.split() == expected.split()

@@ -1,5 +1,7 @@
 """Parsed header fields + the servers -> which packets count, and their client, direction,
-protocol class and IP bytes, for a whole batch at once.
+protocol class and IP bytes, for a whole batch at once: in one pass of _classify_rows.c where
+it was built, else by its numpy twin python_classify_rows (where the rules are written);
+FTP's announcements and data connections are then followed in packet order, in Python.
 
 The rules are the product's contract (rules.py and the README, each pinned by a test); the
 packet-by-packet statement they are checked against lives in tests/reference.py.
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from traffic_capture.addresses import join_address
-from traffic_capture.frames import Batch
+from traffic_capture.frames import Batch, compiled_or
 from traffic_capture.ftp import ANNOUNCEMENT_MARKS, FtpDataTracker, announced_port
 from traffic_capture.parse import Parsed
 from traffic_capture.rules import (
@@ -28,7 +30,7 @@ from traffic_capture.rules import (
     TCP,
     UDP,
 )
-from traffic_capture.servers import ServerSet
+from traffic_capture.servers import IPNetwork, ServerSet
 
 _FTP_FLAG, _HTTP_FLAG = 1, 2
 
@@ -44,20 +46,71 @@ def port_flags(http_ports: frozenset[int] = HTTP_PORTS) -> np.ndarray:
 _CLASS_BY_CODE = np.array([TCP, FTP, HTTP, FTP, UDP, OTHER], dtype=np.int64)
 
 
-def _member(servers: ServerSet, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def server_table(servers: tuple[IPNetwork, ...]) -> np.ndarray:
+    """The server networks as uint64 rows (is6, mask_hi, mask_lo, value_hi, value_lo), each
+    value masked: an address is in a network when (hi & mask_hi, lo & mask_lo) equals its
+    value, an IPv4 address living in the low 32 bits of lo (parse.Parsed)."""
+    rows = []
+    for network in servers:
+        bits = 32 if network.version == 4 else 128
+        mask = ((1 << bits) - 1) ^ ((1 << (bits - network.prefixlen)) - 1)
+        value = int(network.network_address) & mask
+        rows.append((int(network.version == 6), mask >> 64, mask & _LOW, value >> 64,
+                     value & _LOW))
+    return np.array(rows, dtype=np.uint64).reshape(-1, 5)
+
+
+_LOW = 2**64 - 1
+
+
+def _member(servers: np.ndarray, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     member = np.zeros(len(is6), dtype=bool)
-    for network in servers.networks:
-        prefix = network.prefixlen
-        value = int(network.network_address)
-        if network.version == 4:
-            mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
-            member |= ~is6 & ((lo & np.uint64(mask)) == np.uint64(value & mask))
-        else:
-            mask = ((1 << 128) - 1) ^ ((1 << (128 - prefix)) - 1)
-            mask_hi, mask_lo = np.uint64(mask >> 64), np.uint64(mask & (2**64 - 1))
-            member |= is6 & ((hi & mask_hi) == np.uint64((value >> 64) & int(mask_hi))) & (
-                (lo & mask_lo) == np.uint64(value & int(mask_lo)))
+    for network_is6, mask_hi, mask_lo, value_hi, value_lo in servers:
+        member |= (is6 == bool(network_is6)) & ((hi & mask_hi) == value_hi) & (
+            (lo & mask_lo) == value_lo)
     return member
+
+
+def python_classify_rows(is_ip: np.ndarray, is6: np.ndarray, src_hi: np.ndarray,
+                         src_lo: np.ndarray, dst_hi: np.ndarray, dst_lo: np.ndarray,
+                         proto: np.ndarray, sport: np.ndarray, dport: np.ndarray,
+                         payload_at: np.ndarray, lengths: np.ndarray, servers: np.ndarray,
+                         flags_by_port: np.ndarray, class_by_code: np.ndarray,
+                         ftp_control_port: int, *out: np.ndarray) -> None:
+    """The rules, per packet of a batch (Parsed's columns), into the seven arrays `out`:
+    whether it counts, whether it goes to a server, its client (hi, lo), its class before
+    FTP's data connections are followed, whether a port is an FTP one, and whether it is an
+    FTP control packet with a payload (an announcement may be in it). _classify_rows.c is the
+    same in one pass."""
+    counted_out, inbound_out, client_hi_out, client_lo_out, class_out, ftp_port_out, \
+        control_out = out
+    if len(sport) and (min(sport.min(), dport.min()) < -1
+                       or max(sport.max(), dport.max()) > 65535):
+        raise ValueError("classify_rows: a port out of range")
+    to_server = is_ip & _member(servers, is6, dst_hi, dst_lo)
+    from_server = is_ip & _member(servers, is6, src_hi, src_lo)
+    counted = to_server | from_server
+    # Server-to-server counts once, as `in`, like the scalar rule.
+    counted_out[:], inbound_out[:] = counted, to_server
+    client_hi_out[:] = np.where(to_server, src_hi, dst_hi)
+    client_lo_out[:] = np.where(to_server, src_lo, dst_lo)
+    tcp = proto == PROTO_TCP
+    flags = flags_by_port[sport + 1] | flags_by_port[dport + 1]
+    ftp_port = tcp & ((flags & _FTP_FLAG) != 0)
+    class_out[:] = class_by_code[np.where(tcp, flags & 3, np.where(proto == PROTO_UDP, 4, 5))]
+    ftp_port_out[:] = ftp_port
+    control_out[:] = counted & ftp_port & (
+        (sport == ftp_control_port) | (dport == ftp_control_port)) & (payload_at > 0) & (
+        payload_at < lengths)
+
+
+try:
+    from traffic_capture._classify_rows import classify_rows as compiled_classify_rows
+except ImportError:  # no C compiler at install: the same arrays, from numpy
+    compiled_classify_rows = None
+
+classify_rows = compiled_or(compiled_classify_rows, python_classify_rows)
 
 
 @dataclass
@@ -76,30 +129,25 @@ class Classified:
 def classify_batch(batch: Batch, parsed: Parsed, servers: ServerSet,
                    ftp: FtpDataTracker, http_ports: frozenset[int] = HTTP_PORTS) -> Classified:
     p = parsed
-    dst_server = p.is_ip & _member(servers, p.is6, p.dst_hi, p.dst_lo)
-    src_server = p.is_ip & _member(servers, p.is6, p.src_hi, p.src_lo)
-    counted = dst_server | src_server
-    inbound = dst_server  # server-to-server counts once, as `in`, like the scalar rule
-    client_hi = np.where(inbound, p.src_hi, p.dst_hi)
-    client_lo = np.where(inbound, p.src_lo, p.dst_lo)
-    tcp = p.proto == PROTO_TCP
-    table = port_flags(http_ports)
-    flags = table[p.sport + 1] | table[p.dport + 1]
-    ftp_port = tcp & ((flags & _FTP_FLAG) != 0)
-    protocol_class = _CLASS_BY_CODE[np.where(tcp, flags, np.where(p.proto == PROTO_UDP, 4, 5))]
-    _follow_ftp(batch, p, counted, tcp, ftp_port, protocol_class, ftp)
+    n = len(p.is_ip)
+    counted, inbound, ftp_port, control = (np.empty(n, dtype=bool) for _ in range(4))
+    client_hi, client_lo = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+    protocol_class = np.empty(n, dtype=np.int64)
+    classify_rows(p.is_ip, p.is6, p.src_hi, p.src_lo, p.dst_hi, p.dst_lo, p.proto, p.sport,
+                  p.dport, p.payload_at, np.ascontiguousarray(batch.lengths, dtype=np.int64),
+                  server_table(servers.networks), port_flags(http_ports), _CLASS_BY_CODE,
+                  FTP_CONTROL_PORT, counted, inbound, client_hi, client_lo, protocol_class,
+                  ftp_port, control)
+    _follow_ftp(batch, p, counted, ftp_port, control, protocol_class, ftp)
     return Classified(counted, p.is6, client_hi, client_lo, inbound, protocol_class, p.ip_bytes)
 
 
-def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, tcp: np.ndarray,
-                ftp_port: np.ndarray, protocol_class: np.ndarray, ftp: FtpDataTracker) -> None:
+def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, ftp_port: np.ndarray,
+                control: np.ndarray, protocol_class: np.ndarray, ftp: FtpDataTracker) -> None:
     """FTP announcements and data connections, in packet order (an announcement only covers
     the packets after it). Only packets on an announced port pay the per-packet cost."""
-    control = np.flatnonzero(counted & ftp_port & (
-        (p.sport == FTP_CONTROL_PORT) | (p.dport == FTP_CONTROL_PORT)) & (
-        p.payload_at > 0) & (p.payload_at < batch.lengths))
     announcements = {}
-    for i in _may_announce(batch, p.payload_at, control):
+    for i in _may_announce(batch, p.payload_at, np.flatnonzero(control)):
         port = announced_port(batch.frame(i)[int(p.payload_at[i]):])
         if port is not None:
             announcements[i] = port
@@ -107,7 +155,7 @@ def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, tcp: np.ndarray,
     if not ports:
         return
     port_list = np.fromiter(ports, dtype=np.int64)
-    candidates = counted & tcp & ~ftp_port & (
+    candidates = counted & (p.proto == PROTO_TCP) & ~ftp_port & (
         np.isin(p.sport, port_list) | np.isin(p.dport, port_list))
     order = sorted(set(np.flatnonzero(candidates).tolist()) | set(announcements))
     for i in order:
