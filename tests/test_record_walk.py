@@ -161,3 +161,36 @@ def test_compiled_and_python_ring_walks_agree(ring: tuple[bytearray, int, int], 
                             skip_outgoing, *columns, table, width)
         results.append((count, taken, [c[:count].tolist() for c in columns], table.tobytes()))
     assert results[0] == results[1]
+
+
+# Record header words at the edges of what decode_pcap tells apart: fractions around a second
+# (in us and ns), captured lengths around libpcap's largest.
+WORDS = st.sampled_from([0, 1, 999_999, 1_000_000, 999_999_999, 1_000_000_000, 262_144,
+                         262_145, 2**31, 2**32 - 1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(WORDS, WORDS, WORDS, WORDS), max_size=40),
+       st.booleans(), st.booleans(), st.integers(16, 40))
+def test_compiled_and_python_header_decodes_agree(records: list[tuple], big_endian: bool,
+                                                  nano: bool, width: int) -> None:
+    """decode_pcap (the walk table's record headers -> starts, lengths, times) and its twin:
+    same usable count, damaged times, and outputs, byte for byte."""
+    if record_walk.compiled_decode_pcap is None:
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
+    endian = ">" if big_endian else "<"
+    table = np.zeros((len(records) + 3, width), dtype=np.uint8)
+    for row, words in zip(table, records, strict=False):
+        row[:16] = np.frombuffer(struct.pack(endian + "IIII", *words), dtype=np.uint8)
+    offsets = np.arange(len(table), dtype=np.int64) * 1000
+    scale = 1 if nano else 1000
+    results = []
+    for decode in (record_walk.compiled_decode_pcap, record_walk.python_decode_pcap):
+        outputs = [np.full(len(table), -5, dtype=np.int64) for _ in range(4)]
+        found = decode(table, len(records), width, big_endian, scale, 10**9 // scale,
+                       262_144, offsets, *outputs)
+        results.append((found, [column.tolist() for column in outputs]))
+    assert results[0] == results[1]
+    usable, bad = results[0][0]
+    assert usable == next((i for i, r in enumerate(records) if r[2] > 262_144), len(records))
+    assert bad == sum(1 for r in records[:usable] if r[1] >= 10**9 // scale)

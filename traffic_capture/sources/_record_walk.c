@@ -191,6 +191,64 @@ static PyObject *walk_ring(PyObject *self, PyObject *args)
     return Py_BuildValue("nn", count, taken);
 }
 
+/* decode_pcap: the 16-byte record headers at the start of the walk table's first `count` rows
+ * (`width` bytes each) -> each frame's start (offset + 16), its captured and wire lengths and
+ * its time in ns. A time whose fraction is a second or more (`fraction_limit`) counts from its
+ * seconds alone, and is counted in the result; the records from the first one claiming more
+ * than `max_captured` bytes on are left out (the walk cannot be trusted past it).
+ * -> (usable, bad_timestamps). classic_pcap.walked_records says why, and record_walk.py holds
+ * the same in numpy (python_decode_pcap). */
+static PyObject *decode_pcap(PyObject *self, PyObject *args)
+{
+    Py_buffer rows_in, offsets_in, starts_out, captured_out, wire_out, ts_out;
+    Py_ssize_t count, width;
+    int big_endian;
+    long long scale, fraction_limit, max_captured;
+    if (!PyArg_ParseTuple(args, "y*nnpLLLy*w*w*w*w*", &rows_in, &count, &width, &big_endian,
+                          &scale, &fraction_limit, &max_captured, &offsets_in, &starts_out,
+                          &captured_out, &wire_out, &ts_out))
+        return NULL;
+    int ok = count >= 0 && width >= 16 && rows_in.len / width >= count &&
+             offsets_in.len / 8 >= count && starts_out.len / 8 >= count &&
+             captured_out.len / 8 >= count && wire_out.len / 8 >= count &&
+             ts_out.len / 8 >= count && scale > 0 && fraction_limit > 0;
+    Py_ssize_t usable = 0, bad = 0;
+    if (ok) {
+        const unsigned char *rows = rows_in.buf;
+        const int64_t *offsets = offsets_in.buf;
+        int64_t *starts = starts_out.buf, *captured = captured_out.buf, *wire = wire_out.buf,
+                *ts = ts_out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (; usable < count; usable++) {
+            const unsigned char *row = rows + usable * width;
+            int64_t length = word_at(row + 8, big_endian);
+            if (length > max_captured)
+                break;
+            int64_t fraction = word_at(row + 4, big_endian);
+            if (fraction >= fraction_limit) {
+                fraction = 0;
+                bad++;
+            }
+            starts[usable] = offsets[usable] + 16;
+            captured[usable] = length;
+            wire[usable] = word_at(row + 12, big_endian);
+            ts[usable] = (int64_t)word_at(row, big_endian) * 1000000000 + fraction * scale;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&rows_in);
+    PyBuffer_Release(&offsets_in);
+    PyBuffer_Release(&starts_out);
+    PyBuffer_Release(&captured_out);
+    PyBuffer_Release(&wire_out);
+    PyBuffer_Release(&ts_out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "decode_pcap: rows or outputs too short");
+        return NULL;
+    }
+    return Py_BuildValue("nn", usable, bad);
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(buffer, at, end, offsets_out, big_endian, rows_out, width) -> (count, at): offsets "
@@ -205,6 +263,10 @@ static PyMethodDef methods[] = {
      "captured_out, wire_out, ts_out, rows_out, width) -> (packets, blocks): the packets of "
      "the TPACKET_V3 blocks the kernel handed over, from `block` on, while the outputs have "
      "room for `block_room` more."},
+    {"decode_pcap", decode_pcap, METH_VARARGS,
+     "decode_pcap(rows, count, width, big_endian, scale, fraction_limit, max_captured, "
+     "offsets, starts_out, captured_out, wire_out, ts_out) -> (usable, bad_timestamps): the "
+     "pcap record headers of a walk's table, decoded (see classic_pcap.walked_records)."},
     {NULL, NULL, 0, NULL},
 };
 

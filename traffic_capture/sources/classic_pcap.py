@@ -48,27 +48,25 @@ class Walked(NamedTuple):
 def walked_records(header: ClassicPcap, data: np.ndarray, offsets: np.ndarray,
                    table: np.ndarray, count: int) -> Walked:
     """The `count` records a walk found (their offsets in `data`, their walk table) as a
-    Batch: what a capture file's chunk and the live back end's spool both hold."""
-    word = np.dtype(np.uint32).newbyteorder(">" if header.endian == ">" else "<")
+    Batch: what a capture file's chunk and the live back end's spool both hold.
+
+    A record claiming more than MAX_CAPTURED_BYTES ends the batch (the walk cannot be trusted
+    past it). A time whose fraction is a second or more is one damaged packet, not the end of
+    the file (libpcap and tshark read on): it is counted in the window its seconds give, and
+    said. The headers are decoded in one pass (record_walk.decode_pcap)."""
     scale = 1 if header.nano else 1000
-    table = table[:count]
-    record = table[:, :16].view(word)  # seconds, fraction, captured, original
-    seconds, fraction, captured, original = (record[:, k].astype(np.int64) for k in range(4))
-    # Two reductions, and the masks only for a damaged chunk: this runs per chunk.
-    usable, bad_timestamps = count, 0
-    if captured.max() > MAX_CAPTURED_BYTES:  # the walk cannot be trusted past it
-        usable = int(np.argmax(captured > MAX_CAPTURED_BYTES))
-    if fraction.max() >= NS // scale:
-        # One damaged packet, not the end of the file (libpcap and tshark read on): counted
-        # in the window its seconds give, and said.
-        bad = fraction >= NS // scale
-        bad_timestamps = int(np.count_nonzero(bad[:usable]))
-        fraction = np.where(bad, 0, fraction)
-    batch = Batch(data, offsets[:usable] + 16, captured[:usable],
-                  seconds[:usable] * NS + fraction[:usable] * scale, header.linktype,
-                  headers=table[:usable], headers_at=16, wire_lengths=original[:usable],
+    starts, captured, wire, ts = (np.empty(count, dtype=np.int64) for _ in range(4))
+    usable, bad_timestamps = record_walk.decode_pcap(
+        table, count, table.shape[1], header.endian == ">", scale, NS // scale,
+        MAX_CAPTURED_BYTES, offsets, starts, captured, wire, ts)
+    batch = Batch(data, starts[:usable], captured[:usable], ts[:usable], header.linktype,
+                  headers=table[:usable], headers_at=16, wire_lengths=wire[:usable],
                   fcs_bytes=header.fcs_bytes) if usable else None
-    return Walked(batch, bad_timestamps, int(captured[usable]) if usable < count else 0)
+    too_long = 0
+    if usable < count:  # what the first untrusted record claims
+        too_long = int.from_bytes(table[usable, 8:12].tobytes(),
+                                  "big" if header.endian == ">" else "little")
+    return Walked(batch, bad_timestamps, too_long)
 
 
 def _claimed_length(data: np.ndarray, at: int, end: int, big_endian: bool) -> int:

@@ -123,6 +123,28 @@ def python_walk_ring(ring: Any, block: int, block_count: int, block_bytes: int,
     return count, taken
 
 
+def python_decode_pcap(rows: np.ndarray, count: int, width: int, big_endian: bool, scale: int,
+                       fraction_limit: int, max_captured: int, offsets: np.ndarray,
+                       starts: np.ndarray, captured: np.ndarray, wire: np.ndarray,
+                       ts: np.ndarray) -> tuple[int, int]:
+    """The pcap record headers in the first 16 bytes of a walk table's first `count` rows:
+    each frame's start (its record's offset + 16), captured and wire lengths and time in ns,
+    into the outputs, up to the first record claiming more than `max_captured` bytes. A time
+    whose fraction reaches `fraction_limit` counts from its seconds alone.
+    (usable records, those among them with such a time)."""
+    word = np.dtype(np.uint32).newbyteorder(">" if big_endian else "<")
+    table = rows.reshape(-1)[:count * width].reshape(count, width)
+    header = np.ascontiguousarray(table[:, :16]).view(word)
+    seconds, fraction, length, original = (header[:, k].astype(np.int64) for k in range(4))
+    too_long = np.flatnonzero(length > max_captured)
+    usable = int(too_long[0]) if len(too_long) else count
+    bad = fraction[:usable] >= fraction_limit
+    starts[:usable] = offsets[:usable] + 16
+    captured[:usable], wire[:usable] = length[:usable], original[:usable]
+    ts[:usable] = seconds[:usable] * 1_000_000_000 + np.where(bad, 0, fraction[:usable]) * scale
+    return usable, int(np.count_nonzero(bad))
+
+
 python_walk = _walker(_pcap_record)
 python_walk_pcapng = _walker(_pcapng_packet_block)
 
@@ -135,8 +157,13 @@ try:  # apart: a module built before walk_ring existed still walks files
     from traffic_capture.sources._record_walk import walk_ring as compiled_walk_ring
 except ImportError:
     compiled_walk_ring = None
+try:  # the same
+    from traffic_capture.sources._record_walk import decode_pcap as compiled_decode_pcap
+except ImportError:
+    compiled_decode_pcap = None
 
 walk = compiled_or(compiled_walk, python_walk)
 walk_pcapng = compiled_or(compiled_walk_pcapng, python_walk_pcapng)
 walk_ring = compiled_or(compiled_walk_ring, python_walk_ring)
+decode_pcap = compiled_or(compiled_decode_pcap, python_decode_pcap)
 COMPILED = compiled_walk is not None
