@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -92,3 +93,98 @@ def test_a_device_that_does_not_exist_is_named_in_one_line() -> None:
     assert raised.value.errno == errno.ENODEV
     assert set(os.listdir("/proc/self/fd")) <= descriptors  # no spool or handle left open
     assert "nosuch0" in str(raised.value) and "\n" not in str(raised.value)
+
+
+class FakeHandle:
+    """A device's handle as the portable back end sees it (its libpcap calls are the live
+    tests'): what each one does is scripted by the test, per device, in the order opened."""
+
+    script: dict[str, list[str]] = {}  # device -> what each handle made for it does
+    opened: list[FakeHandle] = []
+
+    def __init__(self, lib: Any, device: str, bpf_filter: str | None, snaplen: int,
+                 spool: Any) -> None:
+        self.device, self.closed = device, False
+        self.does = FakeHandle.script[device].pop(0)
+        if self.does == "absent":
+            raise libpcap.CaptureError(errno.ENODEV, f"{device}: No such device exists")
+        if self.does == "refused":
+            raise PermissionError(f"no permission to capture on {device}")
+        FakeHandle.opened.append(self)
+
+    def probe(self) -> None:
+        from traffic_capture.sources.live_pcap import HandleFailed
+
+        if self.does == "opens, cannot read":
+            raise HandleFailed("read error")
+
+    def take(self) -> Any:
+        from traffic_capture.sources.live_pcap import HandleFailed
+
+        if self.does == "reads, then fails":
+            self.does = "failed"
+            return "a batch"
+        if self.does == "failed":
+            raise HandleFailed("The interface disappeared")
+        return "a batch" if self.does == "reads" else None
+
+    def drops(self) -> int:
+        return 7
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def lossy_source(monkeypatch: pytest.MonkeyPatch, script: list[str], reopen: bool = True
+                 ) -> tuple[Any, list[str]]:
+    from traffic_capture.sources import live_pcap, lost_interfaces
+
+    monkeypatch.setattr(live_pcap, "_Handle", FakeHandle)
+    monkeypatch.setattr(libpcap, "library", lambda: None)
+    monkeypatch.setattr(live_pcap, "_wait", lambda lib, handles, seconds: False)
+    monkeypatch.setattr(live_pcap, "IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(lost_interfaces, "REOPEN_SECONDS", 0.0)
+    FakeHandle.script, FakeHandle.opened = {"eth0": list(script)}, []
+    said: list[str] = []
+    return live_pcap.PcapLiveSource(["eth0"], "eth0", None, said.append, reopen), said
+
+
+def run_until(source: Any, batches: int) -> list[Any]:
+    """What the source yields until it has yielded `batches` batches (or 200 items)."""
+    got: list[Any] = []
+    for item in source.batches(threading.Event()):
+        got.append(item)
+        if got.count("a batch") == batches or len(got) > 200:
+            break
+    return got
+
+
+def test_a_device_lost_is_said_once_tried_again_quietly_and_read_again_when_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source, said = lossy_source(monkeypatch, ["reads, then fails", "absent",
+                                              "opens, cannot read", "absent", "reads"])
+    got = run_until(source, 2)
+    assert got.count("a batch") == 2 and None in got  # the clock went on while it was away
+    assert said == ["eth0 went down or away (The interface disappeared): nothing is captured "
+                    "on it until it is back, then capture resumes on it; rows counted so far "
+                    "are written as usual", "eth0 is back: capturing on it again"]
+    assert [handle.closed for handle in FakeHandle.opened] == [True, True, False]
+    assert source.kernel_drops() == 7 + 7  # the lost handle's drops are kept
+    source.close()
+    assert source.kernel_drops() == 14
+
+
+def test_a_device_that_refuses_when_back_ends_the_run_with_its_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source, _ = lossy_source(monkeypatch, ["reads, then fails", "refused"])
+    with pytest.raises(PermissionError, match="no permission to capture on eth0"):
+        run_until(source, 5)
+
+
+def test_without_reopen_a_lost_device_ends_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from traffic_capture.sources.lost_interfaces import InterfaceLost
+
+    source, _ = lossy_source(monkeypatch, ["reads, then fails"], reopen=False)
+    with pytest.raises(InterfaceLost, match=r"^eth0 went down or away \(The interface "
+                                            r"disappeared\) \(--no-reopen\)$"):
+        run_until(source, 5)

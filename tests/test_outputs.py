@@ -8,13 +8,11 @@ option in --help, its usage error, its file, its part of the status line and the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from tests.conftest import REPO, SAMPLE, child_env
 from traffic_capture.outputs import REGISTRY, registered
@@ -147,22 +145,3 @@ def test_help_loads_no_heavy_library() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
-
-@pytest.mark.parametrize("asked", [None, "2"])
-def test_the_command_starts_no_blas_threads_unless_asked(asked: str | None) -> None:
-    """numpy's OpenBLAS starts a spinning thread per core at import (0.1 s of CPU taken from a
-    file's read); the command line turns them off, unless the user set the number."""
-    code = ("import os, contextlib, io; from traffic_capture.cli import main\n"
-            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-            "    main(['--help'])\n"
-            "import numpy\n"
-            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    if asked:
-        env["OPENBLAS_NUM_THREADS"] = asked
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, cwd=REPO, env=env)
-    assert result.returncode == 0, result.stderr
-    setting, threads = result.stdout.split()
-    assert setting == (asked or "1")
-    assert int(threads) == (int(asked) if asked else 1)

@@ -49,13 +49,14 @@ static PyObject *classify_rows(PyObject *self, PyObject *args)
         ok = ok && in[k].len == n * in_sizes[k];
     for (int k = 0; k < 7; k++)
         ok = ok && out[k].len >= n * out_sizes[k];
+    const char *refused = ok ? NULL : "classify_rows: columns of different lengths";
     const int64_t *sport = in[7].buf, *dport = in[8].buf;
     for (Py_ssize_t i = 0; ok && i < n; i++) /* the flags table is indexed by port + 1 */
         ok = sport[i] >= -1 && sport[i] <= 65535 && dport[i] >= -1 && dport[i] <= 65535;
-    const int64_t *codes = codes_in.buf;
-    for (int k = 0; ok && k < CODES; k++)
-        ok = codes[k] >= 0;
+    if (!ok && refused == NULL)
+        refused = "classify_rows: a port out of range";
     if (ok) {
+        const int64_t *codes = codes_in.buf;
         const unsigned char *is_ip = in[0].buf, *is6 = in[1].buf;
         const uint64_t *src_hi = in[2].buf, *src_lo = in[3].buf, *dst_hi = in[4].buf,
                        *dst_lo = in[5].buf, *networks = networks_in.buf;
@@ -95,8 +96,7 @@ static PyObject *classify_rows(PyObject *self, PyObject *args)
     for (int k = 0; k < 7; k++)
         PyBuffer_Release(&out[k]);
     if (!ok) {
-        PyErr_SetString(PyExc_ValueError,
-                        "classify_rows: columns of different lengths, or a port out of range");
+        PyErr_SetString(PyExc_ValueError, refused);
         return NULL;
     }
     Py_RETURN_NONE;

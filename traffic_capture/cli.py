@@ -30,7 +30,7 @@ from traffic_capture.rules import (
 from traffic_capture.servers import InvalidServerAddress, ServerSet, parse_server
 from traffic_capture.version import __version__
 
-BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"  # numpy's wheels use OpenBLAS, on every system
+BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"  # numpy's Windows and Linux wheels use OpenBLAS
 SUBCOMMANDS = {
     "excel": "traffic_capture.excel.dashboard",
     "report": "traffic_capture.excel.report",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-# TRAFFIC_CAPTURE_PURE_PYTHON=1: the compiled steps (record walk, frame copy, log lines) are
+# TRAFFIC_CAPTURE_PURE_PYTHON=1: the compiled steps (CONTRIBUTING.md, "Compiled steps") are
 # not used, as on a machine without a C compiler; the tests run the Python twins this way.
 PURE_PYTHON = os.environ.get("TRAFFIC_CAPTURE_PURE_PYTHON") == "1"
 F = TypeVar("F", bound=Callable[..., Any])

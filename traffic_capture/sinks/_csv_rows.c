@@ -13,8 +13,12 @@
  * holds (times, addresses, directions, delimiters) is ASCII. */
 static const char *ascii_of(PyObject *text, Py_ssize_t *size)
 {
-    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
-        PyErr_SetString(PyExc_ValueError, "csv_rows: a text that is not ASCII");
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "csv_rows: a text that is not a str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text)) { /* the caller lays such a window out in Python */
+        PyErr_SetString(PyExc_UnicodeError, "csv_rows: a text that is not ASCII");
         return NULL;
     }
     *size = PyUnicode_GET_LENGTH(text);
@@ -69,7 +73,10 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     PyObject *clients = NULL, *result = NULL;
     const char **client_text = NULL;
     Py_ssize_t *client_size = NULL;
-    int64_t *count = NULL; /* a copy of counts: no one changes it while the GIL is let go */
+    /* Copies of counts and inbound: what is sized is what is written, whatever another
+     * thread does to the arrays while the GIL is let go. */
+    int64_t *count = NULL;
+    unsigned char *is_in = NULL;
     Py_ssize_t rows = 0;
     Py_ssize_t prefix_size, delimiter_size, in_size, out_size;
     const char *prefix = ascii_of(prefix_obj, &prefix_size);
@@ -83,39 +90,45 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     if (clients == NULL)
         goto done;
     rows = PyTuple_GET_SIZE(clients);
-    /* (classes is checked against the buffer's size before it multiplies anything.) */
-    if (classes < 1 || inbound.len != rows ||
-        (rows ? classes > counts.len ||
-                    counts.len != rows * classes * (Py_ssize_t)sizeof(int64_t)
-              : counts.len != 0)) {
+    /* Divisions, not products: nothing here can overflow, whatever classes is. */
+    Py_ssize_t row_bytes = classes >= 1 && classes <= PY_SSIZE_T_MAX / 8 ? classes * 8 : 0;
+    if (!row_bytes || inbound.len != rows || counts.len % row_bytes ||
+        counts.len / row_bytes != rows) {
         PyErr_SetString(PyExc_ValueError, "csv_rows: clients, directions and counts differ");
         goto done;
     }
     client_text = PyMem_RawMalloc((size_t)rows * sizeof(char *) + 1);
     client_size = PyMem_RawMalloc((size_t)rows * sizeof(Py_ssize_t) + 1);
     count = PyMem_RawMalloc((size_t)counts.len + 1);
-    if (client_text == NULL || client_size == NULL || count == NULL) {
+    is_in = PyMem_RawMalloc((size_t)rows + 1);
+    if (client_text == NULL || client_size == NULL || count == NULL || is_in == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     memcpy(count, counts.buf, (size_t)counts.len);
-    const unsigned char *is_in = inbound.buf;
-    /* The exact size first, so the str is made once and filled without the GIL. */
-    Py_ssize_t total = 0, fixed = prefix_size + (classes + 2) * delimiter_size + 1;
-    for (Py_ssize_t i = 0; i < rows; i++) {
+    memcpy(is_in, inbound.buf, (size_t)rows);
+    for (Py_ssize_t i = 0; i < rows; i++) { /* the texts' characters, with the GIL */
         client_text[i] = ascii_of(PyTuple_GET_ITEM(clients, i), &client_size[i]);
         if (client_text[i] == NULL)
             goto done;
+    }
+    /* The exact size, without the GIL (the tuple holds the texts), so the str is made once. */
+    Py_ssize_t total = 0, fixed = rows ? prefix_size + (classes + 2) * delimiter_size + 1 : 0;
+    int too_big = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < rows && !too_big; i++) {
         const int64_t *row = count + i * classes;
         Py_ssize_t size = fixed + client_size[i] + (is_in[i] ? in_size : out_size) +
                           decimal_size(row_total(row, classes));
         for (Py_ssize_t k = 0; k < classes; k++)
             size += decimal_size(row[k]);
-        if (size > PY_SSIZE_T_MAX - total) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        total += size;
+        too_big = size > PY_SSIZE_T_MAX - total;
+        total += too_big ? 0 : size;
+    }
+    Py_END_ALLOW_THREADS
+    if (too_big) {
+        PyErr_NoMemory();
+        goto done;
     }
     result = PyUnicode_New(total, 127);
     if (result == NULL)
@@ -150,6 +163,7 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
 done:
     PyMem_RawFree(count);
+    PyMem_RawFree(is_in);
     PyMem_RawFree(client_text);
     PyMem_RawFree(client_size);
     Py_XDECREF(clients);
@@ -163,7 +177,8 @@ static PyMethodDef methods[] = {
      "window_text(prefix, delimiter, clients, in_text, out_text, inbound, counts, classes) -> "
      "str: per row, prefix, the client, its direction (in_text where inbound[i] is non-zero, "
      "else out_text), the row's total and its `classes` int64 counts, delimited, then a "
-     "newline. ValueError for a text that is not ASCII or columns of different lengths."},
+     "newline. UnicodeError for a text that is not ASCII, ValueError for columns of "
+     "different lengths."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -39,11 +39,16 @@ def python_window_text(start: str, end: str, delimiter: str, clients: Sequence[s
 
 def _c_window_text(start: str, end: str, delimiter: str, clients: Sequence[str],
                    inbound: np.ndarray, counts: np.ndarray) -> str:
+    """The C layout. It takes ASCII texts only, as every address and `other` are; anything
+    else (never seen) is laid out by the twin rather than lose the window."""
     assert _compiled_window_text is not None
     counts = np.ascontiguousarray(counts, dtype=np.int64)
-    return _compiled_window_text(start + delimiter + end + delimiter, delimiter, clients, IN, OUT,
-                                 np.ascontiguousarray(inbound, dtype=np.bool_), counts,
-                                 counts.shape[1] if counts.ndim == 2 else 0)
+    try:
+        return _compiled_window_text(start + delimiter + end + delimiter, delimiter, clients, IN,
+                                     OUT, np.ascontiguousarray(inbound, dtype=np.bool_), counts,
+                                     counts.shape[1] if counts.ndim == 2 else 0)
+    except UnicodeError:
+        return python_window_text(start, end, delimiter, clients, inbound, counts)
 
 
 window_text = compiled_or(_c_window_text if COMPILED else None, python_window_text)

@@ -10,7 +10,10 @@
  * walk: classic pcap records (16-byte header, incl_len at +8).
  * walk_pcapng: consecutive pcapng Enhanced Packet Blocks (type 6, length at +4, captured
  * length at +20, 28 bytes before the frame); it stops at any other block, or at an EPB whose
- * lengths do not add up, and leaves that block to the Python reader. */
+ * lengths do not add up, and leaves that block to the Python reader.
+ * walk_ring: the packets of the Linux capture ring's blocks the kernel handed over.
+ * decode_pcap: the classic pcap record headers a walk copied into its table -> each frame's
+ * start, lengths and time. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>

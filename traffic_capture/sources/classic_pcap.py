@@ -1,5 +1,5 @@
 """Classic pcap (tcpdump's format): each chunk's records -> one Batch, their 16-byte record
-headers decoded with numpy from the walk's table."""
+headers decoded from the walk's table in one pass (record_walk.decode_pcap)."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import select
 import sys
@@ -50,6 +51,8 @@ DISPATCH_PACKETS = 16_384
 # The spool starts again (pcap_dump_open truncates) once it holds this much; one dispatch
 # writes no more than this either (fewer packets when the snap length is long).
 SPOOL_BYTES = 16 * 1024 * 1024
+# What libpcap says of a device that is not back yet (activation: no such device, or not up).
+NOT_BACK_ERRORS = frozenset({errno.ENODEV, errno.ENETDOWN, errno.ENXIO})
 LAST_DISPATCHES = 64  # at stop: at most this many more calls per handle
 
 
@@ -90,10 +93,21 @@ class PcapLiveSource:
                        self._spool_path(self._spools))
 
     def _open_again(self, name: str) -> _Handle | None:
+        """The device's capture again, once it opens and reads; None while it is absent or
+        down. Any other refusal (no right to capture, a spool that cannot be written) ends
+        the run with libpcap's reason, as at start."""
         try:
-            return self._new_handle(name)
-        except OSError:  # not there yet, or still down (libpcap: "interface not up")
+            handle = self._new_handle(name)
+        except OSError as error:
+            if error.errno in NOT_BACK_ERRORS:
+                return None
+            raise
+        try:  # a device can open and still fail to read: it is not back until it reads
+            handle.probe()
+        except HandleFailed:
+            handle.close()
             return None
+        return handle
 
     def _spool_path(self, number: int) -> str | tuple[int, str]:
         """An anonymous in-memory file on Linux; elsewhere a file in a folder of our own
@@ -202,6 +216,7 @@ class _Handle:
         self.device = device
         self._pcap: Any = None
         self._memory_file: int | None = None
+        self._spool_is_file = not isinstance(spool, tuple)  # removed at close
         if isinstance(spool, tuple):
             self._memory_file, self._spool = spool
         else:
@@ -276,6 +291,13 @@ class _Handle:
         return walked_records(self._header, self._data, self._offsets, self._table,
                               count).batch if count else None
 
+    def probe(self) -> None:
+        """One read of what the kernel holds (kept in the spool for take()); HandleFailed if
+        the device cannot be read."""
+        if self._dispatch() < 0:
+            raise HandleFailed(_error(self._lib, self._pcap) or "libpcap gave no reason")
+        self._note_written()
+
     def _fill_spool(self) -> bool:
         """libpcap writes what it holds into the spool; whether it wrote any packet."""
         taken = self._dispatch()
@@ -321,7 +343,8 @@ class _Handle:
         if self._memory_file is not None:
             os.close(self._memory_file)
             self._memory_file = None
-        else:  # a file: gone with its handle (a device that comes and goes leaves none)
+        if self._spool_is_file:  # gone with its handle (a device that comes and goes leaves none)
+            self._spool_is_file = False
             with contextlib.suppress(OSError):
                 os.remove(self._spool)
 
