@@ -15,6 +15,8 @@ from traffic_capture.sources.chunks import MAX_CAPTURED_BYTES, ChunkReader, Slot
 
 # A row of the walk's table: the Enhanced Packet Block's first 28 bytes, then the frame's.
 PCAPNG_ROW = 28 + HEADER_BYTES
+# What is wrong with a packet block (0: nothing).
+_LENGTH, _INTERFACE, _TIME = 1, 2, 3
 
 
 def pcapng_batches(chunks: ChunkReader) -> Iterator[list[Batch]]:
@@ -95,25 +97,34 @@ class Section:
         table = slot.table[first:first + count]
         word = np.dtype(np.uint32).newbyteorder(">" if self.endian == ">" else "<")
         fields = table[:, :28].view(word)  # type, length, interface, high, low, captured, orig.
-        index = fields[:, 2].astype(np.int64)
+        index = fields[:, 2]
         captured = fields[:, 5].astype(np.int64)
         wire = fields[:, 6].astype(np.int64)
         units = (fields[:, 3].astype(np.uint64) << np.uint64(32)) | fields[:, 4]
         ts_ns = np.zeros(count, dtype=np.int64)
         linktype = np.zeros(count, dtype=np.int64)
-        damage = np.full(count, "", dtype=object)
-        damage[captured > MAX_CAPTURED_BYTES] = "length"
+        # What is wrong with each packet, the later test winning (a time over a length).
+        damage = np.zeros(count, dtype=np.uint8)
+        damage[captured > MAX_CAPTURED_BYTES] = _LENGTH
         unknown = index >= len(self.interfaces)
-        damage[unknown] = "interface"
-        for number in np.unique(index[~unknown]).tolist():
-            chosen = np.flatnonzero(index == number)
+        damage[unknown] = _INTERFACE
+        # Nearly always one interface for the whole chunk: its packets need not be picked out.
+        one = int(index[0]) if count and index.min() == index.max() else None
+        numbers = [one] if one is not None else sorted(set(index[~unknown].tolist()))
+        for number in numbers:
+            if number >= len(self.interfaces):
+                continue
             interface = self.interfaces[number]
+            chosen = slice(None) if one is not None else np.flatnonzero(index == number)
             fits = pcapng.representable(units[chosen], interface)
-            damage[chosen[~fits]] = "time"
-            if fits.any():
-                ts_ns[chosen[fits]] = pcapng.timestamps_ns(units[chosen[fits]], interface)
+            if fits.all():
+                ts_ns[chosen] = pcapng.timestamps_ns(units[chosen], interface)
+            else:
+                picked = np.arange(count)[chosen]
+                damage[picked[~fits]] = _TIME
+                ts_ns[picked[fits]] = pcapng.timestamps_ns(units[picked[fits]], interface)
             linktype[chosen] = interface.linktype
-        bad = np.flatnonzero(damage != "")
+        bad = np.flatnonzero(damage)
         usable = int(bad[0]) if len(bad) else count
         starts = slot.offsets[first:first + usable] + 28
         # Runs of one link type (nearly always one run: the whole chunk).
@@ -129,8 +140,8 @@ class Section:
             self.last_ts = int(ts_ns[usable - 1])
         if usable < count:
             kind = damage[usable]
-            if kind == "interface":
+            if kind == _INTERFACE:
                 pcapng.described(self.interfaces, int(index[usable]))  # raises, saying why
-            if kind == "time":
+            if kind == _TIME:
                 raise pcapng.DamagedBlock(pcapng.TIME_DAMAGE)
             raise pcapng.DamagedBlock(too_long(int(captured[usable])))
