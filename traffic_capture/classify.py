@@ -51,17 +51,13 @@ def server_table(servers: tuple[IPNetwork, ...]) -> np.ndarray:
     """The server networks as uint64 rows (is6, mask_hi, mask_lo, value_hi, value_lo), each
     value masked: an address is in a network when (hi & mask_hi, lo & mask_lo) equals its
     value, an IPv4 address living in the low 32 bits of lo (parse.Parsed)."""
+    low = 2**64 - 1
     rows = []
     for network in servers:
-        bits = 32 if network.version == 4 else 128
-        mask = ((1 << bits) - 1) ^ ((1 << (bits - network.prefixlen)) - 1)
-        value = int(network.network_address) & mask
-        rows.append((int(network.version == 6), mask >> 64, mask & _LOW, value >> 64,
-                     value & _LOW))
+        mask, value = int(network.netmask), int(network.network_address)
+        rows.append((int(network.version == 6), mask >> 64, mask & low, value >> 64,
+                     value & low))
     return np.array(rows, dtype=np.uint64).reshape(-1, 5)
-
-
-_LOW = 2**64 - 1
 
 
 def _member(servers: np.ndarray, is6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:

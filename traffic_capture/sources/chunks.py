@@ -18,14 +18,14 @@ CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_CHUNK_BYTES = 64 * 1024
 # libpcap's MAXIMUM_SNAPLEN: a longer record is damage, as tcpdump and tshark say.
 MAX_CAPTURED_BYTES = 262_144
+# Room for what is carried from one chunk to the next: tcpdump's largest snaplen is 262,144,
+# so a record that does not fit in this and a chunk means a damaged file.
+MAX_RECORD_BYTES = 16 * 262_144
 
 
 def too_long(captured: int) -> str:
     """The damage a record over MAX_CAPTURED_BYTES is, in pcap and pcapng alike."""
     return f"a packet claims {captured:,} captured bytes, over libpcap's {MAX_CAPTURED_BYTES:,}"
-# Room for what is carried from one chunk to the next: tcpdump's largest snaplen is 262,144,
-# so a record that does not fit in this and a chunk means a damaged file.
-MAX_RECORD_BYTES = 16 * 262_144
 
 
 def untouched(shape: tuple[int, ...], dtype: type) -> np.ndarray:

@@ -64,8 +64,7 @@ def walked_records(header: ClassicPcap, data: np.ndarray, offsets: np.ndarray,
                   fcs_bytes=header.fcs_bytes) if usable else None
     too_long = 0
     if usable < count:  # what the first untrusted record claims
-        too_long = int.from_bytes(table[usable, 8:12].tobytes(),
-                                  "big" if header.endian == ">" else "little")
+        too_long = _claimed_length(data, int(offsets[usable]), len(data), header.endian == ">")
     return Walked(batch, bad_timestamps, too_long)
 
 
