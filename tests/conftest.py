@@ -23,6 +23,18 @@ from tests.requirements import needs_netns, needs_root, needs_tools
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "samples" / "sample.pcap"  # a small real capture (samples/README.md)
 DAEMON = [sys.executable, "-m", "traffic_capture"]
+# Python that prints, for each compiled step, which one runs: the packet log's line layout
+# (True: the C), then whether the Python twin runs for the record walk, the frame copy, the
+# CSV's rows and the classification. "True False False False False" where everything was
+# compiled; "False True True True True" with TRAFFIC_CAPTURE_PURE_PYTHON=1 or no compiler.
+STEPS_IN_USE = ("from traffic_capture.sinks import log_lines as l; "
+                "from traffic_capture.sources import record_walk as w; "
+                "from traffic_capture import frames as f; "
+                "from traffic_capture.sinks import csv_rows as c; "
+                "from traffic_capture import classify as k; "
+                "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is "
+                "f.python_gather, c.window_text is c.python_window_text, "
+                "k.classify_rows is k.python_classify_rows)")
 
 
 # Fixtures that bring their need with them: a test using one carries its markers without

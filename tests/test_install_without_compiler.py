@@ -16,7 +16,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from tests.conftest import REPO, SAMPLE, child_env
+from tests.conftest import REPO, SAMPLE, STEPS_IN_USE, child_env
 from tests.requirements import needs_module
 
 # What pip needs of the source tree to build the package (pyproject's readme is README.md).
@@ -27,17 +27,9 @@ EXTENSIONS = sorted(".".join(c.relative_to(REPO).with_suffix("").parts)
 # The sample's server (samples/README.md); samples/traffic.csv is what the daemon writes.
 SAMPLE_RUN = ["--read", str(SAMPLE), "--server-ip", "192.0.2.1", "--server-ip", "2001:db8::1",
               "--quiet"]
-# Which step runs (the packet log's line layout, the record walk, the frame copy, the CSV's
-# rows, the classification), and where every module of the package was imported from.
-SWITCHES = ("import sys; "
-            "from traffic_capture.sinks import log_lines as l; "
-            "from traffic_capture.sources import record_walk as w; "
-            "from traffic_capture import frames as f; "
-            "from traffic_capture.sinks import csv_rows as c; "
-            "from traffic_capture import classify as k; "
-            "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is f.python_gather, "
-            "c.window_text is c.python_window_text, "
-            "k.classify_rows is k.python_classify_rows); "
+# Which step runs (conftest.STEPS_IN_USE), and where every module of the package was imported
+# from.
+SWITCHES = (f"import sys; {STEPS_IN_USE}; "
             "[print(m.__file__) for n, m in sorted(sys.modules.items()) "
             "if n.split('.')[0] == 'traffic_capture']")
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests import packetlog_traffic as traffic
 from tests.conftest import (
+    STEPS_IN_USE,
     Daemon,
     child_env,
     fill_disk,
@@ -140,17 +141,9 @@ def test_without_the_compiled_steps_the_log_and_csv_are_byte_for_byte_the_same(
         outputs.append((log.read_bytes(), csv.read_bytes()))
     assert outputs[0][0].count(b"\n") > 20
     assert outputs[0] == outputs[1]
-    switch = ("from traffic_capture.sinks import log_lines as l; "
-              "from traffic_capture.sources import record_walk as w; "
-              "from traffic_capture import frames as f; "
-              "from traffic_capture.sinks import csv_rows as c; "
-              "from traffic_capture import classify as k; "
-              "print(l.USE_COMPILED, w.walk is w.python_walk, f._copy_frames is f.python_gather, "
-              "c.window_text is c.python_window_text, "
-              "k.classify_rows is k.python_classify_rows)")
     for pure, expected in (("0", "True False False False False"),
                            ("1", "False True True True True")):
-        said = subprocess.run([sys.executable, "-c", switch], capture_output=True, text=True,
+        said = subprocess.run([sys.executable, "-c", STEPS_IN_USE], capture_output=True, text=True,
                               env=child_env(TRAFFIC_CAPTURE_PURE_PYTHON=pure), check=True)
         assert said.stdout.split() == expected.split()
 
