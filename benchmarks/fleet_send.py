@@ -39,7 +39,8 @@ from tests.clickhouse_store import DATABASE, create_store  # noqa: E402
 from traffic_capture.fleet.connect import Credentials, parse_url  # noqa: E402
 from traffic_capture.servers import ServerSet  # noqa: E402
 from traffic_capture.sinks import OutputContext  # noqa: E402
-from traffic_capture.sinks.clickhouse import ClickHouseSettings, ClickHouseSink  # noqa: E402
+from traffic_capture.sinks.clickhouse_settings import ClickHouseSettings  # noqa: E402
+from traffic_capture.sinks.clickhouse_sink import ClickHouseSink  # noqa: E402
 from traffic_capture.windows import ClosedWindow, Sums  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "fleet_send"

@@ -15,8 +15,8 @@ from traffic_capture.errors import UsageError
 from traffic_capture.fleet.connect import Credentials, parse_url
 from traffic_capture.fleet.schema import expired_at_insert, keep_in_engine
 from traffic_capture.history.retention import Level
-from traffic_capture.sinks.clickhouse import batch_starts, csv_field, size_text
 from traffic_capture.sinks.clickhouse_link import batch_token
+from traffic_capture.sinks.clickhouse_sink import batch_starts, csv_field, size_text
 from traffic_capture.sinks.clickhouse_spool import (
     LOCK,
     REJECTED,

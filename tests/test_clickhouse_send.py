@@ -44,8 +44,8 @@ from tests.requirements import needs_module
 from traffic_capture.fleet.connect import Credentials, parse_url
 from traffic_capture.fleet.reader import ClickHouseReader
 from traffic_capture.queries import TimeRange
-from traffic_capture.sinks.clickhouse import HEADER, utc_text
 from traffic_capture.sinks.clickhouse_link import Store
+from traffic_capture.sinks.clickhouse_sink import HEADER, utc_text
 from traffic_capture.sinks.clickhouse_spool import BATCH_NAME, REJECTED, Spool
 
 NOW = int(time.time()) // 60 * 60

@@ -145,3 +145,23 @@ def test_help_loads_no_heavy_library() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
+
+# What only --clickhouse, --history, --view or --packet-log use: a run without them loads none
+# of it (each costs a run's start-up milliseconds: hashlib's OpenSSL, multiprocessing).
+OPTIONAL_PARTS = ("traffic_capture.sinks.clickhouse_sink", "traffic_capture.fleet.connect",
+                  "traffic_capture.history.store", "multiprocessing", "hashlib")
+
+
+def test_plain_run_loads_no_optional_output(tmp_path: Path) -> None:
+    """Reading a file into the CSV alone imports no other output's working parts, and leaves
+    the garbage collector on (start-up turns it off for a while)."""
+    code = ("import gc, sys; from traffic_capture.cli import main\n"
+            f"status = main(['--read', {str(SAMPLE)!r}, '--out', {str(tmp_path / 'out.csv')!r},"
+            " '--server-ip', '192.0.2.1', '--quiet'])\n"
+            f"print(status, gc.isenabled(), sorted(m for m in {OPTIONAL_PARTS!r}"
+            " if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=REPO, env=child_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0 True []"
+

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from traffic_capture.errors import PROG, UsageError
+from traffic_capture.fleet.credential_names import PASSWORD_CREDENTIAL, PASSWORD_ENV, USER_ENV
 from traffic_capture.fleet.schema import FleetError, check_database
 from traffic_capture.secrets import FROM_CREDENTIAL, FROM_ENVIRONMENT, FROM_FILE, find_secret
 
@@ -35,9 +36,6 @@ from traffic_capture.secrets import FROM_CREDENTIAL, FROM_ENVIRONMENT, FROM_FILE
 INSTALL = f"{sys.executable} -m pip install -e '.[clickhouse]' (in the project's folder)"
 INSTALL_CHDB = f"{sys.executable} -m pip install chdb (Linux only)"
 INIT_COMMAND = f"{PROG} clickhouse init URL"
-USER_ENV = "TRAFFIC_CLICKHOUSE_USER"
-PASSWORD_ENV = "TRAFFIC_CLICKHOUSE_PASSWORD"
-PASSWORD_CREDENTIAL = "clickhouse-password"  # systemd's LoadCredential= name (service-unit)
 DEFAULT_USER = "default"
 DEFAULT_PORTS = {"http": 8123, "https": 8443}
 URL_FORMS = "http://HOST:8123/DATABASE, https://HOST:8443/DATABASE or chdb://FOLDER/DATABASE"

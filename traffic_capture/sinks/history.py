@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from traffic_capture import argtypes
 from traffic_capture.errors import PROG, UsageError
 from traffic_capture.history.retention import DEFAULT_KEEP, Level, check_window, parse_keep
-from traffic_capture.history.store import HistoryError
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
 from traffic_capture.sinks import Notes, Output, OutputContext, Say, Sink
 
@@ -123,7 +122,7 @@ class HistorySink(Sink):
         """DuckDB installed, a folder that is (or can become) a history, and no other writer:
         before anything is created."""
         from traffic_capture.history import duck
-        from traffic_capture.history.store import check_folder
+        from traffic_capture.history.store import HistoryError, check_folder
 
         duck.duckdb()
         if self.path.exists():

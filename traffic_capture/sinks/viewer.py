@@ -15,8 +15,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
-import multiprocessing
-import multiprocessing.queues
 import os
 import queue
 import sys
@@ -48,15 +46,6 @@ def check_display() -> None:
                                                  or os.environ.get("WAYLAND_DISPLAY")):
         raise UsageError("--view needs a desktop session (no $DISPLAY); use --packet-log and "
                          "'traffic-capture view --log PATH' where there is one")
-
-
-class _QuietQueue(multiprocessing.queues.Queue):  # type: ignore[type-arg]
-    """A queue whose feeder thread says nothing when the window is gone (closed by the user):
-    the capture goes on without it."""
-
-    @staticmethod
-    def _on_queue_feeder_error(e: Exception, obj: object) -> None:
-        return None
 
 
 class ViewerOutput(Output[bool]):
@@ -122,10 +111,13 @@ class ViewerSink(Sink):
                         "behind); the CSV and the log have them")]
 
     def open(self) -> None:
+        import multiprocessing
+
+        from traffic_capture.sinks.viewer_queue import QuietQueue
         from traffic_capture.viewer.process import run_fed
 
         context = multiprocessing.get_context("spawn")  # no fork of a capturing process
-        self._messages = _QuietQueue(QUEUE_MESSAGES, ctx=context)
+        self._messages = QuietQueue(QUEUE_MESSAGES, ctx=context)
         self._process = context.Process(target=run_fed, name="traffic-capture-view",
                                         args=(self._messages, self.window_seconds),
                                         daemon=True)
