@@ -3,14 +3,21 @@ on any bytes."""
 
 from __future__ import annotations
 
+import gzip
+import os
 import struct
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.requirements import missing
-from traffic_capture.sources import record_walk
+from traffic_capture.sources import chunks, classic_pcap, record_walk
+from traffic_capture.sources.capture_file import CaptureFile
 
 
 def test_the_compiled_walk_was_built() -> None:
@@ -194,3 +201,93 @@ def test_compiled_and_python_header_decodes_agree(records: list[tuple], big_endi
     usable, bad = results[0][0]
     assert usable == next((i for i, r in enumerate(records) if r[2] > 262_144), len(records))
     assert bad == sum(1 for r in records[:usable] if r[1] >= 10**9 // scale)
+
+
+def read_walk_results(read_walk: Any, capture: tuple[bytes, bool], start: int, want: int,
+                      piece: int, capacity: int, width: int, table_rows: int
+                      ) -> tuple[tuple[int, int, int], list[int], bytes, bytes]:
+    """read_walk over a real file holding the capture's bytes from `start` on, into a buffer
+    that holds its first `start` bytes already (as a chunk holds the records it carried)."""
+    contents, big_endian = capture
+    data = np.full(start + want + 7, 0x55, dtype=np.uint8)
+    data[:start] = np.frombuffer(contents[:start].ljust(start, b"\0"), dtype=np.uint8)
+    offsets = np.full(capacity, -1, dtype=np.int64)
+    table = np.full((table_rows, width), 0xAA, dtype=np.uint8)
+    with tempfile.TemporaryFile() as file:
+        file.write(contents[start:])
+        file.flush()
+        os.lseek(file.fileno(), 0, os.SEEK_SET)
+        found = read_walk(file.fileno(), data, start, want, 0, offsets, big_endian, table, width,
+                          piece)
+    return found, offsets[:found[1]].tolist(), table.tobytes(), data.tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(capture_bytes(), st.integers(0, 40), st.integers(0, 12_000), st.integers(1, 700),
+       st.integers(0, 40), st.integers(0, 130), st.integers(0, 40))
+def test_compiled_and_python_read_walks_agree_and_find_what_a_walk_after_reading_finds(
+        capture: tuple[bytes, bool], start: int, want: int, piece: int, capacity: int,
+        width: int, table_rows: int) -> None:
+    """read_walk (a file read in pieces, the records walked after each) and its twin: the same
+    bytes read, records, offsets, table and buffer; and the same records as walk() over the
+    buffer once it is read (the carried prefix is the file's own first bytes)."""
+    if record_walk.compiled_read_walk is None:
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
+    results = [read_walk_results(read_walk, capture, start, want, piece, capacity, width,
+                                 table_rows)
+               for read_walk in (record_walk.compiled_read_walk, record_walk.python_read_walk)]
+    assert results[0] == results[1]
+    (got, count, following), offsets, _, data = results[0]
+    assert got == min(want, max(len(capture[0]) - start, 0))
+    walked = np.full(capacity, -1, dtype=np.int64)
+    rows = np.zeros((table_rows, width), dtype=np.uint8)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    once = record_walk.compiled_walk(buffer, 0, start + got, walked, capture[1], rows, width)
+    assert (count, following) == once
+    assert offsets == walked[:count].tolist()
+
+
+@pytest.mark.parametrize("read_walk", ["compiled_read_walk", "python_read_walk"])
+def test_a_read_error_is_an_os_error(read_walk: str, tmp_path: Path) -> None:
+    """A file that cannot be read (here, opened for writing only) raises OSError, as
+    readinto does."""
+    walker = getattr(record_walk, read_walk)
+    if walker is None:
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
+    descriptor = os.open(tmp_path / "capture.pcap", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError):
+            walker(descriptor, np.zeros(64, dtype=np.uint8), 0, 64, 0,
+                   np.zeros(4, dtype=np.int64), False, np.zeros((4, 32), dtype=np.uint8), 32,
+                   16)
+    finally:
+        os.close(descriptor)
+
+
+# Frame sizes of the file below: mostly small, so that a chunk holds more records than its
+# table's rows (CHUNK_BYTES // 64), now and then one that spans pieces and chunks.
+SIZES, SHARES = [14, 20, 40, 60, 1500], [0.245, 0.245, 0.245, 0.245, 0.02]
+
+
+@pytest.mark.parametrize("chunk, piece", [(777, 100), (4096, 1000), (65536, 256 * 1024)])
+def test_a_file_walked_as_it_is_read_gives_the_records_of_its_gzip_copy(
+        chunk: int, piece: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain pcap is walked while its chunks are read (read_walk); a gzip one is read, then
+    walked: the same records, across chunks, pieces, and chunks whose table fills before the
+    chunk ends (small frames: the records after it are carried, also at the file's end)."""
+    rng = np.random.default_rng(7)
+    parts = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for number in range(3000):
+        frame = rng.integers(0, 256, int(rng.choice(SIZES, p=SHARES))).astype(
+            np.uint8).tobytes()
+        parts.append(struct.pack("<IIII", 1_700_000_000 + number, number, len(frame),
+                                 len(frame)) + frame)
+    plain = tmp_path / "capture.pcap"
+    plain.write_bytes(b"".join(parts))
+    packed = tmp_path / "capture.pcap.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(classic_pcap, "READ_PIECE", piece)
+    walked_while_read = list(CaptureFile(plain).records())
+    assert len(walked_while_read) == 3000
+    assert walked_while_read == list(CaptureFile(packed).records())

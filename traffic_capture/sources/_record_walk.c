@@ -13,11 +13,19 @@
  * lengths do not add up, and leaves that block to the Python reader.
  * walk_ring: the packets of the Linux capture ring's blocks the kernel handed over.
  * decode_pcap: the classic pcap record headers a walk copied into its table -> each frame's
- * start, lengths and time. */
+ * start, lengths and time.
+ * read_walk: a file's next bytes read in pieces, the pcap records walked after each piece. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _WIN32
+#include <io.h>
+#else
+#include <unistd.h>
+#endif
 
 static uint32_t word_at(const unsigned char *field, int big_endian)
 {
@@ -106,6 +114,79 @@ static PyObject *walk(PyObject *self, PyObject *args)
 static PyObject *walk_pcapng(PyObject *self, PyObject *args)
 {
     return walk_with(args, pcapng_packet_block);
+}
+
+/* read_walk: walks the pcap records from `at` in data[:start] (a chunk's carried records),
+ * then reads the file's next bytes into data[start, start + want) in reads of `piece` bytes,
+ * walking on after each read while the piece is still in the CPU's cache (walked after a
+ * whole chunk's read, the chunk's first pieces are back in main memory). Stops at the file's
+ * end. The walk is walk()'s, so that rows are zeros past what was read when their record was
+ * taken. On a read error, OSError with its errno. */
+static Py_ssize_t read_some(int fd, unsigned char *into, Py_ssize_t size)
+{
+#ifdef _WIN32
+    return (Py_ssize_t)_read(fd, into, (unsigned int)(size > INT_MAX ? INT_MAX : size));
+#else
+    return (Py_ssize_t)read(fd, into, (size_t)size);
+#endif
+}
+
+static PyObject *read_walk(PyObject *self, PyObject *args)
+{
+    Py_buffer data, out, rows_out;
+    int fd, big_endian;
+    Py_ssize_t start, want, at, width, piece;
+    if (!PyArg_ParseTuple(args, "iw*nnnw*pw*nn", &fd, &data, &start, &want, &at, &out,
+                          &big_endian, &rows_out, &width, &piece))
+        return NULL;
+    if (start < 0 || want < 0 || start > data.len || want > data.len - start || piece < 1
+        || width < 0 || at < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&rows_out);
+        PyErr_SetString(PyExc_ValueError, "read_walk: start, want, at, width or piece out of range");
+        return NULL;
+    }
+    unsigned char *bytes = (unsigned char *)data.buf;
+    int64_t *offsets = (int64_t *)out.buf;
+    unsigned char *rows = (unsigned char *)rows_out.buf;
+    Py_ssize_t capacity = out.len / (Py_ssize_t)sizeof(int64_t), count = 0, got = 0;
+    if (width && rows_out.len / width < capacity)
+        capacity = rows_out.len / width;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {  /* walk what is there (first, what `start` holds already), then read more */
+        Py_ssize_t end = start + got;
+        while (count < capacity) {
+            Py_ssize_t length = pcap_record(bytes, at, end, big_endian);
+            if (length < 0)
+                break;
+            if (width)
+                copy_row(rows + count * width, bytes, at, end, width);
+            offsets[count++] = at;
+            at += length;
+        }
+        if (got >= want)
+            break;
+        Py_ssize_t ask = want - got < piece ? want - got : piece;
+        Py_ssize_t n = read_some(fd, bytes + end, ask);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            failed = errno;
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&rows_out);
+    if (failed) {
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return Py_BuildValue("nnn", got, count, at);
 }
 
 /* walk_ring: the packets of a Linux TPACKET_V3 receive ring's blocks that the kernel has handed
@@ -270,6 +351,10 @@ static PyMethodDef methods[] = {
      "decode_pcap(rows, count, width, big_endian, scale, fraction_limit, max_captured, "
      "offsets, starts_out, captured_out, wire_out, ts_out) -> (usable, bad_timestamps): the "
      "pcap record headers of a walk's table, decoded (see classic_pcap.walked_records)."},
+    {"read_walk", read_walk, METH_VARARGS,
+     "read_walk(fd, data, start, want, at, offsets_out, big_endian, rows_out, width, piece) -> "
+     "(got, count, at): reads up to `want` bytes into data[start:] in reads of `piece` bytes, "
+     "walking the pcap records from `at` (as walk) after each."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,7 +24,7 @@ from traffic_capture.frames import Batch, Record
 from traffic_capture.linktypes import LINK_TYPES, link_type_name, supported_names
 from traffic_capture.sources import merge
 from traffic_capture.sources.chunks import ChunkReader
-from traffic_capture.sources.classic_pcap import PCAP_ROW, pcap_batches
+from traffic_capture.sources.classic_pcap import PCAP_ROW, pcap_batches, read_walker
 from traffic_capture.sources.file_format import (
     PCAP_HEADER_BYTES,
     decompressed_head,
@@ -169,7 +169,7 @@ class CaptureFile:
             return
         assert self._pcap is not None
         self._chunks = chunks = ChunkReader(self._open, self.compressed, PCAP_HEADER_BYTES,
-                                            PCAP_ROW, slots)
+                                            PCAP_ROW, slots, read_walker(self._pcap))
         yield from pcap_batches(self._pcap, chunks)
 
 

@@ -7,6 +7,8 @@ import contextlib
 import gzip
 import io
 import mmap
+import os
+import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -53,6 +55,15 @@ class Slot:
     data: np.ndarray  # uint8: the chunk
     offsets: np.ndarray  # int64: where each walked record starts
     table: np.ndarray  # uint8 (records, row width): each record's first bytes
+    # (records walked, where the first record not walked begins), when the chunk was walked
+    # while it was read; else None, and the format's reader walks it.
+    walked: tuple[int, int] | None = None
+
+
+# A walk done while reading (classic_pcap.read_walker): (file descriptor, slot, where the new
+# bytes go, how many to read) -> (bytes read, records walked from the slot's start, where the
+# first record not walked begins).
+ReadWalk = Callable[[int, Slot, int, int], tuple[int, int, int]]
 
 
 class ChunkReader:
@@ -68,8 +79,9 @@ class ChunkReader:
 
     def __init__(self, opener: Callable[[], io.BufferedIOBase | io.RawIOBase], compressed: bool,
                  start: int, row_width: int,
-                 slots: int) -> None:
+                 slots: int, read_walk: ReadWalk | None = None) -> None:
         self.opener, self.compressed, self.start = opener, compressed, start
+        self.read_walk = read_walk  # used for a plain file (not compressed, not a stream)
         size = MAX_RECORD_BYTES + CHUNK_BYTES
         # Records a walk takes at most: a chunk of smaller records takes several walks. (Not
         # sized for 16-byte records: Windows charges the whole table to its commit limit.)
@@ -96,6 +108,20 @@ class ChunkReader:
         with contextlib.suppress(OSError, ValueError, AttributeError):  # closed: at the end
             self._raw_position = int(self._raw.tell())
         return self._raw_position
+
+    def _walkable(self, capture: io.BufferedIOBase | io.RawIOBase) -> int | None:
+        """The descriptor of a plain file read_walk reads, placed after the skipped header
+        (the buffered reader that skipped it may have read further); None: not such a file."""
+        if self.read_walk is None or self.compressed:
+            return None
+        try:
+            descriptor = capture.fileno()
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return None
+            os.lseek(descriptor, self.start, os.SEEK_SET)
+        except (OSError, ValueError):  # io.UnsupportedOperation is both
+            return None
+        return descriptor
 
     def _fill(self, capture: io.BufferedIOBase | io.RawIOBase, view: memoryview) -> int:
         """Bytes read into `view`. A compressed file is read in pieces, so that when it turns
@@ -136,16 +162,23 @@ class ChunkReader:
         with self.opener() as capture:
             self._raw = getattr(capture, "fileobj", None)
             capture.read(self.start)  # skip the file header (seek is slow on gzip)
+            descriptor = self._walkable(capture)
             while True:
                 slot = self.slots[number]
+                slot.walked = None
                 if kept:
                     slot.data[:kept] = previous  # the unfinished records of the last walk
                 # The first chunk is small: merging many files, those whose turn has not come
                 # yet hold no more than that.
                 want, first = (FIRST_CHUNK_BYTES if first else CHUNK_BYTES), False
                 want = min(want, len(slot.data) - kept)  # 0: one record fills the buffer
-                got = 0 if ended or not want else self._fill(
-                    capture, self._view(slot)[kept:kept + want])
+                if ended or not want:
+                    got = 0
+                elif descriptor is not None and self.read_walk is not None:
+                    got, *walked = self.read_walk(descriptor, slot, kept, want)
+                    slot.walked = (walked[0], walked[1])
+                else:
+                    got = self._fill(capture, self._view(slot)[kept:kept + want])
                 ended = ended or (want > 0 and got == 0)
                 end = kept + got
                 if not end:

@@ -7,6 +7,7 @@ loops in Python, for machines without a C compiler. tests/test_record_walk.py ch
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -148,6 +149,34 @@ def python_decode_pcap(rows: np.ndarray, count: int, width: int, big_endian: boo
 python_walk = _walker(_pcap_record)
 python_walk_pcapng = _walker(_pcapng_packet_block)
 
+
+def python_read_walk(fd: int, data: np.ndarray, start: int, want: int, at: int,
+                     offsets: np.ndarray, big_endian: bool, rows: np.ndarray, width: int,
+                     piece: int) -> tuple[int, int, int]:
+    """The pcap records from `at` walked (as walk) in data[:start] (uint8), then up to `want`
+    bytes of the file `fd` read into data[start:], `piece` bytes at a time, walked on after
+    each read while the piece is in the CPU's cache: (bytes read, records walked, where the
+    next record begins). Fewer bytes only at the file's end."""
+    if not (0 <= start <= len(data) and 0 <= want <= len(data) - start and piece >= 1
+            and width >= 0 and at >= 0):
+        raise ValueError("read_walk: start, want, at, width or piece out of range")
+    capacity = min(len(offsets), rows.size // width) if width > 0 else len(offsets)
+    flat = rows.reshape(-1)
+    got = count = 0
+    while True:  # walk what is there (first, what `start` holds already), then read more
+        if count < capacity:
+            found, at = python_walk(data, at, start + got, offsets[count:capacity], big_endian,
+                                    flat[count * width:], width)
+            count += found
+        if got >= want:
+            break
+        read = os.read(fd, min(piece, want - got))
+        if not read:
+            break
+        data[start + got:start + got + len(read)] = np.frombuffer(read, dtype=np.uint8)
+        got += len(read)
+    return got, count, at
+
 try:
     from traffic_capture.sources._record_walk import walk as compiled_walk
     from traffic_capture.sources._record_walk import walk_pcapng as compiled_walk_pcapng
@@ -161,9 +190,14 @@ try:  # the same
     from traffic_capture.sources._record_walk import decode_pcap as compiled_decode_pcap
 except ImportError:
     compiled_decode_pcap = None
+try:  # the same
+    from traffic_capture.sources._record_walk import read_walk as compiled_read_walk
+except ImportError:
+    compiled_read_walk = None
 
 walk = compiled_or(compiled_walk, python_walk)
 walk_pcapng = compiled_or(compiled_walk_pcapng, python_walk_pcapng)
 walk_ring = compiled_or(compiled_walk_ring, python_walk_ring)
 decode_pcap = compiled_or(compiled_decode_pcap, python_decode_pcap)
+read_walk = compiled_or(compiled_read_walk, python_read_walk)
 COMPILED = compiled_walk is not None
