@@ -248,10 +248,9 @@ def _merged(parts: list[Sums]) -> Sums:
     sorted_keys = keys[order]
     new = np.ones(len(keys), dtype=bool)
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new[1:])
-    row = np.empty(len(keys), dtype=np.int64)  # each element's row in the result
-    row[order] = np.cumsum(new) - 1
-    counts = np.zeros((int(new.sum()), _CLASS_COUNT), dtype=np.int64)
-    np.add.at(counts, row, np.concatenate([part.counts for part in parts]))
+    # Each row's counts: the sum of its run in key order (a tenth of np.add.at's time).
+    counts = np.add.reduceat(np.concatenate([part.counts for part in parts])[order],
+                             np.flatnonzero(new), axis=0)
     first = order[new]
     return Sums(is6[first], hi[first], lo[first], inbound[first], counts)
 
