@@ -28,8 +28,13 @@ PCAP_ROW = 16 + HEADER_BYTES
 READ_PIECE = 256 * 1024
 
 
-def read_walker(header: ClassicPcap) -> ReadWalk:
-    """The walk of this file's records done as its chunks are read (ChunkReader.read_walk)."""
+def read_walker(header: ClassicPcap) -> ReadWalk | None:
+    """The walk of this file's records done as its chunks are read (ChunkReader.read_walk);
+    None without the compiled step: in Python the many small reads and walks cost more than
+    the cache saves (2.1 s against 2.0 s a million packets), so a chunk is read, then walked,
+    which finds the same records (tests/test_record_walk.py)."""
+    if record_walk.read_walk is record_walk.python_read_walk:
+        return None
     big_endian = header.endian == ">"
 
     def read_walk(descriptor: int, slot: Slot, start: int, want: int) -> tuple[int, int, int]:
