@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.requirements import missing
-from traffic_capture.sources import chunks, classic_pcap, record_walk
+from traffic_capture.sources import capture_file, chunks, classic_pcap, record_walk
 from traffic_capture.sources.capture_file import CaptureFile
 
 
@@ -239,6 +239,9 @@ def test_compiled_and_python_read_walks_agree_and_find_what_a_walk_after_reading
     assert results[0] == results[1]
     (got, count, following), offsets, _, data = results[0]
     assert got == min(want, max(len(capture[0]) - start, 0))
+    # Only the records: a row's bytes past its record are zeros where the read had stopped
+    # when it was taken, so the tables of the two ways may differ there (the parse reads a
+    # row only as far as its frame's captured length).
     walked = np.full(capacity, -1, dtype=np.int64)
     rows = np.zeros((table_rows, width), dtype=np.uint8)
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -286,8 +289,39 @@ def test_a_file_walked_as_it_is_read_gives_the_records_of_its_gzip_copy(
     plain.write_bytes(b"".join(parts))
     packed = tmp_path / "capture.pcap.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
+    if record_walk.compiled_read_walk is None:
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
     monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk)
     monkeypatch.setattr(classic_pcap, "READ_PIECE", piece)
+    reads = []
+    walker = capture_file.read_walker
+
+    def counted(header: Any) -> Any:
+        read_walk = walker(header)
+
+        def counting(*arguments: Any) -> Any:
+            reads.append(arguments[3])
+            return read_walk(*arguments)
+        return counting
+    monkeypatch.setattr(capture_file, "read_walker", counted)
     walked_while_read = list(CaptureFile(plain).records())
+    assert reads and sum(reads) >= plain.stat().st_size - 24  # the whole file went that way
     assert len(walked_while_read) == 3000
     assert walked_while_read == list(CaptureFile(packed).records())
+
+
+@pytest.mark.parametrize("name", ["walk", "walk_pcapng"])
+def test_a_far_start_or_a_huge_claimed_length_is_no_record(name: str) -> None:
+    """A start past the buffer (up to the largest index) and lengths near 2^32 take no record
+    and read nothing outside the buffer (the C compares them with what is left)."""
+    compiled = getattr(record_walk, f"compiled_{name}")
+    if compiled is None:
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
+    data = np.zeros(4096, dtype=np.uint8)
+    data[:64].view("<u4")[:] = 0xFFFFFFF0  # every length field of the first record: huge
+    data[:4].view("<u4")[:] = 6  # a packet block's type, for the pcapng walk
+    offsets = np.zeros(8, dtype=np.int64)
+    table = np.zeros((8, 32), dtype=np.uint8)
+    for walk in (compiled, getattr(record_walk, f"python_{name}")):
+        for at in (0, 4096, 2**63 - 8):
+            assert walk(data, at, len(data), offsets, False, table, 32) == (0, at)

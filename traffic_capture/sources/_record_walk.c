@@ -23,6 +23,7 @@
 #include <string.h>
 #ifdef _WIN32
 #include <io.h>
+#include <stdlib.h>
 #else
 #include <unistd.h>
 #endif
@@ -50,25 +51,30 @@ static void copy_row(unsigned char *row, const unsigned char *bytes, Py_ssize_t 
 typedef Py_ssize_t (*record_length)(const unsigned char *bytes, Py_ssize_t at, Py_ssize_t end,
                                     int big_endian);
 
+/* Both compare lengths with what is left (end - at), never add them to `at`: a damaged length
+ * (up to 2^32 - 1) or a far `at` cannot overflow, on 32-bit builds either. */
 static Py_ssize_t pcap_record(const unsigned char *bytes, Py_ssize_t at, Py_ssize_t end,
                               int big_endian)
 {
-    if (at + 16 > end)
+    if (at < 0 || at > end || end - at < 16)
         return -1;
-    Py_ssize_t length = 16 + (Py_ssize_t)word_at(bytes + at + 8, big_endian);
-    return at + length <= end ? length : -1;
+    uint32_t captured = word_at(bytes + at + 8, big_endian);
+    if ((size_t)captured > (size_t)(end - at - 16))
+        return -1;
+    return 16 + (Py_ssize_t)captured;
 }
 
 static Py_ssize_t pcapng_packet_block(const unsigned char *bytes, Py_ssize_t at, Py_ssize_t end,
                                       int big_endian)
 {
-    if (at + 32 > end || word_at(bytes + at, big_endian) != 6)
+    if (at < 0 || at > end || end - at < 32 || word_at(bytes + at, big_endian) != 6)
         return -1;
-    Py_ssize_t length = (Py_ssize_t)word_at(bytes + at + 4, big_endian);
-    Py_ssize_t captured = (Py_ssize_t)word_at(bytes + at + 20, big_endian);
-    if (length < 32 || length % 4 || at + length > end || 28 + captured > length - 4)
+    uint32_t length = word_at(bytes + at + 4, big_endian);
+    uint32_t captured = word_at(bytes + at + 20, big_endian);
+    if (length < 32 || length % 4 || (size_t)length > (size_t)(end - at)
+        || (size_t)captured + 28 > (size_t)length - 4)
         return -1;
-    return length;
+    return (Py_ssize_t)length;
 }
 
 static PyObject *walk_with(PyObject *args, record_length length_of)
@@ -122,10 +128,23 @@ static PyObject *walk_pcapng(PyObject *self, PyObject *args)
  * whole chunk's read, the chunk's first pieces are back in main memory). Stops at the file's
  * end. The walk is walk()'s, so that rows are zeros past what was read when their record was
  * taken. On a read error, OSError with its errno. */
+#ifdef _WIN32
+/* The C runtime ends the process on a bad descriptor unless told otherwise (CPython's os.read
+ * does the same): the error is then EBADF, raised as OSError. */
+static void ignore_invalid_parameter(const wchar_t *expression, const wchar_t *function,
+                                     const wchar_t *file, unsigned int line, uintptr_t reserved)
+{
+}
+#endif
+
 static Py_ssize_t read_some(int fd, unsigned char *into, Py_ssize_t size)
 {
 #ifdef _WIN32
-    return (Py_ssize_t)_read(fd, into, (unsigned int)(size > INT_MAX ? INT_MAX : size));
+    _invalid_parameter_handler before =
+        _set_thread_local_invalid_parameter_handler(ignore_invalid_parameter);
+    int n = _read(fd, into, (unsigned int)(size > INT_MAX ? INT_MAX : size));
+    _set_thread_local_invalid_parameter_handler(before);
+    return (Py_ssize_t)n;
 #else
     return (Py_ssize_t)read(fd, into, (size_t)size);
 #endif
@@ -170,7 +189,7 @@ static PyObject *read_walk(PyObject *self, PyObject *args)
             break;
         Py_ssize_t ask = want - got < piece ? want - got : piece;
         Py_ssize_t n = read_some(fd, bytes + end, ask);
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && errno == EINTR)  /* a signal: its handler runs when this returns */
             continue;
         if (n < 0)
             failed = errno;
