@@ -5,6 +5,7 @@ wire lengths known or not."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +88,19 @@ def test_rows_too_narrow_for_the_link_type_are_refused_not_read_past() -> None:
         assert "too narrow" in str(error)
     else:
         raise AssertionError("a 40-byte row was parsed as if it held 96")
+
+
+@pytest.mark.parametrize("parse_rows", ["compiled_parse_rows", "python_parse_rows"])
+def test_an_empty_raw_ip_frame_is_not_ip_whatever_bytes_follow_it(parse_rows: str) -> None:
+    """A frame of 0 captured bytes on a link without a link header (raw IP) is not IP, as the
+    packet-by-packet parse says (ip_offset): its row's bytes are whatever followed it in the
+    chunk, or zeros, and must not make it a malformed IP packet."""
+    parse_function = getattr(parse, parse_rows)
+    if parse_function is None:
+        missing("no compiled parse on this machine (a C compiler, then pip install -e .)")
+    table = np.zeros((2, HEADER_BYTES), dtype=np.uint8)
+    table[:, 0] = 0x45  # what an IPv4 packet after it would start with
+    lengths = np.array([0, 0], dtype=np.int64)
+    out = outputs(2)
+    assert parse_function(table, HEADER_BYTES, 0, 0, -1, lengths, lengths, True, 0, *out) == 0
+    assert not out[0].any()  # is_ip

@@ -75,8 +75,8 @@ static PyObject *parse_rows(PyObject *self, PyObject *args)
             const unsigned char *h = table + i * width + base, *header = h + ip;
             int64_t length = lengths[i];
             int link_ok, scalar = 0;
-            if (ethertype_at < 0) {
-                link_ok = ip ? length > ip : 1;
+            if (ethertype_at < 0) {  /* IP just after the link header, if any was captured */
+                link_ok = length > ip;
             } else {
                 int64_t ethertype = be16(h + ethertype_at);
                 scalar = is_vlan_tag(ethertype) && length >= ip;

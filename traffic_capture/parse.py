@@ -240,8 +240,8 @@ def link_layer(ip: int, ethertype_at: int | None, h: np.ndarray, lengths: np.nda
     whether it is left to the frame-by-frame parser (VLAN tags)."""
     n = len(lengths)
     scalar = np.zeros(n, dtype=bool)
-    if ethertype_at is None:
-        return (lengths > ip if ip else np.ones(n, dtype=bool)), scalar
+    if ethertype_at is None:  # IP right after the link header, if a byte of it was captured
+        return lengths > ip, scalar
     ethertype = (h[:, ethertype_at].astype(np.int64) << 8) | h[:, ethertype_at + 1]
     for tag in ETHERTYPE_VLAN_TAGS:
         scalar |= ethertype == tag
