@@ -111,7 +111,8 @@ class ChunkReader:
 
     def _walkable(self, capture: io.BufferedIOBase | io.RawIOBase) -> int | None:
         """The descriptor of a plain file read_walk reads, placed after the skipped header
-        (the buffered reader that skipped it may have read further); None: not such a file."""
+        (open_bytes opens it unbuffered, so it is there already: the seek only makes sure);
+        None: not such a file (compressed, a pipe, standard input)."""
         if self.read_walk is None or self.compressed:
             return None
         try:
