@@ -77,6 +77,25 @@ static Py_ssize_t pcapng_packet_block(const unsigned char *bytes, Py_ssize_t at,
     return (Py_ssize_t)length;
 }
 
+/* The records from `at` that lie whole before `end`, appended to offsets (and rows) from
+ * *count while it is under capacity: where the first record not taken begins. */
+static Py_ssize_t walk_span(const unsigned char *bytes, Py_ssize_t at, Py_ssize_t end,
+                            int big_endian, record_length length_of, int64_t *offsets,
+                            unsigned char *rows, Py_ssize_t width, Py_ssize_t capacity,
+                            Py_ssize_t *count)
+{
+    while (*count < capacity && at >= 0) {
+        Py_ssize_t length = length_of(bytes, at, end, big_endian);
+        if (length < 0)
+            break;
+        if (width)
+            copy_row(rows + *count * width, bytes, at, end, width);
+        offsets[(*count)++] = at;
+        at += length;
+    }
+    return at;
+}
+
 static PyObject *walk_with(PyObject *args, record_length length_of)
 {
     Py_buffer data, out, rows_out;
@@ -96,15 +115,8 @@ static PyObject *walk_with(PyObject *args, record_length length_of)
     if (width && rows_out.len / width < capacity)
         capacity = rows_out.len / width;
     Py_BEGIN_ALLOW_THREADS
-    while (count < capacity && at >= 0) {
-        Py_ssize_t length = length_of(bytes, at, end, big_endian);
-        if (length < 0)
-            break;
-        if (width)
-            copy_row(rows + count * width, bytes, at, end, width);
-        offsets[count++] = at;
-        at += length;
-    }
+    at = walk_span(bytes, at, end, big_endian, length_of, offsets, rows, width, capacity,
+                   &count);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);
     PyBuffer_Release(&out);
@@ -176,15 +188,8 @@ static PyObject *read_walk(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     for (;;) {  /* walk what is there (first, what `start` holds already), then read more */
         Py_ssize_t end = start + got;
-        while (count < capacity) {
-            Py_ssize_t length = pcap_record(bytes, at, end, big_endian);
-            if (length < 0)
-                break;
-            if (width)
-                copy_row(rows + count * width, bytes, at, end, width);
-            offsets[count++] = at;
-            at += length;
-        }
+        at = walk_span(bytes, at, end, big_endian, pcap_record, offsets, rows, width, capacity,
+                       &count);
         if (got >= want)
             break;
         Py_ssize_t ask = want - got < piece ? want - got : piece;
