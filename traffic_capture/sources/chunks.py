@@ -176,8 +176,8 @@ class ChunkReader:
                 if ended or not want:
                     got = 0
                 elif descriptor is not None and self.read_walk is not None:
-                    got, records, following = self.read_walk(descriptor, slot, kept, want)
-                    slot.walked = (records, following)
+                    got, records, next_record = self.read_walk(descriptor, slot, kept, want)
+                    slot.walked = (records, next_record)
                 else:
                     got = self._fill(capture, self._view(slot)[kept:kept + want])
                 ended = ended or (want > 0 and got == 0)
