@@ -168,8 +168,11 @@ class CaptureFile:
             yield from pcapng_batches(chunks)
             return
         assert self._pcap is not None
+        # A plain file is walked as it is read; a stream or a gzip file is read, then walked.
+        plain = not self.compressed and not self.is_stream
         self._chunks = chunks = ChunkReader(self._open, self.compressed, PCAP_HEADER_BYTES,
-                                            PCAP_ROW, slots, read_walker(self._pcap))
+                                            PCAP_ROW, slots,
+                                            read_walker(self._pcap) if plain else None)
         yield from pcap_batches(self._pcap, chunks)
 
 

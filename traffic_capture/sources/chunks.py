@@ -8,7 +8,6 @@ import gzip
 import io
 import mmap
 import os
-import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -81,7 +80,7 @@ class ChunkReader:
                  start: int, row_width: int,
                  slots: int, read_walk: ReadWalk | None = None) -> None:
         self.opener, self.compressed, self.start = opener, compressed, start
-        self.read_walk = read_walk  # used for a plain file (not compressed, not a stream)
+        self.read_walk = read_walk  # given for a plain file only (not compressed, not a stream)
         size = MAX_RECORD_BYTES + CHUNK_BYTES
         # Records a walk takes at most: a chunk of smaller records takes several walks. (Not
         # sized for 16-byte records: Windows charges the whole table to its commit limit.)
@@ -110,15 +109,13 @@ class ChunkReader:
         return self._raw_position
 
     def _walkable(self, capture: io.BufferedIOBase | io.RawIOBase) -> int | None:
-        """The descriptor of a plain file read_walk reads, placed after the skipped header
-        (open_bytes opens it unbuffered, so it is there already: the seek only makes sure);
-        None: not such a file (compressed, a pipe, standard input)."""
-        if self.read_walk is None or self.compressed:
+        """The descriptor read_walk reads, placed after the skipped header (open_bytes opens
+        the file unbuffered, so it is there already: the seek only makes sure); None without
+        read_walk, or when the file cannot be read that way after all."""
+        if self.read_walk is None:
             return None
         try:
             descriptor = capture.fileno()
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                return None
             os.lseek(descriptor, self.start, os.SEEK_SET)
         except (OSError, ValueError):  # io.UnsupportedOperation is both
             return None
