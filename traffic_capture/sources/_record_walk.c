@@ -96,6 +96,16 @@ static Py_ssize_t walk_span(const unsigned char *bytes, Py_ssize_t at, Py_ssize_
     return at;
 }
 
+/* How many records a walk may take: as many as both outputs hold. */
+static Py_ssize_t walk_capacity(const Py_buffer *offsets_out, const Py_buffer *rows_out,
+                                Py_ssize_t width)
+{
+    Py_ssize_t capacity = offsets_out->len / (Py_ssize_t)sizeof(int64_t);
+    if (width && rows_out->len / width < capacity)
+        capacity = rows_out->len / width;
+    return capacity;
+}
+
 static PyObject *walk_with(PyObject *args, record_length length_of)
 {
     Py_buffer data, out, rows_out;
@@ -111,9 +121,7 @@ static PyObject *walk_with(PyObject *args, record_length length_of)
     const unsigned char *bytes = (const unsigned char *)data.buf;
     int64_t *offsets = (int64_t *)out.buf;
     unsigned char *rows = (unsigned char *)rows_out.buf;
-    Py_ssize_t capacity = out.len / (Py_ssize_t)sizeof(int64_t), count = 0;
-    if (width && rows_out.len / width < capacity)
-        capacity = rows_out.len / width;
+    Py_ssize_t capacity = walk_capacity(&out, &rows_out, width), count = 0;
     Py_BEGIN_ALLOW_THREADS
     at = walk_span(bytes, at, end, big_endian, length_of, offsets, rows, width, capacity,
                    &count);
@@ -134,12 +142,6 @@ static PyObject *walk_pcapng(PyObject *self, PyObject *args)
     return walk_with(args, pcapng_packet_block);
 }
 
-/* read_walk: walks the pcap records from `at` in data[:start] (a chunk's carried records),
- * then reads the file's next bytes into data[start, start + want) in reads of `piece` bytes,
- * walking on after each read while the piece is still in the CPU's cache (walked after a
- * whole chunk's read, the chunk's first pieces are back in main memory). Stops at the file's
- * end. The walk is walk()'s, so that rows are zeros past what was read when their record was
- * taken. On a read error, OSError with its errno. */
 #ifdef _WIN32
 /* The C runtime ends the process on a bad descriptor unless told otherwise (CPython's os.read
  * does the same): the error is then EBADF, raised as OSError. */
@@ -162,6 +164,12 @@ static Py_ssize_t read_some(int fd, unsigned char *into, Py_ssize_t size)
 #endif
 }
 
+/* read_walk: walks the pcap records from `at` in data[:start] (a chunk's carried records),
+ * then reads the file's next bytes into data[start, start + want) in reads of `piece` bytes,
+ * walking on after each read while the piece is still in the CPU's cache (walked after a
+ * whole chunk's read, the chunk's first pieces are back in main memory). Stops at the file's
+ * end. The walk is walk()'s, so that rows are zeros past what was read when their record was
+ * taken. On a read error, OSError with its errno. */
 static PyObject *read_walk(PyObject *self, PyObject *args)
 {
     Py_buffer data, out, rows_out;
@@ -175,15 +183,14 @@ static PyObject *read_walk(PyObject *self, PyObject *args)
         PyBuffer_Release(&data);
         PyBuffer_Release(&out);
         PyBuffer_Release(&rows_out);
-        PyErr_SetString(PyExc_ValueError, "read_walk: start, want, at, width or piece out of range");
+        PyErr_SetString(PyExc_ValueError,
+                        "read_walk: start, want, at, width or piece out of range");
         return NULL;
     }
     unsigned char *bytes = (unsigned char *)data.buf;
     int64_t *offsets = (int64_t *)out.buf;
     unsigned char *rows = (unsigned char *)rows_out.buf;
-    Py_ssize_t capacity = out.len / (Py_ssize_t)sizeof(int64_t), count = 0, got = 0;
-    if (width && rows_out.len / width < capacity)
-        capacity = rows_out.len / width;
+    Py_ssize_t capacity = walk_capacity(&out, &rows_out, width), count = 0, got = 0;
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
     for (;;) {  /* walk what is there (first, what `start` holds already), then read more */

@@ -177,6 +177,7 @@ def python_read_walk(fd: int, data: np.ndarray, start: int, want: int, at: int,
         got += len(read)
     return got, count, at
 
+
 try:
     from traffic_capture.sources._record_walk import walk as compiled_walk
     from traffic_capture.sources._record_walk import walk_pcapng as compiled_walk_pcapng
