@@ -82,9 +82,10 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
         help="write window times in UTC instead of local time (no repeated hour when the "
              "clocks go back; for servers in several time zones)")
     add("--fsync", action="store_true",
-        help="for those who cannot lose a window on power loss: every window's rows are "
-             "always flushed to the disk; with --fsync a new file's folder entry (a new day, "
-             "a rotation) and each batch of packet-log lines are too")
+        help="for those who cannot lose a window on power loss: rows are always flushed to "
+             "the disk within a second (a live capture's windows: each before the next); with "
+             "--fsync every window is, however fast a file is read, and so are a new file's "
+             "folder entry (a new day, a rotation) and each batch of packet-log lines")
     add("--max-clients", type=argtypes.limit, default=DEFAULT_MAX_CLIENTS, metavar="N",
         help=f"clients per window and direction (default {DEFAULT_MAX_CLIENTS:,}); under a "
              "flood of spoofed sources the rest are folded into one row per direction with "

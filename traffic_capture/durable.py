@@ -1,5 +1,5 @@
 """What keeps files safe on disk, for every writer (the CSV, the history, the ClickHouse
-spool): a folder synced so that a new or renamed file survives a power loss, and a
+spool): a file or a folder synced so that what was written or named survives a power loss, and a
 one-process lock that the system drops when its holder dies (kill -9 too), on both systems."""
 
 from __future__ import annotations
@@ -7,6 +7,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
+
+def sync_file(path: Path) -> None:
+    """fsync a file written earlier and closed since. Opened for writing: Windows flushes
+    only through a handle that may write."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def sync_folder(folder: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import math
 import os
 import sys
 import time
@@ -27,7 +28,13 @@ from traffic_capture.csvformat import (
     local_time_text,
 )
 from traffic_capture.errors import TrafficCaptureError
-from traffic_capture.rules import DEFAULT_OUT, EXCEL_MAX_ROWS, RETRY_INTERVAL_SECONDS, ROTATIONS
+from traffic_capture.rules import (
+    CSV_SYNC_SECONDS,
+    DEFAULT_OUT,
+    EXCEL_MAX_ROWS,
+    RETRY_INTERVAL_SECONDS,
+    ROTATIONS,
+)
 from traffic_capture.sinks import Output, OutputContext, Say, Sink
 from traffic_capture.sinks.csv_rotation import (
     SeriesFile,
@@ -160,12 +167,14 @@ def repair_torn_end(path: Path) -> bytes:
         os.close(fd)
 
 
-def append_text(path: Path, text: str, delimiter: str, sync_folder: bool = False) -> None:
+def append_text(path: Path, text: str, delimiter: str, sync_folder: bool = False,
+                sync: bool = True) -> None:
     """Append rows (and the header, into a new or empty file) in one open-write-close.
 
     Open-write-close rather than a file kept open: Excel and other readers see complete rows,
     and a lock taken meanwhile only delays the next window. A write that fails half-way (full
-    disk) is cut back to where it started, so a retry cannot duplicate rows.
+    disk) is cut back to where it started, so a retry cannot duplicate rows. With `sync`, the
+    file is flushed to the disk (fsync) before it is closed.
     """
     # Raw descriptor writes: a buffered file object would retry its flush on close after a
     # failed write and could leave a torn row behind the cut.
@@ -178,7 +187,8 @@ def append_text(path: Path, text: str, delimiter: str, sync_folder: bool = False
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except OSError:
             os.ftruncate(fd, start)
             raise
@@ -317,14 +327,18 @@ class CsvSink(Sink):
     def __init__(self, path: Path, delimiter: str, warn: Say, info: Say, rotate: str = "none",
                  keep: int | None = None, max_bytes: int | None = None,
                  max_rows: int = EXCEL_MAX_ROWS - 1, utc: bool = False,
-                 max_waiting_bytes: int = MAX_WAITING_BYTES, fsync: bool = False) -> None:
+                 max_waiting_bytes: int = MAX_WAITING_BYTES, fsync: bool = False,
+                 sync_seconds: float = CSV_SYNC_SECONDS) -> None:
         super().__init__(warn, info)
         self.path = path
         self.delimiter = delimiter
         self.rotate, self.keep, self.max_bytes, self.max_rows = rotate, keep, max_bytes, max_rows
         self.utc = utc
         self.max_waiting_bytes = max_waiting_bytes
-        self.fsync = fsync  # also the folder when a file is created
+        self.fsync = fsync  # every window synced, and the folder when a file is created
+        self.sync_seconds = sync_seconds
+        self._unsynced: set[Path] = set()  # files written since the last sync
+        self._sync_next = -math.inf  # when the next sync is due (monotonic)
         self._waiting_bytes = 0  # text held while the CSV refuses it
         self._spill: dict[Path, Path] = {}  # a refused file -> its side file, this outage
         # (file, CSV text, rows) per window, in order
@@ -410,14 +424,49 @@ class CsvSink(Sink):
         return number, count_rows(path)
 
     def poll_seconds(self) -> float | None:
-        return RETRY_INTERVAL_SECONDS if self._waiting else None
+        if self._waiting:
+            return RETRY_INTERVAL_SECONDS
+        if self._unsynced:
+            return max(0.0, self._sync_next - time.monotonic())
+        return None
+
+    def _sync_due(self) -> bool:
+        return self.fsync or time.monotonic() >= self._sync_next
+
+    def _synced(self, path: Path) -> None:
+        self._unsynced.discard(path)
+        if not self._unsynced:
+            self._sync_next = time.monotonic() + self.sync_seconds
 
     def flush(self) -> None:
+        self._write_waiting()
+        if self._unsynced and self._sync_due():
+            self._sync_written()
+
+    def _sync_written(self) -> OSError | None:
+        """fsync the files written since the last sync; the first error, if one refused (they
+        are tried again at the next flush)."""
+        failed = None
+        for path in sorted(self._unsynced):
+            try:
+                durable.sync_file(path)
+            except FileNotFoundError:  # removed since (--keep, --max-disk): nothing to sync
+                pass
+            except OSError as error:
+                failed = failed or error
+                continue
+            self._synced(path)
+        if failed is not None:
+            self._sync_next = time.monotonic() + RETRY_INTERVAL_SECONDS
+        return failed
+
+    def _write_waiting(self) -> None:
         written = 0
         while self._waiting:
             path, group, text, rows = self._next_group()
+            sync = self._sync_due()
             try:
-                append_text(path, text, self.delimiter, self.fsync)
+                append_text(path, text, self.delimiter, self.fsync, sync)
             except OSError as error:
                 self._waiting.extendleft(reversed(group))  # in order, for the next try
                 if self._blocked_since is None:
@@ -426,6 +475,10 @@ class CsvSink(Sink):
                 if self._waiting_bytes > self.max_waiting_bytes:
                     self._spill_oldest()
                 return
+            if sync:
+                self._synced(path)
+            else:
+                self._unsynced.add(path)
             self._waiting_bytes -= len(text)
             self.written += rows
             written += rows
@@ -496,6 +549,10 @@ class CsvSink(Sink):
         self.retry_until_given_up(lambda: bool(self._waiting))
         if self._waiting:
             self._save_to_side_files()
+        error = self._sync_written() if self._unsynced else None
+        if error is not None:
+            self.warn(f"could not flush {self.path} to the disk ({error.strerror or error}): "
+                      "its rows are written, but a power loss now could lose the last second's")
 
     def _next_group(self) -> tuple[Path, list[tuple[Path, str, int]], str, int]:
         """The waiting windows at the front that go to one file: taken off, with their text
