@@ -1,6 +1,7 @@
 """The compiled pieces: pcap record and Linux ring walking (traffic_capture/sources/
 _record_walk.c), the batch parse's pass over the frames' first bytes (traffic_capture/
-_parse_rows.c), the rules applied to its fields (traffic_capture/_classify_rows.c), a batch's
+_parse_rows.c), the rules applied to its fields and the search of FTP control payloads for
+announcements (traffic_capture/_classify_rows.c), a batch's
 sums per client and class (traffic_capture/_group_sums.c), the copy of frames for the sinks
 that keep them (traffic_capture/_gather.c), the packet log's line layout (traffic_capture/
 sinks/_log_lines.c) and the CSV's rows (traffic_capture/sinks/_csv_rows.c).

@@ -86,3 +86,30 @@ def test_a_port_out_of_range_is_refused_by_both(port: int) -> None:
             classify_rows(*arrays, classify.server_table(()),  # type: ignore[operator]
                           classify.port_flags(), classify._CLASS_BY_CODE, FTP_CONTROL_PORT,
                           *outputs(1))
+
+
+# Payload bytes where marks begin, end and nearly match, in both cases, across frames' edges.
+PIECES = st.sampled_from([b"227 ", b"227-", b"229 ", b"229-", b"PORT ", b"port ", b"EpRt ",
+                          b"22", b"7 ", b"PORT", b" ", b"\n", b"\r\n", b"por", b"x", b"\xc0",
+                          b"226 ", b"PASV"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.lists(PIECES, max_size=8).map(b"".join), st.integers(0, 12),
+                          st.booleans()), min_size=1, max_size=30))
+def test_compiled_and_python_find_the_same_announcing_packets(
+        frames: list[tuple[bytes, int, bool]]) -> None:
+    """Which FTP control packets are read for an announcement: a mark anywhere in the payload
+    (after payload_at), in any case, never one across two frames."""
+    if classify._compiled_may_announce is None:
+        missing("no compiled classification here (a C compiler, then pip install -e .)")
+    from traffic_capture.frames import batch_of_frames
+
+    batch = batch_of_frames([(0, 1, frame) for frame, _, _ in frames])
+    payload_at = np.array([min(at, len(frame)) for frame, at, _ in frames], dtype=np.int64)
+    control = np.array([flag for _, _, flag in frames], dtype=bool)
+    python = classify.python_may_announce(batch, payload_at, control).tolist()
+    assert classify._c_may_announce(batch, payload_at, control).tolist() == python
+    # And what the twin finds is what a search of each payload alone finds.
+    assert python == [i for i, (frame, _, flag) in enumerate(frames) if flag and any(
+        mark in frame[payload_at[i]:].lower() for mark in classify.ANNOUNCEMENT_MARKS)]

@@ -10,7 +10,11 @@
  * is_ip, is6: bool; addresses: uint64; proto, ports, payload_at, lengths: int64 (ports are -1
  * without a TCP/UDP header); networks: uint64 rows (is6, mask_hi, mask_lo, value_hi,
  * value_lo), values already masked; port_flags: int64 per port + 1 (bit 1: FTP, bit 2: HTTP);
- * class_by_code: int64 class by (TCP flags 0-3, 4 for UDP, 5 for anything else). */
+ * class_by_code: int64 class by (TCP flags 0-3, 4 for UDP, 5 for anything else).
+ *
+ * may_announce(data, starts, lengths, payload_at, control, marks, found): which FTP control
+ * packets' payloads hold one of `marks` (lower case; ASCII letters in the payload compared
+ * without case), as classify.python_may_announce finds them; `found` gets their indexes. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -102,11 +106,103 @@ static PyObject *classify_rows(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* An ASCII letter in lower case, as bytes.lower() makes it; any other byte as it is. */
+static unsigned char lower(unsigned char byte)
+{
+    return byte >= 'A' && byte <= 'Z' ? (unsigned char)(byte + 32) : byte;
+}
+
+#define MAX_MARKS 16
+
+/* `opens`: per byte, whether a mark may begin with it (in either case): most bytes are
+ * passed over at one look. */
+static int holds_mark(const unsigned char *text, Py_ssize_t size, const char *const *marks,
+                      const Py_ssize_t *mark_sizes, Py_ssize_t mark_count,
+                      const unsigned char *opens)
+{
+    for (Py_ssize_t at = 0; at < size; at++) {
+        if (!opens[text[at]])
+            continue;
+        unsigned char first = lower(text[at]);
+        for (Py_ssize_t m = 0; m < mark_count; m++) {
+            Py_ssize_t k = 0;
+            if ((unsigned char)marks[m][0] != first || mark_sizes[m] > size - at)
+                continue;
+            while (k < mark_sizes[m] && lower(text[at + k]) == (unsigned char)marks[m][k])
+                k++;
+            if (k == mark_sizes[m])
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *may_announce(PyObject *self, PyObject *args)
+{
+    Py_buffer data, starts_in, lengths_in, payload_in, control_in, found_out;
+    PyObject *marks_obj;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*O!w*", &data, &starts_in, &lengths_in, &payload_in,
+                          &control_in, &PyTuple_Type, &marks_obj, &found_out))
+        return NULL;
+    Py_ssize_t n = control_in.len, mark_count = PyTuple_GET_SIZE(marks_obj), found = 0;
+    const char *marks[MAX_MARKS];
+    Py_ssize_t mark_sizes[MAX_MARKS];
+    int ok = starts_in.len == n * 8 && lengths_in.len == n * 8 && payload_in.len == n * 8 &&
+             found_out.len >= n * 8 && mark_count <= MAX_MARKS;
+    for (Py_ssize_t m = 0; ok && m < mark_count; m++) {
+        PyObject *mark = PyTuple_GET_ITEM(marks_obj, m);
+        ok = PyBytes_Check(mark) && PyBytes_GET_SIZE(mark) > 0;
+        if (ok) {
+            marks[m] = PyBytes_AS_STRING(mark);
+            mark_sizes[m] = PyBytes_GET_SIZE(mark);
+        }
+    }
+    if (ok) {
+        const unsigned char *bytes = data.buf, *control = control_in.buf;
+        const int64_t *starts = starts_in.buf, *lengths = lengths_in.buf,
+                      *payload_at = payload_in.buf;
+        int64_t *out = found_out.buf;
+        unsigned char opens[256] = {0};
+        for (int byte = 0; byte < 256; byte++)
+            for (Py_ssize_t m = 0; m < mark_count; m++)
+                opens[byte] |= lower((unsigned char)byte) == (unsigned char)marks[m][0];
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!control[i] || starts[i] < 0 || payload_at[i] < 0 || lengths[i] < 0)
+                continue;
+            /* The payload, within the buffer: [start + payload_at, start + length) */
+            Py_ssize_t begin = (Py_ssize_t)(starts[i] < data.len ? starts[i] : data.len);
+            Py_ssize_t end = begin + (Py_ssize_t)(lengths[i] < data.len - begin
+                                                  ? lengths[i] : data.len - begin);
+            begin += (Py_ssize_t)(payload_at[i] < end - begin ? payload_at[i] : end - begin);
+            if (holds_mark(bytes + begin, end - begin, marks, mark_sizes, mark_count, opens))
+                out[found++] = i;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts_in);
+    PyBuffer_Release(&lengths_in);
+    PyBuffer_Release(&payload_in);
+    PyBuffer_Release(&control_in);
+    PyBuffer_Release(&found_out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "may_announce: columns of different lengths or bad "
+                                          "marks");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
     {"classify_rows", classify_rows, METH_VARARGS,
      "classify_rows(is_ip, is6, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, "
      "payload_at, lengths, networks, port_flags, class_by_code, ftp_control_port, *7 outputs): "
      "the batch classification of classify.python_classify_rows in one pass."},
+    {"may_announce", may_announce, METH_VARARGS,
+     "may_announce(data, starts, lengths, payload_at, control, marks, found) -> count: the "
+     "indexes of the control packets whose payloads hold a mark, into found[:count] "
+     "(classify.python_may_announce)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,7 +1,8 @@
 """Parsed header fields + the servers -> which packets count, and their client, direction,
 protocol class and IP bytes, for a whole batch at once: in one pass of _classify_rows.c where
 it was built, else by its numpy twin python_classify_rows (where the rules are written);
-FTP's announcements and data connections are then followed in packet order, in Python.
+FTP's announcements and data connections are then followed in packet order, in Python (the
+C step only says which control packets' payloads hold an announcement's mark).
 
 The rules are the product's contract (rules.py and the README, each pinned by a test); the
 packet-by-packet statement they are checked against lives in tests/reference.py.
@@ -143,7 +144,7 @@ def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, ftp_port: np.ndarr
     """FTP announcements and data connections, in packet order (an announcement only covers
     the packets after it). Only packets on an announced port pay the per-packet cost."""
     announcements = {}
-    for i in _may_announce(batch, p.payload_at, np.flatnonzero(control)):
+    for i in may_announce(batch, p.payload_at, control).tolist():
         port = announced_port(batch.frame(i)[int(p.payload_at[i]):])
         if port is not None:
             announcements[i] = port
@@ -163,12 +164,17 @@ def _follow_ftp(batch: Batch, p: Parsed, counted: np.ndarray, ftp_port: np.ndarr
             protocol_class[i] = FTP
 
 
-def _may_announce(batch: Batch, payload_at: np.ndarray, control: np.ndarray) -> list[int]:
-    if not len(control):
-        return []
+def python_may_announce(batch: Batch, payload_at: np.ndarray, control: np.ndarray
+                        ) -> np.ndarray:
+    """The control packets (a bool per packet) whose payloads hold an announcement's mark, in
+    any case: only those are read by announced_port. _classify_rows.c's may_announce is the
+    same, without copying the payloads."""
+    indexes = np.flatnonzero(control)
+    if not len(indexes):
+        return indexes
     view = batch.data.data  # the array's own memoryview: slices of it copy nothing
-    begin = (batch.starts[control] + payload_at[control]).tolist()
-    end = (batch.starts[control] + batch.lengths[control]).tolist()
+    begin = (batch.starts[indexes] + payload_at[indexes]).tolist()
+    end = (batch.starts[indexes] + batch.lengths[indexes]).tolist()
     # "\n" between payloads: no mark spans it, and it keeps each payload's first line a line.
     text = b"\n".join([view[b:e] for b, e in zip(begin, end, strict=True)]).lower()
     after = np.cumsum(np.array(end) - np.array(begin) + 1)  # where each payload's next starts
@@ -178,4 +184,25 @@ def _may_announce(batch: Batch, payload_at: np.ndarray, control: np.ndarray) -> 
         while at >= 0:
             found.add(int(np.searchsorted(after, at, side="right")))
             at = text.find(mark, at + 1)
-    return sorted(int(control[k]) for k in found)
+    return indexes[sorted(found)]
+
+
+try:
+    from traffic_capture._classify_rows import may_announce as _compiled_may_announce
+except ImportError:  # no C compiler at install: the same packets, through bytes.find
+    _compiled_may_announce = None
+
+
+def _c_may_announce(batch: Batch, payload_at: np.ndarray, control: np.ndarray) -> np.ndarray:
+    assert _compiled_may_announce is not None
+    found = np.empty(len(control), dtype=np.int64)
+    count = _compiled_may_announce(
+        batch.data, np.ascontiguousarray(batch.starts, dtype=np.int64),
+        np.ascontiguousarray(batch.lengths, dtype=np.int64),
+        np.ascontiguousarray(payload_at, dtype=np.int64),
+        np.ascontiguousarray(control, dtype=np.bool_), ANNOUNCEMENT_MARKS, found)
+    return found[:count]
+
+
+may_announce = compiled_or(_c_may_announce if _compiled_may_announce else None,
+                           python_may_announce)
