@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DAEMON, child_env
+from tests.csv_helpers import HOUR, chattr, closed_windows, data_rows, udp_capture, wait_until
+from tests.frames import SERVER4
 from tests.requirements import needs_root, needs_tools, tool
-from tests.test_faults import _windows, chattr, data_rows, wait_until
-from tests.test_rotation import HOUR, SERVER4, capture
 from traffic_capture.sinks.csv_file import CsvSink
 
 
@@ -37,7 +37,7 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def feed_one_by_one(sink: CsvSink, out: Path, count: int) -> None:
     """`count` windows of 3 rows, each written before the next is given."""
-    for number, window in enumerate(_windows(count), start=1):
+    for number, window in enumerate(closed_windows(count), start=1):
         sink.window(window)
         wait_until(lambda n=number: data_rows(out) == 3 * n, 10, f"window {number}")
 
@@ -111,7 +111,7 @@ def test_a_file_read_ends_with_its_csv_synced(tmp_path: Path, flag: str) -> None
     """The daemon's own calls: after the last write to the CSV, an fsync of it; with --fsync,
     an fsync after every write."""
     strace = tool("strace")
-    pcap = capture(tmp_path / "t.pcap", [second for second in range(0, HOUR // 4, 5)])
+    pcap = udp_capture(tmp_path / "t.pcap", [second for second in range(0, HOUR // 4, 5)])
     out = tmp_path / "traffic.csv"
     trace = tmp_path / "trace"
     result = subprocess.run([strace, "-f", "-ff", "-y", "-e", "trace=write,fsync",

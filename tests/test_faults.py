@@ -20,26 +20,11 @@ import pytest
 from scapy.utils import wrpcap
 
 from tests.conftest import Daemon, child_env, fill_disk, needs_root, needs_tools, read_rows
+from tests.csv_helpers import chattr, closed_windows, data_rows, wait_until
 from tests.frames import IP, SERVER4, UDP, Ether, Raw
 from traffic_capture.csvformat import COLUMNS
 
 ICMP_ECHO_IPV4 = 84
-
-
-def chattr(flag: str, path: Path) -> None:
-    subprocess.run(["chattr", flag, str(path)], check=True, timeout=10)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def data_rows(path: Path) -> int:
-    return max(0, len(path.read_text().splitlines()) - 1)
 
 
 @pytest.mark.slow
@@ -195,21 +180,6 @@ def test_stopping_a_file_read_midway_writes_every_byte_counted(tmp_path: Path, s
     assert "Traceback" not in text
 
 
-def _windows(count: int) -> list:
-    """`count` real closed windows of three clients each, one a second apart."""
-    from traffic_capture.frames import NS
-    from traffic_capture.windows import WindowAggregator
-
-    aggregator = WindowAggregator(1)
-    for second in range(count):
-        aggregator.add_batch(np.full(3, (1_700_000_000 + second) * NS, dtype=np.int64),
-                             np.zeros(3, dtype=bool), np.zeros(3, dtype=np.uint64),
-                             np.array([0xC6336401, 0xC6336402, 0xC6336403], dtype=np.uint64),
-                             np.ones(3, dtype=bool), np.full(3, 3, dtype=np.int64),
-                             np.full(3, 100 + second, dtype=np.int64))
-    return aggregator.close_all()
-
-
 @pytest.mark.root
 def test_rows_refused_for_long_spill_to_a_side_file_in_order_and_memory_stays_bounded(
         tmp_path: Path) -> None:
@@ -224,7 +194,7 @@ def test_rows_refused_for_long_spill_to_a_side_file_in_order_and_memory_stays_bo
     sink = CsvSink(out, ",", said.append, said.append, max_waiting_bytes=700)
     sink.open()
     sink.start()
-    windows = _windows(20)
+    windows = closed_windows(20)
     sink.window(windows[0])
     wait_until(lambda: data_rows(out) == 3, 10, "the first window")
     chattr("+i", out)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scapy.utils import wrpcap
 
 from tests.conftest import REPO, read_rows, run_cli
-from tests.frames import IP, SERVER4, UDP, Ether, Raw, feed_file
+from tests.csv_helpers import HOUR, udp_capture
+from tests.frames import SERVER4, feed_file
 from traffic_capture.argtypes import parse_size
 from traffic_capture.csvformat import COLUMNS
 from traffic_capture.pipeline import Pipeline
@@ -18,21 +18,6 @@ from traffic_capture.servers import ServerSet, parse_server
 from traffic_capture.sinks import FanOut
 from traffic_capture.sinks.csv_file import CsvSink
 from traffic_capture.sinks.csv_rotation import SeriesFile, to_remove
-
-T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC
-HOUR = 3600
-
-
-def capture(path: Path, offsets: list[int], clients: int = 1) -> Path:
-    packets = []
-    for offset in offsets:
-        for client in range(clients):
-            packet = (Ether() / IP(src=f"198.51.100.{client + 1}", dst=SERVER4)
-                      / UDP(sport=40000, dport=53) / Raw(b"q" * 50))
-            packet.time = T0 + offset
-            packets.append(packet)
-    wrpcap(str(path), packets)
-    return path
 
 
 def count(pcap: Path, out: Path, *extra: str) -> str:
@@ -47,7 +32,7 @@ def series(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def test_hourly_rotation_gives_one_file_per_hour_each_with_its_header(tmp_path: Path) -> None:
-    pcap = capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR + 10, 2 * HOUR + 20])
+    pcap = udp_capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR + 10, 2 * HOUR + 20])
     out = tmp_path / "out" / "traffic.csv"
     count(pcap, out, "--rotate", "hourly")
     files = series(out.parent)
@@ -63,8 +48,8 @@ def test_hourly_rotation_gives_one_file_per_hour_each_with_its_header(tmp_path: 
 
 def test_daily_rotation_and_a_restart_appending_to_the_days_file(tmp_path: Path) -> None:
     out = tmp_path / "traffic.csv"
-    count(capture(tmp_path / "a.pcap", [0, 24 * HOUR]), out, "--rotate", "daily")
-    count(capture(tmp_path / "b.pcap", [24 * HOUR + 60]), out, "--rotate", "daily")
+    count(udp_capture(tmp_path / "a.pcap", [0, 24 * HOUR]), out, "--rotate", "daily")
+    count(udp_capture(tmp_path / "b.pcap", [24 * HOUR + 60]), out, "--rotate", "daily")
     files = series(tmp_path)
     assert list(files) == ["traffic-2023-11-14.csv", "traffic-2023-11-15.csv"]
     assert len(files["traffic-2023-11-15.csv"]) == 2  # the restart appended, one header
@@ -72,7 +57,7 @@ def test_daily_rotation_and_a_restart_appending_to_the_days_file(tmp_path: Path)
 
 def test_keep_removes_the_oldest_files_never_the_current_one(tmp_path: Path) -> None:
     out = tmp_path / "traffic.csv"
-    said = count(capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR, 3 * HOUR]), out,
+    said = count(udp_capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR, 3 * HOUR]), out,
                  "--rotate", "hourly", "--keep", "1")
     assert list(series(tmp_path)) == ["traffic-2023-11-15-00.csv", "traffic-2023-11-15-01.csv"]
     assert "removed" not in said  # --quiet: information is not shown; warnings would be
@@ -81,7 +66,7 @@ def test_keep_removes_the_oldest_files_never_the_current_one(tmp_path: Path) -> 
 def test_max_disk_caps_the_series_and_says_when_the_current_file_alone_passes(tmp_path: Path
                                                                              ) -> None:
     out = tmp_path / "traffic.csv"
-    pcap = capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR, 3 * HOUR])
+    pcap = udp_capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR, 3 * HOUR])
     count(pcap, out, "--rotate", "hourly", "--max-disk", "400")
     files = sorted(tmp_path.glob("traffic*.csv"))
     assert sum(p.stat().st_size for p in files) <= 400
@@ -95,7 +80,7 @@ def test_a_file_that_would_pass_a_sheet_goes_on_in_the_next_of_its_series(tmp_pa
                                                                           ) -> None:
     """Through the real source, pipeline and sink, with a sheet of 5 rows instead of Excel's
     1,048,575 (the rule is the same; writing a million rows would only make the test slow)."""
-    pcap = capture(tmp_path / "t.pcap", [0, 5, 10, 15], clients=3)  # 4 windows of 3 rows
+    pcap = udp_capture(tmp_path / "t.pcap", [0, 5, 10, 15], clients=3)  # 4 windows of 3 rows
     out = tmp_path / "traffic.csv"
     said: list[str] = []
     sink = CsvSink(out, ",", said.append, said.append, max_rows=5)
@@ -150,7 +135,7 @@ def test_fsync_also_syncs_a_new_files_folder(tmp_path: Path) -> None:
     from tests.requirements import tool
 
     strace = tool("strace")
-    pcap = capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR])
+    pcap = udp_capture(tmp_path / "t.pcap", [0, HOUR, 2 * HOUR])
     for flag, folder_syncs in (("--fsync", 3), ("", 0)):
         out = tmp_path / f"out{flag}" / "traffic.csv"
         trace = tmp_path / f"trace{flag}.txt"
