@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from traffic_capture.rules import (
     DEFAULT_MAX_CLIENTS,
@@ -20,8 +20,7 @@ from traffic_capture.sinks import Output
 SERVER_IP_ENV = "TRAFFIC_SERVER_IP"
 
 
-@dataclass(frozen=True)
-class Enabled:
+class Enabled(NamedTuple):
     """An output asked for, with its settings."""
 
     output: Output[Any]

@@ -11,18 +11,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from traffic_capture.errors import UsageError
 from traffic_capture.servers import IPNetwork, ServerSet
 
 
-@dataclass(frozen=True)
-class Interface:
+class Interface(NamedTuple):
     name: str  # what --iface takes: the friendly name on Windows
     device: str  # the capture device: the NPF name on Windows, same as name elsewhere
     description: str
-    addresses: tuple[str, ...] = field(default=())
+    addresses: tuple[str, ...] = ()
     is_loopback: bool = False
 
 

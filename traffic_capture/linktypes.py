@@ -7,7 +7,7 @@ A link type is the pcap LINKTYPE_/DLT_ number a capture says its frames are in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from traffic_capture.errors import TrafficCaptureError
 
@@ -23,8 +23,7 @@ DLT_IPV6 = 229
 DLT_LINUX_SLL2 = 276  # Linux cooked v2: `tcpdump -i any` since libpcap 1.10
 
 
-@dataclass(frozen=True)
-class LinkType:
+class LinkType(NamedTuple):
     """How to reach the IP header in a frame of this link type.
 
     `ip_at`: the fixed link header's length. `ethertype_at`: where its ethertype is (VLAN tags

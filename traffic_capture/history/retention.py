@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from traffic_capture.errors import UsageError
 
@@ -24,8 +24,7 @@ class KeepError(UsageError):
     """A --history-keep text that is not a table of resolutions and retentions."""
 
 
-@dataclass(frozen=True)
-class Level:
+class Level(NamedTuple):
     """One resolution: windows of `seconds`, kept `keep_s` seconds (None: for ever)."""
 
     seconds: int

@@ -15,9 +15,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from traffic_capture.rules import RETRY_INTERVAL_SECONDS, STOP_RETRY_SECONDS
 from traffic_capture.servers import ServerSet
@@ -31,8 +30,7 @@ Say = Callable[[str], None]  # one line for the user (a warning, or information)
 Notes = list[tuple[bool, str]]  # (a warning?, the line) for the closing summary
 
 
-@dataclass(frozen=True)
-class SinkFigures:
+class SinkFigures(NamedTuple):
     """What a sink reports for the status line and the closing summary."""
 
     name: str  # the output's short name, e.g. "csv"
@@ -53,8 +51,7 @@ _STOP = object()
 _REOPEN = object()
 
 
-@dataclass(frozen=True)
-class OutputContext:
+class OutputContext(NamedTuple):
     """What a run gives every output it builds: the run's choices that outputs share, how to
     speak to the user, and the run's own figures and injection (for a dashboard)."""
 
@@ -68,16 +65,15 @@ class OutputContext:
     # Reading files: the capture may wait for an output rather than have it drop anything.
     lossless: bool = False
     # The run's figures (source, packets, kernel drops, each sink's status_fields()).
-    run_status: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    run_status: Callable[[], dict[str, Any]] = lambda: {}
     # Hands synthetic packets to the capture thread, which counts them like captured ones.
-    inject: Callable[[Batch], None] = field(default=lambda batch: None)
+    inject: Callable[[Batch], None] = lambda batch: None
 
 
 S = TypeVar("S")
 
 
-@dataclass(frozen=True)
-class Credential:
+class Credential(NamedTuple):
     """A secret a service loads from a root-only file (systemd's LoadCredential=NAME:PATH);
     `value`, when known, is written to PATH by `service-unit`."""
 

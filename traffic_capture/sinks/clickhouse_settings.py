@@ -3,9 +3,8 @@ sink is built with (clickhouse_sink.py), and their defaults."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from traffic_capture.fleet.connect import Credentials, Target
@@ -19,8 +18,7 @@ DEFAULT_SPOOL_MAX = 1 << 30
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class ClickHouseSettings:
+class ClickHouseSettings(NamedTuple):
     target: Target
     credentials: Credentials
     server_name: str

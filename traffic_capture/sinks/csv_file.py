@@ -16,9 +16,8 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from traffic_capture import argtypes, durable
 from traffic_capture.csvformat import (
@@ -263,8 +262,7 @@ def delimiter(text: str) -> str:
             "'tab' or '|'") from None
 
 
-@dataclass(frozen=True)
-class CsvSettings:
+class CsvSettings(NamedTuple):
     out: Path = Path(DEFAULT_OUT)
     delimiter: str = ","
     rotate: str = "none"  # none, hourly, daily

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 _STAMP = {"hourly": "%Y-%m-%d-%H", "daily": "%Y-%m-%d"}
 
@@ -39,8 +39,7 @@ def series_pattern(base: Path) -> re.Pattern[str]:
                       + re.escape(base.suffix or ".csv") + "$")
 
 
-@dataclass(frozen=True)
-class SeriesFile:
+class SeriesFile(NamedTuple):
     path: Path
     size: int
     modified: float

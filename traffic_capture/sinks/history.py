@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from traffic_capture import argtypes
 from traffic_capture.errors import PROG, UsageError
@@ -38,8 +37,7 @@ DEFAULT_FLUSH_SECONDS = 30.0
 FILE_FLUSH_SECONDS = 1.0  # reading capture files (see HistoryOutput.build)
 
 
-@dataclass(frozen=True)
-class HistorySettings:
+class HistorySettings(NamedTuple):
     path: Path
     levels: tuple[Level, ...]
     flush_seconds: float = DEFAULT_FLUSH_SECONDS

@@ -22,9 +22,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from traffic_capture import argtypes
 from traffic_capture.errors import TrafficCaptureError, UsageError
@@ -232,8 +231,7 @@ def check_log_path(path: Path) -> None:
                              "written (permission denied, or a read-only file system)")
 
 
-@dataclass(frozen=True)
-class PacketLogSettings:
+class PacketLogSettings(NamedTuple):
     path: Path
     payload: bool = False  # each packet's captured payload in hex too
     max_bytes: int = 0  # rotate past this size; 0: no rotation

@@ -13,9 +13,8 @@ import importlib
 import ipaddress
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from traffic_capture import argtypes
 from traffic_capture.errors import TrafficCaptureError, UsageError
@@ -30,8 +29,7 @@ INSTALL_HINT = f"{sys.executable} -m pip install -e '.[web]' (in the project's f
 WEB_MODULES = ("fastapi", "uvicorn", "plotly")
 
 
-@dataclass(frozen=True)
-class WebSettings:
+class WebSettings(NamedTuple):
     host: str
     port: int
     token: str | None
