@@ -11,7 +11,7 @@ packet-by-packet statement they are checked against lives in tests/reference.py.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -110,8 +110,7 @@ except ImportError:  # no C compiler at install: the same arrays, from numpy
 classify_rows = compiled_or(compiled_classify_rows, python_classify_rows)
 
 
-@dataclass
-class Classified:
+class Classified(NamedTuple):
     """Per frame: whether it counts, and its client, direction and class."""
 
     counted: np.ndarray

@@ -9,7 +9,7 @@ at about 5,000 packets/s, while reading a dozen header bytes directly keeps up w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -209,8 +209,7 @@ IS_IPV6_EXTENSION = np.zeros(256, dtype=bool)
 IS_IPV6_EXTENSION[sorted(IPV6_EXTENSIONS)] = True
 
 
-@dataclass
-class Parsed:
+class Parsed(NamedTuple):
     """Per frame of a batch: the Fields, as arrays. Addresses are (is6, hi, lo) with an
     IPv4 address in the low 32 bits of lo."""
 

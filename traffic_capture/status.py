@@ -14,8 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from traffic_capture.errors import PROG
 from traffic_capture.pipeline import Counters
@@ -28,8 +27,7 @@ if TYPE_CHECKING:
 REFRESH_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     counters: Counters
     kernel_drops: int | None  # None: not a live capture
     sinks: list[SinkFigures]

@@ -10,7 +10,7 @@ as the pcapng specification (draft-ietf-opsawg-pcapng) defines them.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,8 +29,7 @@ class DamagedBlock(ValueError):
     """A block whose lengths cannot be right: nothing after it can be trusted."""
 
 
-@dataclass(frozen=True)
-class Interface:
+class Interface(NamedTuple):
     linktype: int
     snaplen: int
     units_per_second: int = 1_000_000  # if_tsresol; microseconds when absent
