@@ -15,6 +15,7 @@ from traffic_capture.csvformat import DELIMITERS, format_rows
 from traffic_capture.rules import CLASSES
 from traffic_capture.sinks import csv_rows
 from traffic_capture.sinks.csv_file import format_window
+from traffic_capture.windows import _OTHER_HI as OTHER_HI
 from traffic_capture.windows import OTHER_CLIENT, ClosedWindow, Sums
 
 CLIENTS = st.one_of(
@@ -53,6 +54,12 @@ def test_compiled_and_python_rows_agree(rows: list[tuple], delimiter: str, start
              for write in (compiled(), csv_rows.python_window_text)]
     assert texts[0] == texts[1]
     assert texts[0].count("\n") == len(rows)
+    # The IPv4 clients given as addresses (the others as texts): the same text from both.
+    v4 = np.array([int(ipaddress.IPv4Address(c)) if "." in c else -1 for c in clients],
+                  dtype=np.int64)
+    others = [c for c in clients if "." not in c]
+    for write in (compiled(), csv_rows.python_window_text):
+        assert write(start, end, delimiter, others, inbound, counts, v4) == texts[0]  # type: ignore[operator]
 
 
 @settings(max_examples=100, deadline=None)
@@ -83,6 +90,42 @@ def test_the_compiled_rows_refuse_columns_that_differ(clients: list[str], inboun
     with pytest.raises(ValueError, match="differ"):
         compiled()("2026-01-01 00:00:00", "2026-01-01 00:00:05", ",",  # type: ignore[operator]
                    clients, np.array(inbound), np.array(counts, dtype=np.int64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["v4", "v6", "other"]), st.integers(0, 2**32 - 1),
+                          st.integers(0, 2**64 - 1), st.booleans()), max_size=40),
+       st.sampled_from(DELIMITERS))
+def test_a_window_of_any_clients_is_its_rows_as_format_rows_writes_them(
+        rows: list[tuple], delimiter: str) -> None:
+    """IPv4, IPv6 and `other` rows mixed: the IPv4 ones laid out from their addresses, the
+    rest from their texts, in row order."""
+    n = len(rows)
+    is6 = np.array([kind == "v6" for kind, _, _, _ in rows], dtype=bool)
+    hi = np.array([high if kind == "v6" else (OTHER_HI if kind == "other" else 0)
+                   for kind, _, high, _ in rows], dtype=np.uint64)
+    lo = np.array([low if kind == "v4" else (0 if kind == "other" else low * 7919)
+                   for kind, low, _, _ in rows], dtype=np.uint64)
+    counts = np.arange(n * len(CLASSES), dtype=np.int64).reshape(n, len(CLASSES))
+    window = ClosedWindow(1_767_225_600, 1_767_225_605, Sums(
+        is6, hi, lo, np.array([flag for *_, flag in rows], dtype=bool), counts))
+    v4, texts = window.ipv4_and_texts()
+    assert v4.tolist() == [low if kind == "v4" else -1 for kind, low, _, _ in rows]
+    assert texts == [text for text, (kind, *_) in zip(window.client_texts(), rows, strict=True)
+                     if kind != "v4"]
+    assert format_window(window, delimiter, utc=True) == format_rows(window.rows(), delimiter,
+                                                                     utc=True)
+
+
+@pytest.mark.parametrize(("v4", "texts"), [([2**32], []), ([-1, -1], ["2001:db8::1"]),
+                                           ([1], ["2001:db8::1"])])
+def test_the_compiled_rows_refuse_addresses_that_do_not_fit(v4: list[int], texts: list[str]
+                                                            ) -> None:
+    """An address past IPv4's, or texts that do not match the rows that need one."""
+    n = len(v4)
+    with pytest.raises(ValueError, match="out of range|differ"):
+        compiled()("a", "b", ",", texts, np.ones(n, dtype=bool),  # type: ignore[operator]
+                   np.ones((n, len(CLASSES)), dtype=np.int64), np.array(v4, dtype=np.int64))
 
 
 def test_a_text_that_is_not_ascii_is_laid_out_by_the_twin() -> None:

@@ -3,7 +3,8 @@
  * all of it holding the GIL on the CSV writer's thread while the capture thread wants it);
  * here the digits are written without the GIL. csv_rows.py holds the Python twin, which is
  * where the row's layout is written; tests/test_csv_window_text.py checks both give the same
- * text. */
+ * text. An IPv4 client's text is written here too, from its address (v4), so that the CSV's
+ * commonest rows need no Python string. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -25,31 +26,82 @@ static const char *ascii_of(PyObject *text, Py_ssize_t *size)
     return (const char *)PyUnicode_DATA(text);
 }
 
-/* Decimal digits of a value as %d writes it (a '-' first when negative). */
-static Py_ssize_t decimal_size(int64_t value)
+/* A short text (a delimiter, a direction, an address) copied in place: a memcpy call per
+ * field cost more than the field. */
+static char *put_text(char *out, const char *text, Py_ssize_t size)
 {
-    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-    Py_ssize_t size = value < 0 ? 2 : 1;
-    while (magnitude >= 10) {
-        magnitude /= 10;
+    for (Py_ssize_t k = 0; k < size; k++)
+        out[k] = text[k];
+    return out + size;
+}
+
+/* Digits of a magnitude: compared with powers of ten, not divided (most counts are small). */
+static Py_ssize_t digits_of(uint64_t magnitude)
+{
+    static const uint64_t powers[] = {
+        10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+        1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+        100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL};
+    Py_ssize_t size = 1;
+    while (size < 20 && magnitude >= powers[size - 1])
         size++;
-    }
     return size;
 }
 
+static uint64_t magnitude_of(int64_t value)
+{
+    return value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+}
+
+/* Decimal digits of a value as %d writes it (a '-' first when negative). */
+static Py_ssize_t decimal_size(int64_t value)
+{
+    return (value < 0) + digits_of(magnitude_of(value));
+}
+
+/* The value in decimal, two digits at a time from the end (its size is known first). */
 static char *put_decimal(char *out, int64_t value)
 {
-    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-    char digits[20];
-    int count = 0;
-    do {
-        digits[count++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    uint64_t magnitude = magnitude_of(value);
     if (value < 0)
         *out++ = '-';
-    while (count)
-        *out++ = digits[--count];
+    char *end = out + digits_of(magnitude), *at = end;
+    while (magnitude >= 100) {
+        unsigned pair = (unsigned)(magnitude % 100);
+        magnitude /= 100;
+        at -= 2;
+        memcpy(at, pairs + 2 * pair, 2);
+    }
+    if (magnitude >= 10) {
+        at -= 2;
+        memcpy(at, pairs + 2 * magnitude, 2);
+    } else {
+        *--at = (char)('0' + magnitude);
+    }
+    return end;
+}
+
+/* An IPv4 address's dotted text (as Python's ipaddress writes it): its size, and the text. */
+static Py_ssize_t dotted_size(uint32_t address)
+{
+    Py_ssize_t size = 3;
+    for (int shift = 24; shift >= 0; shift -= 8)
+        size += decimal_size((address >> shift) & 0xFF);
+    return size;
+}
+
+static char *put_dotted(char *out, uint32_t address)
+{
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        out = put_decimal(out, (address >> shift) & 0xFF);
+        if (shift)
+            *out++ = '.';
+    }
     return out;
 }
 
@@ -65,17 +117,17 @@ static int64_t row_total(const int64_t *counts, Py_ssize_t classes)
 static PyObject *window_text(PyObject *self, PyObject *args)
 {
     PyObject *prefix_obj, *delimiter_obj, *clients_obj, *in_obj, *out_obj;
-    Py_buffer inbound, counts;
+    Py_buffer inbound, counts, v4_in = {0};
     Py_ssize_t classes;
-    if (!PyArg_ParseTuple(args, "UUOUUy*y*n", &prefix_obj, &delimiter_obj, &clients_obj,
-                          &in_obj, &out_obj, &inbound, &counts, &classes))
+    if (!PyArg_ParseTuple(args, "UUOUUy*y*n|y*", &prefix_obj, &delimiter_obj, &clients_obj,
+                          &in_obj, &out_obj, &inbound, &counts, &classes, &v4_in))
         return NULL;
     PyObject *clients = NULL, *result = NULL;
     const char **client_text = NULL;
     Py_ssize_t *client_size = NULL;
     /* Copies of counts and inbound: what is sized is what is written, whatever another
      * thread does to the arrays while the GIL is let go. */
-    int64_t *count = NULL;
+    int64_t *count = NULL, *v4 = NULL;
     unsigned char *is_in = NULL;
     Py_ssize_t rows = 0;
     Py_ssize_t prefix_size, delimiter_size, in_size, out_size;
@@ -89,11 +141,14 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     clients = PySequence_Tuple(clients_obj);
     if (clients == NULL)
         goto done;
-    rows = PyTuple_GET_SIZE(clients);
+    /* With v4, one int64 per row: its IPv4 address, or -1 for a row whose text is the next
+     * of `clients`; without, one text per row. */
+    Py_ssize_t texts = PyTuple_GET_SIZE(clients), taken = 0;
+    rows = v4_in.buf != NULL ? v4_in.len / 8 : texts;
     /* Divisions, not products: nothing here can overflow, whatever classes is. */
     Py_ssize_t row_bytes = classes >= 1 && classes <= PY_SSIZE_T_MAX / 8 ? classes * 8 : 0;
     if (!row_bytes || inbound.len != rows || counts.len % row_bytes ||
-        counts.len / row_bytes != rows) {
+        counts.len / row_bytes != rows || (v4_in.buf != NULL && v4_in.len % 8)) {
         PyErr_SetString(PyExc_ValueError, "csv_rows: clients, directions and counts differ");
         goto done;
     }
@@ -101,16 +156,37 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     client_size = PyMem_RawMalloc((size_t)rows * sizeof(Py_ssize_t) + 1);
     count = PyMem_RawMalloc((size_t)counts.len + 1);
     is_in = PyMem_RawMalloc((size_t)rows + 1);
-    if (client_text == NULL || client_size == NULL || count == NULL || is_in == NULL) {
+    v4 = PyMem_RawMalloc((size_t)rows * 8 + 1);
+    if (client_text == NULL || client_size == NULL || count == NULL || is_in == NULL ||
+        v4 == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     memcpy(count, counts.buf, (size_t)counts.len);
     memcpy(is_in, inbound.buf, (size_t)rows);
+    for (Py_ssize_t i = 0; i < rows; i++) /* -1: the row's text is one of `clients` */
+        v4[i] = v4_in.buf != NULL ? ((const int64_t *)v4_in.buf)[i] : -1;
     for (Py_ssize_t i = 0; i < rows; i++) { /* the texts' characters, with the GIL */
-        client_text[i] = ascii_of(PyTuple_GET_ITEM(clients, i), &client_size[i]);
+        if (v4[i] > 0xFFFFFFFFLL) {
+            PyErr_SetString(PyExc_ValueError, "csv_rows: an IPv4 address out of range");
+            goto done;
+        }
+        if (v4[i] >= 0) {
+            client_text[i] = NULL;
+            client_size[i] = dotted_size((uint32_t)v4[i]);
+            continue;
+        }
+        if (taken == texts) {
+            PyErr_SetString(PyExc_ValueError, "csv_rows: clients, directions and counts differ");
+            goto done;
+        }
+        client_text[i] = ascii_of(PyTuple_GET_ITEM(clients, taken++), &client_size[i]);
         if (client_text[i] == NULL)
             goto done;
+    }
+    if (taken != texts) {
+        PyErr_SetString(PyExc_ValueError, "csv_rows: clients, directions and counts differ");
+        goto done;
     }
     /* The exact size, without the GIL (the tuple holds the texts), so the str is made once. */
     Py_ssize_t total = 0, fixed = rows ? prefix_size + (classes + 2) * delimiter_size + 1 : 0;
@@ -137,25 +213,17 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < rows; i++) {
         const int64_t *row = count + i * classes;
-        memcpy(o, prefix, (size_t)prefix_size);
-        o += prefix_size;
-        memcpy(o, client_text[i], (size_t)client_size[i]);
-        o += client_size[i];
-        memcpy(o, delimiter, (size_t)delimiter_size);
-        o += delimiter_size;
-        if (is_in[i]) {
-            memcpy(o, in_text, (size_t)in_size);
-            o += in_size;
-        } else {
-            memcpy(o, out_text, (size_t)out_size);
-            o += out_size;
-        }
-        memcpy(o, delimiter, (size_t)delimiter_size);
-        o += delimiter_size;
+        o = put_text(o, prefix, prefix_size);
+        if (client_text[i] != NULL)
+            o = put_text(o, client_text[i], client_size[i]);
+        else
+            o = put_dotted(o, (uint32_t)v4[i]);
+        o = put_text(o, delimiter, delimiter_size);
+        o = is_in[i] ? put_text(o, in_text, in_size) : put_text(o, out_text, out_size);
+        o = put_text(o, delimiter, delimiter_size);
         o = put_decimal(o, row_total(row, classes));
         for (Py_ssize_t k = 0; k < classes; k++) {
-            memcpy(o, delimiter, (size_t)delimiter_size);
-            o += delimiter_size;
+            o = put_text(o, delimiter, delimiter_size);
             o = put_decimal(o, row[k]);
         }
         *o++ = '\n';
@@ -164,21 +232,25 @@ static PyObject *window_text(PyObject *self, PyObject *args)
 done:
     PyMem_RawFree(count);
     PyMem_RawFree(is_in);
+    PyMem_RawFree(v4);
     PyMem_RawFree(client_text);
     PyMem_RawFree(client_size);
     Py_XDECREF(clients);
     PyBuffer_Release(&inbound);
     PyBuffer_Release(&counts);
+    if (v4_in.buf != NULL)
+        PyBuffer_Release(&v4_in);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"window_text", window_text, METH_VARARGS,
-     "window_text(prefix, delimiter, clients, in_text, out_text, inbound, counts, classes) -> "
-     "str: per row, prefix, the client, its direction (in_text where inbound[i] is non-zero, "
-     "else out_text), the row's total and its `classes` int64 counts, delimited, then a "
-     "newline. UnicodeError for a text that is not ASCII, ValueError for columns of "
-     "different lengths."},
+     "window_text(prefix, delimiter, clients, in_text, out_text, inbound, counts, classes"
+     "[, v4]) -> str: per row, prefix, the client, its direction (in_text where inbound[i] is "
+     "non-zero, else out_text), the row's total and its `classes` int64 counts, delimited, "
+     "then a newline. With v4 (int64 per row), a row's client is that IPv4 address, or for "
+     "-1 the next of `clients`. UnicodeError for a text that is not ASCII, ValueError for "
+     "columns of different lengths."},
     {NULL, NULL, 0, NULL},
 };
 

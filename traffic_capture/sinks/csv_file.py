@@ -61,9 +61,9 @@ def format_window(window: ClosedWindow, delimiter: str, utc: bool = False) -> st
     # Imported here: it needs numpy, which --help and the Excel commands never load.
     from traffic_capture.sinks.csv_rows import window_text
 
+    v4, texts = window.ipv4_and_texts()
     return window_text(local_time_text(window.start_s, utc), local_time_text(window.end_s, utc),
-                       delimiter, window.client_texts(), window.sums.inbound,
-                       window.sums.counts)
+                       delimiter, texts, window.sums.inbound, window.sums.counts, v4)
 
 
 def blocked_advice(path: Path, error: OSError) -> str:
