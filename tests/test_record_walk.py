@@ -250,6 +250,61 @@ def test_compiled_and_python_read_walks_agree_and_find_what_a_walk_after_reading
     assert offsets == walked[:count].tolist()
 
 
+@st.composite
+def timed_capture_bytes(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """Records whose time fractions are around a second (in us and ns), then a cut record,
+    garbage or nothing."""
+    big_endian = draw(st.booleans())
+    endian = ">" if big_endian else "<"
+    parts = []
+    for frame, fraction in draw(st.lists(st.tuples(st.binary(max_size=300), WORDS),
+                                         max_size=30)):
+        parts.append(struct.pack(endian + "IIII", 1_700_000_000, fraction, len(frame),
+                                 len(frame) + 4))
+        parts.append(frame)
+    parts.append(draw(st.binary(max_size=40)))
+    return b"".join(parts), big_endian
+
+
+@settings(max_examples=300, deadline=None)
+@given(timed_capture_bytes(), st.integers(0, 40), st.integers(0, 12_000),
+       st.integers(1, 700), st.integers(0, 40), st.integers(16, 130), st.integers(0, 40),
+       st.integers(0, 40), st.booleans(), st.sampled_from([40, 262_144]))
+def test_compiled_and_python_read_walk_decodes_agree_with_a_decode_after_the_walk(
+        capture: tuple[bytes, bool], start: int, want: int, piece: int, capacity: int,
+        width: int, table_rows: int, room: int, nano: bool, max_captured: int) -> None:
+    """read_walk_decode (each record's header decoded as it is walked) and its twin: the
+    same records, usable count, damaged times and decoded columns; and those are what
+    read_walk then decode_pcap give (`room`: the decoded columns' length, which also bounds
+    the walk; `max_captured` 40 makes some records too long to trust)."""
+    if record_walk.compiled_read_walk_decode is None:
+        missing("no compiled walk on this machine (a C compiler, then pip install -e .)")
+    scale = 1 if nano else 1000
+    results = []
+    for read_walk_decode in (record_walk.compiled_read_walk_decode,
+                             record_walk.python_read_walk_decode):
+        columns = [np.full(room, -5, dtype=np.int64) for _ in range(4)]
+
+        def walker(*arguments: Any, decode: Any = read_walk_decode, out: Any = columns) -> Any:
+            return decode(*arguments, scale, 10**9 // scale, max_captured, *out)
+        found, offsets, _, data = read_walk_results(walker, capture, start, want, piece,
+                                                    capacity, width, table_rows)
+        usable = found[3]
+        results.append((found, offsets, data, [c[:usable].tolist() for c in columns]))
+    assert results[0] == results[1]
+    # The same as a walk while reading, then a decode of the table it filled.
+    (got, count, following, usable, bad), offsets, data, decoded = results[0]
+    walked = read_walk_results(record_walk.compiled_read_walk, capture, start, want, piece,
+                               min(capacity, room), width, table_rows)
+    assert walked[0] == (got, count, following) and walked[1] == offsets
+    table = np.frombuffer(walked[2], dtype=np.uint8).reshape(table_rows, width)
+    columns = [np.full(count, -5, dtype=np.int64) for _ in range(4)]
+    assert record_walk.compiled_decode_pcap(
+        table, count, width, capture[1], scale, 10**9 // scale, max_captured,
+        np.array(offsets, dtype=np.int64), *columns) == (usable, bad)
+    assert decoded == [c[:usable].tolist() for c in columns]
+
+
 @pytest.mark.parametrize("read_walk", ["compiled_read_walk", "python_read_walk"])
 def test_a_read_error_is_an_os_error(read_walk: str, tmp_path: Path) -> None:
     """A file that cannot be read (here, opened for writing only) raises OSError, as

@@ -14,7 +14,8 @@
  * walk_ring: the packets of the Linux capture ring's blocks the kernel handed over.
  * decode_pcap: the classic pcap record headers a walk copied into its table -> each frame's
  * start, lengths and time.
- * read_walk: a file's next bytes read in pieces, the pcap records walked after each piece. */
+ * read_walk: a file's next bytes read in pieces, the pcap records walked after each piece;
+ * read_walk_decode: the same, each record's header decoded as soon as it is walked. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
@@ -164,39 +165,59 @@ static Py_ssize_t read_some(int fd, unsigned char *into, Py_ssize_t size)
 #endif
 }
 
+/* The pcap record headers in the first 16 bytes of table rows [from, to): see decode_pcap.
+ * Stops for good at the first record claiming more than max_captured bytes (*stopped). */
+typedef struct {
+    int big_endian;
+    long long scale, fraction_limit, max_captured;
+    int64_t *starts, *captured, *wire, *ts;
+    Py_ssize_t usable, bad;
+    int stopped;
+} decoding;
+
+static void decode_rows(decoding *d, const unsigned char *rows, Py_ssize_t width,
+                        const int64_t *offsets, Py_ssize_t from, Py_ssize_t to)
+{
+    for (Py_ssize_t i = from; i < to && !d->stopped; i++) {
+        const unsigned char *row = rows + i * width;
+        int64_t length = word_at(row + 8, d->big_endian);
+        if (length > d->max_captured) {
+            d->stopped = 1;
+            break;
+        }
+        int64_t fraction = word_at(row + 4, d->big_endian);
+        if (fraction >= d->fraction_limit) {
+            fraction = 0;
+            d->bad++;
+        }
+        d->starts[i] = offsets[i] + 16;
+        d->captured[i] = length;
+        d->wire[i] = word_at(row + 12, d->big_endian);
+        d->ts[i] = (int64_t)word_at(row, d->big_endian) * 1000000000 + fraction * d->scale;
+        d->usable = i + 1;
+    }
+}
+
 /* read_walk: walks the pcap records from `at` in data[:start] (a chunk's carried records),
  * then reads the file's next bytes into data[start, start + want) in reads of `piece` bytes,
  * walking on after each read while the piece is still in the CPU's cache (walked after a
  * whole chunk's read, the chunk's first pieces are back in main memory). Stops at the file's
  * end. The walk is walk()'s, so that rows are zeros past what was read when their record was
  * taken. On a read error, OSError with its errno. */
-static PyObject *read_walk(PyObject *self, PyObject *args)
+/* read_walk's loop: with `d`, each record walked is decoded at once, while its row is in the
+ * cache (read_walk_decode). */
+static Py_ssize_t read_walking(int fd, unsigned char *bytes, Py_ssize_t start, Py_ssize_t want,
+                               Py_ssize_t *at, int64_t *offsets, int big_endian,
+                               unsigned char *rows, Py_ssize_t width, Py_ssize_t piece,
+                               Py_ssize_t capacity, Py_ssize_t *count, decoding *d, int *failed)
 {
-    Py_buffer data, out, rows_out;
-    int fd, big_endian;
-    Py_ssize_t start, want, at, width, piece;
-    if (!PyArg_ParseTuple(args, "iw*nnnw*pw*nn", &fd, &data, &start, &want, &at, &out,
-                          &big_endian, &rows_out, &width, &piece))
-        return NULL;
-    if (start < 0 || want < 0 || start > data.len || want > data.len - start || piece < 1
-        || width < 0 || at < 0) {
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&out);
-        PyBuffer_Release(&rows_out);
-        PyErr_SetString(PyExc_ValueError,
-                        "read_walk: start, want, at, width or piece out of range");
-        return NULL;
-    }
-    unsigned char *bytes = (unsigned char *)data.buf;
-    int64_t *offsets = (int64_t *)out.buf;
-    unsigned char *rows = (unsigned char *)rows_out.buf;
-    Py_ssize_t capacity = walk_capacity(&out, &rows_out, width), count = 0, got = 0;
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t got = 0;
     for (;;) {  /* walk what is there (first, what `start` holds already), then read more */
-        Py_ssize_t end = start + got;
-        at = walk_span(bytes, at, end, big_endian, pcap_record, offsets, rows, width, capacity,
-                       &count);
+        Py_ssize_t end = start + got, before = *count;
+        *at = walk_span(bytes, *at, end, big_endian, pcap_record, offsets, rows, width, capacity,
+                        count);
+        if (d != NULL)
+            decode_rows(d, rows, width, offsets, before, *count);
         if (got >= want)
             break;
         Py_ssize_t ask = want - got < piece ? want - got : piece;
@@ -204,20 +225,78 @@ static PyObject *read_walk(PyObject *self, PyObject *args)
         if (n < 0 && errno == EINTR)  /* a signal: its handler runs when this returns */
             continue;
         if (n < 0)
-            failed = errno;
+            *failed = errno;
         if (n <= 0)
             break;
         got += n;
     }
-    Py_END_ALLOW_THREADS
+    return got;
+}
+
+static PyObject *read_walk_with(PyObject *args, int decode)
+{
+    Py_buffer data, out, rows_out, outputs[4] = {{0}};
+    int fd, big_endian;
+    Py_ssize_t start, want, at, width, piece;
+    decoding d = {0};
+    int parsed = decode
+        ? PyArg_ParseTuple(args, "iw*nnnw*pw*nnLLLw*w*w*w*", &fd, &data, &start, &want, &at,
+                           &out, &big_endian, &rows_out, &width, &piece, &d.scale,
+                           &d.fraction_limit, &d.max_captured, &outputs[0], &outputs[1],
+                           &outputs[2], &outputs[3])
+        : PyArg_ParseTuple(args, "iw*nnnw*pw*nn", &fd, &data, &start, &want, &at, &out,
+                           &big_endian, &rows_out, &width, &piece);
+    if (!parsed)
+        return NULL;
+    Py_ssize_t capacity = walk_capacity(&out, &rows_out, width), count = 0, got = 0;
+    for (int k = 0; decode && k < 4; k++)  /* room to decode every record the walk may take */
+        if (outputs[k].len / 8 < capacity)
+            capacity = outputs[k].len / 8;
+    const char *refused = NULL;
+    if (start < 0 || want < 0 || start > data.len || want > data.len - start || piece < 1
+        || width < 0 || at < 0)
+        refused = "read_walk: start, want, at, width or piece out of range";
+    else if (decode && (width < 16 || d.scale <= 0 || d.fraction_limit <= 0))
+        refused = "read_walk_decode: rows too narrow for a record header, or a bad scale";
+    int failed = 0;
+    if (refused == NULL) {
+        d.big_endian = big_endian;
+        d.starts = outputs[0].buf;
+        d.captured = outputs[1].buf;
+        d.wire = outputs[2].buf;
+        d.ts = outputs[3].buf;
+        Py_BEGIN_ALLOW_THREADS
+        got = read_walking(fd, (unsigned char *)data.buf, start, want, &at,
+                           (int64_t *)out.buf, big_endian, (unsigned char *)rows_out.buf, width,
+                           piece, capacity, &count, decode ? &d : NULL, &failed);
+        Py_END_ALLOW_THREADS
+    }
     PyBuffer_Release(&data);
     PyBuffer_Release(&out);
     PyBuffer_Release(&rows_out);
+    for (int k = 0; decode && k < 4; k++)
+        PyBuffer_Release(&outputs[k]);
+    if (refused != NULL) {
+        PyErr_SetString(PyExc_ValueError, refused);
+        return NULL;
+    }
     if (failed) {
         errno = failed;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    if (decode)
+        return Py_BuildValue("nnnnn", got, count, at, d.usable, d.bad);
     return Py_BuildValue("nnn", got, count, at);
+}
+
+static PyObject *read_walk(PyObject *self, PyObject *args)
+{
+    return read_walk_with(args, 0);
+}
+
+static PyObject *read_walk_decode(PyObject *self, PyObject *args)
+{
+    return read_walk_with(args, 1);
 }
 
 /* walk_ring: the packets of a Linux TPACKET_V3 receive ring's blocks that the kernel has handed
@@ -317,38 +396,22 @@ static PyObject *decode_pcap(PyObject *self, PyObject *args)
 {
     Py_buffer rows_in, offsets_in, starts_out, captured_out, wire_out, ts_out;
     Py_ssize_t count, width;
-    int big_endian;
-    long long scale, fraction_limit, max_captured;
-    if (!PyArg_ParseTuple(args, "y*nnpLLLy*w*w*w*w*", &rows_in, &count, &width, &big_endian,
-                          &scale, &fraction_limit, &max_captured, &offsets_in, &starts_out,
-                          &captured_out, &wire_out, &ts_out))
+    decoding d = {0};
+    if (!PyArg_ParseTuple(args, "y*nnpLLLy*w*w*w*w*", &rows_in, &count, &width, &d.big_endian,
+                          &d.scale, &d.fraction_limit, &d.max_captured, &offsets_in,
+                          &starts_out, &captured_out, &wire_out, &ts_out))
         return NULL;
     int ok = count >= 0 && width >= 16 && rows_in.len / width >= count &&
              offsets_in.len / 8 >= count && starts_out.len / 8 >= count &&
              captured_out.len / 8 >= count && wire_out.len / 8 >= count &&
-             ts_out.len / 8 >= count && scale > 0 && fraction_limit > 0;
-    Py_ssize_t usable = 0, bad = 0;
+             ts_out.len / 8 >= count && d.scale > 0 && d.fraction_limit > 0;
     if (ok) {
-        const unsigned char *rows = rows_in.buf;
-        const int64_t *offsets = offsets_in.buf;
-        int64_t *starts = starts_out.buf, *captured = captured_out.buf, *wire = wire_out.buf,
-                *ts = ts_out.buf;
+        d.starts = starts_out.buf;
+        d.captured = captured_out.buf;
+        d.wire = wire_out.buf;
+        d.ts = ts_out.buf;
         Py_BEGIN_ALLOW_THREADS
-        for (; usable < count; usable++) {
-            const unsigned char *row = rows + usable * width;
-            int64_t length = word_at(row + 8, big_endian);
-            if (length > max_captured)
-                break;
-            int64_t fraction = word_at(row + 4, big_endian);
-            if (fraction >= fraction_limit) {
-                fraction = 0;
-                bad++;
-            }
-            starts[usable] = offsets[usable] + 16;
-            captured[usable] = length;
-            wire[usable] = word_at(row + 12, big_endian);
-            ts[usable] = (int64_t)word_at(row, big_endian) * 1000000000 + fraction * scale;
-        }
+        decode_rows(&d, rows_in.buf, width, offsets_in.buf, 0, count);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&rows_in);
@@ -361,7 +424,7 @@ static PyObject *decode_pcap(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "decode_pcap: rows or outputs too short");
         return NULL;
     }
-    return Py_BuildValue("nn", usable, bad);
+    return Py_BuildValue("nn", d.usable, d.bad);
 }
 
 static PyMethodDef methods[] = {
@@ -386,6 +449,11 @@ static PyMethodDef methods[] = {
      "read_walk(fd, data, start, want, at, offsets_out, big_endian, rows_out, width, piece) -> "
      "(got, count, at): reads up to `want` bytes into data[start:] in reads of `piece` bytes, "
      "walking the pcap records from `at` (as walk) after each."},
+    {"read_walk_decode", read_walk_decode, METH_VARARGS,
+     "read_walk_decode(fd, data, start, want, at, offsets_out, big_endian, rows_out, width, "
+     "piece, scale, fraction_limit, max_captured, starts_out, captured_out, wire_out, ts_out) "
+     "-> (got, count, at, usable, bad_timestamps): read_walk, each record's header decoded "
+     "(as decode_pcap) as soon as it is walked."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -57,6 +57,14 @@ class Slot:
     # (records walked, where the first record not walked begins), when the chunk was walked
     # while it was read; else None, and the format's reader walks it.
     walked: tuple[int, int] | None = None
+    # The walked records' headers, decoded as they were walked (classic pcap: int64 starts,
+    # captured and wire lengths, times in ns): (usable records, bad timestamps), else None.
+    # A batch of them refers to these arrays, as to `data`, until the slot is filled again.
+    decoded: tuple[int, int] | None = None
+    starts: np.ndarray | None = None
+    captured: np.ndarray | None = None
+    wire: np.ndarray | None = None
+    ts: np.ndarray | None = None
 
 
 # A walk done while reading (classic_pcap.read_walker): (file descriptor, slot, where the new
@@ -86,7 +94,8 @@ class ChunkReader:
         # sized for 16-byte records: Windows charges the whole table to its commit limit.)
         rows = max(CHUNK_BYTES // 64, 1)
         self.slots = [Slot(untouched((size,), np.uint8), untouched((rows,), np.int64),
-                           untouched((rows, row_width), np.uint8))
+                           untouched((rows, row_width), np.uint8), None, None,
+                           *(untouched((rows,), np.int64) for _ in range(4)))
                       for _ in range(slots)]
         self.consumed, self.handed_out = 0, True
         self.damaged: str | None = None  # why the walker stopped before the end
@@ -163,7 +172,7 @@ class ChunkReader:
             descriptor = self._walkable(capture)
             while True:
                 slot = self.slots[number]
-                slot.walked = None
+                slot.walked = slot.decoded = None
                 if kept:
                     slot.data[:kept] = previous  # the unfinished records of the last walk
                 # The first chunk is small: merging many files, those whose turn has not come

@@ -29,18 +29,31 @@ READ_PIECE = 256 * 1024
 
 
 def read_walker(header: ClassicPcap) -> ReadWalk | None:
-    """The walk of this file's records done as its chunks are read (ChunkReader.read_walk);
-    None without the compiled step: in Python the many small reads and walks cost more than
-    the cache saves (2.1 s against 2.0 s a million packets), so a chunk is read, then walked,
-    which finds the same records (tests/test_record_walk.py)."""
-    if record_walk.read_walk is record_walk.python_read_walk:
+    """The walk of this file's records done as its chunks are read (ChunkReader.read_walk),
+    each record's header decoded as it is walked (into the slot: Slot.decoded); None without
+    the compiled step: in Python the many small reads and walks cost more than the cache
+    saves (2.1 s against 2.0 s a million packets), so a chunk is read, then walked, which
+    finds the same records (tests/test_record_walk.py)."""
+    if record_walk.read_walk_decode is record_walk.python_read_walk_decode:
         return None
     big_endian = header.endian == ">"
+    scale = _scale(header)
 
     def read_walk(descriptor: int, slot: Slot, start: int, want: int) -> tuple[int, int, int]:
-        return record_walk.read_walk(descriptor, slot.data, start, want, 0, slot.offsets,
-                                     big_endian, slot.table, PCAP_ROW, READ_PIECE)
+        assert slot.starts is not None and slot.captured is not None
+        assert slot.wire is not None and slot.ts is not None
+        got, count, at, usable, bad = record_walk.read_walk_decode(
+            descriptor, slot.data, start, want, 0, slot.offsets, big_endian, slot.table,
+            PCAP_ROW, READ_PIECE, scale, NS // scale, MAX_CAPTURED_BYTES, slot.starts,
+            slot.captured, slot.wire, slot.ts)
+        slot.decoded = (usable, bad)
+        return got, count, at
     return read_walk
+
+
+def _scale(header: ClassicPcap) -> int:
+    """Nanoseconds per unit of the records' time fractions."""
+    return 1 if header.nano else 1000
 
 
 def pcap_batches(header: ClassicPcap, chunks: ChunkReader) -> Iterator[list[Batch]]:
@@ -54,7 +67,8 @@ def pcap_batches(header: ClassicPcap, chunks: ChunkReader) -> Iterator[list[Batc
                                                       big_endian, slot.table, PCAP_ROW)
         chunks.handed_out = count > 0
         if count:
-            walked = walked_records(header, slot.data, slot.offsets, slot.table, count)
+            walked = (decoded_records(header, slot, count) if slot.decoded is not None
+                      else walked_records(header, slot.data, slot.offsets, slot.table, count))
             chunks.bad_timestamps += walked.bad_timestamps
             if walked.batch is not None:
                 yield [walked.batch]
@@ -83,11 +97,26 @@ def walked_records(header: ClassicPcap, data: np.ndarray, offsets: np.ndarray,
     past it). A time whose fraction is a second or more is one damaged packet, not the end of
     the file (libpcap and tshark read on): it is counted in the window its seconds give, and
     said. The headers are decoded in one pass (record_walk.decode_pcap)."""
-    scale = 1 if header.nano else 1000
+    scale = _scale(header)
     starts, captured, wire, ts = (np.empty(count, dtype=np.int64) for _ in range(4))
     usable, bad_timestamps = record_walk.decode_pcap(
         table, count, table.shape[1], header.endian == ">", scale, NS // scale,
         MAX_CAPTURED_BYTES, offsets, starts, captured, wire, ts)
+    return _walked(header, data, offsets, table, count, (usable, bad_timestamps),
+                   (starts, captured, wire, ts))
+
+
+def decoded_records(header: ClassicPcap, slot: Slot, count: int) -> Walked:
+    """walked_records for a chunk whose headers were decoded as it was walked (read_walker)."""
+    assert slot.decoded is not None and slot.starts is not None and slot.captured is not None
+    assert slot.wire is not None and slot.ts is not None
+    return _walked(header, slot.data, slot.offsets, slot.table, count, slot.decoded,
+                   (slot.starts, slot.captured, slot.wire, slot.ts))
+
+
+def _walked(header: ClassicPcap, data: np.ndarray, offsets: np.ndarray, table: np.ndarray,
+            count: int, decoded: tuple[int, int], columns: tuple[np.ndarray, ...]) -> Walked:
+    (usable, bad_timestamps), (starts, captured, wire, ts) = decoded, columns
     batch = Batch(data, starts[:usable], captured[:usable], ts[:usable], header.linktype,
                   headers=table[:usable], headers_at=16, wire_lengths=wire[:usable],
                   fcs_bytes=header.fcs_bytes) if usable else None

@@ -178,6 +178,27 @@ def python_read_walk(fd: int, data: np.ndarray, start: int, want: int, at: int,
     return got, count, at
 
 
+def python_read_walk_decode(fd: int, data: np.ndarray, start: int, want: int, at: int,
+                            offsets: np.ndarray, big_endian: bool, rows: np.ndarray,
+                            width: int, piece: int, scale: int, fraction_limit: int,
+                            max_captured: int, starts: np.ndarray, captured: np.ndarray,
+                            wire: np.ndarray, ts: np.ndarray
+                            ) -> tuple[int, int, int, int, int]:
+    """read_walk, then its records' headers decoded as decode_pcap does them (the C step
+    decodes each as soon as it is walked): (bytes read, records walked, where the next
+    begins, usable records, bad timestamps). Walks take no more records than the decode's
+    outputs hold."""
+    if width < 16 or scale <= 0 or fraction_limit <= 0:
+        raise ValueError("read_walk_decode: rows too narrow for a record header, or a bad "
+                         "scale")
+    room = min(len(starts), len(captured), len(wire), len(ts))
+    got, count, at = python_read_walk(fd, data, start, want, at, offsets[:room], big_endian,
+                                      rows, width, piece)
+    usable, bad = python_decode_pcap(rows, count, width, big_endian, scale, fraction_limit,
+                                     max_captured, offsets, starts, captured, wire, ts)
+    return got, count, at, usable, bad
+
+
 try:
     from traffic_capture.sources._record_walk import walk as compiled_walk
     from traffic_capture.sources._record_walk import walk_pcapng as compiled_walk_pcapng
@@ -195,10 +216,15 @@ try:  # the same
     from traffic_capture.sources._record_walk import read_walk as compiled_read_walk
 except ImportError:
     compiled_read_walk = None
+try:  # the same
+    from traffic_capture.sources._record_walk import read_walk_decode as compiled_read_walk_decode
+except ImportError:
+    compiled_read_walk_decode = None
 
 walk = compiled_or(compiled_walk, python_walk)
 walk_pcapng = compiled_or(compiled_walk_pcapng, python_walk_pcapng)
 walk_ring = compiled_or(compiled_walk_ring, python_walk_ring)
 decode_pcap = compiled_or(compiled_decode_pcap, python_decode_pcap)
 read_walk = compiled_or(compiled_read_walk, python_read_walk)
+read_walk_decode = compiled_or(compiled_read_walk_decode, python_read_walk_decode)
 COMPILED = compiled_walk is not None
