@@ -57,7 +57,9 @@ def _owned(batch: Batch, running_max: int) -> _Pending:
     owned = _trimmed(_Pending(batch.data, batch.starts, batch.lengths, batch.ts_ns, keys,
                               np.full(len(batch), _link_key(batch), dtype=np.int64), headers,
                               batch.wire()))
-    owned.data = owned.data.copy()
+    # The reader reuses its columns too (a chunk's decoded headers), not only its bytes.
+    owned.data, owned.lengths = owned.data.copy(), owned.lengths.copy()
+    owned.ts_ns, owned.wire = owned.ts_ns.copy(), owned.wire.copy()
     return owned
 
 
