@@ -118,8 +118,9 @@ def make_folder(path: Path) -> None:
                 f"cannot create the folder of {path}: {error.strerror or error}") from None
 
 
-def create_output(path: Path, delimiter: str) -> None:
-    """Once capture can start: the folder, and the header in a new or empty file.
+def create_output(path: Path, delimiter: str, sync: bool = True) -> bool:
+    """Once capture can start: the folder, and the header in a new or empty file (synced to
+    the disk with `sync`); whether the header was written.
 
     A file that exists but cannot be written now (Excel holds it) is not refused: rows wait for it.
     """
@@ -127,13 +128,15 @@ def create_output(path: Path, delimiter: str) -> None:
     if not path.exists() or path.stat().st_size == 0:
         # The header at once: Excel and the dashboard can load the columns before any row.
         try:
-            append_text(path, "", delimiter)
+            append_text(path, "", delimiter, sync=sync)
         except PermissionError:
             if path.exists():
-                return  # an empty file held by another program; the writer will wait for it
+                return False  # an empty file held by another program; the writer waits for it
             raise OutputError(f"cannot create {path}: permission denied") from None
         except OSError as error:
             raise OutputError(f"cannot create {path}: {error.strerror or error}") from None
+        return True
+    return False
 
 
 def repair_torn_end(path: Path) -> bytes:
@@ -355,9 +358,13 @@ class CsvSink(Sink):
 
     def open(self) -> None:
         if self.rotate == "none":
-            create_output(self.path, self.delimiter)
+            # The header is synced by the sink's thread, at once: not on the capture's way.
+            created = create_output(self.path, self.delimiter, sync=False)
             self._repair(self.path)
-            create_output(self.path, self.delimiter)  # the header, if that was all it held
+            # The header, if that was all it held
+            created = create_output(self.path, self.delimiter, sync=False) or created
+            if created:
+                self._unsynced.add(self.path)
         else:  # files come with their hours or days; only the folder now
             make_folder(self.path)
 
