@@ -1,7 +1,8 @@
 """When the CSV's rows reach the disk (fsync): within CSV_SYNC_SECONDS of their write, at the
 end, and after every window with --fsync. A live capture's windows, further apart than that,
 are each synced before the next; a file read, whose windows close many times a second, is not
-slowed by a sync per window.
+slowed by a sync per window. A sync that fails costs no row: the file is cut back and the rows
+written again.
 
 Through the real CSV sink and its thread; the syncs are seen by a spy that notes each fsync's
 file and then makes it, and in the daemon's own system calls (strace).
@@ -9,8 +10,10 @@ file and then makes it, and in the daemon's own system calls (strace).
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,31 +22,58 @@ from tests.conftest import DAEMON, child_env
 from tests.csv_helpers import HOUR, chattr, closed_windows, data_rows, udp_capture, wait_until
 from tests.frames import SERVER4
 from tests.requirements import needs_root, needs_tools, tool
+from traffic_capture.sinks import csv_file
 from traffic_capture.sinks.csv_file import CsvSink
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the spy reads /proc/self/fd")
+
+
+class Syncs:
+    """The files fsync'd, in order; `failing` makes the next syncs of a file fail (EIO), as a
+    disk or a network share that loses a write-back does (no real fault here gives that:
+    tmpfs and ext4 report a full disk at write())."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.failing: dict[str, int] = {}
+
+    def count(self, path: Path) -> int:
+        return self.seen.count(str(path))
 
 
 @pytest.fixture
-def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The files fsync'd, in order (the real fsync still runs)."""
-    real, seen = os.fsync, []
+def synced(monkeypatch: pytest.MonkeyPatch) -> Syncs:
+    real, syncs = os.fsync, Syncs()
 
     def spy(descriptor: int) -> None:
-        seen.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        name = os.readlink(f"/proc/self/fd/{descriptor}")
+        if syncs.failing.get(name, 0) > 0:
+            syncs.failing[name] -= 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        syncs.seen.append(name)
         real(descriptor)
 
     monkeypatch.setattr(os, "fsync", spy)
-    return seen
+    return syncs
 
 
-def start_synced(sink: CsvSink, out: Path, synced: list[str]) -> None:
+class Clock:
+    """The sink's monotonic clock, moved by the test: when a sync is due is then certain."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr(csv_file.time, "monotonic", lambda: self.now)
+
+
+def start_synced(sink: CsvSink, out: Path, synced: Syncs) -> None:
     """Open and start the sink: the new file's header is synced by its thread, at once (not
-    on the capture's way); `synced` is then emptied."""
+    on the capture's way); the spy's notes are then emptied."""
     sink.open()
     assert data_rows(out) == 0 and out.read_text().startswith("window_start,")
-    assert str(out) not in synced  # open() wrote the header, did not sync it
+    assert synced.count(out) == 0  # open() wrote the header, did not sync it
     sink.start()
-    wait_until(lambda: synced.count(str(out)) == 1, 10, "the header's sync")
-    del synced[:]
+    wait_until(lambda: synced.count(out) == 1, 10, "the header's sync")
+    del synced.seen[:]
 
 
 def feed_one_by_one(sink: CsvSink, out: Path, count: int) -> None:
@@ -59,40 +89,77 @@ def feed_one_by_one(sink: CsvSink, out: Path, count: int) -> None:
     (3600.0, True, 6),  # --fsync: each one, however fast
 ])
 def test_windows_are_synced_within_the_interval_and_all_at_the_end(
-        tmp_path: Path, synced: list[str], sync_seconds: float, fsync: bool,
+        tmp_path: Path, synced: Syncs, sync_seconds: float, fsync: bool,
         syncs_while_running: int) -> None:
     out = tmp_path / "traffic.csv"
     said: list[str] = []
     sink = CsvSink(out, ",", said.append, said.append, fsync=fsync, sync_seconds=sync_seconds)
     start_synced(sink, out, synced)
     feed_one_by_one(sink, out, 6)
-    assert synced.count(str(out)) == syncs_while_running
+    # A window's rows show before its sync is made: wait for the syncs, then count them.
+    wait_until(lambda: synced.count(out) >= syncs_while_running, 10, "the windows' syncs")
+    assert synced.count(out) == syncs_while_running
     sink.stop()
     # At the end, whatever was written since the last sync is synced (once).
-    assert synced.count(str(out)) == syncs_while_running + (syncs_while_running < 6)
-    assert synced[-1] == str(out) or fsync  # --fsync also syncs the folder
+    assert synced.count(out) == syncs_while_running + (syncs_while_running < 6)
+    assert synced.seen[-1] == str(out) or fsync  # --fsync also syncs the folder
     assert data_rows(out) == 18 and not said
 
 
 def test_rows_written_and_not_yet_synced_are_synced_when_the_interval_ends(
-        tmp_path: Path, synced: list[str]) -> None:
+        tmp_path: Path, synced: Syncs, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sink's thread wakes for it, with no new window to write."""
+    clock = Clock(monkeypatch)
     out = tmp_path / "traffic.csv"
     sink = CsvSink(out, ",", print, print, sync_seconds=0.5)
-    start_synced(sink, out, synced)
+    start_synced(sink, out, synced)  # the header's sync: the next is due at 1000.5
     feed_one_by_one(sink, out, 3)
-    written = synced.count(str(out))
-    assert written < 3  # the second and third came within 0.5 s of the first
-    wait_until(lambda: synced.count(str(out)) == written + 1, 5, "the deferred sync")
+    assert synced.count(out) == 0  # within the interval
+    clock.now += 0.6  # the thread sleeps at most the 0.5 s it computed, then syncs
+    wait_until(lambda: synced.count(out) == 1, 5, "the deferred sync")
     sink.stop()
-    assert synced.count(str(out)) == written + 1  # nothing left to sync at stop
+    assert synced.count(out) == 1  # nothing left to sync at stop
+
+
+def test_a_sync_that_fails_costs_no_row(tmp_path: Path, synced: Syncs) -> None:
+    """The rows written since the last sync may not be on the disk: the file is cut back to
+    where they began and they are written again (once, in order), with one warning."""
+    out = tmp_path / "traffic.csv"
+    said: list[str] = []
+    sink = CsvSink(out, ",", said.append, said.append, sync_seconds=3600)
+    start_synced(sink, out, synced)
+    feed_one_by_one(sink, out, 4)
+    expected = out.read_text()
+    synced.failing[str(out)] = 1  # the final sync fails once, then the retry succeeds
+    sink.stop()
+    assert out.read_text() == expected and data_rows(out) == 12 and sink.written == 12
+    assert synced.count(out) == 1  # the retry's, after the rows were written again
+    assert said[0].startswith(f"cannot write {out} (OSError: Input/output error)")
+    assert said[1].startswith(f"{out} is writable again: wrote 12 waiting rows")
+
+
+def test_a_sync_that_keeps_failing_at_stop_leaves_the_rows_in_a_side_file(
+        tmp_path: Path, synced: Syncs) -> None:
+    """Cut back and refused again until the stop gives up (a second Ctrl+C here): the rows
+    go to the side file beside the CSV, never twice."""
+    out = tmp_path / "traffic.csv"
+    said: list[str] = []
+    sink = CsvSink(out, ",", said.append, said.append, sync_seconds=3600)
+    start_synced(sink, out, synced)
+    feed_one_by_one(sink, out, 2)
+    synced.failing[str(out)] = 1000
+    sink.hurry.set()
+    sink.stop()
+    side = sorted(tmp_path.glob("traffic.pending-*.csv"))
+    assert len(side) == 1 and data_rows(side[0]) == 6 and data_rows(out) == 0
+    assert any(f"saved to {side[0]}" in line for line in said)
 
 
 @pytest.mark.root
-def test_a_sync_refused_at_the_end_is_said_and_no_row_is_lost(tmp_path: Path,
-                                                              synced: list[str]) -> None:
-    """An immutable file (chattr +i) refuses to be opened to sync: the rows are written; one
-    warning says the last second's may not survive a power loss."""
+def test_a_file_made_immutable_after_its_rows_were_written_is_still_synced(
+        tmp_path: Path, synced: Syncs) -> None:
+    """chattr +i: nothing may write it, but its rows are already there; the sync opens it to
+    read, which an immutable file allows."""
     needs_root()
     needs_tools("chattr")
     out = tmp_path / "traffic.csv"
@@ -105,10 +172,26 @@ def test_a_sync_refused_at_the_end_is_said_and_no_row_is_lost(tmp_path: Path,
         sink.stop()
     finally:
         chattr("-i", out)
-    assert not synced  # none while it ran: the header's sync was less than an hour before
-    assert data_rows(out) == 12 and sink.written == 12
-    assert said == [f"could not flush {out} to the disk (Operation not permitted): its rows "
-                    "are written, but a power loss now could lose the last second's"]
+    assert synced.count(out) == 1 and data_rows(out) == 12 and not said
+
+
+def test_a_failed_sink_syncs_what_it_wrote_and_then_sleeps(tmp_path: Path, synced: Syncs,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A hook's exception stops the sink: its written rows are synced, and its thread waits
+    for items instead of polling for the syncs it will no longer make."""
+    out = tmp_path / "traffic.csv"
+    said: list[str] = []
+    sink = CsvSink(out, ",", said.append, said.append, sync_seconds=3600)
+    start_synced(sink, out, synced)
+    feed_one_by_one(sink, out, 2)
+    monkeypatch.setattr(csv_file, "format_window", lambda *arguments: 1 / 0)
+    sink.window(closed_windows(3)[2])
+    wait_until(lambda: sink.failed is not None, 10, "the sink's failure")
+    wait_until(lambda: synced.count(out) == 1, 10, "the sync of what it wrote")
+    assert sink.poll_seconds() is None
+    sink.stop()
+    assert data_rows(out) == 6
 
 
 @pytest.mark.parametrize("flag", ["", "--fsync"])
@@ -132,5 +215,5 @@ def test_a_file_read_ends_with_its_csv_synced(tmp_path: Path, flag: str) -> None
     writes = calls.count("write")
     assert writes >= 2 and data_rows(out) == len(range(0, HOUR // 4, 5))
     assert calls[-1] == "fsync"
-    if flag:  # the header's sync first, then every window's write and its sync
-        assert calls == ["fsync"] + ["write", "fsync"] * writes
+    if flag:  # every window's write and its sync (the header's sync first, if it came first)
+        assert calls[calls[0] == "fsync":] == ["write", "fsync"] * writes

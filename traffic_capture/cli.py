@@ -83,7 +83,7 @@ def build_parser(default_window: int, script: bool = False) -> argparse.Argument
              "clocks go back; for servers in several time zones)")
     add("--fsync", action="store_true",
         help="for those who cannot lose a window on power loss: rows are always flushed to "
-             "the disk within a second (a live capture's windows: each before the next); with "
+             "the disk within a second (a live capture's windows: as they are written); with "
              "--fsync every window is, however fast a file is read, and so are a new file's "
              "folder entry (a new day, a rotation) and each batch of packet-log lines")
     add("--max-clients", type=argtypes.limit, default=DEFAULT_MAX_CLIENTS, metavar="N",

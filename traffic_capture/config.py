@@ -44,7 +44,7 @@ class Config:
     max_clients: int | None = DEFAULT_MAX_CLIENTS  # per window and direction; None: no limit
     http_ports: frozenset[int] = HTTP_PORTS  # TCP ports whose bytes count as http
     utc: bool = False  # window times in UTC instead of local time
-    fsync: bool = False  # also new files' folders, and the packet log, to the disk
+    fsync: bool = False  # every CSV window, new files' folders and the packet log to the disk
     reopen: bool = True  # resume on an interface that went away and came back
     status_interval: float = DEFAULT_STATUS_INTERVAL  # off a terminal, between status lines
     snaplen: int | None = None  # live capture; None: SNAPLEN_COUNTING, or SNAPLEN_PACKETS

@@ -10,9 +10,14 @@ from pathlib import Path
 
 
 def sync_file(path: Path) -> None:
-    """fsync a file written earlier and closed since. Opened for writing: Windows flushes
-    only through a handle that may write."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
+    """fsync a file written earlier and closed since. Opened for reading where fsync takes
+    that (a file made read-only since can still be synced); for writing on Windows, which
+    flushes only through a handle that may write (and refuses it while Excel holds the file:
+    the caller tries again later)."""
+    if sys.platform == "win32":
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_BINARY)
+    else:
+        descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:

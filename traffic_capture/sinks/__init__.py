@@ -60,7 +60,7 @@ class OutputContext(NamedTuple):
     window_seconds: int
     servers: ServerSet
     utc: bool = False  # window times in UTC, not local time
-    fsync: bool = False  # also sync new files' folders and each batch of lines
+    fsync: bool = False  # sync every CSV window, new files' folders and each batch of lines
     max_clients: int | None = None  # per window and direction; the rest fold into `other`
     # Reading files: the capture may wait for an output rather than have it drop anything.
     lossless: bool = False
@@ -141,8 +141,9 @@ class Sink:
       file) but must give up at once when `hurry` is set (a second Ctrl+C).
     - `handle_reopen()` runs, in order with the items, after SIGHUP: a sink that keeps a file
       open closes it and opens the path again (logrotate moved it).
-    - An exception escaping a hook stops this sink alone: one warning names it, its later
-      items are counted as dropped, and the capture and the other sinks go on.
+    - An exception escaping a hook stops this sink alone: one warning names it, `abandon()`
+      keeps what it can, its later items are counted as dropped, and the capture and the
+      other sinks go on.
     - `figures()` is read from other threads: keep it to plain attribute reads.
     - What the user reads: `label` (its part of the status line), `summary_target()` (where
       it wrote, for the closing summary), `closing_notes()` (lines after it),
@@ -195,6 +196,10 @@ class Sink:
 
     def finish(self) -> None:
         """At stop, after every item was handled."""
+
+    def abandon(self) -> None:
+        """Once, when a hook's exception stops this sink: keep what can be kept (never raises
+        a second time: its errors are ignored)."""
 
     def pending(self) -> int:
         return self._queue.qsize() + self._in_hand
@@ -315,6 +320,8 @@ class Sink:
             self.failed = f"{type(error).__name__}: {error}"
             self.warn(f"the {self.name} output stopped ({self.failed}); capture and the other "
                       "outputs go on")
+            with contextlib.suppress(Exception):
+                self.abandon()
 
 
 def wait_for(thread: threading.Thread) -> None:

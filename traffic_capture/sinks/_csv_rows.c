@@ -144,11 +144,11 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     /* With v4, one int64 per row: its IPv4 address, or -1 for a row whose text is the next
      * of `clients`; without, one text per row. */
     Py_ssize_t texts = PyTuple_GET_SIZE(clients), taken = 0;
-    rows = v4_in.buf != NULL ? v4_in.len / 8 : texts;
+    rows = v4_in.obj != NULL ? v4_in.len / 8 : texts;
     /* Divisions, not products: nothing here can overflow, whatever classes is. */
     Py_ssize_t row_bytes = classes >= 1 && classes <= PY_SSIZE_T_MAX / 8 ? classes * 8 : 0;
     if (!row_bytes || inbound.len != rows || counts.len % row_bytes ||
-        counts.len / row_bytes != rows || (v4_in.buf != NULL && v4_in.len % 8)) {
+        counts.len / row_bytes != rows || (v4_in.obj != NULL && v4_in.len % 8)) {
         PyErr_SetString(PyExc_ValueError, "csv_rows: clients, directions and counts differ");
         goto done;
     }
@@ -165,7 +165,7 @@ static PyObject *window_text(PyObject *self, PyObject *args)
     memcpy(count, counts.buf, (size_t)counts.len);
     memcpy(is_in, inbound.buf, (size_t)rows);
     for (Py_ssize_t i = 0; i < rows; i++) /* -1: the row's text is one of `clients` */
-        v4[i] = v4_in.buf != NULL ? ((const int64_t *)v4_in.buf)[i] : -1;
+        v4[i] = v4_in.obj != NULL ? ((const int64_t *)v4_in.buf)[i] : -1;
     for (Py_ssize_t i = 0; i < rows; i++) { /* the texts' characters, with the GIL */
         if (v4[i] > 0xFFFFFFFFLL) {
             PyErr_SetString(PyExc_ValueError, "csv_rows: an IPv4 address out of range");
@@ -238,8 +238,7 @@ done:
     Py_XDECREF(clients);
     PyBuffer_Release(&inbound);
     PyBuffer_Release(&counts);
-    if (v4_in.buf != NULL)
-        PyBuffer_Release(&v4_in);
+    PyBuffer_Release(&v4_in);  /* a no-op when v4 was not given (zeroed) */
     return result;
 }
 

@@ -46,6 +46,10 @@ from traffic_capture.sinks.csv_rotation import (
 if TYPE_CHECKING:
     from traffic_capture.windows import ClosedWindow
 
+# Text of rows written but not yet synced that the CSV keeps (to write it again if the sync
+# fails): past it, the sync comes before its second is up.
+MAX_UNSYNCED_BYTES = 8 * 2**20
+
 # systemd's state folder of a service (StateDirectory=): where rows go when the CSV's own folder
 # refuses them at stop. Never the temp folder: a unit's PrivateTmp= deletes it when it stops.
 STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
@@ -170,17 +174,20 @@ def repair_torn_end(path: Path) -> bytes:
 
 
 def append_text(path: Path, text: str, delimiter: str, sync_folder: bool = False,
-                sync: bool = True) -> None:
-    """Append rows (and the header, into a new or empty file) in one open-write-close.
+                sync: bool = True) -> int:
+    """Append rows (and the header, into a new or empty file) in one open-write-close; where
+    they begin in the file.
 
     Open-write-close rather than a file kept open: Excel and other readers see complete rows,
     and a lock taken meanwhile only delays the next window. A write that fails half-way (full
-    disk) is cut back to where it started, so a retry cannot duplicate rows. With `sync`, the
-    file is flushed to the disk (fsync) before it is closed.
+    disk), or whose failure a network share reports only at close, is cut back to where it
+    started, so a retry cannot duplicate rows. With `sync`, the file is flushed to the disk
+    (fsync) before it is closed.
     """
     # Raw descriptor writes: a buffered file object would retry its flush on close after a
     # failed write and could leave a torn row behind the cut.
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    start = 0
     try:
         start = os.lseek(fd, 0, os.SEEK_END)
         new_file = start == 0
@@ -195,9 +202,24 @@ def append_text(path: Path, text: str, delimiter: str, sync_folder: bool = False
             os.ftruncate(fd, start)
             raise
     finally:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                cut_back(path, start)
+            raise
     if new_file and sync_folder:
         durable.sync_folder(path.parent)  # a file just created (a new day, a rotation)
+    return start
+
+
+def cut_back(path: Path, size: int) -> None:
+    """The file cut back to `size` bytes (rows written after it are to be written again)."""
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
 
 
 def side_file_folders(path: Path) -> list[Path]:
@@ -338,8 +360,13 @@ class CsvSink(Sink):
         self.max_waiting_bytes = max_waiting_bytes
         self.fsync = fsync  # every window synced, and the folder when a file is created
         self.sync_seconds = sync_seconds
-        self._unsynced: set[Path] = set()  # files written since the last sync
+        # Per file written since its last sync: where those writes began, and their windows
+        # (file, CSV text, rows), kept until the sync: a sync that fails means they may not
+        # be on the disk, and they are written again.
+        self._unsynced: dict[Path, tuple[int, list[tuple[Path, str, int]]]] = {}
+        self._unsynced_bytes = 0
         self._sync_next = -math.inf  # when the next sync is due (monotonic)
+        self._sync_error: OSError | None = None  # the last sync refused, if the file still waits
         self._waiting_bytes = 0  # text held while the CSV refuses it
         self._spill: dict[Path, Path] = {}  # a refused file -> its side file, this outage
         # (file, CSV text, rows) per window, in order
@@ -363,8 +390,8 @@ class CsvSink(Sink):
             self._repair(self.path)
             # The header, if that was all it held
             created = create_output(self.path, self.delimiter, sync=False) or created
-            if created:
-                self._unsynced.add(self.path)
+            if created:  # nothing to write again if its sync fails: the header is rewritten
+                self._unsynced[self.path] = (0, [])
         else:  # files come with their hours or days; only the folder now
             make_folder(self.path)
 
@@ -429,6 +456,8 @@ class CsvSink(Sink):
         return number, count_rows(path)
 
     def poll_seconds(self) -> float | None:
+        if self.failed is not None:
+            return None
         if self._waiting:
             return RETRY_INTERVAL_SECONDS
         if self._unsynced:
@@ -436,34 +465,63 @@ class CsvSink(Sink):
         return None
 
     def _sync_due(self) -> bool:
-        return self.fsync or time.monotonic() >= self._sync_next
+        return (self.fsync or time.monotonic() >= self._sync_next
+                or self._unsynced_bytes > MAX_UNSYNCED_BYTES)
 
     def _synced(self, path: Path) -> None:
-        self._unsynced.discard(path)
+        """The file is on the disk as written so far."""
+        _, windows = self._unsynced.pop(path, (0, []))
+        self._unsynced_bytes -= sum(len(text) for _, text, _ in windows)
         if not self._unsynced:
             self._sync_next = time.monotonic() + self.sync_seconds
+            self._sync_error = None
 
     def flush(self) -> None:
         self._write_waiting()
         if self._unsynced and self._sync_due():
             self._sync_written()
 
-    def _sync_written(self) -> OSError | None:
-        """fsync the files written since the last sync; the first error, if one refused (they
-        are tried again at the next flush)."""
-        failed = None
+    def _sync_written(self) -> None:
+        """fsync the files written since their last sync. When one refuses, the rows written
+        since may not be on the disk (Linux reports a failed write-back once, then forgets
+        it): the file is cut back to where they began and they are written again, as after
+        a failed write. A file that cannot even be cut back (Excel holds it, on Windows) is
+        tried again a second later."""
         for path in sorted(self._unsynced):
             try:
                 durable.sync_file(path)
             except FileNotFoundError:  # removed since (--keep, --max-disk): nothing to sync
                 pass
             except OSError as error:
-                failed = failed or error
+                self._sync_error = error
+                self._sync_next = time.monotonic() + RETRY_INTERVAL_SECONDS
+                self._write_again(path, error)
                 continue
             self._synced(path)
-        if failed is not None:
-            self._sync_next = time.monotonic() + RETRY_INTERVAL_SECONDS
-        return failed
+
+    def _write_again(self, path: Path, error: OSError) -> None:
+        start, windows = self._unsynced[path]
+        if not windows:  # a new file's header alone: its sync is tried again
+            return
+        try:
+            cut_back(path, start)
+        except OSError:  # not even that now (Excel holds it): the sync is tried again later
+            return
+        del self._unsynced[path]
+        texts = sum(len(text) for _, text, _ in windows)
+        self._unsynced_bytes -= texts
+        self._waiting.extendleft(reversed(windows))  # before the later ones, in order
+        self._waiting_bytes += texts
+        self.written -= sum(rows for _, _, rows in windows)
+        if self._blocked_since is None:
+            self._blocked_since = time.monotonic()
+            self.warn(blocked_advice(path, error))
+
+    def abandon(self) -> None:
+        """The sink stopped on an error: what it wrote is synced, if it can be."""
+        for path in list(self._unsynced):
+            with contextlib.suppress(OSError):
+                durable.sync_file(path)
 
     def _write_waiting(self) -> None:
         written = 0
@@ -471,7 +529,7 @@ class CsvSink(Sink):
             path, group, text, rows = self._next_group()
             sync = self._sync_due()
             try:
-                append_text(path, text, self.delimiter, self.fsync, sync)
+                start = append_text(path, text, self.delimiter, self.fsync, sync)
             except OSError as error:
                 self._waiting.extendleft(reversed(group))  # in order, for the next try
                 if self._blocked_since is None:
@@ -480,10 +538,11 @@ class CsvSink(Sink):
                 if self._waiting_bytes > self.max_waiting_bytes:
                     self._spill_oldest()
                 return
-            if sync:
+            if sync:  # the file's earlier writes with it
                 self._synced(path)
             else:
-                self._unsynced.add(path)
+                self._unsynced.setdefault(path, (start, []))[1].extend(group)
+                self._unsynced_bytes += len(text)
             self._waiting_bytes -= len(text)
             self.written += rows
             written += rows
@@ -551,13 +610,17 @@ class CsvSink(Sink):
                       "(--rotate hourly) or raise the cap")
 
     def finish(self) -> None:
-        self.retry_until_given_up(lambda: bool(self._waiting))
+        self._sync_next = -math.inf  # at the end, whatever was written is synced
+        self.flush()
+        self.retry_until_given_up(lambda: bool(self._waiting or self._unsynced))
         if self._waiting:
             self._save_to_side_files()
-        error = self._sync_written() if self._unsynced else None
-        if error is not None:
-            self.warn(f"could not flush {self.path} to the disk ({error.strerror or error}): "
-                      "its rows are written, but a power loss now could lose the last second's")
+        if self._unsynced:
+            error = self._sync_error
+            reason = f" ({error.strerror or error})" if error is not None else ""
+            self.warn(f"could not flush {', '.join(map(str, sorted(self._unsynced)))} to the "
+                      f"disk{reason}: its rows are written, but a power loss now could lose the "
+                      "last second's")
 
     def _next_group(self) -> tuple[Path, list[tuple[Path, str, int]], str, int]:
         """The waiting windows at the front that go to one file: taken off, with their text

@@ -45,9 +45,13 @@ def python_window_text(start: str, end: str, delimiter: str, clients: Sequence[s
 
 def with_ipv4(clients: Sequence[str], v4: np.ndarray) -> list[str]:
     """Every row's client text: its IPv4 address's, or the next of `clients` where v4 is -1."""
+    addresses = v4.tolist()
+    if sum(1 for address in addresses if address < 0) != len(clients) or any(
+            address > 0xFFFFFFFF for address in addresses):
+        raise ValueError("csv_rows: clients, directions and counts differ")
     texts = iter(clients)
     return [next(texts) if address < 0 else address_text(join_address(False, 0, address))
-            for address in v4.tolist()]
+            for address in addresses]
 
 
 def _c_window_text(start: str, end: str, delimiter: str, clients: Sequence[str],

@@ -248,18 +248,19 @@ static PyObject *read_walk_with(PyObject *args, int decode)
                            &big_endian, &rows_out, &width, &piece);
     if (!parsed)
         return NULL;
-    Py_ssize_t capacity = walk_capacity(&out, &rows_out, width), count = 0, got = 0;
-    for (int k = 0; decode && k < 4; k++)  /* room to decode every record the walk may take */
-        if (outputs[k].len / 8 < capacity)
-            capacity = outputs[k].len / 8;
     const char *refused = NULL;
     if (start < 0 || want < 0 || start > data.len || want > data.len - start || piece < 1
         || width < 0 || at < 0)
         refused = "read_walk: start, want, at, width or piece out of range";
     else if (decode && (width < 16 || d.scale <= 0 || d.fraction_limit <= 0))
         refused = "read_walk_decode: rows too narrow for a record header, or a bad scale";
+    Py_ssize_t capacity = 0, count = 0, got = 0;
     int failed = 0;
     if (refused == NULL) {
+        capacity = walk_capacity(&out, &rows_out, width);
+        for (int k = 0; decode && k < 4; k++)  /* room to decode every record walked */
+            if (outputs[k].len / 8 < capacity)
+                capacity = outputs[k].len / 8;
         d.big_endian = big_endian;
         d.starts = outputs[0].buf;
         d.captured = outputs[1].buf;

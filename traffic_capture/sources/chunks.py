@@ -93,9 +93,12 @@ class ChunkReader:
         # Records a walk takes at most: a chunk of smaller records takes several walks. (Not
         # sized for 16-byte records: Windows charges the whole table to its commit limit.)
         rows = max(CHUNK_BYTES // 64, 1)
+        # The decoded headers' columns only for a walk done as the file is read (read_walk):
+        # Windows charges untouched memory to its commit limit all the same.
         self.slots = [Slot(untouched((size,), np.uint8), untouched((rows,), np.int64),
                            untouched((rows, row_width), np.uint8), None, None,
-                           *(untouched((rows,), np.int64) for _ in range(4)))
+                           *((untouched((rows,), np.int64) for _ in range(4)) if read_walk
+                             else (None,) * 4))
                       for _ in range(slots)]
         self.consumed, self.handed_out = 0, True
         self.damaged: str | None = None  # why the walker stopped before the end

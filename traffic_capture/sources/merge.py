@@ -52,7 +52,7 @@ def _owned(batch: Batch, running_max: int) -> _Pending:
         headers = rows_at(batch.data, batch.starts, HEADER_BYTES)
     else:
         at = batch.headers_at
-        headers = np.ascontiguousarray(batch.headers[:, at:at + HEADER_BYTES])
+        headers = np.array(batch.headers[:, at:at + HEADER_BYTES])  # a copy, always
     keys = np.maximum.accumulate(np.maximum(batch.ts_ns, running_max))
     owned = _trimmed(_Pending(batch.data, batch.starts, batch.lengths, batch.ts_ns, keys,
                               np.full(len(batch), _link_key(batch), dtype=np.int64), headers,
