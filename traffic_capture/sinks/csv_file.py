@@ -527,22 +527,20 @@ class CsvSink(Sink):
         written = 0
         while self._waiting:
             path, group, text, rows = self._next_group()
-            sync = self._sync_due()
-            try:
-                start = append_text(path, text, self.delimiter, self.fsync, sync)
+            try:  # synced by flush() (_sync_written), which writes again what a sync loses
+                start = append_text(path, text, self.delimiter, self.fsync, sync=False)
             except OSError as error:
                 self._waiting.extendleft(reversed(group))  # in order, for the next try
                 if self._blocked_since is None:
                     self._blocked_since = time.monotonic()
                     self.warn(blocked_advice(path, error))
+                if path in self._unsynced:  # a write-back that failed may hold them too
+                    self._write_again(path, error)
                 if self._waiting_bytes > self.max_waiting_bytes:
                     self._spill_oldest()
                 return
-            if sync:  # the file's earlier writes with it
-                self._synced(path)
-            else:
-                self._unsynced.setdefault(path, (start, []))[1].extend(group)
-                self._unsynced_bytes += len(text)
+            self._unsynced.setdefault(path, (start, []))[1].extend(group)
+            self._unsynced_bytes += len(text)
             self._waiting_bytes -= len(text)
             self.written += rows
             written += rows
