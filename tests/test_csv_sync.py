@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DAEMON, child_env
+from tests.conftest import DAEMON, child_env, fill_disk
 from tests.csv_helpers import HOUR, chattr, closed_windows, data_rows, udp_capture, wait_until
 from tests.frames import SERVER4
 from tests.requirements import needs_root, needs_tools, tool
-from traffic_capture.sinks import csv_file
+from traffic_capture.sinks import Sink, csv_file
 from traffic_capture.sinks.csv_file import CsvSink
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the spy reads /proc/self/fd")
@@ -153,6 +153,40 @@ def test_a_sync_that_keeps_failing_at_stop_leaves_the_rows_in_a_side_file(
     side = sorted(tmp_path.glob("traffic.pending-*.csv"))
     assert len(side) == 1 and data_rows(side[0]) == 6 and data_rows(out) == 0
     assert any(f"saved to {side[0]}" in line for line in said)
+
+
+@pytest.mark.root
+def test_a_full_disk_also_writes_again_the_rows_not_yet_synced(small_disk: Path, synced: Syncs
+                                                               ) -> None:
+    """A write refused (a real full disk: a tiny tmpfs): the rows written since the file's
+    last sync are cut back and wait with it (a network share's failed write-back may hold
+    them too), and all are written once, in order, when space comes back."""
+    out = small_disk / "traffic.csv"
+    said: list[str] = []
+    sink = CsvSink(out, ",", said.append, said.append, sync_seconds=3600)
+    start_synced(sink, out, synced)
+    windows = closed_windows(60)
+    for number, window in enumerate(windows[:2], start=1):
+        sink.window(window)
+        wait_until(lambda n=number: data_rows(out) == 3 * n, 10, f"window {number}")
+    expected = out.read_text()
+    filler = fill_disk(small_disk, leave_free=0)
+    given = 2
+    while not any("disk is full" in line for line in said):  # until one no longer fits
+        sink.window(windows[given])
+        given += 1
+        wait_until(lambda: Sink.pending(sink) == 0, 10, "the window's write")
+    # Cut back to where the unsynced writes began: after the header, synced at start.
+    assert out.read_text() == expected.splitlines(keepends=True)[0]
+    filler.unlink()
+    for window in windows[given:]:
+        sink.window(window)
+    wait_until(lambda: data_rows(out) == 180, 10, "the rows written again")
+    sink.stop()
+    rows = out.read_text()
+    assert rows.startswith(expected) and rows.count("\n") == 181 and sink.written == 180
+    assert [line.split(",")[4] for line in rows.splitlines()[1::3]] == [
+        str(100 + second) for second in range(60)]  # each window once, in order
 
 
 @pytest.mark.root
