@@ -56,7 +56,7 @@ STOP_RETRY_SECONDS = 10.0
 # Between two attempts to write a locked or failing CSV.
 RETRY_INTERVAL_SECONDS = 1.0
 # The CSV's rows reach the disk (fsync) at most this long after they are written: a live
-# capture's windows (5 s apart) are each synced before the next, while a file read, whose
+# capture's windows (a second or more apart) are each synced as written, while a file read, whose
 # windows close many times a second, syncs once a second and at the end instead of once a
 # window (each fsync also makes the kernel write the file out: 10 % of a fast read). --fsync
 # syncs every window.

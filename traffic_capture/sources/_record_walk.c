@@ -165,8 +165,7 @@ static Py_ssize_t read_some(int fd, unsigned char *into, Py_ssize_t size)
 #endif
 }
 
-/* The pcap record headers in the first 16 bytes of table rows [from, to): see decode_pcap.
- * Stops for good at the first record claiming more than max_captured bytes (*stopped). */
+/* A decode's settings, outputs and progress (decode_pcap's, read_walk_decode's). */
 typedef struct {
     int big_endian;
     long long scale, fraction_limit, max_captured;
@@ -175,6 +174,8 @@ typedef struct {
     int stopped;
 } decoding;
 
+/* The pcap record headers in the first 16 bytes of table rows [from, to): see decode_pcap.
+ * Stops for good at the first record claiming more than max_captured bytes (stopped). */
 static void decode_rows(decoding *d, const unsigned char *rows, Py_ssize_t width,
                         const int64_t *offsets, Py_ssize_t from, Py_ssize_t to)
 {
@@ -203,9 +204,8 @@ static void decode_rows(decoding *d, const unsigned char *rows, Py_ssize_t width
  * walking on after each read while the piece is still in the CPU's cache (walked after a
  * whole chunk's read, the chunk's first pieces are back in main memory). Stops at the file's
  * end. The walk is walk()'s, so that rows are zeros past what was read when their record was
- * taken. On a read error, OSError with its errno. */
-/* read_walk's loop: with `d`, each record walked is decoded at once, while its row is in the
- * cache (read_walk_decode). */
+ * taken. With `d` (read_walk_decode), each record walked is decoded at once, while its row
+ * is in the cache. A read error's errno goes to *failed (OSError for the caller). */
 static Py_ssize_t read_walking(int fd, unsigned char *bytes, Py_ssize_t start, Py_ssize_t want,
                                Py_ssize_t *at, int64_t *offsets, int big_endian,
                                unsigned char *rows, Py_ssize_t width, Py_ssize_t piece,

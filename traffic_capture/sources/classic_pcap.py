@@ -24,7 +24,8 @@ PCAP_ROW = 16 + HEADER_BYTES
 
 
 # A plain file is read this much at a time and walked after each read, while the piece is in
-# the CPU's cache (record_walk.read_walk): 256 KiB fits a core's share of the L2 cache.
+# the CPU's cache (record_walk.read_walk_decode): 256 KiB fits a core's share of the L2
+# cache.
 READ_PIECE = 256 * 1024
 
 

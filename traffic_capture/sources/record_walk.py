@@ -225,6 +225,5 @@ walk = compiled_or(compiled_walk, python_walk)
 walk_pcapng = compiled_or(compiled_walk_pcapng, python_walk_pcapng)
 walk_ring = compiled_or(compiled_walk_ring, python_walk_ring)
 decode_pcap = compiled_or(compiled_decode_pcap, python_decode_pcap)
-read_walk = compiled_or(compiled_read_walk, python_read_walk)
 read_walk_decode = compiled_or(compiled_read_walk_decode, python_read_walk_decode)
 COMPILED = compiled_walk is not None
