@@ -35,55 +35,32 @@ static char *put_text(char *out, const char *text, Py_ssize_t size)
     return out + size;
 }
 
-/* Digits of a magnitude: compared with powers of ten, not divided (most counts are small). */
-static Py_ssize_t digits_of(uint64_t magnitude)
-{
-    static const uint64_t powers[] = {
-        10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
-        1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-        100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-        100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL};
-    Py_ssize_t size = 1;
-    while (size < 20 && magnitude >= powers[size - 1])
-        size++;
-    return size;
-}
-
-static uint64_t magnitude_of(int64_t value)
-{
-    return value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-}
-
 /* Decimal digits of a value as %d writes it (a '-' first when negative). */
 static Py_ssize_t decimal_size(int64_t value)
 {
-    return (value < 0) + digits_of(magnitude_of(value));
+    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    Py_ssize_t size = value < 0 ? 2 : 1;
+    while (magnitude >= 10) {
+        magnitude /= 10;
+        size++;
+    }
+    return size;
 }
 
-/* The value in decimal, two digits at a time from the end (its size is known first). */
 static char *put_decimal(char *out, int64_t value)
 {
-    static const char pairs[] =
-        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-        "8081828384858687888990919293949596979899";
-    uint64_t magnitude = magnitude_of(value);
+    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    char digits[20];
+    int count = 0;
+    do {
+        digits[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
     if (value < 0)
         *out++ = '-';
-    char *end = out + digits_of(magnitude), *at = end;
-    while (magnitude >= 100) {
-        unsigned pair = (unsigned)(magnitude % 100);
-        magnitude /= 100;
-        at -= 2;
-        memcpy(at, pairs + 2 * pair, 2);
-    }
-    if (magnitude >= 10) {
-        at -= 2;
-        memcpy(at, pairs + 2 * magnitude, 2);
-    } else {
-        *--at = (char)('0' + magnitude);
-    }
-    return end;
+    while (count)
+        *out++ = digits[--count];
+    return out;
 }
 
 /* An IPv4 address's dotted text (as Python's ipaddress writes it): its size, and the text. */
